@@ -1,0 +1,41 @@
+# Each target makes and uses .venv, so a fresh machine needs only python3, make and root.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check e2e-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: the gateway on the embedded defaults (data in ./var)
+run: $(STAMP)
+	$(BIN)/gateway serve
+
+## test: install what the tests need (Python and Debian packages), then run them all
+test: $(STAMP) e2e-deps
+	$(BIN)/pytest
+
+## check: ruff and mypy
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The end-to-end rig runs real servers from Debian's packages.
+E2E_BINARIES := /usr/sbin/unbound /usr/sbin/nginx /usr/sbin/knotd /usr/sbin/keymgr /usr/bin/swaks
+E2E_PACKAGES := unbound nginx-light knot swaks
+
+e2e-deps:
+	@missing=0; for b in $(E2E_BINARIES); do [ -x $$b ] || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+		echo "installing Debian packages for the test rig: $(E2E_PACKAGES)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(E2E_PACKAGES); \
+	fi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,170 @@
+"""`gateway ...`: the command line. Exit status 0 success, 1 a finding (an insecure domain, a bad
+allowlist entry), 2 a usage or configuration error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__, allowlists, config, logs, report
+from gateway.app import POLICY_DB, Assessment, data_dir, load_allowlist, posture
+from gateway.config import Settings
+from gateway.core.addresses import AddressError, normalise_domain
+from gateway.core.allowlist import lint
+from gateway.core.policy import today_utc
+from gateway.errors import ConfigError
+from gateway.stsdb import PolicyDb
+
+EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="FILE", help="TOML configuration (default: $GATEWAY_CONFIG)"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="Safeguarding Mail Gateway", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", parents=[common], help="show whether recipient domains are secure destinations"
+    )
+    check.add_argument("domains", nargs="+", metavar="DOMAIN")
+    check.add_argument("--json", action="store_true", help="print the stable JSON form")
+    check.set_defaults(run=run_check)
+
+    allowlist = commands.add_parser("allowlist", parents=[common], help="allowlist files")
+    allowlist_commands = allowlist.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lint_parser = allowlist_commands.add_parser(
+        "lint", parents=[common], help="report every bad entry as file:line: problem"
+    )
+    lint_parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help="files (default: [allowlist] paths)"
+    )
+    lint_parser.set_defaults(run=run_lint)
+
+    cache = commands.add_parser("sts-cache", parents=[common], help="the MTA-STS policy cache")
+    cache_commands = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cache_list = cache_commands.add_parser("list", parents=[common], help="cached policies")
+    cache_list.set_defaults(run=run_cache_list)
+    cache_purge = cache_commands.add_parser(
+        "purge", parents=[common], help="forget cached policies (all, or the domains named)"
+    )
+    cache_purge.add_argument("domains", nargs="*", metavar="DOMAIN")
+    cache_purge.set_defaults(run=run_cache_purge)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    level = "debug" if args.verbose else "warning"
+    logs.configure(level, settings.log.format, sys.stderr)
+    logs.get("gateway").info("config loaded", config=settings.redacted())
+    code: int = args.run(args, settings)
+    return code
+
+
+def _domains(names: Sequence[str]) -> list[str] | None:
+    domains = []
+    for name in names:
+        try:
+            domains.append(normalise_domain(name))
+        except AddressError as exc:
+            print(f"gateway: {name!r} is not a domain: {exc}", file=sys.stderr)
+            return None
+    return list(dict.fromkeys(domains))
+
+
+def run_check(args: argparse.Namespace, settings: Settings) -> int:
+    domains = _domains(args.domains)
+    if domains is None:
+        return EXIT_USAGE
+    loaded = load_allowlist(settings)
+    log = logs.get("gateway.check")
+    for problem in loaded.problems:
+        log.warning("allowlist problem", problem=str(problem))
+
+    async def assess_all() -> list[Assessment]:
+        async with posture(settings, loaded.allowlist) as checker:
+            return list(await asyncio.gather(*(checker.assess(d) for d in domains)))
+
+    assessments = asyncio.run(assess_all())
+    if args.json:
+        print(json.dumps(report.to_json(assessments), indent=2))
+    else:
+        print(report.to_text(assessments), end="")
+    return EXIT_OK if all(a.verdict.secure for a in assessments) else EXIT_FINDING
+
+
+def run_lint(args: argparse.Namespace, settings: Settings) -> int:
+    if args.paths:
+        files = [Path(p) for p in args.paths]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            print(f"gateway: no such file: {missing[0]}", file=sys.stderr)
+            return EXIT_USAGE
+        loaded = allowlists.load(files)
+    else:
+        loaded = load_allowlist(settings)
+    problems = list(loaded.problems)
+    problems += lint(loaded.allowlist.entries, today_utc(time.time()))
+    problems.sort(key=lambda p: (p.file, p.line))
+    for problem in problems:
+        print(problem)
+    entries = len(loaded.allowlist.entries)
+    print(
+        f"{len(loaded.files)} file(s), {entries} entr{'y' if entries == 1 else 'ies'}, "
+        f"{len(problems)} problem(s)",
+        file=sys.stderr,
+    )
+    return EXIT_FINDING if problems else EXIT_OK
+
+
+def run_cache_list(args: argparse.Namespace, settings: Settings) -> int:
+    db = PolicyDb(data_dir(settings) / POLICY_DB)
+    try:
+        for domain in db.domains():
+            cached = db.policy(domain)
+            if cached is None:
+                continue
+            expires = dt.datetime.fromtimestamp(cached.expires_at, dt.UTC)
+            print(
+                f"{domain}  id={cached.id}  mode={cached.policy.mode.value}  "
+                f"mx={','.join(cached.policy.mx)}  expires={expires:%Y-%m-%dT%H:%M:%SZ}"
+            )
+    finally:
+        db.close()
+    return EXIT_OK
+
+
+def run_cache_purge(args: argparse.Namespace, settings: Settings) -> int:
+    domains = _domains(args.domains)
+    if domains is None:
+        return EXIT_USAGE
+    db = PolicyDb(data_dir(settings) / POLICY_DB)
+    try:
+        count = sum(db.forget(d) for d in domains) if domains else db.forget()
+    finally:
+        db.close()
+    print(f"forgot {count} cached polic{'y' if count == 1 else 'ies'}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

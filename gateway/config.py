@@ -1,0 +1,275 @@
+"""Configuration: defaults, then one TOML file, then the environment, then validation.
+
+Every key lives in a frozen dataclass below; its metadata carries the check that rejects an
+impossible value. ``config/gateway.example.toml`` documents every key, and a test keeps the two
+in step. The environment overrides a key as ``GATEWAY_<SECTION>_<KEY>`` (for example
+``GATEWAY_DNS_TIMEOUT=2``); lists are comma-separated.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gateway.core.model import Requirement, Transport
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "GATEWAY_"
+CONFIG_ENV = "GATEWAY_CONFIG"
+
+Check = Callable[[Any], str | None]
+
+
+def _check(check: Check, *, secret: bool = False) -> dict[str, Any]:
+    return {"check": check, "secret": secret}
+
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than zero"
+
+
+def port(value: Any) -> str | None:
+    return None if 0 < value < 65536 else "must be a port number from 1 to 65535"
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else "must be one of " + ", ".join(choices)
+
+    return check
+
+
+def nameserver_list(value: Any) -> str | None:
+    for item in value:
+        try:
+            parse_hostport(item, 53)
+        except ValueError as exc:
+            return f"{item!r}: {exc}"
+    return None
+
+
+def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
+    """``"192.0.2.1"``, ``"192.0.2.1:5353"``, ``"::1"`` or ``"[::1]:5353"`` -> (ip, port)."""
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("expected [address]:port")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError("not an IP address") from None
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("bad port")
+    return host, int(port_text)
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    nameservers: tuple[str, ...] = field(default=(), metadata=_check(nameserver_list))
+    timeout: float = field(default=5.0, metadata=_check(positive))
+    trust_ad: bool = False
+    max_concurrency: int = field(default=64, metadata=_check(positive))
+
+
+@dataclass(frozen=True)
+class MtaStsSettings:
+    https_port: int = field(default=443, metadata=_check(port))
+    ca_file: str = ""
+    allow_private_addresses: bool = False
+    fetch_timeout: float = field(default=10.0, metadata=_check(positive))
+
+
+@dataclass(frozen=True)
+class AllowlistSettings:
+    paths: tuple[str, ...] = ("allowlists/*.toml", "allowlists/*.txt")
+
+
+TRANSPORT_LABELS = ("mta-sts-testing", "mta-sts-enforce", "dane")
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    minimum_transport: str = field(
+        default="mta-sts-enforce", metadata=_check(one_of(*TRANSPORT_LABELS))
+    )
+    require_tls_rpt: bool = False
+
+    @property
+    def requirement(self) -> Requirement:
+        return Requirement(Transport.from_label(self.minimum_transport), self.require_tls_rpt)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    data_dir: str = "var"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = field(default="info", metadata=_check(one_of("debug", "info", "warning", "error")))
+    format: str = field(default="json", metadata=_check(one_of("json", "console")))
+
+
+@dataclass(frozen=True)
+class Settings:
+    dns: DnsSettings = DnsSettings()
+    mta_sts: MtaStsSettings = MtaStsSettings()
+    allowlist: AllowlistSettings = AllowlistSettings()
+    policy: PolicySettings = PolicySettings()
+    store: StoreSettings = StoreSettings()
+    log: LogSettings = LogSettings()
+    # Where relative paths are taken from: the config file's folder, else the working folder.
+    base_dir: Path = field(default=Path(), compare=False)
+
+    def path(self, value: str) -> Path:
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def redacted(self) -> dict[str, dict[str, Any]]:
+        """The effective configuration for the start-up log, secrets hidden."""
+        shown: dict[str, dict[str, Any]] = {}
+        for name, _ in _sections():
+            values = getattr(self, name)
+            shown[name] = {
+                f.name: "********" if f.metadata.get("secret") else _plain(getattr(values, f.name))
+                for f in fields(values)
+            }
+        return shown
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _sections() -> list[tuple[str, Any]]:
+    hints = typing.get_type_hints(Settings)
+    return [(f.name, hints[f.name]) for f in fields(Settings) if f.name != "base_dir"]
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings; raise ConfigError naming the key and the problem."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    document: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        try:
+            document = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(str(file), "no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(file), f"cannot read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(file), f"not valid TOML: {exc}") from None
+        base_dir = file.resolve().parent
+
+    known = {name for name, _ in _sections()}
+    for key in document:
+        if key not in known:
+            raise ConfigError(key, "unknown section")
+    built: dict[str, Any] = {}
+    for name, cls in _sections():
+        table = document.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(name, "must be a table")
+        built[name] = _build_section(name, cls, table, env)
+    return Settings(**built, base_dir=base_dir)
+
+
+def _build_section(name: str, cls: Any, table: dict[str, Any], env: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    for key in table:
+        if key not in names:
+            raise ConfigError(f"{name}.{key}", "unknown key")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        key_path = f"{name}.{f.name}"
+        env_name = f"{ENV_PREFIX}{name}_{f.name}".upper()
+        if env_name in env:
+            value = _from_env(env[env_name], hints[f.name], f"{key_path} (from {env_name})")
+        elif f.name in table:
+            value = _coerce(table[f.name], hints[f.name], key_path)
+        else:
+            continue
+        check = f.metadata.get("check")
+        problem = check(value) if check is not None else None
+        if problem:
+            raise ConfigError(key_path, problem)
+        values[f.name] = value
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key_path: str) -> Any:
+    """Check a TOML value against the field's type. TOML's types are exact, so no guessing:
+    only an integer may stand for a float."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(key_path, "must be a list")
+        (item_hint, _) = typing.get_args(hint)
+        return tuple(_coerce(item, item_hint, f"{key_path}[{i}]") for i, item in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key_path, "must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key_path, "must be a whole number")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key_path, "must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key_path, "must be a string")
+        return value
+    raise ConfigError(key_path, f"unsupported type {hint}")  # pragma: no cover
+
+
+def _from_env(text: str, hint: Any, key_path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        (item_hint, _) = typing.get_args(hint)
+        return tuple(_from_env(item, item_hint, key_path) for item in items)
+    if hint is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key_path, "must be true or false")
+    if hint is int:
+        if not text.strip().isdigit():
+            raise ConfigError(key_path, "must be a whole number")
+        return int(text)
+    if hint is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(key_path, "must be a number") from None
+    return text
+
+
+def keys() -> list[str]:
+    """Every key path, for the documentation test."""
+    return [f"{name}.{f.name}" for name, cls in _sections() for f in fields(cls)]
+
+
+__all__ = ["ConfigError", "Settings", "keys", "load", "parse_hostport"]

@@ -1,0 +1,222 @@
+"""The organisation's secure-email allowlist: parse entries, find problems, match domains.
+
+An entry names a domain exactly (``nhs.net``) or all its subdomains (``*.police.uk``: any depth
+below police.uk, not police.uk itself). Entries may carry ``note``, ``owner``, ``source`` and an
+``expires`` date; an entry counts up to and including that date (UTC) and not after it.
+Parsing takes text, never a path: the adapter in ``gateway.allowlists`` reads the files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.core.addresses import AddressError, is_subdomain, normalise_domain
+
+ENTRY_KEYS = frozenset({"name", "note", "owner", "source", "expires"})
+_TABLE_HEADER = re.compile(r"\s*\[\[\s*domain\s*\]\]")
+_NAME_KEY = re.compile(r"\s*name\s*=")
+
+
+@dataclass(frozen=True)
+class AllowlistEntry:
+    domain: str  # canonical, without the "*."
+    wildcard: bool
+    note: str = ""
+    owner: str = ""
+    source: str = ""
+    expires: dt.date | None = None
+    file: str = ""
+    line: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"*.{self.domain}" if self.wildcard else self.domain
+
+    def expired(self, today: dt.date) -> bool:
+        return self.expires is not None and today > self.expires
+
+    def covers(self, domain: str) -> bool:
+        return is_subdomain(domain, self.domain) if self.wildcard else domain == self.domain
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class MatchStatus(StrEnum):
+    ALLOWED = "allowed"
+    EXPIRED = "expired"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class AllowlistMatch:
+    status: MatchStatus
+    entry: AllowlistEntry | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    entries: tuple[AllowlistEntry, ...]
+    problems: tuple[Problem, ...]
+
+
+def parse_toml(text: str, file: str) -> ParsedFile:
+    """Parse an allowlist file of ``[[domain]]`` tables."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(exc)
+        return ParsedFile((), (Problem(file, line, f"not valid TOML: {exc}"),))
+    problems: list[Problem] = []
+    unknown = sorted(set(document) - {"domain"})
+    for key in unknown:
+        problems.append(Problem(file, 1, f"unknown top-level key {key!r} (expected [[domain]])"))
+    tables = document.get("domain", [])
+    if not isinstance(tables, list):
+        return ParsedFile((), (Problem(file, 1, "'domain' must be an array of tables"),))
+    lines = _entry_lines(text)
+    entries: list[AllowlistEntry] = []
+    for index, table in enumerate(tables):
+        line = lines[index] if index < len(lines) else 0
+        entry = _entry_from_table(table, file, line, problems)
+        if entry is not None:
+            entries.append(entry)
+    return ParsedFile(tuple(entries), tuple(problems))
+
+
+def parse_txt(text: str, file: str) -> ParsedFile:
+    """Parse a plain list: one domain (or ``*.domain``) a line, ``#`` starts a comment."""
+    entries: list[AllowlistEntry] = []
+    problems: list[Problem] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        name = raw.split("#", 1)[0].strip()
+        if not name:
+            continue
+        try:
+            domain, wildcard = parse_name(name)
+        except AddressError as exc:
+            problems.append(Problem(file, number, f"invalid domain {name!r}: {exc}"))
+            continue
+        entries.append(AllowlistEntry(domain, wildcard, file=file, line=number))
+    return ParsedFile(tuple(entries), tuple(problems))
+
+
+def parse_name(name: str) -> tuple[str, bool]:
+    """``*.police.uk`` -> ("police.uk", True); ``NHS.net.`` -> ("nhs.net", False)."""
+    wildcard = name.startswith("*.")
+    domain = normalise_domain(name[2:] if wildcard else name)
+    if "." not in domain:
+        raise AddressError("a top-level domain alone is too broad")
+    return domain, wildcard
+
+
+def _entry_from_table(
+    table: object, file: str, line: int, problems: list[Problem]
+) -> AllowlistEntry | None:
+    if not isinstance(table, dict):
+        problems.append(Problem(file, line, "entry is not a table"))
+        return None
+    for key in sorted(set(table) - ENTRY_KEYS):
+        problems.append(Problem(file, line, f"unknown key {key!r}"))
+    name = table.get("name")
+    if not isinstance(name, str):
+        problems.append(Problem(file, line, "entry has no name"))
+        return None
+    try:
+        domain, wildcard = parse_name(name)
+    except AddressError as exc:
+        problems.append(Problem(file, line, f"invalid domain {name!r}: {exc}"))
+        return None
+    texts: dict[str, str] = {}
+    for key in ("note", "owner", "source"):
+        value = table.get(key, "")
+        if not isinstance(value, str):
+            problems.append(Problem(file, line, f"{key} must be a string"))
+            value = ""
+        texts[key] = value
+    expires = table.get("expires")
+    if isinstance(expires, dt.datetime):
+        expires = expires.astimezone(dt.UTC).date() if expires.tzinfo else expires.date()
+    elif expires is not None and not isinstance(expires, dt.date):
+        problems.append(Problem(file, line, f"malformed date for expires: {expires!r}"))
+        return None
+    return AllowlistEntry(domain, wildcard, expires=expires, file=file, line=line, **texts)
+
+
+def _entry_lines(text: str) -> list[int]:
+    """The line of each ``[[domain]]`` table's name (or header), in order: tomllib keeps no
+    positions, so the problems a person must fix are located by a scan of the text."""
+    lines: list[int] = []
+    in_entry = False
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if _TABLE_HEADER.match(raw):
+            lines.append(number)
+            in_entry = True
+        elif raw.lstrip().startswith("["):
+            in_entry = False
+        elif in_entry and _NAME_KEY.match(raw):
+            lines[-1] = number
+            in_entry = False
+    return lines
+
+
+def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int:
+    found = re.search(r"line (\d+)", str(exc))
+    return int(found.group(1)) if found else 1
+
+
+def lint(entries: Sequence[AllowlistEntry], today: dt.date) -> list[Problem]:
+    """Problems that only show across entries, or with the date: duplicates and expiry."""
+    problems: list[Problem] = []
+    seen: dict[str, AllowlistEntry] = {}
+    for entry in entries:
+        first = seen.get(entry.name)
+        if first is not None:
+            problems.append(
+                Problem(entry.file, entry.line, f"duplicate of {first.file}:{first.line}")
+            )
+        else:
+            seen[entry.name] = entry
+        if entry.expired(today):
+            assert entry.expires is not None
+            problems.append(
+                Problem(entry.file, entry.line, f"{entry.name} expired on {entry.expires}")
+            )
+    return problems
+
+
+class Allowlist:
+    """Entries indexed for matching. The most specific entry that has not expired wins; an
+    expired entry is reported only when nothing current matches."""
+
+    def __init__(self, entries: Iterable[AllowlistEntry]) -> None:
+        self.entries = tuple(entries)
+        self._exact: dict[str, list[AllowlistEntry]] = {}
+        self._wild: dict[str, list[AllowlistEntry]] = {}
+        for entry in self.entries:
+            index = self._wild if entry.wildcard else self._exact
+            index.setdefault(entry.domain, []).append(entry)
+
+    def match(self, domain: str, today: dt.date) -> AllowlistMatch:
+        candidates = list(self._exact.get(domain, ()))
+        labels = domain.split(".")
+        for start in range(1, len(labels)):  # nearest parent first: most specific wildcard
+            candidates.extend(self._wild.get(".".join(labels[start:]), ()))
+        for entry in candidates:
+            if not entry.expired(today):
+                return AllowlistMatch(MatchStatus.ALLOWED, entry)
+        if candidates:
+            return AllowlistMatch(MatchStatus.EXPIRED, candidates[0])
+        return AllowlistMatch(MatchStatus.NONE)

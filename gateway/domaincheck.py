@@ -1,0 +1,234 @@
+"""Gather a recipient domain's transport facts: MX, MTA-STS record and policy, TLS-RPT and DANE.
+
+The lookups run concurrently (DANE's TLSA lookups start as soon as the MX answer is in), each
+is timed, and concurrent checks of the same domain share one run (single flight). The result is
+a ``DomainFacts`` for ``core.policy.decide_domain``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from gateway.core import dane, mtasts, stscache, tlsrpt
+from gateway.core.model import (
+    DaneFacts,
+    DaneHostFacts,
+    DaneHostStatus,
+    DnsAnswer,
+    DnsStatus,
+    DomainFacts,
+    MxFacts,
+    MxRecord,
+    MxStatus,
+    PolicySource,
+    PolicyStatus,
+    Reason,
+    RecordStatus,
+    StsPolicyFacts,
+    StsRecordFacts,
+    TlsaRecord,
+    TlsRptFacts,
+)
+from gateway.dns import Resolver
+from gateway.errors import PolicyFetchError
+from gateway.stsdb import PolicyDb
+from gateway.stsfetch import PolicyFetcher
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+class DomainChecker:
+    def __init__(
+        self,
+        resolver: Resolver,
+        fetcher: PolicyFetcher,
+        cache: PolicyDb,
+        clock: Clock = time.time,
+    ) -> None:
+        self._resolver = resolver
+        self._fetcher = fetcher
+        self._cache = cache
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Future[DomainFacts]] = {}
+        self.policy_fetches = 0
+
+    async def facts(self, domain: str) -> DomainFacts:
+        """``domain`` must be canonical (``core.addresses.normalise_domain``)."""
+        future = self._inflight.get(domain)
+        if future is None:
+            future = asyncio.ensure_future(self._gather(domain))
+            self._inflight[domain] = future
+            future.add_done_callback(lambda _: self._inflight.pop(domain, None))
+        return await asyncio.shield(future)
+
+    async def _gather(self, domain: str) -> DomainFacts:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            mx_task = group.create_task(_timed(timings, "mx", self._mx(domain)))
+            sts_task = group.create_task(_timed(timings, "mta_sts", self._sts(domain)))
+            rpt_task = group.create_task(_timed(timings, "tls_rpt", self._tls_rpt(domain)))
+            dane_task = group.create_task(_timed(timings, "dane", self._dane(domain, mx_task)))
+        timings["total"] = _ms(started)
+        record, policy = sts_task.result()
+        return DomainFacts(
+            domain=domain,
+            mx=mx_task.result(),
+            sts_record=record,
+            sts_policy=policy,
+            tls_rpt=rpt_task.result(),
+            dane=dane_task.result(),
+            timings_ms=timings,
+        )
+
+    # --- MX ----------------------------------------------------------------------------------
+
+    async def _mx(self, domain: str) -> MxFacts:
+        answer = await self._resolver.mx(domain)
+        return mx_facts(answer)
+
+    # --- MTA-STS -----------------------------------------------------------------------------
+
+    async def _sts(self, domain: str) -> tuple[StsRecordFacts, StsPolicyFacts]:
+        answer = await self._resolver.txt(f"_mta-sts.{domain}")
+        record = sts_record_facts(answer)
+        cached, failure = self._cache.policy(domain), self._cache.failure(domain)
+        plan = stscache.plan(record, cached, failure, self._clock())
+        if plan.step is stscache.Step.USE_CACHED:
+            assert plan.fallback is not None
+            return record, plan.fallback.facts()
+        if plan.step is stscache.Step.NO_POLICY:
+            return record, StsPolicyFacts(PolicyStatus.NOT_FETCHED)
+        if plan.step is stscache.Step.BACK_OFF:
+            assert failure is not None
+            return record, stscache.after_fetch_failure(plan, failure)
+        return record, await self._fetch(domain, record.id, plan)
+
+    async def _fetch(self, domain: str, record_id: str, plan: stscache.Plan) -> StsPolicyFacts:
+        self.policy_fetches += 1
+        try:
+            text = await self._fetcher.fetch(domain)
+            policy = mtasts.parse_policy(text)
+        except PolicyFetchError as exc:
+            failure = stscache.FetchFailure(
+                record_id, self._clock(), exc.status, exc.detail, exc.temporary
+            )
+        except mtasts.StsError as exc:
+            failure = stscache.FetchFailure(
+                record_id, self._clock(), PolicyStatus.INVALID, exc.detail, temporary=False
+            )
+        else:
+            now = self._clock()
+            cached = stscache.CachedPolicy(
+                domain, record_id, policy, text, now, now + policy.max_age
+            )
+            self._cache.store_policy(cached)
+            return StsPolicyFacts(
+                PolicyStatus.OK,
+                policy,
+                PolicySource.FETCHED,
+                fetched_at=cached.fetched_at,
+                expires_at=cached.expires_at,
+            )
+        self._cache.store_failure(domain, failure)
+        return stscache.after_fetch_failure(plan, failure)
+
+    # --- TLS-RPT -----------------------------------------------------------------------------
+
+    async def _tls_rpt(self, domain: str) -> TlsRptFacts:
+        answer = await self._resolver.txt(f"_smtp._tls.{domain}")
+        return tls_rpt_facts(answer)
+
+    # --- DANE --------------------------------------------------------------------------------
+
+    async def _dane(self, domain: str, mx_task: Awaitable[MxFacts]) -> DaneFacts:
+        mx = await mx_task
+        trusted = self._resolver.trusted
+        # RFC 7672 §2.2: DANE applies only when the MX RRset itself is DNSSEC-secure.
+        if not trusted or not mx.dnssec or mx.status not in (MxStatus.FOUND, MxStatus.IMPLICIT):
+            return DaneFacts(resolver_trusted=trusted)
+        hosts = mx.hosts if mx.status is MxStatus.FOUND else (domain,)
+        results = await asyncio.gather(*(self._dane_host(host) for host in hosts))
+        return DaneFacts(resolver_trusted=True, hosts=tuple(results))
+
+    async def _dane_host(self, host: str) -> DaneHostFacts:
+        addresses, tlsa = await asyncio.gather(
+            self._resolver.addresses(host), self._resolver.tlsa(dane.tlsa_name(host))
+        )
+        return dane_host_facts(host, addresses, tlsa)
+
+
+# --- Pure translations from DNS answers to facts ----------------------------------------------
+
+
+def mx_facts(answer: DnsAnswer[MxRecord]) -> MxFacts:
+    secure = answer.authenticated
+    if answer.status is DnsStatus.TEMPORARY:
+        return MxFacts(MxStatus.TEMPORARY, error=answer.error)
+    if answer.status is DnsStatus.NXDOMAIN:
+        return MxFacts(MxStatus.NXDOMAIN, dnssec=secure)
+    if answer.status is DnsStatus.NODATA:
+        return MxFacts(MxStatus.IMPLICIT, dnssec=secure)  # RFC 5321 §5.1
+    hosts = [record.host for record in answer.records if record.host]
+    if not hosts:
+        return MxFacts(MxStatus.NULL, dnssec=secure)  # RFC 7505 §3
+    # A null MX beside real ones is a misconfiguration; RFC 7505 §4.3 says to ignore it.
+    unique = tuple(dict.fromkeys(hosts))
+    return MxFacts(MxStatus.FOUND, unique, dnssec=secure)
+
+
+def sts_record_facts(answer: DnsAnswer[str]) -> StsRecordFacts:
+    if answer.status is DnsStatus.TEMPORARY:
+        return StsRecordFacts(RecordStatus.TEMPORARY, error=answer.error)
+    try:
+        text = mtasts.select_record(answer.records)
+        record = mtasts.parse_record(text)
+    except mtasts.StsError as exc:
+        status = {
+            Reason.STS_NO_RECORD: RecordStatus.NONE,
+            Reason.STS_MULTIPLE_RECORDS: RecordStatus.MULTIPLE,
+        }.get(exc.reason, RecordStatus.INVALID)
+        return StsRecordFacts(status, error=exc.detail)
+    return StsRecordFacts(RecordStatus.FOUND, id=record.id)
+
+
+def tls_rpt_facts(answer: DnsAnswer[str]) -> TlsRptFacts:
+    if answer.status is DnsStatus.TEMPORARY:
+        return TlsRptFacts(RecordStatus.TEMPORARY, error=answer.error)
+    try:
+        rua = tlsrpt.parse_record(tlsrpt.select_record(answer.records))
+    except tlsrpt.TlsRptError as exc:
+        status = RecordStatus.NONE if exc.missing else RecordStatus.INVALID
+        return TlsRptFacts(status, error=exc.detail)
+    return TlsRptFacts(RecordStatus.FOUND, rua)
+
+
+def dane_host_facts(
+    host: str, addresses: DnsAnswer[str], tlsa: DnsAnswer[TlsaRecord]
+) -> DaneHostFacts:
+    if addresses.status is DnsStatus.TEMPORARY:
+        return DaneHostFacts(host, DaneHostStatus.TEMPORARY, error=addresses.error)
+    if not addresses.authenticated:
+        # RFC 7672 §2.2.2: TLSA records count only for hosts whose addresses are secure.
+        return DaneHostFacts(host, DaneHostStatus.INSECURE)
+    if tlsa.status is DnsStatus.TEMPORARY:
+        return DaneHostFacts(host, DaneHostStatus.TEMPORARY, error=tlsa.error)
+    if not tlsa.authenticated:
+        return DaneHostFacts(host, DaneHostStatus.INSECURE)
+    return DaneHostFacts(host, dane.host_status(tlsa.records), tlsa.records)
+
+
+async def _timed(timings: dict[str, float], name: str, work: Awaitable[T]) -> T:
+    started = time.perf_counter()
+    try:
+        return await work
+    finally:
+        timings[name] = _ms(started)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
