@@ -56,10 +56,10 @@ def nameserver_list(value: Any) -> str | None:
 
 def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     """``"192.0.2.1"``, ``"192.0.2.1:5353"``, ``"::1"`` or ``"[::1]:5353"`` -> (ip, port)."""
-    host, port_text = text, ""
+    host, port_text = text, None
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
+        if not sep or not rest.startswith(":"):
             raise ValueError("expected [address]:port")
         port_text = rest[1:]
     elif text.count(":") == 1:
@@ -68,7 +68,7 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
         ipaddress.ip_address(host)
     except ValueError:
         raise ValueError("not an IP address") from None
-    if not port_text:
+    if port_text is None:
         return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError("bad port")

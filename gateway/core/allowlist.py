@@ -18,8 +18,11 @@ from enum import StrEnum
 from gateway.core.addresses import AddressError, is_subdomain, normalise_domain
 
 ENTRY_KEYS = frozenset({"name", "note", "owner", "source", "expires"})
+# The retired Government Secure Intranet family: mail to these no longer goes over a secure
+# network, so listing them is almost certainly a stale entry.
+RETIRED_GSI = ("gsi.gov.uk", "gse.gov.uk", "gcsx.gov.uk", "gsx.gov.uk")
 _TABLE_HEADER = re.compile(r"\s*\[\[\s*domain\s*\]\]")
-_NAME_KEY = re.compile(r"\s*name\s*=")
+_KEY = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,11 @@ def parse_toml(text: str, file: str) -> ParsedFile:
     tables = document.get("domain", [])
     if not isinstance(tables, list):
         return ParsedFile((), (Problem(file, 1, "'domain' must be an array of tables"),))
-    lines = _entry_lines(text)
+    positions = _entry_lines(text)
     entries: list[AllowlistEntry] = []
     for index, table in enumerate(tables):
-        line = lines[index] if index < len(lines) else 0
-        entry = _entry_from_table(table, file, line, problems)
+        lines = positions[index] if index < len(positions) else {}
+        entry = _entry_from_table(table, file, lines, problems)
         if entry is not None:
             entries.append(entry)
     return ParsedFile(tuple(entries), tuple(problems))
@@ -123,13 +126,19 @@ def parse_name(name: str) -> tuple[str, bool]:
 
 
 def _entry_from_table(
-    table: object, file: str, line: int, problems: list[Problem]
+    table: object, file: str, lines: dict[str, int], problems: list[Problem]
 ) -> AllowlistEntry | None:
+    header = lines.get("", 0)
+    line = lines.get("name", header)
+
+    def at(key: str) -> int:
+        return lines.get(key, line)
+
     if not isinstance(table, dict):
-        problems.append(Problem(file, line, "entry is not a table"))
+        problems.append(Problem(file, header, "entry is not a table"))
         return None
     for key in sorted(set(table) - ENTRY_KEYS):
-        problems.append(Problem(file, line, f"unknown key {key!r}"))
+        problems.append(Problem(file, at(key), f"unknown key {key!r}"))
     name = table.get("name")
     if not isinstance(name, str):
         problems.append(Problem(file, line, "entry has no name"))
@@ -143,33 +152,33 @@ def _entry_from_table(
     for key in ("note", "owner", "source"):
         value = table.get(key, "")
         if not isinstance(value, str):
-            problems.append(Problem(file, line, f"{key} must be a string"))
+            problems.append(Problem(file, at(key), f"{key} must be a string"))
             value = ""
         texts[key] = value
     expires = table.get("expires")
     if isinstance(expires, dt.datetime):
         expires = expires.astimezone(dt.UTC).date() if expires.tzinfo else expires.date()
     elif expires is not None and not isinstance(expires, dt.date):
-        problems.append(Problem(file, line, f"malformed date for expires: {expires!r}"))
+        problems.append(Problem(file, at("expires"), f"malformed date for expires: {expires!r}"))
         return None
     return AllowlistEntry(domain, wildcard, expires=expires, file=file, line=line, **texts)
 
 
-def _entry_lines(text: str) -> list[int]:
-    """The line of each ``[[domain]]`` table's name (or header), in order: tomllib keeps no
-    positions, so the problems a person must fix are located by a scan of the text."""
-    lines: list[int] = []
+def _entry_lines(text: str) -> list[dict[str, int]]:
+    """For each ``[[domain]]`` table in order, the line of each key (and of the header, under
+    ""): tomllib keeps no positions, so problems are located by a scan of the text, and each
+    problem names the line a person must fix."""
+    tables: list[dict[str, int]] = []
     in_entry = False
     for number, raw in enumerate(text.split("\n"), start=1):
         if _TABLE_HEADER.match(raw):
-            lines.append(number)
+            tables.append({"": number})
             in_entry = True
         elif raw.lstrip().startswith("["):
             in_entry = False
-        elif in_entry and _NAME_KEY.match(raw):
-            lines[-1] = number
-            in_entry = False
-    return lines
+        elif in_entry and (key := _KEY.match(raw)) is not None:
+            tables[-1].setdefault(key.group(1), number)
+    return tables
 
 
 def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int:
@@ -189,6 +198,13 @@ def lint(entries: Sequence[AllowlistEntry], today: dt.date) -> list[Problem]:
             )
         else:
             seen[entry.name] = entry
+        retired = next(
+            (g for g in RETIRED_GSI if entry.domain == g or is_subdomain(entry.domain, g)), None
+        )
+        if retired is not None:
+            problems.append(
+                Problem(entry.file, entry.line, f"{entry.name} is in the retired {retired} family")
+            )
         if entry.expired(today):
             assert entry.expires is not None
             problems.append(
