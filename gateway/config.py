@@ -8,6 +8,8 @@ in step. The environment overrides a key as ``GATEWAY_<SECTION>_<KEY>`` (for exa
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import tomllib
@@ -75,6 +77,87 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def network_list(value: Any) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"{item!r} is not a network (e.g. 192.0.2.0/24)"
+    return None
+
+
+def listen_address(value: Any) -> str | None:
+    try:
+        parse_hostport(value, 0)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def domain_list(value: Any) -> str | None:
+    from gateway.core.addresses import AddressError, normalise_domain
+
+    for item in value:
+        try:
+            normalise_domain(item)
+        except AddressError as exc:
+            return f"{item!r}: {exc}"
+    return None
+
+
+def store_key(value: Any) -> str | None:
+    if value and decode_key(value) is None:
+        return "must be 32 bytes as 64 hex digits or base64"
+    return None
+
+
+def decode_key(text: str) -> bytes | None:
+    """An AES-256 key written as 64 hex digits or standard base64."""
+    text = text.strip()
+    try:
+        key = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    return key if len(key) == 32 else None
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    listen: str = field(default="127.0.0.1:10025", metadata=_check(listen_address))
+    hostname: str = ""
+    trusted_networks: tuple[str, ...] = field(
+        default=("127.0.0.0/8", "::1/128"), metadata=_check(network_list)
+    )
+    max_message_size: int = field(default=52_428_800, metadata=_check(positive))
+    max_recipients: int = field(default=100, metadata=_check(positive))
+    max_connections: int = field(default=100, metadata=_check(positive))
+    command_timeout: float = field(default=300.0, metadata=_check(positive))
+    workers: int = field(default=1, metadata=_check(positive))
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=10026, metadata=_check(port))
+    tls: str = field(default="none", metadata=_check(one_of("none", "starttls", "implicit")))
+    ca_file: str = ""
+    username: str = ""
+    password: str = field(default="", metadata=_check(lambda _: None, secret=True))
+    timeout: float = field(default=60.0, metadata=_check(positive))
+    max_connections: int = field(default=8, metadata=_check(positive))
+
+
+@dataclass(frozen=True)
+class ClassifySettings:
+    header: str = "X-Safeguarding"
+    header_values: tuple[str, ...] = ("yes", "true", "1")
+    subject_markers: tuple[str, ...] = ("SAFEGUARDING", "OFFICIAL-SENSITIVE", "SECURE", "ENCRYPT")
+    sensitivity_labels: tuple[str, ...] = ()
+    body_keywords: tuple[str, ...] = ()
+    body_scan_bytes: int = field(default=1_048_576, metadata=_check(positive))
+    body_scan_timeout: float = field(default=2.0, metadata=_check(positive))
+
+
 @dataclass(frozen=True)
 class DnsSettings:
     nameservers: tuple[str, ...] = field(default=(), metadata=_check(nameserver_list))
@@ -105,6 +188,9 @@ class PolicySettings:
         default="mta-sts-enforce", metadata=_check(one_of(*TRANSPORT_LABELS))
     )
     require_tls_rpt: bool = False
+    scope: str = field(default="flagged", metadata=_check(one_of("flagged", "all")))
+    local_domains: tuple[str, ...] = field(default=(), metadata=_check(domain_list))
+    on_dns_error: str = field(default="hold", metadata=_check(one_of("hold", "tempfail")))
 
     @property
     def requirement(self) -> Requirement:
@@ -114,6 +200,8 @@ class PolicySettings:
 @dataclass(frozen=True)
 class StoreSettings:
     data_dir: str = "var"
+    key_file: str = ""
+    key: str = field(default="", metadata=_check(store_key, secret=True))
 
 
 @dataclass(frozen=True)
@@ -124,6 +212,9 @@ class LogSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    smtp: SmtpSettings = SmtpSettings()
+    relay: RelaySettings = RelaySettings()
+    classify: ClassifySettings = ClassifySettings()
     dns: DnsSettings = DnsSettings()
     mta_sts: MtaStsSettings = MtaStsSettings()
     allowlist: AllowlistSettings = AllowlistSettings()
