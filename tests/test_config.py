@@ -166,5 +166,5 @@ def test_secrets_are_hidden_in_the_logged_configuration() -> None:
 
 @pytest.mark.parametrize("key", ["ab" * 31, "zz" * 32, "c2hvcnQ="])
 def test_store_key_must_be_32_bytes(key: str) -> None:
-    with pytest.raises(ConfigError, match="store.key"):
+    with pytest.raises(ConfigError, match=r"store\.key: must be 32 bytes"):
         config.load(None, environ={"GATEWAY_STORE_KEY": key})
