@@ -27,7 +27,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 
 # The end-to-end rig runs real servers from Debian's packages.
-E2E_BINARIES := /usr/sbin/unbound /usr/sbin/nginx /usr/sbin/knotd /usr/sbin/keymgr /usr/bin/swaks
+E2E_BINARIES := /usr/sbin/unbound /usr/sbin/nginx /usr/sbin/knotd /usr/bin/swaks
 E2E_PACKAGES := unbound nginx-light knot swaks
 
 e2e-deps:
