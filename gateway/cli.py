@@ -12,13 +12,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import __version__, allowlists, config, logs, report
-from gateway.app import POLICY_DB, Assessment, data_dir, load_allowlist, posture
+from gateway import __version__, allowlists, app, config, logs, report
+from gateway.app import POLICY_DB, data_dir, load_allowlist, posture
 from gateway.config import Settings
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import lint
 from gateway.core.policy import today_utc
 from gateway.errors import ConfigError
+from gateway.posture import Assessment
 from gateway.stsdb import PolicyDb
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the SMTP filter")
+    serve.set_defaults(run=run_serve)
 
     check = commands.add_parser(
         "check", parents=[common], help="show whether recipient domains are secure destinations"
@@ -73,8 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    level = "debug" if args.verbose else "warning"
-    logs.configure(level, settings.log.format, sys.stderr)
+    if args.run is run_serve:
+        # The service logs to stdout, for the service manager to collect.
+        logs.configure(settings.log.level, settings.log.format, sys.stdout)
+    else:
+        level = "debug" if args.verbose else "warning"
+        logs.configure(level, settings.log.format, sys.stderr)
     logs.get("gateway").info("config loaded", config=settings.redacted())
     code: int = args.run(args, settings)
     return code
@@ -89,6 +97,23 @@ def _domains(names: Sequence[str]) -> list[str] | None:
             print(f"gateway: {name!r} is not a domain: {exc}", file=sys.stderr)
             return None
     return list(dict.fromkeys(domains))
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    print(
+        f"gateway: SMTP filter on {settings.smtp.listen}, relaying to "
+        f"{settings.relay.host}:{settings.relay.port}, data in {data_dir(settings)}",
+        file=sys.stderr,
+    )
+    try:
+        asyncio.run(app.serve(settings))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FINDING
+    return EXIT_OK
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:

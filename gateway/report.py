@@ -10,20 +10,20 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.app import Assessment
 from gateway.core.addresses import to_unicode
 from gateway.core.allowlist import AllowlistEntry
 from gateway.core.model import DaneHostStatus, DomainFacts, PolicyStatus, StsPolicyFacts
 from gateway.core.mtasts import uncovered_hosts
+from gateway.posture import Assessment
 
 JSON_VERSION = 1
 
 
 def to_json(assessments: Sequence[Assessment]) -> dict[str, Any]:
-    return {"version": JSON_VERSION, "domains": [_domain_json(a) for a in assessments]}
+    return {"version": JSON_VERSION, "domains": [assessment_json(a) for a in assessments]}
 
 
-def _domain_json(a: Assessment) -> dict[str, Any]:
+def assessment_json(a: Assessment) -> dict[str, Any]:
     facts = a.facts
     return {
         "domain": facts.domain,

@@ -37,6 +37,10 @@ class Reason(StrEnum):
     DANE_NOT_DNSSEC = "dane-not-dnssec"
     DANE_NO_TLSA = "dane-no-tlsa"
     DANE_RESOLVER_UNTRUSTED = "dane-resolver-untrusted"
+    # Message-level reasons, beside the domain's.
+    SENDER_NOT_ALLOWED = "sender-not-allowed"
+    RECIPIENT_INVALID = "recipient-invalid"
+    UPSTREAM_REFUSED = "upstream-refused"
 
 
 class Transport(IntEnum):
@@ -258,3 +262,18 @@ class DomainVerdict:
     @property
     def secure(self) -> bool:
         return self.verdict is Verdict.SECURE
+
+
+class Action(StrEnum):
+    RELAY = "relay"
+    HOLD = "hold"
+    TEMPFAIL = "tempfail"  # answer 4xx for the whole message: the sending MTA retries
+
+
+@dataclass(frozen=True)
+class RecipientDecision:
+    recipient: str
+    domain: str
+    action: Action
+    reasons: tuple[Reason, ...] = ()
+    transport: Transport = Transport.NONE

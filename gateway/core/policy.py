@@ -9,16 +9,19 @@ the domain not secure, a temporary one leaves it undetermined, and neither relay
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.core.allowlist import AllowlistMatch, MatchStatus
 from gateway.core.model import (
+    Action,
     DaneHostStatus,
     DomainFacts,
     DomainVerdict,
     MxStatus,
     PolicyStatus,
     Reason,
+    RecipientDecision,
     RecordStatus,
     Requirement,
     StsMode,
@@ -181,6 +184,55 @@ def _sts_failure(facts: DomainFacts, findings: _Findings) -> None:
         }
         reason = record_reasons.get(facts.sts_record.status, Reason.STS_NO_RECORD)
         findings.add(reason, temporary=reason is Reason.DNS_TEMPORARY_ERROR)
+
+
+@dataclass(frozen=True)
+class SenderCheck:
+    """The envelope sender's and From: header's domains, and whether each may send flagged
+    mail (on the allowlist, or one of the organisation's own domains)."""
+
+    allowed: bool
+    domains: tuple[str, ...]
+
+
+def check_sender(domains: Sequence[str | None], allowed: Callable[[str], bool]) -> SenderCheck:
+    """``domains`` holds None for an address that could not be read: that fails the check,
+    and so does having none at all."""
+    readable = tuple(d for d in domains if d is not None)
+    ok = bool(domains) and len(readable) == len(domains) and all(map(allowed, readable))
+    return SenderCheck(ok, readable)
+
+
+def decide_recipients(
+    recipients: Sequence[tuple[str, str | None]],
+    verdicts: Mapping[str, DomainVerdict],
+    sender: SenderCheck,
+    on_temporary: Action,
+) -> tuple[RecipientDecision, ...]:
+    """Per recipient of a flagged message: relay only to a proven-secure domain from an allowed
+    sender; hold the rest; with ``on_temporary=TEMPFAIL`` an undetermined domain makes the
+    whole message temp-fail, so the MTA retries rather than a reviewer waiting on DNS."""
+    decisions = []
+    for recipient, domain in recipients:
+        if domain is None:
+            decisions.append(
+                RecipientDecision(recipient, "", Action.HOLD, (Reason.RECIPIENT_INVALID,))
+            )
+            continue
+        verdict = verdicts[domain]
+        reasons = list(verdict.reasons)
+        if not sender.allowed:
+            reasons.insert(0, Reason.SENDER_NOT_ALLOWED)
+        if verdict.verdict is Verdict.UNDETERMINED and sender.allowed:
+            action = on_temporary
+        elif verdict.secure and sender.allowed:
+            action = Action.RELAY
+        else:
+            action = Action.HOLD
+        decisions.append(
+            RecipientDecision(recipient, domain, action, tuple(reasons), verdict.transport)
+        )
+    return tuple(decisions)
 
 
 def today_utc(now: float) -> dt.date:

@@ -1,0 +1,130 @@
+"""Is this message safeguarding mail? Rules over the headers (and optionally the text body).
+
+What a rule found is kept apart from what to do about it: classification returns findings, and
+the policy decides. A finding never carries the subject or the body, only the marker that
+matched, so findings are safe to log.
+
+Fail closed: a header block that cannot be read, or a subject that cannot be decoded, flags
+the message, since a marker could hide in what could not be read.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from email.message import Message
+
+from gateway.core.headers import HeaderDecodeError, Headers, decode_words
+
+SENSITIVITY_HEADER = "msip_labels"
+# Microsoft Purview writes one "MSIP_Label_<guid>_Enabled=true" field per applied label.
+_LABEL = re.compile(r"MSIP_Label_([0-9A-Fa-f-]{36})_Enabled\s*=\s*true", re.IGNORECASE)
+_PAIRS = {"[": "]", "(": ")", "{": "}"}
+
+
+@dataclass(frozen=True)
+class Rules:
+    header: str = "X-Safeguarding"
+    header_values: frozenset[str] = frozenset({"yes", "true", "1"})
+    subject_markers: tuple[str, ...] = ("SAFEGUARDING", "OFFICIAL-SENSITIVE", "SECURE", "ENCRYPT")
+    sensitivity_labels: frozenset[str] = frozenset()
+    body_keywords: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        header: str,
+        header_values: Iterable[str],
+        subject_markers: Iterable[str],
+        sensitivity_labels: Iterable[str],
+        body_keywords: Iterable[str],
+    ) -> Rules:
+        return cls(
+            header,
+            frozenset(v.strip().lower() for v in header_values),
+            tuple(subject_markers),
+            frozenset(label.strip().lower() for label in sensitivity_labels),
+            tuple(k for k in body_keywords if k.strip()),
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str  # header, subject-marker, sensitivity-label, body-keyword, malformed-...
+    detail: str  # what matched: a header name and value, a marker, a label id; never content
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.detail}"
+
+
+def classify_headers(headers: Headers, rules: Rules) -> tuple[Finding, ...]:
+    findings: list[Finding] = []
+    if headers.malformed:
+        findings.append(Finding("malformed-header", "a header line could not be read"))
+    for value in headers.get_all(rules.header):
+        if value.strip().lower() in rules.header_values:
+            findings.append(Finding("header", f"{rules.header}: {value.strip()}"))
+    findings.extend(_subject_findings(headers.get_all("Subject"), rules.subject_markers))
+    for value in headers.get_all(SENSITIVITY_HEADER):
+        for label in _LABEL.findall(value):
+            if label.lower() in rules.sensitivity_labels:
+                findings.append(Finding("sensitivity-label", label.lower()))
+    return tuple(findings)
+
+
+def _subject_findings(subjects: Sequence[str], markers: Sequence[str]) -> list[Finding]:
+    if not markers:
+        return []
+    pattern = marker_pattern(markers)
+    findings = []
+    for raw in subjects:
+        try:
+            subject = decode_words(raw)
+        except HeaderDecodeError:
+            findings.append(Finding("malformed-subject", "the subject could not be decoded"))
+            continue
+        for match in pattern.finditer(subject):
+            opening, marker, closing = match.group(1), match.group(2), match.group(3)
+            if _PAIRS[opening] == closing:
+                findings.append(Finding("subject-marker", f"{opening}{marker.upper()}{closing}"))
+    return findings
+
+
+def marker_pattern(markers: Sequence[str]) -> re.Pattern[str]:
+    """``[SECURE]``, ``(secure)``, ``{ Secure }``: a marker in matching brackets, any case."""
+    names = "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True))
+    return re.compile(rf"([\[({{])\s*({names})\s*([\])}}])", re.IGNORECASE)
+
+
+def scan_body(message: bytes, keywords: Sequence[str], limit: int) -> tuple[Finding, ...]:
+    """Look for keywords in the text parts of the first ``limit`` bytes. CPU-bound: the
+    caller runs it off the event loop and bounds its time."""
+    if not keywords:
+        return ()
+    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message[:limit])
+    wanted = [(k, k.casefold()) for k in keywords]
+    found: dict[str, Finding] = {}
+    for part in _text_parts(parsed):
+        text = part.casefold()
+        for keyword, folded in wanted:
+            if keyword not in found and folded in text:
+                found[keyword] = Finding("body-keyword", keyword)
+    return tuple(found.values())
+
+
+def _text_parts(message: Message) -> list[str]:
+    texts = []
+    for part in message.walk():
+        if part.get_content_maintype() != "text" or part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            charset = part.get_content_charset() or "utf-8"
+            try:
+                texts.append(payload.decode(charset, "replace"))
+            except LookupError:
+                texts.append(payload.decode("utf-8", "replace"))
+    return texts

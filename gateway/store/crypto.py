@@ -1,0 +1,76 @@
+"""Encryption of held messages at rest: AES-256-GCM (``cryptography``).
+
+Each blob is a version byte, a random 96-bit nonce, then the ciphertext with its tag. The hold
+id is the associated data, so a blob moved to another hold's name fails to decrypt instead of
+showing the wrong message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.config import Settings, decode_key
+from gateway.errors import ConfigError, GatewayError
+from gateway.safeio import create_exclusive
+
+VERSION = b"\x01"
+NONCE_BYTES = 12
+KEY_FILE = "store.key"
+
+
+class DecryptError(GatewayError):
+    pass
+
+
+class Sealer:
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("AES-256 needs a 32-byte key")
+        self._aead = AESGCM(key)
+
+    def seal(self, hold_id: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return VERSION + nonce + self._aead.encrypt(nonce, plaintext, hold_id.encode())
+
+    def open(self, hold_id: str, blob: bytes) -> bytes:
+        if blob[:1] != VERSION:
+            raise DecryptError(f"hold {hold_id}: unknown blob format")
+        nonce, ciphertext = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
+        try:
+            return self._aead.decrypt(nonce, ciphertext, hold_id.encode())
+        except InvalidTag:
+            raise DecryptError(f"hold {hold_id}: wrong key or damaged blob") from None
+
+
+def load_key(settings: Settings, data_dir: Path) -> bytes:
+    """The store key: [store] key (GATEWAY_STORE_KEY), else key_file, else <data_dir>/store.key,
+    created with mode 0600 at first start."""
+    if settings.store.key:
+        key = decode_key(settings.store.key)
+        assert key is not None  # validated with the configuration
+        return key
+    if settings.store.key_file:
+        path = settings.path(settings.store.key_file)
+        return _read_key(path, "store.key_file")
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        create_exclusive(path, os.urandom(32).hex().encode() + b"\n", 0o600)
+    return _read_key(path, "store.key_file")
+
+
+def _read_key(path: Path, key_path: str) -> bytes:
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(key_path, f"cannot read {path}: {exc}") from None
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(key_path, f"{path} must not be readable by group or others (chmod 600)")
+    key = decode_key(text)
+    if key is None:
+        raise ConfigError(key_path, f"{path} must hold 32 bytes as 64 hex digits or base64")
+    return key
