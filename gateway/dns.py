@@ -22,6 +22,7 @@ import dns.message
 import dns.name
 import dns.nameserver
 import dns.rdatatype
+import dns.rdtypes.tlsabase
 import dns.resolver
 from dns.rdatatype import RdataType
 
@@ -30,6 +31,12 @@ from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.model import DnsAnswer, DnsStatus, MxRecord, TlsaRecord
 
 T = TypeVar("T")
+
+# RFC 7671 §5: a TLSA record whose digest has the wrong length is unusable and is ignored; the
+# rest of the RRset still counts. dnspython refuses to parse such a record, and with it the
+# whole response, which would turn a publisher's typo into an endless temporary failure.
+# ``core.dane.usable`` checks the length instead.
+dns.rdtypes.tlsabase.TLSABase._cert_length_by_mtype = {}
 
 
 class Resolver(Protocol):
@@ -94,7 +101,7 @@ class DnsResolver:
     async def _single_flight(
         self, name: str, rdtype: RdataType, convert: Callable[[Any], tuple[T, ...]]
     ) -> DnsAnswer[T]:
-        key = (name.lower(), rdtype)
+        key = (name.lower().removesuffix("."), rdtype)
         future = self._inflight.get(key)
         if future is None:
             future = asyncio.ensure_future(self._query(name, rdtype, convert))

@@ -41,12 +41,17 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 
 def default_client(context: ssl.SSLContext, timeout: float) -> httpx.AsyncClient:
     # trust_env=False: proxy variables in the environment must never reroute policy fetches.
+    # No keep-alive: connections are pooled by address, and a connection opened with the SNI
+    # and certificate of one policy host must never carry the request for another that shares
+    # its address. Policies are cached for days, so the extra handshakes cost nothing.
+    # identity encoding: no decompression bombs, and the 64 KiB cap counts what was sent.
     return httpx.AsyncClient(
         verify=context,
         follow_redirects=False,
         trust_env=False,
         timeout=httpx.Timeout(timeout),
-        headers={"User-Agent": USER_AGENT},
+        limits=httpx.Limits(max_keepalive_connections=0),
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
     )
 
 
@@ -126,6 +131,10 @@ class PolicyFetcher:
                 return await _read_limited(response)
         except httpx.TransportError as exc:
             raise _translate(exc, host) from None
+        except httpx.HTTPError as exc:  # e.g. a body that does not decode as it claims
+            raise PolicyFetchError(
+                PolicyStatus.FETCH_ERROR, f"unreadable policy response: {exc}"
+            ) from None
 
 
 def _check_response(response: httpx.Response) -> None:

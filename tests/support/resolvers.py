@@ -1,0 +1,24 @@
+"""The gateway's real resolver pointed at a test DNS server, never at the system's."""
+
+from __future__ import annotations
+
+from gateway.config import DnsSettings
+from gateway.dns import DnsResolver
+from support.dnsserver import DnsServer
+
+
+def resolver_for(
+    server: DnsServer, *, trust_ad: bool = True, timeout: float = 2.0, max_concurrency: int = 64
+) -> DnsResolver:
+    """A DnsResolver that talks only to ``server``."""
+    return DnsResolver(
+        DnsSettings(
+            nameservers=(server.nameserver,),
+            timeout=timeout,
+            trust_ad=trust_ad,
+            max_concurrency=max_concurrency,
+        )
+    )
+
+
+__all__ = ["resolver_for"]
