@@ -28,8 +28,13 @@ CONFIG_ENV = "GATEWAY_CONFIG"
 Check = Callable[[Any], str | None]
 
 
-def _check(check: Check, *, secret: bool = False) -> dict[str, Any]:
-    return {"check": check, "secret": secret}
+def _check(check: Check, *, secret: bool = False, key: str = "") -> dict[str, Any]:
+    return {"check": check, "secret": secret, "key": key}
+
+
+def key_name(f: Any) -> str:
+    """The key in the file: the field's name, unless it is a Python keyword such as ``from``."""
+    return str(f.metadata.get("key") or f.name)
 
 
 def positive(value: Any) -> str | None:
@@ -121,6 +126,37 @@ def decode_key(text: str) -> bytes | None:
     return key if len(key) == 32 else None
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"30m"``, ``"4h"``, ``"7d"``, ``"2w"`` -> seconds."""
+    number, unit = text[:-1].strip(), text[-1:].lower()
+    if unit not in _DURATION_UNITS or not number.replace(".", "", 1).isdigit():
+        raise ValueError(text)
+    return float(number) * _DURATION_UNITS[unit]
+
+
+def duration(value: Any) -> str | None:
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        return "must be a duration such as 30m, 4h or 7d"
+    return None if seconds > 0 else "must be longer than zero"
+
+
+def address_list(value: Any) -> str | None:
+    for item in value:
+        local, at, domain = item.rpartition("@")
+        if not at or not local or not domain:
+            return f"{item!r} is not a mail address"
+    return None
+
+
+def optional_address(value: Any) -> str | None:
+    return address_list([value]) if value else None
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     listen: str = field(default="127.0.0.1:10025", metadata=_check(listen_address))
@@ -205,6 +241,24 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class ReviewSettings:
+    reviewers: tuple[str, ...] = field(default=(), metadata=_check(address_list))
+    escalation_contacts: tuple[str, ...] = field(default=(), metadata=_check(address_list))
+    escalate_after: str = field(default="4h", metadata=_check(duration))
+    expire_after: str = field(default="7d", metadata=_check(duration))
+    retention: str = field(default="30d", metadata=_check(duration))
+    sweep_interval: str = field(default="1m", metadata=_check(duration))
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    enabled: bool = True
+    from_: str = field(default="", metadata=_check(optional_address, key="from"))
+    include_subject: bool = False
+    organisation: str = ""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = field(default="info", metadata=_check(one_of("debug", "info", "warning", "error")))
     format: str = field(default="json", metadata=_check(one_of("json", "console")))
@@ -220,6 +274,8 @@ class Settings:
     allowlist: AllowlistSettings = AllowlistSettings()
     policy: PolicySettings = PolicySettings()
     store: StoreSettings = StoreSettings()
+    review: ReviewSettings = ReviewSettings()
+    notify: NotifySettings = NotifySettings()
     log: LogSettings = LogSettings()
     # Where relative paths are taken from: the config file's folder, else the working folder.
     base_dir: Path = field(default=Path(), compare=False)
@@ -234,7 +290,9 @@ class Settings:
         for name, _ in _sections():
             values = getattr(self, name)
             shown[name] = {
-                f.name: "********" if f.metadata.get("secret") else _plain(getattr(values, f.name))
+                key_name(f): "********"
+                if f.metadata.get("secret")
+                else _plain(getattr(values, f.name))
                 for f in fields(values)
             }
         return shown
@@ -283,18 +341,19 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
 
 def _build_section(name: str, cls: Any, table: dict[str, Any], env: Mapping[str, str]) -> Any:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
+    names = {key_name(f) for f in fields(cls)}
     for key in table:
         if key not in names:
             raise ConfigError(f"{name}.{key}", "unknown key")
     values: dict[str, Any] = {}
     for f in fields(cls):
-        key_path = f"{name}.{f.name}"
-        env_name = f"{ENV_PREFIX}{name}_{f.name}".upper()
+        key = key_name(f)
+        key_path = f"{name}.{key}"
+        env_name = f"{ENV_PREFIX}{name}_{key}".upper()
         if env_name in env:
             value = _from_env(env[env_name], hints[f.name], f"{key_path} (from {env_name})")
-        elif f.name in table:
-            value = _coerce(table[f.name], hints[f.name], key_path)
+        elif key in table:
+            value = _coerce(table[key], hints[f.name], key_path)
         else:
             continue
         check = f.metadata.get("check")
@@ -360,7 +419,7 @@ def _from_env(text: str, hint: Any, key_path: str) -> Any:
 
 def keys() -> list[str]:
     """Every key path, for the documentation test."""
-    return [f"{name}.{f.name}" for name, cls in _sections() for f in fields(cls)]
+    return [f"{name}.{key_name(f)}" for name, cls in _sections() for f in fields(cls)]
 
 
 __all__ = ["ConfigError", "Settings", "keys", "load", "parse_hostport"]
