@@ -1,14 +1,28 @@
-"""The hold store: held messages (encrypted), their metadata, and the relay journal.
+"""The store: held messages (encrypted), their metadata and state, the relay journal, the audit
+trail and the outbox of notices.
 
 A narrow interface so that a PostgreSQL implementation can serve several gateway nodes later;
 ``SqliteStore`` is the embedded default (SQLite in WAL mode plus one encrypted file a hold).
+Every state change commits together with its audit entries and notices, so the trail never
+misses an event that happened, nor records one that did not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
+
+from gateway.core.auditchain import Entry
+
+
+class Status(StrEnum):
+    HELD = "held"
+    RELEASING = "releasing"  # release decided; the upstream has not yet taken every recipient
+    RELEASED = "released"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True)
@@ -17,6 +31,37 @@ class HeldRecipient:
     domain: str
     reasons: tuple[str, ...]
     options: tuple[str, ...] = ()  # RCPT parameters to pass on at release (NOTIFY, ORCPT)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """An event to append to the trail; the store numbers and chains it."""
+
+    event: str
+    hold_id: str
+    actor: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewNotice:
+    kind: str  # held, held-reviewers, released, rejected, expired, escalated
+    hold_id: str
+    sender: str  # envelope sender of the notice
+    recipients: tuple[str, ...]
+    message: bytes
+
+
+@dataclass(frozen=True)
+class Notice:
+    id: str
+    kind: str
+    hold_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    message: bytes
+    attempts: int
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -32,13 +77,14 @@ class NewHold:
     message_id: str
     findings: tuple[str, ...]
     facts: dict[str, Any] = field(default_factory=dict)  # domain -> facts summary
+    subject: str = ""  # kept only when notices may show it ([notify] include_subject)
 
 
 @dataclass(frozen=True)
 class Hold:
     id: str
     key: str
-    status: str
+    status: Status
     created_at: float
     sender: str
     recipients: tuple[HeldRecipient, ...]
@@ -48,26 +94,70 @@ class Hold:
     message_id: str
     findings: tuple[str, ...]
     facts: dict[str, Any]
+    subject: str = ""
+    decided_at: float | None = None
+    decided_by: str = ""
+    decision: str = ""  # the rationale of a release, the reason of a reject
+    escalated_at: float | None = None
+    purged_at: float | None = None
+    delivered: tuple[str, ...] = ()  # recipients the upstream took on release
+    refused: dict[str, str] = field(default_factory=dict)  # recipient -> upstream reply
+    last_error: str = ""
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r for rcpt in self.recipients for r in rcpt.reasons))
 
 
 class HoldStore(Protocol):
-    async def hold(self, new: NewHold) -> tuple[Hold, bool]:
+    async def hold(
+        self,
+        new: NewHold,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> tuple[Hold, bool]:
         """Durably store the message (encrypted, fsync'd) and its metadata; return the hold and
-        whether it was created now (False: an earlier delivery of the same message made it)."""
+        whether it was created now (False: an earlier delivery of the same message made it,
+        and neither ``audit`` nor ``notices`` is written again)."""
         ...
 
     async def get(self, hold_id: str) -> Hold | None: ...
 
     async def message(self, hold_id: str) -> bytes:
-        """The decrypted held message."""
+        """The decrypted held message; KeyError if its body was purged."""
         ...
 
-    async def holds(self, status: str | None = None) -> Sequence[Hold]: ...
+    async def holds(self, status: Status | None = None) -> Sequence[Hold]: ...
+
+    async def update(
+        self,
+        hold_id: str,
+        expect: frozenset[Status],
+        changes: Mapping[str, Any],
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Hold | None:
+        """Change a hold if its status is one of ``expect`` (compare and set); None if not."""
+        ...
+
+    async def purge_body(self, hold_id: str, audit: Sequence[AuditRecord] = ()) -> bool: ...
 
     async def relayed(self, key: str) -> frozenset[str]:
         """Recipients of this message already accepted by the upstream (relay journal)."""
         ...
 
-    async def record_relayed(self, key: str, recipients: Sequence[str]) -> None: ...
+    async def record_relayed(
+        self, key: str, recipients: Sequence[str], audit: Sequence[AuditRecord] = ()
+    ) -> None: ...
+
+    async def append_audit(self, audit: Sequence[AuditRecord]) -> None: ...
+
+    async def audit_entries(self, since: float | None = None) -> Sequence[Entry]: ...
+
+    async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]: ...
+
+    async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None: ...
+
+    async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None: ...
 
     async def close(self) -> None: ...

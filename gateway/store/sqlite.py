@@ -1,8 +1,10 @@
-"""The embedded hold store: SQLite (WAL, synchronous=FULL) plus one encrypted file per hold.
+"""The embedded store: SQLite (WAL, synchronous=FULL) plus one encrypted file per hold.
 
 Order of a hold: the encrypted blob is written atomically and fsync'd, then the metadata row
-is committed. A crash between the two leaves a blob without a row (harmless; swept), never a
-row without its message. SQLite calls run on one dedicated thread, off the event loop.
+is committed with its audit entries and notices in one transaction. A crash between the two
+leaves a blob without a row (harmless), never a row without its message. SQLite calls run on
+one dedicated thread, off the event loop; ``BEGIN IMMEDIATE`` serialises writers, also across
+processes, so the audit chain stays one chain.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.safeio import write_atomic
-from gateway.store import HeldRecipient, Hold, NewHold
+from gateway import logs
+from gateway.core import auditchain
+from gateway.core.auditchain import Entry
+from gateway.safeio import fsync_dir, write_atomic
+from gateway.store import AuditRecord, HeldRecipient, Hold, NewHold, NewNotice, Notice, Status
 from gateway.store.crypto import Sealer
 
 T = TypeVar("T")
@@ -36,7 +41,16 @@ CREATE TABLE IF NOT EXISTS holds (
     client       TEXT NOT NULL,
     message_id   TEXT NOT NULL,
     findings     TEXT NOT NULL,   -- JSON list
-    facts        TEXT NOT NULL    -- JSON object
+    facts        TEXT NOT NULL,   -- JSON object
+    subject      TEXT NOT NULL DEFAULT '',
+    decided_at   REAL,
+    decided_by   TEXT NOT NULL DEFAULT '',
+    decision     TEXT NOT NULL DEFAULT '',
+    escalated_at REAL,
+    purged_at    REAL,
+    delivered    TEXT NOT NULL DEFAULT '[]',
+    refused      TEXT NOT NULL DEFAULT '{}',
+    last_error   TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS holds_status ON holds (status, created_at);
 CREATE TABLE IF NOT EXISTS relay_journal (
@@ -45,17 +59,52 @@ CREATE TABLE IF NOT EXISTS relay_journal (
     at           REAL NOT NULL,
     PRIMARY KEY (key, recipient)
 );
+CREATE TABLE IF NOT EXISTS audit (
+    seq          INTEGER PRIMARY KEY,
+    at           REAL NOT NULL,
+    event        TEXT NOT NULL,
+    hold_id      TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    data         TEXT NOT NULL,   -- JSON object
+    prev         TEXT NOT NULL,
+    hash         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_hold ON audit (hold_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id           TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    hold_id      TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    recipients   TEXT NOT NULL,   -- JSON list
+    message      BLOB NOT NULL,   -- encrypted: a notice may name people
+    created_at   REAL NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL NOT NULL,
+    sent_at      REAL,
+    last_error   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_at);
 """
-_INSERT_HOLD = "INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_HOLD = (
+    "INSERT INTO holds (id, key, status, created_at, sender, recipients, mail_options, size,"
+    " client, message_id, findings, facts, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_JSON_COLUMNS = {"delivered", "refused"}
+_UPDATABLE = {
+    "status", "decided_at", "decided_by", "decision", "escalated_at", "delivered", "refused",
+    "last_error",
+}  # fmt: skip
 # Journal entries outlive any MTA retry schedule (Postfix gives up after 5 days by default).
 JOURNAL_DAYS = 7
 
 
 class SqliteStore:
-    def __init__(self, data_dir: Path, sealer: Sealer) -> None:
+    def __init__(self, data_dir: Path, sealer: Sealer, clock: Callable[[], float] = time.time):
         self._dir = data_dir / "held"
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._sealer = sealer
+        self._clock = clock
+        self._log = logs.get("gateway.store")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hold-store")
         self._db = sqlite3.connect(
             data_dir / "held.sqlite3", isolation_level=None, check_same_thread=False, timeout=10
@@ -65,30 +114,49 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._db.execute(
-            "DELETE FROM relay_journal WHERE at < ?", (time.time() - JOURNAL_DAYS * 86400,)
+            "DELETE FROM relay_journal WHERE at < ?", (clock() - JOURNAL_DAYS * 86400,)
         )
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
+    def _write(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in one write transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work()
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return result
+
     def blob_path(self, hold_id: str) -> Path:
         return self._dir / f"{hold_id}.msg"
 
-    async def hold(self, new: NewHold) -> tuple[Hold, bool]:
-        return await self._run(lambda: self._hold(new))
+    # --- holds -----------------------------------------------------------------------------
 
-    def _hold(self, new: NewHold) -> tuple[Hold, bool]:
+    async def hold(
+        self,
+        new: NewHold,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> tuple[Hold, bool]:
+        return await self._run(lambda: self._hold(new, audit, notices))
+
+    def _hold(
+        self, new: NewHold, audit: Sequence[AuditRecord], notices: Sequence[NewNotice]
+    ) -> tuple[Hold, bool]:
         existing = self._get_by_key(new.key)
         if existing is not None:
             return existing, False
         hold_id = secrets.token_hex(8)
         write_atomic(self.blob_path(hold_id), self._sealer.seal(hold_id, new.message))
-        now = time.time()
         row = (
             hold_id,
             new.key,
-            "held",
-            now,
+            Status.HELD.value,
+            self._clock(),
             new.sender,
             json.dumps([_recipient_json(r) for r in new.recipients]),
             json.dumps(list(new.mail_options)),
@@ -97,10 +165,23 @@ class SqliteStore:
             new.message_id,
             json.dumps(list(new.findings)),
             json.dumps(new.facts),
+            new.subject,
         )
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+
+        def insert() -> None:
             self._db.execute(_INSERT_HOLD, row)
+            self._append([_with_hold(a, hold_id) for a in audit])
+            self._enqueue([_notice_for(n, hold_id) for n in notices])
+
+        try:
+            self._write(insert)
+        except sqlite3.IntegrityError:
+            # Another process stored the same message between our look and our write.
+            self.blob_path(hold_id).unlink(missing_ok=True)
+            existing = self._get_by_key(new.key)
+            if existing is None:
+                raise
+            return existing, False
         hold = self._get(hold_id)
         assert hold is not None
         return hold, True
@@ -117,19 +198,75 @@ class SqliteStore:
         return _hold_from_row(row) if row else None
 
     async def message(self, hold_id: str) -> bytes:
-        blob = await self._run(self.blob_path(hold_id).read_bytes)
-        return self._sealer.open(hold_id, blob)
+        def read() -> bytes:
+            try:
+                return self.blob_path(hold_id).read_bytes()
+            except FileNotFoundError:
+                raise KeyError(hold_id) from None
 
-    async def holds(self, status: str | None = None) -> Sequence[Hold]:
+        return self._sealer.open(hold_id, await self._run(read))
+
+    async def holds(self, status: Status | None = None) -> Sequence[Hold]:
         def query() -> list[Hold]:
-            sql = "SELECT * FROM holds"
-            args: tuple[str, ...] = ()
-            if status is not None:
-                sql, args = sql + " WHERE status = ?", (status,)
-            rows = self._db.execute(sql + " ORDER BY created_at", args).fetchall()
+            if status is None:
+                rows = self._db.execute("SELECT * FROM holds ORDER BY created_at")
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM holds WHERE status = ? ORDER BY created_at", (status.value,)
+                )
             return [_hold_from_row(row) for row in rows]
 
         return await self._run(query)
+
+    async def update(
+        self,
+        hold_id: str,
+        expect: frozenset[Status],
+        changes: Mapping[str, Any],
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Hold | None:
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+
+        def change() -> bool:
+            row = self._db.execute("SELECT status FROM holds WHERE id = ?", (hold_id,)).fetchone()
+            if row is None or Status(row[0]) not in expect:
+                return False
+            columns = ", ".join(f"{name} = ?" for name in changes)
+            values = [_column_value(name, value) for name, value in changes.items()]
+            if columns:
+                self._db.execute(f"UPDATE holds SET {columns} WHERE id = ?", (*values, hold_id))  # noqa: S608
+            self._append(list(audit))
+            self._enqueue(list(notices))
+            return True
+
+        def run() -> Hold | None:
+            return self._get(hold_id) if self._write(change) else None
+
+        return await self._run(run)
+
+    async def purge_body(self, hold_id: str, audit: Sequence[AuditRecord] = ()) -> bool:
+        def purge() -> bool:
+            path = self.blob_path(hold_id)
+            existed = path.exists()
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
+
+            def mark() -> None:
+                self._db.execute(
+                    "UPDATE holds SET purged_at = ? WHERE id = ? AND purged_at IS NULL",
+                    (self._clock(), hold_id),
+                )
+                self._append(list(audit))
+
+            self._write(mark)
+            return existed
+
+        return await self._run(purge)
+
+    # --- relay journal ---------------------------------------------------------------------
 
     async def relayed(self, key: str) -> frozenset[str]:
         def query() -> frozenset[str]:
@@ -138,21 +275,158 @@ class SqliteStore:
 
         return await self._run(query)
 
-    async def record_relayed(self, key: str, recipients: Sequence[str]) -> None:
+    async def record_relayed(
+        self, key: str, recipients: Sequence[str], audit: Sequence[AuditRecord] = ()
+    ) -> None:
         def insert() -> None:
-            now = time.time()
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO relay_journal VALUES (?, ?, ?)",
-                    [(key, recipient, now) for recipient in recipients],
-                )
+            now = self._clock()
+            self._db.executemany(
+                "INSERT OR IGNORE INTO relay_journal VALUES (?, ?, ?)",
+                [(key, recipient, now) for recipient in recipients],
+            )
+            self._append(list(audit))
 
-        await self._run(insert)
+        await self._run(lambda: self._write(insert))
+
+    # --- audit trail -----------------------------------------------------------------------
+
+    async def append_audit(self, audit: Sequence[AuditRecord]) -> None:
+        await self._run(lambda: self._write(lambda: self._append(list(audit))))
+
+    def _append(self, records: list[AuditRecord]) -> None:
+        if not records:
+            return
+        last = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (last[0], last[1]) if last else (0, auditchain.GENESIS)
+        for record in records:
+            seq += 1
+            data = dict(record.data)
+            entry = auditchain.seal(
+                seq, self._clock(), record.event, record.hold_id, record.actor, data, prev
+            )
+            self._db.execute(
+                "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.seq,
+                    entry.at,
+                    entry.event,
+                    entry.hold_id,
+                    entry.actor,
+                    json.dumps(data, sort_keys=True),
+                    entry.prev,
+                    entry.hash,
+                ),
+            )
+            prev = entry.hash
+            # The log is the witness for the chain's head: a copy kept elsewhere shows if
+            # the newest entries were ever cut off.
+            self._log.info(
+                "audit appended",
+                seq=entry.seq,
+                audit_event=entry.event,
+                hold_id=entry.hold_id,
+                head=entry.hash,
+            )
+
+    async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
+        def query() -> list[Entry]:
+            rows = self._db.execute(
+                "SELECT seq, at, event, hold_id, actor, data, prev, hash FROM audit"
+                " WHERE at >= ? ORDER BY seq",
+                (since if since is not None else float("-inf"),),
+            )
+            return [
+                Entry(seq, at, event, hold_id, actor, json.loads(data), prev, digest)
+                for seq, at, event, hold_id, actor, data, prev, digest in rows
+            ]
+
+        return await self._run(query)
+
+    # --- outbox ----------------------------------------------------------------------------
+
+    def _enqueue(self, notices: list[NewNotice]) -> None:
+        for notice in notices:
+            notice_id = secrets.token_hex(8)
+            self._db.execute(
+                "INSERT INTO outbox (id, kind, hold_id, sender, recipients, message, created_at,"
+                " next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    notice_id,
+                    notice.kind,
+                    notice.hold_id,
+                    notice.sender,
+                    json.dumps(list(notice.recipients)),
+                    self._sealer.seal(f"notice:{notice_id}", notice.message),
+                    self._clock(),
+                    self._clock(),
+                ),
+            )
+
+    async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
+        def query() -> list[Notice]:
+            rows = self._db.execute(
+                "SELECT id, kind, hold_id, sender, recipients, message, attempts, created_at"
+                " FROM outbox WHERE sent_at IS NULL AND next_at <= ? ORDER BY created_at"
+                " LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            return [
+                Notice(
+                    nid,
+                    kind,
+                    hold_id,
+                    sender,
+                    tuple(json.loads(recipients)),
+                    self._sealer.open(f"notice:{nid}", message),
+                    attempts,
+                    created_at,
+                )
+                for nid, kind, hold_id, sender, recipients, message, attempts, created_at in rows
+            ]
+
+        return await self._run(query)
+
+    async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None:
+        def mark() -> None:
+            self._db.execute(
+                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+                (self._clock(), notice_id),
+            )
+            self._append(list(audit))
+
+        await self._run(lambda: self._write(mark))
+
+    async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None:
+        def mark() -> None:
+            # No retry_at: the notice can never be sent (a permanent refusal); it stays
+            # in the outbox, marked, for an operator to read.
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ?"
+                " WHERE id = ?",
+                (error[:500], retry_at if retry_at is not None else float("inf"), notice_id),
+            )
+
+        await self._run(lambda: self._write(mark))
 
     async def close(self) -> None:
         await self._run(self._db.close)
         self._executor.shutdown(wait=True)
+
+
+def _with_hold(record: AuditRecord, hold_id: str) -> AuditRecord:
+    return AuditRecord(record.event, hold_id, record.actor, record.data)
+
+
+def _notice_for(notice: NewNotice, hold_id: str) -> NewNotice:
+    return NewNotice(notice.kind, hold_id, notice.sender, notice.recipients, notice.message)
+
+
+def _column_value(name: str, value: Any) -> Any:
+    if name in _JSON_COLUMNS:
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    if isinstance(value, Status):
+        return value.value
+    return value
 
 
 def _recipient_json(recipient: HeldRecipient) -> dict[str, Any]:
@@ -164,13 +438,14 @@ def _recipient_json(recipient: HeldRecipient) -> dict[str, Any]:
     }
 
 
-def _hold_from_row(row: tuple[Any, ...]) -> Hold:
-    (hold_id, key, status, created_at, sender, recipients, mail_options, size, client) = row[:9]
-    message_id, findings, facts = row[9:]
+def _hold_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Hold:
+    (hold_id, key, status, created_at, sender, recipients, mail_options, size, client,
+     message_id, findings, facts, subject, decided_at, decided_by, decision, escalated_at,
+     purged_at, delivered, refused, last_error) = row  # fmt: skip
     return Hold(
         id=hold_id,
         key=key,
-        status=status,
+        status=Status(status),
         created_at=created_at,
         sender=sender,
         recipients=tuple(
@@ -183,4 +458,13 @@ def _hold_from_row(row: tuple[Any, ...]) -> Hold:
         message_id=message_id,
         findings=tuple(json.loads(findings)),
         facts=json.loads(facts),
+        subject=subject,
+        decided_at=decided_at,
+        decided_by=decided_by,
+        decision=decision,
+        escalated_at=escalated_at,
+        purged_at=purged_at,
+        delivered=tuple(json.loads(delivered)),
+        refused=json.loads(refused),
+        last_error=last_error,
     )
