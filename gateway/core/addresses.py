@@ -25,6 +25,13 @@ class AddressError(ValueError):
 def normalise_domain(name: str) -> str:
     """Return the canonical A-label form of ``name``; raise AddressError if it is not a domain."""
     text = name.strip()
+    if not text.isascii():
+        # UTS #46 maps the full stops of other scripts (。．｡) to "." before anything else,
+        # so that a trailing one is stripped like an ASCII dot.
+        try:
+            text = idna.uts46_remap(text, std3_rules=False, transitional=False)
+        except idna.IDNAError as exc:
+            raise AddressError(f"not a valid internationalised domain: {exc}") from None
     if text.endswith("."):
         text = text[:-1]
     if not text:

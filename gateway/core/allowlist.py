@@ -21,7 +21,8 @@ ENTRY_KEYS = frozenset({"name", "note", "owner", "source", "expires"})
 # The retired Government Secure Intranet family: mail to these no longer goes over a secure
 # network, so listing them is almost certainly a stale entry.
 RETIRED_GSI = ("gsi.gov.uk", "gse.gov.uk", "gcsx.gov.uk", "gsx.gov.uk")
-_TABLE_HEADER = re.compile(r"\s*\[\[\s*domain\s*\]\]")
+_TABLE_HEADER = re.compile(r"""\s*\[\[\s*(?:domain|"domain"|'domain')\s*\]\]""")
+_INLINE_ARRAY = re.compile(r"""\s*(?:domain|"domain"|'domain')\s*=\s*\[""")
 _KEY = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
 
 
@@ -82,6 +83,8 @@ def parse_toml(text: str, file: str) -> ParsedFile:
     except tomllib.TOMLDecodeError as exc:
         line = _toml_error_line(exc)
         return ParsedFile((), (Problem(file, line, f"not valid TOML: {exc}"),))
+    except RecursionError:
+        return ParsedFile((), (Problem(file, 1, "not valid TOML: nested too deeply"),))
     problems: list[Problem] = []
     unknown = sorted(set(document) - {"domain"})
     for key in unknown:
@@ -165,19 +168,36 @@ def _entry_from_table(
 
 
 def _entry_lines(text: str) -> list[dict[str, int]]:
-    """For each ``[[domain]]`` table in order, the line of each key (and of the header, under
-    ""): tomllib keeps no positions, so problems are located by a scan of the text, and each
-    problem names the line a person must fix."""
+    """For each ``[[domain]]`` entry in order, the line of each key (and of the entry itself,
+    under ""): tomllib keeps no positions, so problems are located by a scan of the text, and
+    each problem names the line a person must fix. The scan knows the spellings a person
+    writes: a quoted table name, multi-line strings, and the inline ``domain = [{...}]`` form.
+    """
     tables: list[dict[str, int]] = []
-    in_entry = False
+    in_entry = in_inline = False
+    quote: str | None = None
     for number, raw in enumerate(text.split("\n"), start=1):
+        if quote is not None:  # inside a multi-line string: nothing here is a key
+            if raw.count(quote) % 2 == 1:
+                quote = None
+            continue
         if _TABLE_HEADER.match(raw):
             tables.append({"": number})
-            in_entry = True
+            in_entry, in_inline = True, False
         elif raw.lstrip().startswith("["):
-            in_entry = False
+            in_entry = in_inline = False
+        elif _INLINE_ARRAY.match(raw):
+            in_entry, in_inline = False, True
+        if in_inline:
+            for _ in range(raw.count("{")):
+                tables.append({"": number, "name": number})
+            in_inline = "]" not in raw.split("#", 1)[0].rsplit("}", 1)[-1]
         elif in_entry and (key := _KEY.match(raw)) is not None:
             tables[-1].setdefault(key.group(1), number)
+        for opener in ('"""', "'''"):
+            if raw.count(opener) % 2 == 1:
+                quote = opener
+                break
     return tables
 
 

@@ -21,6 +21,7 @@ _EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
 _EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+\Z")
 # §3.2 ABNF
 _POLICY_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?\Z")
+_EXT_POLICY_VALUE = re.compile(r"[^\x00-\x20\x7f]([^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?\Z")
 _MAX_AGE = re.compile(r"[0-9]{1,10}\Z")  # ASCII digits only; int() alone takes "+1", "1_0", "١"
 _DOMAIN_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 
@@ -64,16 +65,16 @@ def parse_record(text: str) -> StsRecord:
         name, sep, value = item.partition("=")
         if not sep:
             raise invalid(f"field without '=': {item!r}")
-        if name == "id":
+        if name == "id" and record_id is None:
             if not _ID.match(value):
                 raise invalid("id must be 1 to 32 letters or digits")
-            if record_id is None:  # the first occurrence wins
-                record_id = value
-        elif name == "v":
-            raise invalid("version given twice")
-        else:
-            if not _EXT_NAME.match(name) or not _EXT_VALUE.match(value):
-                raise invalid(f"malformed field {item!r}")
+            record_id = value
+            continue
+        # Anything else, a repeated id or v= included, is an sts-extension; the first
+        # occurrence of a name wins, the rest only has to be well-formed.
+        if not _EXT_NAME.match(name) or not _EXT_VALUE.match(value):
+            raise invalid(f"malformed field {item!r}")
+        if name not in ("id", "v"):
             extensions.setdefault(name, value)
     if record_id is None:
         raise invalid("no id field")
@@ -92,8 +93,6 @@ def parse_policy(text: str) -> StsPolicy:
     def invalid(detail: str) -> StsError:
         return StsError(Reason.STS_POLICY_INVALID, detail)
 
-    if not text.isascii():
-        raise invalid("policy is not ASCII")
     values: dict[str, str] = {}
     mx: list[str] = []
     extensions: dict[str, str] = {}
@@ -106,7 +105,9 @@ def parse_policy(text: str) -> StsPolicy:
         value = rest.strip(" \t")
         if not _EXT_NAME.match(key):
             raise invalid(f"line {number}: malformed key {key!r}")
-        if not _POLICY_VALUE.match(value):
+        known = key in ("version", "mode", "max_age", "mx")
+        # Known fields are ASCII; an extension's value may hold UTF-8 (§3.2 sts-policy-vchar).
+        if not (_POLICY_VALUE if known else _EXT_POLICY_VALUE).match(value):
             raise invalid(f"line {number}: malformed value for {key}")
         if key == "mx":
             mx.append(_parse_mx_pattern(value, number))
