@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from gateway import allowlists, logs
-from gateway.config import Settings, parse_hostport
+from gateway.config import Settings, parse_duration, parse_hostport
 from gateway.core.allowlist import Allowlist
 from gateway.dns import DnsResolver
 from gateway.domaincheck import DomainChecker
 from gateway.posture import Posture
 from gateway.relay import Relay
+from gateway.review import Review
 from gateway.service import Filter
 from gateway.smtp_in import Admission, GatewaySMTP, Handler
 from gateway.store.crypto import Sealer, load_key
@@ -52,6 +55,18 @@ def hostname(settings: Settings) -> str:
     return settings.smtp.hostname or socket.gethostname()
 
 
+def open_store(settings: Settings) -> SqliteStore:
+    folder = data_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(folder, Sealer(load_key(settings, folder)))
+
+
+def open_relay(settings: Settings) -> Relay:
+    relay_ca = settings.path(settings.relay.ca_file) if settings.relay.ca_file else None
+    relay_tls = tls_context(relay_ca) if settings.relay.tls != "none" else None
+    return Relay(settings.relay, hostname(settings), relay_tls)
+
+
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run the SMTP filter until SIGTERM or SIGINT; then stop accepting, let sessions in
     progress finish (briefly), and close."""
@@ -65,19 +80,18 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         entries=len(loaded.allowlist.entries),
     )
     folder = data_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(folder, Sealer(load_key(settings, folder)))
+    store, relay = open_store(settings), open_relay(settings)
     name = hostname(settings)
-    relay_ca = settings.path(settings.relay.ca_file) if settings.relay.ca_file else None
-    relay_tls = tls_context(relay_ca) if settings.relay.tls != "none" else None
-    relay = Relay(settings.relay, name, relay_tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    review = Review(settings, store, relay, name)
+    wake = asyncio.Event()
+    scheduler = asyncio.create_task(_scheduler(review, settings, wake, stop))
     try:
         async with posture(settings, loaded.allowlist) as checker:
-            filter_ = Filter(settings, checker, store, relay, name)
+            filter_ = Filter(settings, checker, store, relay, name, on_hold=wake.set)
             handler = Handler(filter_, settings.smtp.max_recipients)
             admission = Admission(settings.smtp.trusted_networks, settings.smtp.max_connections)
             host, port = parse_hostport(settings.smtp.listen, 10025)
@@ -111,8 +125,52 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                     break
                 await asyncio.sleep(0.1)
     finally:
+        stop.set()
+        wake.set()
+        await scheduler
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await relay.close()
         await store.close()
         log.info("stopped")
+
+
+async def _scheduler(
+    review: Review, settings: Settings, wake: asyncio.Event, stop: asyncio.Event
+) -> None:
+    """Sweep every [review] sweep_interval; send notices at once when a hold wakes us."""
+    log = logs.get("gateway.scheduler")
+    interval = parse_duration(settings.review.sweep_interval)
+    next_sweep = 0.0
+    while not stop.is_set():
+        try:
+            if time.monotonic() >= next_sweep:
+                report = await review.sweep()
+                next_sweep = time.monotonic() + interval
+                if report.escalated or report.expired or report.purged or report.released:
+                    log.info(
+                        "sweep",
+                        escalated=report.escalated,
+                        expired=report.expired,
+                        purged=report.purged,
+                        released=report.released,
+                    )
+            else:
+                await review.drain_notices()
+        except Exception:  # the scheduler must outlive a bad sweep; it runs again later
+            log.exception("sweep failed")
+            next_sweep = time.monotonic() + interval
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), max(0.0, next_sweep - time.monotonic()))
+
+
+@asynccontextmanager
+async def review_session(settings: Settings) -> AsyncIterator[Review]:
+    """The review model with its store and relay, for the one-shot commands."""
+    store, relay = open_store(settings), open_relay(settings)
+    try:
+        yield Review(settings, store, relay, hostname(settings))
+    finally:
+        await relay.close()
+        await store.close()

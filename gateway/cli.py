@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import __version__, allowlists, app, config, logs, report
+from gateway import __version__, allowlists, app, config, logs, report, reviewcli
 from gateway.app import POLICY_DB, data_dir, load_allowlist, posture
 from gateway.config import Settings
 from gateway.core.addresses import AddressError, normalise_domain
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="*", metavar="PATH", help="files (default: [allowlist] paths)"
     )
     lint_parser.set_defaults(run=run_lint)
+
+    reviewcli.add_commands(commands, common)
 
     cache = commands.add_parser("sts-cache", parents=[common], help="the MTA-STS policy cache")
     cache_commands = cache.add_subparsers(dest="action", required=True, metavar="ACTION")

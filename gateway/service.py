@@ -14,20 +14,21 @@ import email.utils
 import hashlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import logs, report
+from gateway import audit, logs, report
 from gateway.config import Settings
 from gateway.core import classify, headers
 from gateway.core.addresses import AddressError, address_domain
 from gateway.core.allowlist import MatchStatus
 from gateway.core.model import Action, Reason, RecipientDecision, Transport
 from gateway.core.policy import check_sender, decide_recipients, today_utc
+from gateway.notify import Notices
 from gateway.posture import Assessment, Posture
 from gateway.relay import Recipient, Relay, RelayFailed, RelayResult, Reply, Transaction
-from gateway.store import HeldRecipient, HoldStore, NewHold
+from gateway.store import AuditRecord, HeldRecipient, Hold, HoldStore, NewHold, NewNotice
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,16 @@ class Filter:
         store: HoldStore,
         relay: Relay,
         hostname: str,
+        on_hold: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._posture = posture
         self._store = store
         self._relay = relay
         self._hostname = hostname
+        self._notices = Notices(settings, hostname)
+        # Called after a new hold, so its notices go out now rather than at the next sweep.
+        self._on_hold = on_hold
         c = settings.classify
         self._rules = classify.Rules.build(
             c.header, c.header_values, c.subject_markers, c.sensitivity_labels, c.body_keywords
@@ -201,7 +206,7 @@ class Filter:
             result.refused.update(sent.refused)
             if sent.accepted:
                 log.info("relayed", recipients=sent.accepted, upstream=str(sent.reply or ""))
-                await self._journal(work.key, sent.accepted, log)
+                await self._journal(work, sent.accepted, log)
         return await self._after_relay(work, to_hold, result, hold_id, log)
 
     async def _after_relay(
@@ -273,8 +278,24 @@ class Filter:
             message_id=work.parsed.first("Message-ID") or "",
             findings=tuple(str(f) for f in work.findings),
             facts=facts,
+            subject=self._subject(work) if self._settings.notify.include_subject else "",
         )
-        hold, created = await self._store.hold(new)
+        relayed_to = [d.recipient for d in work.decisions if d.action is Action.RELAY]
+        details = audit.hold_details(
+            new.sender,
+            new.message_id,
+            [(r.address, r.reasons) for r in new.recipients],
+            new.findings,
+        )
+
+        def consequences(hold: Hold) -> tuple[list[AuditRecord], list[NewNotice]]:
+            return [audit.held(work.queue_id, hold, **details)], self._notices.held(
+                hold, relayed_to
+            )
+
+        hold, created = await self._store.hold(new, consequences)
+        if created and self._on_hold is not None:
+            self._on_hold()
         log.info(
             "held",
             hold_id=hold.id,
@@ -284,9 +305,32 @@ class Filter:
         )
         return hold.id
 
-    async def _journal(self, key: str, accepted: Sequence[str], log: Any) -> None:
+    def _subject(self, work: _Work) -> str:
         try:
-            await self._store.record_relayed(key, accepted)
+            return headers.decode_words(work.parsed.first("Subject") or "")[:200]
+        except headers.HeaderDecodeError:
+            return ""
+
+    async def _journal(self, work: _Work, accepted: Sequence[str], log: Any) -> None:
+        records: list[AuditRecord] = []
+        if work.assessments:  # checked mail: the trail shows why each recipient was secure
+            facts = {
+                d.domain: report.assessment_json(work.assessments[d.domain])
+                for d in work.decisions
+                if d.recipient in accepted and d.domain in work.assessments
+            }
+            records.append(
+                audit.relayed(
+                    work.queue_id,
+                    work.parsed.first("Message-ID") or "",
+                    work.incoming.sender,
+                    accepted,
+                    [str(f) for f in work.findings],
+                    facts,
+                )
+            )
+        try:
+            await self._store.record_relayed(work.key, accepted, records)
         except Exception:
             # Delivered all the same: the only cost is a possible duplicate on a retry.
             log.exception("relay journal write failed")

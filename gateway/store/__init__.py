@@ -9,7 +9,7 @@ misses an event that happened, nor records one that did not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -103,22 +103,23 @@ class Hold:
     delivered: tuple[str, ...] = ()  # recipients the upstream took on release
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> upstream reply
     last_error: str = ""
+    attempt_at: float | None = None  # when a release delivery was last started
+    attempt_by: str = ""  # which process started it (host:pid)
 
     @property
     def reasons(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r for rcpt in self.recipients for r in rcpt.reasons))
 
 
+# Given the new hold, the audit entries and notices to commit with it.
+Consequences = Callable[["Hold"], tuple[Sequence[AuditRecord], Sequence[NewNotice]]]
+
+
 class HoldStore(Protocol):
-    async def hold(
-        self,
-        new: NewHold,
-        audit: Sequence[AuditRecord] = (),
-        notices: Sequence[NewNotice] = (),
-    ) -> tuple[Hold, bool]:
-        """Durably store the message (encrypted, fsync'd) and its metadata; return the hold and
-        whether it was created now (False: an earlier delivery of the same message made it,
-        and neither ``audit`` nor ``notices`` is written again)."""
+    async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
+        """Durably store the message (encrypted, fsync'd) and its metadata, with what ``then``
+        makes of the new hold, in one transaction. Returns the hold and whether it was created
+        now (False: an earlier delivery of the same message made it; ``then`` is not run)."""
         ...
 
     async def get(self, hold_id: str) -> Hold | None: ...
@@ -138,6 +139,13 @@ class HoldStore(Protocol):
         notices: Sequence[NewNotice] = (),
     ) -> Hold | None:
         """Change a hold if its status is one of ``expect`` (compare and set); None if not."""
+        ...
+
+    async def claim(
+        self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
+    ) -> Hold | None:
+        """Take the right to deliver a release: only one process relays a hold at a time.
+        Succeeds when nobody holds the claim, it is stale, it is ours, or its owner is dead."""
         ...
 
     async def purge_body(self, hold_id: str, audit: Sequence[AuditRecord] = ()) -> bool: ...

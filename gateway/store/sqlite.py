@@ -23,7 +23,16 @@ from gateway import logs
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
 from gateway.safeio import fsync_dir, write_atomic
-from gateway.store import AuditRecord, HeldRecipient, Hold, NewHold, NewNotice, Notice, Status
+from gateway.store import (
+    AuditRecord,
+    Consequences,
+    HeldRecipient,
+    Hold,
+    NewHold,
+    NewNotice,
+    Notice,
+    Status,
+)
 from gateway.store.crypto import Sealer
 
 T = TypeVar("T")
@@ -50,7 +59,9 @@ CREATE TABLE IF NOT EXISTS holds (
     purged_at    REAL,
     delivered    TEXT NOT NULL DEFAULT '[]',
     refused      TEXT NOT NULL DEFAULT '{}',
-    last_error   TEXT NOT NULL DEFAULT ''
+    last_error   TEXT NOT NULL DEFAULT '',
+    attempt_at   REAL,
+    attempt_by   TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS holds_status ON holds (status, created_at);
 CREATE TABLE IF NOT EXISTS relay_journal (
@@ -92,7 +103,7 @@ _INSERT_HOLD = (
 _JSON_COLUMNS = {"delivered", "refused"}
 _UPDATABLE = {
     "status", "decided_at", "decided_by", "decision", "escalated_at", "delivered", "refused",
-    "last_error",
+    "last_error", "attempt_at", "attempt_by",
 }  # fmt: skip
 # Journal entries outlive any MTA retry schedule (Postfix gives up after 5 days by default).
 JOURNAL_DAYS = 7
@@ -136,17 +147,10 @@ class SqliteStore:
 
     # --- holds -----------------------------------------------------------------------------
 
-    async def hold(
-        self,
-        new: NewHold,
-        audit: Sequence[AuditRecord] = (),
-        notices: Sequence[NewNotice] = (),
-    ) -> tuple[Hold, bool]:
-        return await self._run(lambda: self._hold(new, audit, notices))
+    async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
+        return await self._run(lambda: self._hold(new, then))
 
-    def _hold(
-        self, new: NewHold, audit: Sequence[AuditRecord], notices: Sequence[NewNotice]
-    ) -> tuple[Hold, bool]:
+    def _hold(self, new: NewHold, then: Consequences | None) -> tuple[Hold, bool]:
         existing = self._get_by_key(new.key)
         if existing is not None:
             return existing, False
@@ -168,13 +172,18 @@ class SqliteStore:
             new.subject,
         )
 
-        def insert() -> None:
+        def insert() -> Hold:
             self._db.execute(_INSERT_HOLD, row)
-            self._append([_with_hold(a, hold_id) for a in audit])
-            self._enqueue([_notice_for(n, hold_id) for n in notices])
+            hold = self._get(hold_id)
+            assert hold is not None
+            if then is not None:
+                audit, notices = then(hold)
+                self._append(list(audit))
+                self._enqueue(list(notices))
+            return hold
 
         try:
-            self._write(insert)
+            return self._write(insert), True
         except sqlite3.IntegrityError:
             # Another process stored the same message between our look and our write.
             self.blob_path(hold_id).unlink(missing_ok=True)
@@ -182,9 +191,6 @@ class SqliteStore:
             if existing is None:
                 raise
             return existing, False
-        hold = self._get(hold_id)
-        assert hold is not None
-        return hold, True
 
     async def get(self, hold_id: str) -> Hold | None:
         return await self._run(lambda: self._get(hold_id))
@@ -244,6 +250,23 @@ class SqliteStore:
 
         def run() -> Hold | None:
             return self._get(hold_id) if self._write(change) else None
+
+        return await self._run(run)
+
+    async def claim(
+        self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
+    ) -> Hold | None:
+        def take() -> bool:
+            cursor = self._db.execute(
+                "UPDATE holds SET attempt_at = ?, attempt_by = ? WHERE id = ?"
+                " AND status = 'releasing' AND (attempt_at IS NULL OR attempt_at < ?"
+                " OR attempt_by = ? OR (? != '' AND attempt_by = ?))",
+                (now, owner, hold_id, stale_before, owner, dead_owner, dead_owner),
+            )
+            return cursor.rowcount == 1
+
+        def run() -> Hold | None:
+            return self._get(hold_id) if self._write(take) else None
 
         return await self._run(run)
 
@@ -413,14 +436,6 @@ class SqliteStore:
         self._executor.shutdown(wait=True)
 
 
-def _with_hold(record: AuditRecord, hold_id: str) -> AuditRecord:
-    return AuditRecord(record.event, hold_id, record.actor, record.data)
-
-
-def _notice_for(notice: NewNotice, hold_id: str) -> NewNotice:
-    return NewNotice(notice.kind, hold_id, notice.sender, notice.recipients, notice.message)
-
-
 def _column_value(name: str, value: Any) -> Any:
     if name in _JSON_COLUMNS:
         return json.dumps(list(value) if isinstance(value, tuple) else value)
@@ -441,7 +456,7 @@ def _recipient_json(recipient: HeldRecipient) -> dict[str, Any]:
 def _hold_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Hold:
     (hold_id, key, status, created_at, sender, recipients, mail_options, size, client,
      message_id, findings, facts, subject, decided_at, decided_by, decision, escalated_at,
-     purged_at, delivered, refused, last_error) = row  # fmt: skip
+     purged_at, delivered, refused, last_error, attempt_at, attempt_by) = row  # fmt: skip
     return Hold(
         id=hold_id,
         key=key,
@@ -467,4 +482,6 @@ def _hold_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Hold:
         delivered=tuple(json.loads(delivered)),
         refused=json.loads(refused),
         last_error=last_error,
+        attempt_at=attempt_at,
+        attempt_by=attempt_by,
     )

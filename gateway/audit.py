@@ -1,0 +1,150 @@
+"""The audit trail: one function per business event, each returning the record to append.
+
+Records hold metadata only — addresses, domains, reasons, reviewers, rationales — never a
+message body or subject. The store appends them in the same transaction as the change they
+describe, and chains them (``core.auditchain``) so that an edited or deleted entry shows.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gateway.core import auditchain
+from gateway.core.auditchain import Entry
+from gateway.store import AuditRecord, Hold
+
+GATEWAY = "gateway"
+
+
+def relayed(
+    queue_id: str,
+    message_id: str,
+    sender: str,
+    recipients: Sequence[str],
+    findings: Sequence[str],
+    facts: Mapping[str, Any],
+) -> AuditRecord:
+    """Flagged mail relayed at once, with the facts that made each recipient domain secure."""
+    return AuditRecord(
+        "relayed",
+        "",
+        GATEWAY,
+        {
+            "queue_id": queue_id,
+            "message_id": message_id,
+            "sender": sender,
+            "recipients": list(recipients),
+            "findings": list(findings),
+            "facts": dict(facts),
+        },
+    )
+
+
+def held(queue_id: str, hold: Hold | None = None, **details: Any) -> AuditRecord:
+    """Held for review, with each recipient's reasons. ``hold`` is None while the store has
+    still to give it an id; the store fills it in."""
+    data = {"queue_id": queue_id, **details}
+    return AuditRecord("held", hold.id if hold else "", GATEWAY, data)
+
+
+def hold_details(
+    sender: str,
+    message_id: str,
+    recipients: Sequence[tuple[str, Sequence[str]]],
+    findings: Sequence[str],
+) -> dict[str, Any]:
+    return {
+        "sender": sender,
+        "message_id": message_id,
+        "recipients": {address: list(reasons) for address, reasons in recipients},
+        "findings": list(findings),
+    }
+
+
+def release_requested(hold: Hold, by: str, rationale: str) -> AuditRecord:
+    return AuditRecord("release-requested", hold.id, by, {"rationale": rationale})
+
+
+def released(
+    hold: Hold, by: str, rationale: str, delivered: Sequence[str], refused: Mapping[str, str]
+) -> AuditRecord:
+    return AuditRecord(
+        "released",
+        hold.id,
+        by,
+        {"rationale": rationale, "delivered": list(delivered), "refused": dict(refused)},
+    )
+
+
+def rejected(hold: Hold, by: str, reason: str) -> AuditRecord:
+    return AuditRecord("rejected", hold.id, by, {"reason": reason})
+
+
+def expired(hold: Hold, after_seconds: float) -> AuditRecord:
+    return AuditRecord("expired", hold.id, GATEWAY, {"after_hours": round(after_seconds / 3600, 2)})
+
+
+def escalated(hold: Hold, contacts: Sequence[str], waited_seconds: float) -> AuditRecord:
+    return AuditRecord(
+        "escalated",
+        hold.id,
+        GATEWAY,
+        {"contacts": list(contacts), "waited_hours": round(waited_seconds / 3600, 2)},
+    )
+
+
+def purged(hold: Hold, by: str) -> AuditRecord:
+    return AuditRecord("purged", hold.id, by, {"status": hold.status.value})
+
+
+def notice_sent(kind: str, hold_id: str, recipients: Sequence[str]) -> AuditRecord:
+    return AuditRecord("notice-sent", hold_id, GATEWAY, {"kind": kind, "to": list(recipients)})
+
+
+def viewed(hold: Hold, by: str) -> AuditRecord:
+    """A reviewer opened the held message: who saw it is part of the record."""
+    return AuditRecord("viewed", hold.id, by, {})
+
+
+# --- Reading the trail ------------------------------------------------------------------------
+
+
+def verify(entries: Sequence[Entry]) -> auditchain.Problem | None:
+    return auditchain.verify(entries)
+
+
+EXPORT_FIELDS = ("seq", "time", "event", "hold_id", "actor", "data", "hash")
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "time": _iso(entry.at),
+        "event": entry.event,
+        "hold_id": entry.hold_id,
+        "actor": entry.actor,
+        "data": dict(entry.data),
+        "prev": entry.prev,
+        "hash": entry.hash,
+    }
+
+
+def export(entries: Sequence[Entry], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([entry_json(e) for e in entries], indent=2, ensure_ascii=False) + "\n"
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_FIELDS)
+    for e in entries:
+        data = json.dumps(dict(e.data), sort_keys=True, ensure_ascii=False)
+        writer.writerow([e.seq, _iso(e.at), e.event, e.hold_id, e.actor, data, e.hash])
+    return out.getvalue()
+
+
+def _iso(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,290 @@
+"""Notices: nobody is left assuming someone else acted.
+
+The sender is told when a message is held (which recipients, why in plain words, what happens
+next) and when it is released, rejected or expires; reviewers are told when something is held;
+escalation contacts when a hold waits too long. A notice never quotes the body, and shows the
+subject only if ``[notify] include_subject`` is set. Notices are queued in the store's outbox
+in the same transaction as the event, and sent through the upstream by ``Outbox``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.message
+import email.policy
+import email.utils
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway import audit, logs
+from gateway.config import Settings, parse_duration
+from gateway.relay import Recipient, Relay, RelayFailed, Transaction
+from gateway.store import HeldRecipient, Hold, HoldStore, NewNotice
+
+# What each reason means to the person who sent the message.
+REASON_WORDS = {
+    "not-allowlisted": "{domain} is not on our secure-email list",
+    "allowlist-expired": "{domain} is no longer on our secure-email list (its entry expired)",
+    "no-such-domain": "{domain} does not exist",
+    "null-mx": "{domain} does not accept email",
+    "sts-no-record": "{domain} does not publish an MTA-STS policy in enforce mode",
+    "sts-multiple-records": "{domain}'s MTA-STS record is broken (there is more than one)",
+    "sts-record-invalid": "{domain}'s MTA-STS record is broken",
+    "sts-policy-fetch-error": "{domain}'s MTA-STS policy could not be fetched",
+    "sts-webpki-invalid": "{domain}'s MTA-STS policy is not served with a valid certificate",
+    "sts-policy-invalid": "{domain}'s MTA-STS policy is broken",
+    "sts-mode-testing": "{domain} publishes an MTA-STS policy in testing mode, not enforce mode",
+    "sts-mode-none": "{domain} has withdrawn its MTA-STS policy",
+    "sts-mx-mismatch": "{domain}'s MTA-STS policy does not cover all of its mail servers",
+    "no-tls-rpt": "{domain} does not publish a TLS reporting (TLS-RPT) record",
+    "dns-temporary-error": "{domain}'s security settings could not be checked just now",
+    "dane-unusable": "{domain}'s DANE records cannot be used",
+    "dane-not-dnssec": "{domain} is not DNSSEC-signed, which DANE needs",
+    "dane-no-tlsa": "{domain} does not publish DANE records for its mail servers",
+    "dane-resolver-untrusted": "{domain}'s DANE records could not be checked here",
+    "sender-not-allowed": "your address is not one that may send safeguarding mail to others",
+    "recipient-invalid": "the address {address} could not be read",
+    "upstream-refused": "our mail server could not pass it on to {address}",
+}
+WHY_IT_MATTERS = (
+    "Safeguarding information may only be sent from a secure email to a secure email. "
+    "We could not prove that the recipients above would receive it securely."
+)
+
+
+def reason_words(reason: str, recipient: HeldRecipient) -> str:
+    template = REASON_WORDS.get(reason, "{domain} did not pass the check (" + reason + ")")
+    return template.format(domain=recipient.domain or "?", address=recipient.address)
+
+
+@dataclass(frozen=True)
+class Notices:
+    """Builds the notices; what it returns goes into the outbox with the event."""
+
+    settings: Settings
+    hostname: str
+
+    @property
+    def sender(self) -> str:
+        return self.settings.notify.from_ or f"postmaster@{self.hostname}"
+
+    @property
+    def organisation(self) -> str:
+        return self.settings.notify.organisation or self.hostname
+
+    def _subject(self, text: str, hold: Hold) -> str:
+        if self.settings.notify.include_subject and hold.subject:
+            return f"{text}: {hold.subject}"
+        return text
+
+    def _message(self, to: Sequence[str], subject: str, body: str, hold: Hold) -> bytes:
+        message = email.message.EmailMessage(policy=email.policy.SMTP)
+        message["From"] = f"Safeguarding Mail Gateway <{self.sender}>"
+        message["To"] = ", ".join(to)
+        message["Subject"] = subject
+        message["Date"] = email.utils.formatdate(usegmt=True)
+        message["Message-ID"] = email.utils.make_msgid("notice", self.hostname)
+        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+        message["X-Safeguarding-Gateway"] = f"notice; hold={hold.id}"
+        if hold.message_id:
+            message["In-Reply-To"] = hold.message_id
+            message["References"] = hold.message_id
+        message.set_content(body)
+        return message.as_bytes()
+
+    def _notice(
+        self, kind: str, hold: Hold, to: Sequence[str], subject: str, body: str
+    ) -> list[NewNotice]:
+        recipients = [address for address in to if address]
+        if not self.settings.notify.enabled or not recipients:
+            return []  # a bounce (null sender) is never answered with a notice
+        message = self._message(recipients, self._subject(subject, hold), body, hold)
+        return [NewNotice(kind, hold.id, self.sender, tuple(recipients), message)]
+
+    def held(self, hold: Hold, relayed_to: Sequence[str]) -> list[NewNotice]:
+        lines = [
+            "Your message has not been sent to some of its recipients yet.",
+            "",
+            f"Sent: {_when(hold.created_at)}",
+            "",
+            "Held for:",
+        ]
+        for recipient in hold.recipients:
+            lines.append(f"  {recipient.address}")
+            lines += [f"    - {reason_words(r, recipient)}" for r in recipient.reasons]
+        if relayed_to:
+            lines += ["", "Sent at once to: " + ", ".join(relayed_to)]
+        lines += [
+            "",
+            WHY_IT_MATTERS,
+            "",
+            f"What happens next: a safeguarding lead at {self.organisation} will review it. "
+            "They will either release it, with a written record of why, or reject it, and "
+            "you will be told which. You do not need to send it again.",
+            "",
+            "If the information is urgent, speak to your designated safeguarding lead now: "
+            "do not assume that someone else will pass it on.",
+            "",
+            f"Reference: {hold.id}",
+        ]
+        to_sender = self._notice(
+            "held", hold, [hold.sender], "Held for safeguarding review", "\n".join(lines)
+        )
+        return to_sender + self._reviewers(hold)
+
+    def _reviewers(self, hold: Hold) -> list[NewNotice]:
+        review = self.settings.review
+        lines = [
+            f"A message from {hold.sender or '(no sender)'} is held for review.",
+            "",
+            f"Held: {_when(hold.created_at)}",
+            "Recipients and reasons:",
+        ]
+        for recipient in hold.recipients:
+            reasons = ", ".join(recipient.reasons)
+            lines.append(f"  {recipient.address}: {reasons}")
+        lines += [
+            "",
+            f"Review it with: gateway held show {hold.id}",
+            "Release needs a written rationale; a reject needs a reason the sender is told.",
+            f"If nobody reviews it within {review.escalate_after}, it is escalated; "
+            f"after {review.expire_after} it expires unsent.",
+        ]
+        return self._notice(
+            "held-reviewers",
+            hold,
+            review.reviewers,
+            f"Safeguarding hold to review: {hold.id}",
+            "\n".join(lines),
+        )
+
+    def released(
+        self, hold: Hold, by: str, delivered: Sequence[str], refused: dict[str, str]
+    ) -> list[NewNotice]:
+        lines = [
+            f"Your message held on {_when(hold.created_at)} (reference {hold.id}) "
+            f"was reviewed and released by {by}.",
+            "",
+        ]
+        if delivered:
+            lines.append("It has now been sent to: " + ", ".join(delivered))
+        if refused:
+            lines += ["", "Our mail server could not pass it on to:"]
+            lines += [f"  {address}: {reply}" for address, reply in refused.items()]
+            lines += ["", "Please find another secure way to share it with them."]
+        return self._notice(
+            "released", hold, [hold.sender], "Released after review", "\n".join(lines)
+        )
+
+    def rejected(self, hold: Hold, by: str, reason: str) -> list[NewNotice]:
+        recipients = ", ".join(r.address for r in hold.recipients)
+        body = "\n".join(
+            [
+                f"Your message held on {_when(hold.created_at)} (reference {hold.id}) "
+                f"was reviewed by {by} and will not be sent to {recipients}.",
+                "",
+                f"Reason: {reason}",
+                "",
+                "If the information still needs to reach them, speak to your designated "
+                "safeguarding lead about a secure way to share it: do not assume that someone "
+                "else will pass it on.",
+            ]
+        )
+        return self._notice("rejected", hold, [hold.sender], "Not sent after review", body)
+
+    def expired(self, hold: Hold) -> list[NewNotice]:
+        recipients = ", ".join(r.address for r in hold.recipients)
+        body = "\n".join(
+            [
+                f"Your message held on {_when(hold.created_at)} (reference {hold.id}) was not "
+                f"reviewed within {self.settings.review.expire_after} and has not been sent to "
+                f"{recipients}.",
+                "",
+                "If the information still needs to reach them, speak to your designated "
+                "safeguarding lead now about a secure way to share it.",
+            ]
+        )
+        return self._notice("expired", hold, [hold.sender], "Not sent: review time ran out", body)
+
+    def escalated(self, hold: Hold, waited: float) -> list[NewNotice]:
+        review = self.settings.review
+        contacts = list(dict.fromkeys([*review.escalation_contacts, *review.reviewers]))
+        body = "\n".join(
+            [
+                f"A safeguarding hold has waited {waited / 3600:.1f} hours for review.",
+                "",
+                f"From: {hold.sender or '(no sender)'}",
+                "To: " + ", ".join(r.address for r in hold.recipients),
+                f"Reasons: {', '.join(hold.reasons)}",
+                "",
+                f"Review it with: gateway held show {hold.id}",
+                f"It expires unsent after {review.expire_after}.",
+            ]
+        )
+        return self._notice(
+            "escalated",
+            hold,
+            contacts,
+            f"Escalated: safeguarding hold {hold.id} awaits review",
+            body,
+        )
+
+
+def _when(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%d %b %Y %H:%M UTC")
+
+
+class Outbox:
+    """Sends queued notices through the upstream; a failure is retried with back-off."""
+
+    def __init__(self, store: HoldStore, relay: Relay) -> None:
+        self._store = store
+        self._relay = relay
+        self._log = logs.get("gateway.notify")
+
+    async def drain(self, now: float) -> int:
+        sent = 0
+        for notice in await self._store.due_notices(now):
+            transaction = Transaction(
+                sender=notice.sender,
+                recipients=tuple(Recipient(r) for r in notice.recipients),
+                data=notice.message,
+            )
+            try:
+                result = await self._relay.send(transaction)
+            except RelayFailed as exc:
+                retry = None if not exc.temporary else now + _backoff(notice.attempts)
+                await self._store.notice_failed(notice.id, str(exc.reply), retry)
+                self._log.warning(
+                    "notice not sent",
+                    notice=notice.kind,
+                    hold_id=notice.hold_id,
+                    upstream=str(exc.reply),
+                    retry=retry is not None,
+                )
+                continue
+            if not result.accepted:
+                replies = "; ".join(f"{a}: {r}" for a, r in result.refused.items())
+                temporary = any(r.temporary for r in result.refused.values())
+                retry = now + _backoff(notice.attempts) if temporary else None
+                await self._store.notice_failed(notice.id, replies, retry)
+                self._log.warning(
+                    "notice refused", notice=notice.kind, hold_id=notice.hold_id, upstream=replies
+                )
+                continue
+            await self._store.notice_sent(
+                notice.id, [audit.notice_sent(notice.kind, notice.hold_id, result.accepted)]
+            )
+            self._log.info(
+                "notice sent", notice=notice.kind, hold_id=notice.hold_id, to=result.accepted
+            )
+            sent += 1
+        return sent
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(60 * 2**attempts, 3600))
+
+
+def expire_seconds(settings: Settings) -> float:
+    return parse_duration(settings.review.expire_after)

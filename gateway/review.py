@@ -1,0 +1,357 @@
+"""The review of held mail: one model, shared by the command line and the web UI, so both
+behave the same. List with a filter, show, release (with a written rationale), reject (with a
+reason the sender is told), purge bodies past retention, and the sweep that escalates, expires
+and retries.
+
+Release is a state machine, held -> releasing -> released. The decision is committed first;
+delivery follows, claimed by one process at a time, recorded per recipient in the relay
+journal. A crash between the two leaves the hold "releasing", and the next sweep (or the
+same command again) finishes it without delivering twice to a recipient the upstream took.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from gateway import audit, logs
+from gateway.config import Settings, parse_duration
+from gateway.core.auditchain import Entry
+from gateway.core.headers import trace_headers
+from gateway.errors import GatewayError
+from gateway.messageview import MessageView, view
+from gateway.notify import Notices, Outbox
+from gateway.relay import Recipient, Relay, RelayFailed, Transaction
+from gateway.store import HeldRecipient, Hold, HoldStore, Status
+
+DECIDED = frozenset({Status.RELEASED, Status.REJECTED, Status.EXPIRED})
+
+
+class ReviewError(GatewayError):
+    """A review action that cannot be done: the message says why, for the reviewer."""
+
+
+@dataclass(frozen=True)
+class HoldFilter:
+    status: Status | None = Status.HELD
+    sender: str = ""  # part of the sender's address, any case
+    recipient_domain: str = ""
+    reason: str = ""
+    older_than: float | None = None  # seconds
+    newer_than: float | None = None
+
+    def matches(self, hold: Hold, now: float) -> bool:
+        age = now - hold.created_at
+        return (
+            (self.status is None or hold.status is self.status)
+            and self.sender.lower() in hold.sender.lower()
+            and (
+                not self.recipient_domain
+                or any(r.domain == self.recipient_domain.lower() for r in hold.recipients)
+            )
+            and (not self.reason or self.reason in hold.reasons)
+            and (self.older_than is None or age >= self.older_than)
+            and (self.newer_than is None or age <= self.newer_than)
+        )
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    hold: Hold
+    done: bool  # False: delivery is pending (the upstream failed for now); the sweep retries
+    delivered: tuple[str, ...] = ()
+    refused: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class SweepReport:
+    escalated: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    purged: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    notices_sent: int = 0
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_dead(owner: str) -> bool:
+    """True when ``owner`` names a process on this host that no longer runs."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Review:
+    def __init__(
+        self,
+        settings: Settings,
+        store: HoldStore,
+        relay: Relay,
+        hostname: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._relay = relay
+        self._hostname = hostname
+        self._clock = clock
+        self.notices = Notices(settings, hostname)
+        self._outbox = Outbox(store, relay)
+        self._log = logs.get("gateway.review")
+        review = settings.review
+        self._escalate_after = parse_duration(review.escalate_after)
+        self._expire_after = parse_duration(review.expire_after)
+        self._retention = parse_duration(review.retention)
+        # A release delivery not finished in this time is taken over by another process.
+        self._lease = settings.relay.timeout * 4 + 60
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def holds(self, holds_filter: HoldFilter) -> list[Hold]:
+        now = self._clock()
+        holds = await self._store.holds(holds_filter.status)
+        return [h for h in holds if holds_filter.matches(h, now)]
+
+    async def get(self, hold_id: str) -> Hold:
+        hold = await self._store.get(hold_id)
+        if hold is None:
+            raise ReviewError(f"no held message {hold_id!r}")
+        return hold
+
+    async def show(self, hold_id: str, by: str) -> tuple[Hold, MessageView | None]:
+        hold = await self.get(hold_id)
+        try:
+            raw = await self._store.message(hold_id)
+        except KeyError:
+            return hold, None  # purged: the metadata and trail remain
+        await self._store.append_audit([audit.viewed(hold, by)])
+        return hold, view(raw)
+
+    async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
+        return await self._store.audit_entries(since)
+
+    async def raw_message(self, hold_id: str) -> bytes:
+        try:
+            return await self._store.message(hold_id)
+        except KeyError:
+            raise ReviewError(f"the body of {hold_id} was purged") from None
+
+    # --- decisions ---------------------------------------------------------------------------
+
+    async def release(self, hold_id: str, rationale: str, by: str) -> ReleaseOutcome:
+        rationale = rationale.strip()
+        if not rationale:
+            raise ReviewError("a release needs a written rationale: why is sharing right here?")
+        by = _name(by)
+        hold = await self.get(hold_id)
+        if hold.status is Status.HELD:
+            now = self._clock()
+            changed = await self._store.update(
+                hold_id,
+                frozenset({Status.HELD}),
+                {
+                    "status": Status.RELEASING,
+                    "decided_at": now,
+                    "decided_by": by,
+                    "decision": rationale,
+                },
+                audit=[audit.release_requested(hold, by, rationale)],
+            )
+            if changed is None:
+                raise ReviewError(f"{hold_id} was decided by someone else meanwhile")
+            hold = changed
+        elif hold.status is not Status.RELEASING:
+            raise ReviewError(f"{hold_id} is {hold.status.value}; only held messages are released")
+        return await self._deliver(hold)
+
+    async def reject(self, hold_id: str, reason: str, by: str) -> Hold:
+        reason = reason.strip()
+        if not reason:
+            raise ReviewError("a reject needs a reason: the sender will be told it")
+        by = _name(by)
+        hold = await self.get(hold_id)
+        if hold.status is not Status.HELD:
+            raise ReviewError(f"{hold_id} is {hold.status.value}; only held messages are rejected")
+        changed = await self._store.update(
+            hold_id,
+            frozenset({Status.HELD}),
+            {
+                "status": Status.REJECTED,
+                "decided_at": self._clock(),
+                "decided_by": by,
+                "decision": reason,
+            },
+            audit=[audit.rejected(hold, by, reason)],
+            notices=self.notices.rejected(hold, by, reason),
+        )
+        if changed is None:
+            raise ReviewError(f"{hold_id} was decided by someone else meanwhile")
+        self._log.info("rejected", hold_id=hold_id, by=by)
+        return changed
+
+    async def purge(self, older_than: float, by: str) -> list[str]:
+        """Delete the bodies of decided holds older than ``older_than`` seconds (counted from
+        the decision); the metadata and the audit trail stay."""
+        now = self._clock()
+        purged = []
+        for hold in await self._store.holds():
+            decided = hold.decided_at or hold.created_at
+            if hold.status in DECIDED and hold.purged_at is None and now - decided >= older_than:
+                await self._store.purge_body(hold.id, [audit.purged(hold, _name(by))])
+                purged.append(hold.id)
+        return purged
+
+    # --- delivery of a release ---------------------------------------------------------------
+
+    async def _deliver(self, hold: Hold) -> ReleaseOutcome:
+        now = self._clock()
+        owner = process_owner()
+        dead = hold.attempt_by if hold.attempt_by and owner_dead(hold.attempt_by) else ""
+        claimed = await self._store.claim(hold.id, owner, now, now - self._lease, dead)
+        if claimed is None:
+            return ReleaseOutcome(hold, False, error="another process is delivering it now")
+        hold = claimed
+        key = f"release:{hold.id}"
+        done = set(hold.delivered) | await self._store.relayed(key)
+        pending = [r for r in hold.recipients if r.address not in done]
+        refused = dict(hold.refused)
+        temporary = ""
+        if pending:
+            try:
+                result = await self._relay.send(await self._transaction(hold, pending))
+            except RelayFailed as exc:
+                if exc.temporary:
+                    return await self._pending(hold, str(exc.reply))
+                refused.update({r.address: str(exc.reply) for r in pending})
+            else:
+                if result.accepted:
+                    await self._store.record_relayed(key, result.accepted)
+                    done.update(result.accepted)
+                for address, reply in result.refused.items():
+                    if reply.temporary:
+                        temporary = str(reply)
+                    else:
+                        refused[address] = str(reply)
+        delivered = tuple(r.address for r in hold.recipients if r.address in done)
+        if temporary:
+            await self._store.update(
+                hold.id, frozenset({Status.RELEASING}), {"delivered": delivered}
+            )
+            return await self._pending(hold, temporary, delivered)
+        finished = await self._store.update(
+            hold.id,
+            frozenset({Status.RELEASING}),
+            {
+                "status": Status.RELEASED,
+                "delivered": delivered,
+                "refused": refused,
+                "last_error": "",
+                "attempt_at": None,
+            },
+            audit=[audit.released(hold, hold.decided_by, hold.decision, delivered, refused)],
+            notices=self.notices.released(hold, hold.decided_by, delivered, refused),
+        )
+        assert finished is not None
+        self._log.info(
+            "released",
+            hold_id=hold.id,
+            by=hold.decided_by,
+            delivered=delivered,
+            refused=list(refused),
+        )
+        return ReleaseOutcome(finished, True, delivered, refused)
+
+    async def _pending(
+        self, hold: Hold, error: str, delivered: Sequence[str] = ()
+    ) -> ReleaseOutcome:
+        # Leave the claim open again so the sweep (or the same command) retries at once.
+        changed = await self._store.update(
+            hold.id, frozenset({Status.RELEASING}), {"last_error": error, "attempt_at": None}
+        )
+        self._log.warning("release pending", hold_id=hold.id, upstream=error)
+        return ReleaseOutcome(changed or hold, False, tuple(delivered), error=error)
+
+    async def _transaction(self, hold: Hold, recipients: Sequence[HeldRecipient]) -> Transaction:
+        message = await self.raw_message(hold.id)
+        prefix = trace_headers(
+            helo=self._hostname,
+            client_ip="127.0.0.1",
+            hostname=self._hostname,
+            protocol="ESMTP",
+            queue_id=hold.id,
+            date=email.utils.formatdate(usegmt=True),
+            summary=f"released after review; hold={hold.id}; by={hold.decided_by}",
+        )
+        return Transaction(
+            sender=hold.sender,
+            recipients=tuple(Recipient(r.address, r.options) for r in recipients),
+            data=prefix + message,
+            mail_options=hold.mail_options,
+            smtputf8=any(o == "SMTPUTF8" for o in hold.mail_options),
+        )
+
+    # --- the sweep ---------------------------------------------------------------------------
+
+    async def sweep(self) -> SweepReport:
+        """Escalate, expire, purge past retention, retry pending releases, send notices."""
+        now = self._clock()
+        report = SweepReport()
+        for hold in await self._store.holds(Status.HELD):
+            waited = now - hold.created_at
+            if waited >= self._expire_after:
+                changed = await self._store.update(
+                    hold.id,
+                    frozenset({Status.HELD}),
+                    {"status": Status.EXPIRED, "decided_at": now, "decided_by": audit.GATEWAY},
+                    audit=[audit.expired(hold, self._expire_after)],
+                    notices=self.notices.expired(hold),
+                )
+                if changed is not None:
+                    report.expired.append(hold.id)
+            elif waited >= self._escalate_after and hold.escalated_at is None:
+                changed = await self._store.update(
+                    hold.id,
+                    frozenset({Status.HELD}),
+                    {"escalated_at": now},
+                    audit=[audit.escalated(hold, self._contacts(), waited)],
+                    notices=self.notices.escalated(hold, waited),
+                )
+                if changed is not None:
+                    report.escalated.append(hold.id)
+        for hold in await self._store.holds(Status.RELEASING):
+            stale = hold.attempt_at is None or hold.attempt_at < now - self._lease
+            if stale or owner_dead(hold.attempt_by):
+                outcome = await self._deliver(hold)
+                if outcome.done:
+                    report.released.append(hold.id)
+        report.purged = await self.purge(self._retention, audit.GATEWAY)
+        report.notices_sent = await self._outbox.drain(now)
+        return report
+
+    async def drain_notices(self) -> int:
+        return await self._outbox.drain(self._clock())
+
+    def _contacts(self) -> list[str]:
+        review = self._settings.review
+        return list(dict.fromkeys([*review.escalation_contacts, *review.reviewers]))
+
+
+def _name(by: str) -> str:
+    name = " ".join(by.split())
+    if not name:
+        raise ReviewError("say who decided (--by)")
+    return name[:200]

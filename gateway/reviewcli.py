@@ -1,0 +1,285 @@
+"""`gateway held ...` and `gateway audit ...`: the review of held mail from the shell. A second
+face of ``gateway.review``, never a second implementation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import getpass
+import json
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from gateway import audit
+from gateway.app import review_session
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.review import HoldFilter, Review, ReviewError
+from gateway.store import Hold, Status
+
+EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
+
+Runner = Callable[[Review, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    held = commands.add_parser("held", parents=[common], help="review held messages")
+    actions = held.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", parents=[common], help="list holds")
+    listing.add_argument("--status", choices=[s.value for s in Status] + ["all"], default="held")
+    listing.add_argument("--sender", default="", help="part of the sender's address")
+    listing.add_argument("--domain", default="", help="a recipient domain")
+    listing.add_argument("--reason", default="", help="a reason code, e.g. sts-no-record")
+    listing.add_argument("--older-than", type=float, metavar="HOURS")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=_command(list_holds))
+
+    show = actions.add_parser("show", parents=[common], help="show one held message")
+    show.add_argument("hold_id", metavar="ID")
+    show.add_argument("--by", default=None, help="who is looking (default: your user name)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=_command(show_hold))
+
+    for name, helptext in (
+        ("release", "relay to its held recipients; needs a written rationale"),
+        ("reject", "do not send; the sender is told the reason"),
+    ):
+        decide = actions.add_parser(name, parents=[common], help=helptext)
+        decide.add_argument("hold_id", metavar="ID")
+        decide.add_argument("--reason", required=True, metavar="TEXT")
+        decide.add_argument("--by", default=None, help="who decided (default: your user name)")
+        decide.set_defaults(run=_command(release if name == "release" else reject))
+
+    purge = actions.add_parser("purge", parents=[common], help="delete decided bodies")
+    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    purge.add_argument("--by", default=None)
+    purge.set_defaults(run=_command(purge_bodies))
+
+    sweep = actions.add_parser("sweep", parents=[common], help="escalate, expire, retry once")
+    sweep.set_defaults(run=_command(sweep_once))
+
+    trail = commands.add_parser("audit", parents=[common], help="the audit trail")
+    trail_actions = trail.add_subparsers(dest="action", required=True, metavar="ACTION")
+    trail_list = trail_actions.add_parser("list", parents=[common], help="entries")
+    trail_list.add_argument("--hold", default="", metavar="ID")
+    trail_list.add_argument("--since", type=_date, metavar="DATE")
+    trail_list.set_defaults(run=_command(audit_list))
+    verify = trail_actions.add_parser("verify", parents=[common], help="check the hash chain")
+    verify.set_defaults(run=_command(audit_verify))
+    export = trail_actions.add_parser("export", parents=[common], help="CSV or JSON")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.add_argument("--since", type=_date, metavar="DATE")
+    export.set_defaults(run=_command(audit_export))
+
+
+def _command(runner: Runner) -> Callable[[argparse.Namespace, Settings], int]:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        async def go() -> int:
+            async with review_session(settings) as review:
+                return await runner(review, args)
+
+        try:
+            return asyncio.run(go())
+        except ReviewError as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except GatewayError as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            return EXIT_FINDING
+
+    return run
+
+
+def _date(text: str) -> float:
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
+
+
+def _by(args: argparse.Namespace) -> str:
+    return str(args.by) if args.by else getpass.getuser()
+
+
+def _age(hold: Hold) -> str:
+    hours = (time.time() - hold.created_at) / 3600
+    return f"{hours:.1f}h" if hours < 48 else f"{hours / 24:.1f}d"
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+
+
+def hold_json(hold: Hold) -> dict[str, Any]:
+    return {
+        "id": hold.id,
+        "status": hold.status.value,
+        "created_at": _when(hold.created_at),
+        "sender": hold.sender,
+        "recipients": [
+            {"address": r.address, "domain": r.domain, "reasons": list(r.reasons)}
+            for r in hold.recipients
+        ],
+        "size": hold.size,
+        "message_id": hold.message_id,
+        "findings": list(hold.findings),
+        "escalated_at": _when(hold.escalated_at) if hold.escalated_at else None,
+        "decided_at": _when(hold.decided_at) if hold.decided_at else None,
+        "decided_by": hold.decided_by or None,
+        "decision": hold.decision or None,
+        "delivered": list(hold.delivered),
+        "refused": hold.refused,
+        "purged": hold.purged_at is not None,
+        "last_error": hold.last_error or None,
+    }
+
+
+async def list_holds(review: Review, args: argparse.Namespace) -> int:
+    status = None if args.status == "all" else Status(args.status)
+    older = args.older_than * 3600 if args.older_than is not None else None
+    holds = await review.holds(
+        HoldFilter(status, args.sender, args.domain.lower(), args.reason, older_than=older)
+    )
+    if args.json:
+        print(json.dumps([hold_json(h) for h in holds], indent=2))
+        return EXIT_OK
+    if not holds:
+        print("no holds")
+        return EXIT_OK
+    print(f"{'ID':<16}  {'AGE':>6}  {'STATUS':<9}  {'FROM':<28}  {'TO':<28}  REASONS")
+    for hold in holds:
+        flag = " (escalated)" if hold.escalated_at and hold.status is Status.HELD else ""
+        to = ", ".join(r.address for r in hold.recipients)
+        print(
+            f"{hold.id:<16}  {_age(hold):>6}  {hold.status.value:<9}  "
+            f"{hold.sender[:28]:<28}  {to[:28]:<28}  {', '.join(hold.reasons)}{flag}"
+        )
+    return EXIT_OK
+
+
+async def show_hold(review: Review, args: argparse.Namespace) -> int:
+    hold, message = await review.show(args.hold_id, _by(args))
+    if args.json:
+        data = hold_json(hold)
+        if message is not None:
+            data["headers"] = [list(h) for h in message.headers]
+            data["text"] = message.text
+            data["attachments"] = [
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                for a in message.attachments
+            ]
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    lines = [
+        f"Hold {hold.id}: {hold.status.value}, held {_when(hold.created_at)} ({_age(hold)} ago)",
+        f"From (envelope): {hold.sender or '<>'}",
+        "Held recipients:",
+    ]
+    for recipient in hold.recipients:
+        lines.append(f"  {recipient.address}: {', '.join(recipient.reasons)}")
+    lines.append(f"Why flagged: {', '.join(hold.findings) or '(all mail is checked)'}")
+    if hold.decided_by:
+        lines.append(f"Decided by {hold.decided_by} at {_when(hold.decided_at)}: {hold.decision}")
+    if hold.last_error:
+        lines.append(f"Last delivery error: {hold.last_error}")
+    if message is None:
+        lines.append("The body was purged after the retention period.")
+    else:
+        lines += ["", "Headers:"]
+        lines += [f"  {name}: {value}" for name, value in message.headers]
+        lines += ["", f"Text ({message.text_source}):", message.text]
+        if message.truncated:
+            lines.append("[... cut: the text is longer than shown]")
+        lines.append("")
+        lines.append("Attachments:" if message.attachments else "Attachments: none")
+        lines += [f"  {a.filename} ({a.content_type}, {a.size} bytes)" for a in message.attachments]
+    print(_printable("\n".join(lines)))
+    return EXIT_OK
+
+
+def _printable(text: str) -> str:
+    # A held message may carry terminal escape sequences; show them, never obey them.
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else f"\\x{ord(ch):02x}" for ch in text)
+
+
+async def _send_notices(review: Review) -> None:
+    # The sender hears at once; if the upstream is down, gateway serve sends it later.
+    try:
+        await review.drain_notices()
+    except GatewayError:
+        pass
+
+
+async def release(review: Review, args: argparse.Namespace) -> int:
+    outcome = await review.release(args.hold_id, args.reason, _by(args))
+    await _send_notices(review)
+    if outcome.done:
+        print(f"released {outcome.hold.id}: sent to {', '.join(outcome.delivered) or 'nobody'}")
+        for address, reply in outcome.refused.items():
+            print(f"  the upstream refused {address}: {reply}")
+        return EXIT_OK if not outcome.refused else EXIT_FINDING
+    print(
+        f"release of {outcome.hold.id} is pending: {outcome.error}. "
+        "The decision is recorded; delivery will be retried (gateway serve retries it, "
+        "or run this command again)."
+    )
+    return EXIT_FINDING
+
+
+async def reject(review: Review, args: argparse.Namespace) -> int:
+    hold = await review.reject(args.hold_id, args.reason, _by(args))
+    await _send_notices(review)
+    print(f"rejected {hold.id}; the sender will be told the reason")
+    return EXIT_OK
+
+
+async def purge_bodies(review: Review, args: argparse.Namespace) -> int:
+    purged = await review.purge(args.older_than * 86400, _by(args))
+    print(f"purged {len(purged)} bod{'y' if len(purged) == 1 else 'ies'}")
+    return EXIT_OK
+
+
+async def sweep_once(review: Review, args: argparse.Namespace) -> int:
+    report = await review.sweep()
+    print(
+        f"escalated {len(report.escalated)}, expired {len(report.expired)}, "
+        f"released {len(report.released)}, purged {len(report.purged)}, "
+        f"notices sent {report.notices_sent}"
+    )
+    return EXIT_OK
+
+
+async def audit_list(review: Review, args: argparse.Namespace) -> int:
+    entries = await review.audit_entries(args.since)
+    for entry in entries:
+        if args.hold and entry.hold_id != args.hold:
+            continue
+        data = json.dumps(dict(entry.data), sort_keys=True, ensure_ascii=False)
+        print(
+            f"{entry.seq:>6}  {_when(entry.at)}  {entry.event:<17}  {entry.hold_id or '-':<16}"
+            f"  {entry.actor:<16}  {data}"
+        )
+    return EXIT_OK
+
+
+async def audit_verify(review: Review, args: argparse.Namespace) -> int:
+    entries = await review.audit_entries(None)
+    problem = audit.verify(entries)
+    if problem is not None:
+        print(f"audit trail BROKEN at {problem}")
+        return EXIT_FINDING
+    head = entries[-1].hash if entries else "(empty)"
+    print(f"audit trail intact: {len(entries)} entries, head {head}")
+    return EXIT_OK
+
+
+async def audit_export(review: Review, args: argparse.Namespace) -> int:
+    sys.stdout.write(audit.export(await review.audit_entries(args.since), args.format))
+    return EXIT_OK
