@@ -210,11 +210,9 @@ def _printable(text: str) -> str:
 
 
 async def _send_notices(review: Review) -> None:
-    # The sender hears at once; if the upstream is down, gateway serve sends it later.
-    try:
-        await review.drain_notices()
-    except GatewayError:
-        pass
+    # The sender hears at once; if the upstream is down, the outbox keeps the notice and
+    # gateway serve sends it later.
+    await review.drain_notices()
 
 
 async def release(review: Review, args: argparse.Namespace) -> int:
