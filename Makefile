@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check e2e-deps clean
+.PHONY: run test check demo e2e-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(STAMP)
 ## test: install what the tests need (Python and Debian packages), then run them all
 test: $(STAMP) e2e-deps
 	$(BIN)/pytest
+
+## demo: test DNS/HTTPS servers and a printing upstream for the README's walkthrough
+demo: $(STAMP) e2e-deps
+	$(BIN)/python scripts/demo.py
 
 ## check: ruff and mypy
 check: $(STAMP)
