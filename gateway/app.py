@@ -143,6 +143,7 @@ async def _scheduler(
     interval = parse_duration(settings.review.sweep_interval)
     next_sweep = 0.0
     while not stop.is_set():
+        wake.clear()  # before the work: a hold that arrives during it wakes the next round
         try:
             if time.monotonic() >= next_sweep:
                 report = await review.sweep()
@@ -160,7 +161,8 @@ async def _scheduler(
         except Exception:  # the scheduler must outlive a bad sweep; it runs again later
             log.exception("sweep failed")
             next_sweep = time.monotonic() + interval
-        wake.clear()
+        if stop.is_set():
+            break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), max(0.0, next_sweep - time.monotonic()))
 

@@ -113,7 +113,12 @@ class Notices:
             lines.append(f"  {recipient.address}")
             lines += [f"    - {reason_words(r, recipient)}" for r in recipient.reasons]
         if relayed_to:
-            lines += ["", "Sent at once to: " + ", ".join(relayed_to)]
+            # Not "sent to": the upstream has yet to take it, and may refuse it.
+            lines += [
+                "",
+                "The other recipients passed the checks and were not held: "
+                + ", ".join(relayed_to),
+            ]
         lines += [
             "",
             WHY_IT_MATTERS,

@@ -127,6 +127,10 @@ class Relay:
         )
         try:
             await client.connect()
+            if client.last_ehlo_response is None:
+                # Without STARTTLS or AUTH, connect() sends no EHLO, and we must know the
+                # upstream's extensions before MAIL to pass on DSN, 8BITMIME and SMTPUTF8.
+                await client.ehlo()
         except aiosmtplib.SMTPResponseException as exc:
             raise RelayFailed(Reply(exc.code, exc.message), "connect") from None
         except (aiosmtplib.SMTPException, OSError) as exc:

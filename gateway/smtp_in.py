@@ -64,10 +64,30 @@ class Admission:
         return None
 
 
+def path_end(arg: str) -> int:
+    """Where the <path> of a MAIL/RCPT argument ends: the first ">" outside a quoted local
+    part (RFC 5321 §4.1.2), not the last one: an xtext value such as ENVID may hold ">"."""
+    start = arg.find("<")
+    if start < 0:
+        return -1
+    quoted = escaped = False
+    for index in range(start + 1, len(arg)):
+        char = arg[index]
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ">" and not quoted:
+            return index
+    return -1
+
+
 def split_params(arg: str, known: dict[str, re.Pattern[str]]) -> tuple[str, list[str], str | None]:
     """Take the parameters in ``known`` off a MAIL/RCPT argument, keeping their case.
     Returns the rest of the argument, the parameters, and an error reply if one is malformed."""
-    end = arg.rfind(">")
+    end = path_end(arg)
     head, tail = (arg[: end + 1], arg[end + 1 :]) if end >= 0 else ("", arg)
     kept, taken = [], []
     for token in tail.split():
@@ -200,7 +220,13 @@ class Handler:
             data=envelope.original_content or b"",
             smtputf8=bool(envelope.smtp_utf8),
         )
-        reply = await self._filter.handle(incoming)
+        try:
+            reply = await self._filter.handle(incoming)
+        except Exception:
+            # Answered here, not by aiosmtpd's exception hook, so that the transaction is
+            # reset and the client can send its next message in the same session.
+            self._log.exception("unexpected error", sender=sender)
+            return ERROR_REPLY
         return str(reply)
 
     async def handle_exception(self, error: Exception) -> str:
