@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from gateway import metrics
 from gateway.core import dane, mtasts, stscache, tlsrpt
 from gateway.core.model import (
     DaneFacts,
@@ -74,6 +75,7 @@ class DomainChecker:
             rpt_task = group.create_task(_timed(timings, "tls_rpt", self._tls_rpt(domain)))
             dane_task = group.create_task(_timed(timings, "dane", self._dane(domain, mx_task)))
         timings["total"] = _ms(started)
+        metrics.POSTURE_SECONDS.observe(timings["total"] / 1000)
         record, policy = sts_task.result()
         return DomainFacts(
             domain=domain,
@@ -98,6 +100,7 @@ class DomainChecker:
         record = sts_record_facts(answer)
         cached, failure = self._cache.policy(domain), self._cache.failure(domain)
         plan = stscache.plan(record, cached, failure, self._clock())
+        metrics.POLICY_CACHE.labels("fetch" if plan.step is stscache.Step.FETCH else "hit").inc()
         if plan.step is stscache.Step.USE_CACHED:
             assert plan.fallback is not None
             return record, plan.fallback.facts()

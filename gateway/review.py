@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway import audit, logs
+from gateway import audit, logs, metrics
 from gateway.config import Settings, parse_duration
 from gateway.core.auditchain import Entry
 from gateway.core.headers import trace_headers
@@ -141,6 +141,12 @@ class Review:
         await self._store.append_audit([audit.viewed(hold, by)])
         return hold, view(raw)
 
+    async def refresh_gauges(self) -> None:
+        """Set the gauges that describe the store, for a scrape of /metrics."""
+        held = await self._store.holds(Status.HELD)
+        metrics.HOLDS_AWAITING.set(len(held))
+        metrics.HOLDS_ESCALATED.set(sum(1 for h in held if h.escalated_at is not None))
+
     async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
         return await self._store.audit_entries(since)
 
@@ -201,6 +207,7 @@ class Review:
         if changed is None:
             raise ReviewError(f"{hold_id} was decided by someone else meanwhile")
         self._log.info("rejected", hold_id=hold_id, by=by)
+        metrics.DECISIONS.labels("rejected").inc()
         return changed
 
     async def purge(self, older_than: float, by: str) -> list[str]:
@@ -266,6 +273,7 @@ class Review:
             notices=self.notices.released(hold, hold.decided_by, delivered, refused),
         )
         assert finished is not None
+        metrics.DECISIONS.labels("released").inc()
         self._log.info(
             "released",
             hold_id=hold.id,
@@ -322,6 +330,7 @@ class Review:
                 )
                 if changed is not None:
                     report.expired.append(hold.id)
+                    metrics.DECISIONS.labels("expired").inc()
             elif waited >= self._escalate_after and hold.escalated_at is None:
                 changed = await self._store.update(
                     hold.id,
@@ -332,6 +341,7 @@ class Review:
                 )
                 if changed is not None:
                     report.escalated.append(hold.id)
+                    metrics.DECISIONS.labels("escalated").inc()
         for hold in await self._store.holds(Status.RELEASING):
             stale = hold.attempt_at is None or hold.attempt_at < now - self._lease
             if stale or owner_dead(hold.attempt_by):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import audit, logs, report
+from gateway import audit, logs, metrics, report
 from gateway.config import Settings
 from gateway.core import classify, headers
 from gateway.core.addresses import AddressError, address_domain
@@ -116,11 +116,17 @@ class Filter:
                 transport=d.transport.label,
                 checked=bool(assessments),
             )
+        if assessments:
+            for d in decisions:
+                metrics.RECIPIENTS.labels(d.action.value).inc()
         if any(d.action is Action.TEMPFAIL for d in decisions):
             log.info("message temp-failed", reason="recipient posture undetermined")
+            metrics.MESSAGES.labels("tempfailed").inc()
             return TEMPFAIL_DNS
         work = _Work(queue_id, incoming, data, parsed, findings, decisions, assessments)
-        return await self._deliver(work, log)
+        reply = await self._deliver(work, log)
+        metrics.MESSAGES.labels(_outcome(reply, decisions)).inc()
+        return reply
 
     async def _classify(self, parsed: headers.Headers, data: bytes) -> tuple[classify.Finding, ...]:
         findings = classify.classify_headers(parsed, self._rules)
@@ -384,6 +390,17 @@ def _summary(work: _Work, decisions: Sequence[RecipientDecision]) -> str:
     lowest = min((d.transport for d in decisions), default=Transport.NONE)
     label = "flagged" if work.findings else "checked"
     return f"{label}; relayed to secure recipients; transport={lowest.label}; id={work.queue_id}"
+
+
+def _outcome(reply: SmtpReply, decisions: Sequence[RecipientDecision]) -> str:
+    if reply.code >= 500:
+        return "refused"
+    if reply.code >= 400:
+        return "tempfailed"
+    actions = {d.action for d in decisions}
+    if actions == {Action.RELAY}:
+        return "relayed"
+    return "held" if actions == {Action.HOLD} else "split"
 
 
 def _protocol(incoming: Incoming) -> str:
