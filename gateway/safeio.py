@@ -11,7 +11,8 @@ import secrets
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+def _write_temporary(path: Path, data: bytes, mode: int) -> Path:
+    """A fully written, fsync'd file beside ``path``, under a name nobody else uses."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -19,6 +20,15 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    temporary = _write_temporary(path, data, mode)
+    try:
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -37,13 +47,8 @@ def fsync_dir(folder: Path) -> None:
 def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> bool:
     """Create ``path`` with ``data`` unless it exists; True if this call created it. For
     secrets made at first start, where two processes must not each make their own."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    temporary = _write_temporary(path, data, mode)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
         os.link(temporary, path)  # fails if path exists: the first writer wins
     except FileExistsError:
         return False
