@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
+
 from rig.rig import running_rig  # noqa: E402
 
 WORK = ROOT / "var" / "demo"
