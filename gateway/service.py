@@ -286,7 +286,12 @@ class Filter:
             facts=facts,
             subject=self._subject(work) if self._settings.notify.include_subject else "",
         )
-        relayed_to = [d.recipient for d in work.decisions if d.action is Action.RELAY]
+        held_here = {d.recipient for d in decisions}
+        relayed_to = [
+            d.recipient
+            for d in work.decisions
+            if d.action is Action.RELAY and d.recipient not in held_here
+        ]
         details = audit.hold_details(
             new.sender,
             new.message_id,
