@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check demo e2e-deps clean
+.PHONY: run test check demo bench e2e-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,15 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The end-to-end rig runs real servers from Debian's packages.
-E2E_BINARIES := /usr/sbin/unbound /usr/sbin/nginx /usr/sbin/knotd /usr/bin/swaks
-E2E_PACKAGES := unbound nginx-light knot swaks
+## bench: throughput, latency, CPU and memory against smtp-sink, a bare relay and Postfix
+## (installs postfix and the rig's servers when missing; BENCH_ARGS="--profile" adds py-spy)
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The end-to-end rig runs real servers from Debian's packages; the web UI tests drive Debian's
+# Chromium with Playwright (`playwright install` would download a browser: not needed).
+E2E_BINARIES := /usr/sbin/unbound /usr/sbin/nginx /usr/sbin/knotd /usr/bin/swaks /usr/bin/chromium
+E2E_PACKAGES := unbound nginx-light knot swaks chromium
 
 e2e-deps:
 	@missing=0; for b in $(E2E_BINARIES); do [ -x $$b ] || missing=1; done; \

@@ -89,6 +89,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     review = Review(settings, store, relay, name)
     wake = asyncio.Event()
     scheduler = asyncio.create_task(_scheduler(review, settings, wake, stop))
+    web_ui = None
     try:
         async with posture(settings, loaded.allowlist) as checker:
             filter_ = Filter(settings, checker, store, relay, name, on_hold=wake.set)
@@ -109,6 +110,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 port,
                 reuse_address=True,
             )
+            if settings.web.enabled:
+                from gateway.web.server import start_in_serve  # loads the web stack
+
+                web_ui = await start_in_serve(settings, review, store, checker, wake.set)
             log.info(
                 "listening",
                 smtp=settings.smtp.listen,
@@ -120,6 +125,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             await stop.wait()
             log.info("stopping", sessions=admission.active)
             server.close()
+            if web_ui is not None:
+                await web_ui.stop()
+                web_ui = None
             for _ in range(100):  # up to 10 s for sessions in progress
                 if admission.active == 0:
                     break
@@ -127,6 +135,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     finally:
         stop.set()
         wake.set()
+        if web_ui is not None:
+            await web_ui.stop()
         await scheduler
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -148,3 +148,48 @@ def export(entries: Sequence[Entry], fmt: str) -> str:
 
 def _iso(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+
+
+# --- The review web UI: accounts, sessions, downloads -------------------------------------------
+# Account events carry no hold id. A failed sign-in names the account only when it exists: what
+# someone typed into the name field may be a password, and the trail keeps it for good.
+
+UNKNOWN_ACCOUNT = "(unknown account)"
+
+
+def signed_in(user: str, client: str) -> AuditRecord:
+    return AuditRecord("signed-in", "", user, {"client": client})
+
+
+def sign_in_failed(user: str, client: str, why: str) -> AuditRecord:
+    """``why``: wrong-password, unknown-account, disabled, throttled. ``user`` is empty when
+    no such account exists."""
+    return AuditRecord(
+        "sign-in-failed", "", user or UNKNOWN_ACCOUNT, {"client": client, "why": why}
+    )
+
+
+def signed_out(user: str, client: str) -> AuditRecord:
+    return AuditRecord("signed-out", "", user, {"client": client})
+
+
+def user_added(user: str, role: str, by: str) -> AuditRecord:
+    return AuditRecord("user-added", "", by, {"user": user, "role": role})
+
+
+def password_changed(user: str, by: str) -> AuditRecord:
+    return AuditRecord("password-changed", "", by, {"user": user})
+
+
+def user_disabled(user: str, by: str) -> AuditRecord:
+    return AuditRecord("user-disabled", "", by, {"user": user})
+
+
+def user_enabled(user: str, by: str) -> AuditRecord:
+    return AuditRecord("user-enabled", "", by, {"user": user})
+
+
+def attachment_downloaded(hold: Hold, by: str, index: int, size: int) -> AuditRecord:
+    """A reviewer downloaded an attachment. Its position and size, not its name: a file name
+    can itself name a child."""
+    return AuditRecord("attachment-downloaded", hold.id, by, {"attachment": index, "size": size})

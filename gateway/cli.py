@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import __version__, allowlists, app, config, logs, report, reviewcli
+from gateway import __version__, allowlists, app, config, logs, report, reviewcli, usercli
 from gateway.app import POLICY_DB, data_dir, load_allowlist, posture
 from gateway.config import Settings
 from gateway.core.addresses import AddressError, normalise_domain
@@ -27,10 +27,21 @@ EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's parser must not reset what was given before the subcommand
+    # (`gateway --config FILE held list`).
     common.add_argument(
-        "--config", metavar="FILE", help="TOML configuration (default: $GATEWAY_CONFIG)"
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML configuration (default: $GATEWAY_CONFIG)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log progress to stderr",
+    )
 
     parser = argparse.ArgumentParser(
         prog="gateway", description="Safeguarding Mail Gateway", parents=[common]
@@ -38,8 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", parents=[common], help="run the SMTP filter")
+    serve = commands.add_parser(
+        "serve", parents=[common], help="run the SMTP filter (and the review web UI: [web])"
+    )
     serve.set_defaults(run=run_serve)
+
+    web = commands.add_parser(
+        "web", parents=[common], help="run the review web UI on its own ([web] listen)"
+    )
+    web.set_defaults(run=run_web)
 
     check = commands.add_parser(
         "check", parents=[common], help="show whether recipient domains are secure destinations"
@@ -59,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     lint_parser.set_defaults(run=run_lint)
 
     reviewcli.add_commands(commands, common)
+    usercli.add_commands(commands, common)
 
     cache = commands.add_parser("sts-cache", parents=[common], help="the MTA-STS policy cache")
     cache_commands = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -75,15 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = config.load(args.config)
+        settings = config.load(getattr(args, "config", None))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.run is run_serve:
+    if args.run in (run_serve, run_web):
         # The service logs to stdout, for the service manager to collect.
         logs.configure(settings.log.level, settings.log.format, sys.stdout)
     else:
-        level = "debug" if args.verbose else "warning"
+        level = "debug" if getattr(args, "verbose", False) else "warning"
         logs.configure(level, settings.log.format, sys.stderr)
     logs.get("gateway").info("config loaded", config=settings.redacted())
     code: int = args.run(args, settings)
@@ -109,6 +128,21 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         asyncio.run(app.serve(settings))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FINDING
+    return EXIT_OK
+
+
+def run_web(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.web.server import serve_alone  # the web stack loads only when it is used
+
+    print(f"gateway: review web UI on {settings.web.listen}", file=sys.stderr)
+    try:
+        asyncio.run(serve_alone(settings))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE

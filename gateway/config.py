@@ -264,6 +264,24 @@ class LogSettings:
     format: str = field(default="json", metadata=_check(one_of("json", "console")))
 
 
+def web_secret(value: Any) -> str | None:
+    if value and len(value) < 32:
+        return "must be at least 32 characters (e.g. 64 hex digits from `openssl rand -hex 32`)"
+    return None
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    enabled: bool = True
+    listen: str = field(default="127.0.0.1:8025", metadata=_check(listen_address))
+    secret_key: str = field(default="", metadata=_check(web_secret, secret=True))
+    session_max_age: str = field(default="8h", metadata=_check(duration))
+    session_idle_timeout: str = field(default="1h", metadata=_check(duration))
+    tls_cert: str = ""
+    tls_key: str = ""
+    metrics_token: str = field(default="", metadata=_check(web_secret, secret=True))
+
+
 @dataclass(frozen=True)
 class Settings:
     smtp: SmtpSettings = SmtpSettings()
@@ -277,6 +295,7 @@ class Settings:
     review: ReviewSettings = ReviewSettings()
     notify: NotifySettings = NotifySettings()
     log: LogSettings = LogSettings()
+    web: WebSettings = WebSettings()
     # Where relative paths are taken from: the config file's folder, else the working folder.
     base_dir: Path = field(default=Path(), compare=False)
 

@@ -1,0 +1,336 @@
+"""Accounts for the review web UI, and the sign-in throttle.
+
+One SQLite file, ``<data_dir>/users.sqlite3`` (mode 0600: it holds password hashes). An account
+has a name, a role (``reviewer`` reviews held mail; ``admin`` also manages accounts), an
+argon2id password hash (argon2-cffi's defaults, RFC 9106) and a disabled flag; accounts are
+disabled, never deleted, so the audit trail's names keep pointing at someone.
+
+The throttle counts failed sign-ins per account name and per client address. After a few free
+failures each further one doubles the wait before the next attempt is even checked, up to
+``MAX_DELAY``; a success clears the account's count, and failures are forgotten ``FORGET_AFTER``
+the last one.
+
+Every call is synchronous and opens its own connection: the web UI runs them in a worker
+thread (argon2 is meant to be slow), the command line calls them directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from gateway.errors import GatewayError
+
+USERS_DB = "users.sqlite3"
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024  # hashing a megabyte of "password" is a cheap way to burn our CPU
+_NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}\Z")
+
+# Throttle: free failures, then 1 s, 2 s, 4 s, ... up to MAX_DELAY before the next attempt.
+FREE_FAILURES = {"user": 3, "addr": 10}  # a school's staff may share one public address
+MAX_DELAY = 900.0
+FORGET_AFTER = 86400.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name         TEXT PRIMARY KEY,
+    role         TEXT NOT NULL,
+    hash         TEXT NOT NULL,
+    disabled     INTEGER NOT NULL DEFAULT 0,
+    created_at   REAL NOT NULL,
+    password_at  REAL NOT NULL,
+    signed_in_at REAL
+);
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    key          TEXT PRIMARY KEY,  -- "user:<name>" or "addr:<ip>"
+    failures     INTEGER NOT NULL,
+    last_at      REAL NOT NULL
+);
+"""
+
+
+class UserError(GatewayError):
+    """An account change that cannot be made: the message says why, for the person asking."""
+
+
+class Role(StrEnum):
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: Role
+    disabled: bool
+    created_at: float
+    password_at: float
+    signed_in_at: float | None = None
+
+    @property
+    def admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+def normalise_name(name: str) -> str:
+    """Account names are lower case: letters, digits and . _ @ -, up to 64 characters."""
+    folded = name.strip().lower()
+    if not _NAME.match(folded):
+        raise UserError(
+            f"{name!r} is not an account name: use up to 64 letters, digits, '.', '_', '@' "
+            "or '-', starting with a letter or digit"
+        )
+    return folded
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise UserError(f"a password may have at most {MAX_PASSWORD} characters")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the accounts file, created with mode 0600 on first use."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    db = sqlite3.connect(path, timeout=10, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
+@contextlib.contextmanager
+def transaction(path: Path, schema: str = SCHEMA) -> Iterator[sqlite3.Connection]:
+    """One write transaction (BEGIN IMMEDIATE: writers queue, also across processes)."""
+    db = connect(path)
+    try:
+        db.executescript(schema)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+class Accounts:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self.path = path
+        self._clock = clock
+        self._hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+        self._dummy: str | None = None
+
+    # --- reading -------------------------------------------------------------------------
+
+    def get(self, name: str) -> User | None:
+        try:
+            folded = normalise_name(name)
+        except UserError:
+            return None
+        with transaction(self.path) as db:
+            row = db.execute(_SELECT_ONE, (folded,)).fetchone()
+        return _user(row) if row else None
+
+    def all(self) -> list[User]:
+        with transaction(self.path) as db:
+            rows = db.execute(_SELECT_ALL).fetchall()
+        return [_user(row) for row in rows]
+
+    # --- changes -------------------------------------------------------------------------
+
+    def add(self, name: str, role: Role | str, password: str) -> User:
+        folded = normalise_name(name)
+        check_password(password)
+        try:
+            role = Role(role)
+        except ValueError:
+            raise UserError(f"{role!r} is not a role: reviewer or admin") from None
+        digest = self._hasher.hash(password)
+        now = self._clock()
+        with transaction(self.path) as db:
+            if db.execute("SELECT 1 FROM users WHERE name = ?", (folded,)).fetchone():
+                raise UserError(f"there is already an account {folded!r}")
+            db.execute(
+                "INSERT INTO users (name, role, hash, created_at, password_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (folded, role.value, digest, now, now),
+            )
+        user = self.get(folded)
+        assert user is not None
+        return user
+
+    def set_password(self, name: str, password: str) -> User:
+        check_password(password)
+        digest = self._hasher.hash(password)
+        return self._change(
+            name, "UPDATE users SET hash = ?, password_at = ? WHERE name = ?", digest, self._clock()
+        )
+
+    def set_disabled(self, name: str, disabled: bool) -> User:
+        return self._change(name, "UPDATE users SET disabled = ? WHERE name = ?", int(disabled))
+
+    def _change(self, name: str, sql: str, *values: object) -> User:
+        folded = normalise_name(name)
+        with transaction(self.path) as db:
+            changed = db.execute(sql, (*values, folded)).rowcount
+        if not changed:
+            raise UserError(f"there is no account {folded!r}")
+        user = self.get(folded)
+        assert user is not None
+        return user
+
+    # --- signing in ----------------------------------------------------------------------
+
+    def authenticate(self, name: str, password: str) -> tuple[User | None, str]:
+        """(the account, "") when the password is right and the account enabled; else
+        (the account or None, why): unknown-account, wrong-password, disabled. The work done
+        is the same whether the account exists or not: an unknown name is checked against a
+        dummy hash, so the time taken does not tell which names exist."""
+        if len(password) > MAX_PASSWORD:
+            password = password[:MAX_PASSWORD]
+        try:
+            folded = normalise_name(name)
+        except UserError:
+            folded = ""
+        row = None
+        if folded:
+            with transaction(self.path) as db:
+                row = db.execute(_SELECT_WITH_HASH, (folded,)).fetchone()
+        if row is None:
+            self._verify(self._dummy_hash(), password)
+            return None, "unknown-account"
+        user, digest = _user(row[:-1]), str(row[-1])
+        if not self._verify(digest, password):
+            return user, "wrong-password"
+        if user.disabled:
+            return user, "disabled"
+        if self._hasher.check_needs_rehash(digest):  # the defaults grew stronger: follow them
+            digest = self._hasher.hash(password)
+        with transaction(self.path) as db:
+            db.execute(
+                "UPDATE users SET signed_in_at = ?, hash = ? WHERE name = ?",
+                (self._clock(), digest, folded),
+            )
+        return user, ""
+
+    def password_is(self, name: str, password: str) -> bool:
+        """Whether ``password`` is the account's (to confirm a change); no side effects."""
+        try:
+            folded = normalise_name(name)
+        except UserError:
+            return False
+        with transaction(self.path) as db:
+            row = db.execute("SELECT hash FROM users WHERE name = ?", (folded,)).fetchone()
+        return self._verify(str(row[0]) if row else self._dummy_hash(), password) and bool(row)
+
+    def _verify(self, digest: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(digest, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = self._hasher.hash("not a password: a dummy for unknown names")
+        return self._dummy
+
+
+_SELECT_ALL = (
+    "SELECT name, role, disabled, created_at, password_at, signed_in_at FROM users ORDER BY name"
+)
+_SELECT_ONE = (
+    "SELECT name, role, disabled, created_at, password_at, signed_in_at FROM users WHERE name = ?"
+)
+_SELECT_WITH_HASH = (
+    "SELECT name, role, disabled, created_at, password_at, signed_in_at, hash"
+    " FROM users WHERE name = ?"
+)
+
+
+def _user(row: tuple[object, ...]) -> User:
+    name, role, disabled, created_at, password_at, signed_in_at = row
+    return User(
+        name=str(name),
+        role=Role(str(role)),
+        disabled=bool(disabled),
+        created_at=float(str(created_at)),
+        password_at=float(str(password_at)),
+        signed_in_at=float(str(signed_in_at)) if signed_in_at is not None else None,
+    )
+
+
+# --- the sign-in throttle ----------------------------------------------------------------------
+
+
+def delay_after(failures: int, free: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: 0 while they are free, then
+    1, 2, 4, ... up to MAX_DELAY."""
+    if failures < free:
+        return 0.0
+    return min(2.0 ** min(failures - free, 30), MAX_DELAY)
+
+
+def throttle_keys(name: str, client: str) -> list[str]:
+    keys = [f"addr:{client}"]
+    with contextlib.suppress(UserError):
+        keys.insert(0, f"user:{normalise_name(name)}")
+    return keys
+
+
+class Throttle:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+
+    def wait(self, keys: Iterable[str]) -> float:
+        """Seconds before another attempt under any of ``keys`` may be checked (0: now)."""
+        now = self._clock()
+        waits = [0.0]
+        with transaction(self.path) as db:
+            for key in keys:
+                row = db.execute(
+                    "SELECT failures, last_at FROM sign_in_failures WHERE key = ?", (key,)
+                ).fetchone()
+                if row is None or now - row[1] >= FORGET_AFTER:
+                    continue
+                delay = delay_after(int(row[0]), FREE_FAILURES[key.split(":", 1)[0]])
+                waits.append(float(row[1]) + delay - now)
+        return max(waits)
+
+    def failed(self, keys: Iterable[str]) -> None:
+        now = self._clock()
+        with transaction(self.path) as db:
+            stale = now - FORGET_AFTER
+            db.execute("DELETE FROM sign_in_failures WHERE last_at <= ?", (stale,))
+            for key in keys:
+                db.execute(
+                    "INSERT INTO sign_in_failures (key, failures, last_at) VALUES (?, 1, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at,"
+                    " failures = CASE WHEN last_at <= ? THEN 1 ELSE failures + 1 END",
+                    (key, now, stale),
+                )
+
+    def succeeded(self, key: str) -> None:
+        with transaction(self.path) as db:
+            db.execute("DELETE FROM sign_in_failures WHERE key = ?", (key,))

@@ -1,0 +1,205 @@
+"""One held message: what it is, why it was held, and the decision.
+
+Opening the page is ``Review.show`` and so leaves a "viewed" entry with the signed-in name.
+Release and reject take two steps, both POSTs: the first shows exactly what the sender will be
+told (the notice ``review.notices`` would queue) and asks for confirmation; only the second,
+with ``confirmed=yes``, decides, through ``Review.release`` / ``Review.reject``.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gateway import audit
+from gateway.config import parse_duration
+from gateway.errors import GatewayError
+from gateway.messageview import attachment_bytes
+from gateway.notify import reason_words
+from gateway.review import ReviewError
+from gateway.store import Hold, NewNotice, Status
+from gateway.web.auth import guard
+from gateway.web.context import render, web_of
+from gateway.web.security import content_disposition
+from gateway.web.sessions import Session
+
+MAX_TEXT = 5000  # characters of a rationale or reason
+ACTIONS = ("release", "reject")
+
+
+@dataclass(frozen=True)
+class NoticePreview:
+    to: str
+    subject: str
+    body: str
+
+
+def preview(notices: list[NewNotice]) -> NoticePreview | None:
+    if not notices:
+        return None
+    parsed = email.parser.BytesParser(policy=email.policy.default).parsebytes(notices[0].message)
+    body = parsed.get_body(("plain",))
+    text = body.get_content() if body is not None else ""
+    return NoticePreview(str(parsed["To"]), str(parsed["Subject"]), str(text).rstrip())
+
+
+def reasons(hold: Hold) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each held recipient with its reasons, as (code, plain words)."""
+    return [
+        (r.address, [(code, reason_words(code, r)) for code in r.reasons]) for r in hold.recipients
+    ]
+
+
+def _not_found(request: Request, session: Session, hold_id: str) -> Response:
+    return render(
+        request,
+        session,
+        "error.html",
+        404,
+        title="No such held message",
+        message=f"There is no held message with the reference {hold_id!r}.",
+    )
+
+
+@guard()
+async def page(request: Request, session: Session) -> Response:
+    web = web_of(request)
+    hold_id = request.path_params["hold_id"]
+    try:
+        hold, view = await web.review.show(hold_id, session.user.name)
+    except ReviewError:
+        return _not_found(request, session, hold_id)
+    except GatewayError as exc:  # e.g. the blob cannot be decrypted with this key
+        web.log.error("cannot show hold", hold_id=hold_id, error=str(exc))
+        return render(
+            request,
+            session,
+            "error.html",
+            500,
+            title="This message cannot be shown",
+            message=f"{exc}. Ask whoever runs the gateway to check its store key.",
+        )
+    entries = [e for e in await web.review.audit_entries() if e.hold_id == hold.id]
+    now = web.clock()
+    escalate_after = parse_duration(web.settings.review.escalate_after)
+    return render(
+        request,
+        session,
+        "message.html",
+        hold=hold,
+        view=view,
+        reasons=reasons(hold),
+        entries=list(reversed(entries)),
+        age=now - hold.created_at,
+        overdue=hold.status is Status.HELD and now - hold.created_at >= escalate_after,
+        expires_at=hold.created_at + parse_duration(web.settings.review.expire_after),
+        escalate_after=web.settings.review.escalate_after,
+    )
+
+
+@guard(flash=False)
+async def attachment(request: Request, session: Session) -> Response:
+    web = web_of(request)
+    hold_id, index = request.path_params["hold_id"], request.path_params["index"]
+    try:
+        hold = await web.review.get(hold_id)
+        raw = await web.review.raw_message(hold_id)
+    except ReviewError:
+        return _not_found(request, session, hold_id)
+    found = await web.blocking(lambda: attachment_bytes(raw, index))
+    if found is None:
+        return render(request, session, "error.html", 404, title="No such attachment", message="")
+    info, data = found
+    await web.audit([audit.attachment_downloaded(hold, session.user.name, index, len(data))])
+    web.log.info("attachment downloaded", hold_id=hold.id, user=session.user.name, index=index)
+    return Response(
+        data,
+        media_type="application/octet-stream",  # never the sender's claimed type
+        headers={
+            "Content-Disposition": content_disposition(info.filename),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
+
+
+@guard()
+async def release(request: Request, session: Session) -> Response:
+    return await _decide(request, session, "release")
+
+
+@guard()
+async def reject(request: Request, session: Session) -> Response:
+    return await _decide(request, session, "reject")
+
+
+async def _decide(request: Request, session: Session, action: str) -> Response:
+    web = web_of(request)
+    hold_id = request.path_params["hold_id"]
+    form = await request.form()
+    text = str(form.get("text") or "").replace("\r\n", "\n").strip()[:MAX_TEXT]
+    confirmed = form.get("confirmed") == "yes"
+    try:
+        hold = await web.review.get(hold_id)
+    except ReviewError:
+        return _not_found(request, session, hold_id)
+    back = RedirectResponse(f"/held/{hold.id}", 303)
+    if hold.status is not Status.HELD:
+        await web.blocking(
+            lambda: web.sessions.flash(
+                session, "error", f"This message is already {hold.status.value}: nothing was done."
+            )
+        )
+        return back
+    if not text or not confirmed:
+        by = session.user.name
+        notices = (
+            web.review.notices.released(hold, by, [r.address for r in hold.recipients], {})
+            if action == "release"
+            else web.review.notices.rejected(hold, by, text)
+        )
+        return render(
+            request,
+            session,
+            "decide.html",
+            200 if text else 400,
+            action=action,
+            hold=hold,
+            text=text,
+            notice=preview(notices) if text else None,
+            notify_on=web.settings.notify.enabled,
+        )
+    try:
+        if action == "release":
+            outcome = await web.review.release(hold.id, text, session.user.name)
+            done = outcome.done
+            message = _released_text(outcome.delivered, outcome.refused, outcome.error, done)
+        else:
+            await web.review.reject(hold.id, text, session.user.name)
+            done, message = True, "Rejected: the message will not be sent. The sender is told why."
+    except ReviewError as exc:
+        refusal = str(exc)
+        await web.blocking(lambda: web.sessions.flash(session, "error", refusal))
+        return back
+    await web.decided()
+    kind = "ok" if done else "error"
+    await web.blocking(lambda: web.sessions.flash(session, kind, message))
+    return back
+
+
+def _released_text(
+    delivered: tuple[str, ...], refused: dict[str, str], error: str, done: bool
+) -> str:
+    if not done:
+        return (
+            f"The release is recorded, but delivery is pending ({error}). "
+            "The gateway keeps trying; the sender is told once it is sent."
+        )
+    text = "Released: sent to " + (", ".join(delivered) or "nobody") + "."
+    if refused:
+        text += " The mail server refused " + ", ".join(refused) + "."
+    return text + " The sender is told."
