@@ -105,6 +105,8 @@ _UPDATABLE = {
     "status", "decided_at", "decided_by", "decision", "escalated_at", "delivered", "refused",
     "last_error", "attempt_at", "attempt_by",
 }  # fmt: skip
+# How long a process may take to send the notices it claimed before another may send them.
+NOTICE_LEASE = 300.0
 # Journal entries outlive any MTA retry schedule (Postfix gives up after 5 days by default).
 JOURNAL_DAYS = 7
 
@@ -386,26 +388,31 @@ class SqliteStore:
             )
 
     async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
-        def query() -> list[Notice]:
+        """Notices due for sending, claimed for NOTICE_LEASE seconds: another process (the
+        CLI beside gateway serve) does not pick the same notice meanwhile."""
+
+        def claim() -> list[tuple[Any, ...]]:
             rows = self._db.execute(
                 "SELECT id, kind, hold_id, sender, recipients, message, attempts, created_at"
                 " FROM outbox WHERE sent_at IS NULL AND next_at <= ? ORDER BY created_at"
                 " LIMIT ?",
                 (now, limit),
             ).fetchall()
+            self._db.executemany(
+                "UPDATE outbox SET next_at = ? WHERE id = ?",
+                [(now + NOTICE_LEASE, row[0]) for row in rows],
+            )
+            return rows
+
+        def query() -> list[Notice]:
             return [
                 Notice(
-                    nid,
-                    kind,
-                    hold_id,
-                    sender,
-                    tuple(json.loads(recipients)),
-                    self._sealer.open(f"notice:{nid}", message),
-                    attempts,
-                    created_at,
+                    nid, kind, hold_id, sender, tuple(json.loads(recipients)),
+                    self._sealer.open(f"notice:{nid}", message), attempts, created_at,
                 )
-                for nid, kind, hold_id, sender, recipients, message, attempts, created_at in rows
-            ]
+                for nid, kind, hold_id, sender, recipients, message, attempts, created_at
+                in self._write(claim)
+            ]  # fmt: skip
 
         return await self._run(query)
 
