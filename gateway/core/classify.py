@@ -104,7 +104,14 @@ def scan_body(message: bytes, keywords: Sequence[str], limit: int) -> tuple[Find
     caller runs it off the event loop and bounds its time."""
     if not keywords:
         return ()
-    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message[:limit])
+    if _plainly_absent(message[:limit], keywords):
+        return ()
+    return scan_parsed(message[:limit], keywords)
+
+
+def scan_parsed(message: bytes, keywords: Sequence[str]) -> tuple[Finding, ...]:
+    """The keyword search over the decoded text parts, without the raw-bytes shortcut."""
+    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message)
     wanted = [(k, k.casefold()) for k in keywords]
     found: dict[str, Finding] = {}
     for part in _text_parts(parsed):
@@ -113,6 +120,23 @@ def scan_body(message: bytes, keywords: Sequence[str], limit: int) -> tuple[Find
             if keyword not in found and folded in text:
                 found[keyword] = Finding("body-keyword", keyword)
     return tuple(found.values())
+
+
+# Where a keyword could hide from a search of the raw bytes: encoded parts, other charsets.
+_ENCODED = re.compile(
+    rb"content-transfer-encoding:\s*[\"']?(base64|quoted-printable)"
+    rb"|charset\s*=\s*(?![\"']?(utf-?8|us-ascii)\b)",
+    re.IGNORECASE,
+)
+
+
+def _plainly_absent(message: bytes, keywords: Sequence[str]) -> bool:
+    """True when no keyword can be in the text: the raw bytes hold none of them and nothing
+    is encoded. Most mail is like that, and it spares a MIME parse per message."""
+    if _ENCODED.search(message) or not all(k.isascii() for k in keywords):
+        return False  # bytes.lower() folds ASCII only
+    lowered = message.lower()
+    return not any(k.casefold().encode("utf-8") in lowered for k in keywords)
 
 
 def _text_parts(message: Message) -> list[str]:

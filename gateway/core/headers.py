@@ -94,8 +94,9 @@ def normalise_line_endings(message: bytes) -> bytes:
     DATA early at the next hop and smuggle a second message past the filter (the class of
     CVE-2023-51764 and CVE-2024-27305); normalised, ``\\n.\\r\\n`` is just a line with a dot,
     which the relay dot-stuffs."""
-    if b"\r" not in message and b"\n" not in message:
-        return message
+    crlf = message.count(b"\r\n")
+    if message.count(b"\n") == crlf and message.count(b"\r") == crlf:
+        return message  # the usual case, checked without a copy of a large message
     return _BARE_LINE_END.sub(b"\r\n", message)
 
 

@@ -165,3 +165,24 @@ def test_trace_headers_cannot_be_split_by_a_hostile_helo() -> None:
     assert not any(line.startswith(b"X-Injected") for line in lines)
     assert lines[0].startswith(b"Received: from evilX-Injected: 1 ([127.0.0.1])")
     assert prefix.endswith(b"X-Safeguarding-Gateway: flagged\r\n")
+
+
+@given(
+    st.text(alphabet="abc ChildProtectin\r\n=é", max_size=120),
+    st.sampled_from(
+        [
+            b"",
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b'Content-Type: text/plain; charset="iso-8859-1"\r\n',
+            b"Content-Transfer-Encoding: quoted-printable\r\n",
+            b"Content-Type: text/html\r\n",
+        ]
+    ),
+    st.sampled_from([["child protection"], ["Protection"], ["é"]]),
+)
+def test_the_raw_bytes_shortcut_agrees_with_a_full_parse(
+    body: str, header: bytes, keywords: list[str]
+) -> None:
+    charset = "latin-1" if b"iso-8859-1" in header else "utf-8"
+    message = b"Subject: x\r\n" + header + b"\r\n" + body.encode(charset)
+    assert classify.scan_body(message, keywords, 1 << 20) == classify.scan_parsed(message, keywords)
