@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import structlog
+
 from gateway import allowlists, logs
 from gateway.config import Settings, parse_duration, parse_hostport
 from gateway.core.allowlist import Allowlist
@@ -25,6 +27,7 @@ from gateway.store.crypto import Sealer, load_key
 from gateway.store.sqlite import SqliteStore
 from gateway.stsdb import PolicyDb
 from gateway.stsfetch import PolicyFetcher, default_client, tls_context
+from gateway.workers import Supervisor
 
 POLICY_DB = "sts-cache.sqlite3"
 
@@ -67,9 +70,13 @@ def open_relay(settings: Settings) -> Relay:
     return Relay(settings.relay, hostname(settings), relay_tls)
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: int = 0) -> None:
     """Run the SMTP filter until SIGTERM or SIGINT; then stop accepting, let sessions in
-    progress finish (briefly), and close."""
+    progress finish (briefly), and close. Worker 0 leads: it also runs the scheduler, the web
+    UI and, with [smtp] workers > 1, the other workers."""
+    leader = worker == 0
+    if settings.smtp.workers > 1:
+        structlog.contextvars.bind_contextvars(worker=worker)
     log = logs.get("gateway")
     loaded = load_allowlist(settings)
     for problem in loaded.problems:
@@ -88,7 +95,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
     review = Review(settings, store, relay, name)
     wake = asyncio.Event()
-    scheduler = asyncio.create_task(_scheduler(review, settings, wake, stop))
+    # Every worker sends the notices of its own holds at once (the outbox lets only one send
+    # each); only the leader sweeps.
+    scheduler = asyncio.create_task(_scheduler(review, settings, wake, stop, sweep=leader))
+    supervisor = Supervisor(settings, settings.smtp.workers - 1) if leader else None
     web_ui = None
     try:
         async with posture(settings, loaded.allowlist) as checker:
@@ -109,8 +119,11 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 host,
                 port,
                 reuse_address=True,
+                reuse_port=settings.smtp.workers > 1,
             )
-            if settings.web.enabled:
+            if supervisor is not None:
+                await supervisor.start()
+            if settings.web.enabled and leader:
                 from gateway.web.server import start_in_serve  # loads the web stack
 
                 web_ui = await start_in_serve(settings, review, store, checker, wake.set)
@@ -125,6 +138,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             await stop.wait()
             log.info("stopping", sessions=admission.active)
             server.close()
+            if supervisor is not None:
+                await supervisor.stop()
             if web_ui is not None:
                 await web_ui.stop()
                 web_ui = None
@@ -146,12 +161,16 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
 
 
 async def _scheduler(
-    review: Review, settings: Settings, wake: asyncio.Event, stop: asyncio.Event
+    review: Review,
+    settings: Settings,
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    sweep: bool = True,
 ) -> None:
     """Sweep every [review] sweep_interval; send notices at once when a hold wakes us."""
     log = logs.get("gateway.scheduler")
     interval = parse_duration(settings.review.sweep_interval)
-    next_sweep = 0.0
+    next_sweep = 0.0 if sweep else float("inf")
     while not stop.is_set():
         wake.clear()  # before the work: a hold that arrives during it wakes the next round
         try:
@@ -170,11 +189,13 @@ async def _scheduler(
                 await review.drain_notices()
         except Exception:  # the scheduler must outlive a bad sweep; it runs again later
             log.exception("sweep failed")
-            next_sweep = time.monotonic() + interval
+            if sweep:
+                next_sweep = time.monotonic() + interval
         if stop.is_set():
             break
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), max(0.0, next_sweep - time.monotonic()))
+            timeout = min(max(0.0, next_sweep - time.monotonic()), interval)
+            await asyncio.wait_for(wake.wait(), timeout)
 
 
 @asynccontextmanager

@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import uvloop
+
 from gateway import __version__, allowlists, app, config, logs, report, reviewcli, usercli
 from gateway.app import POLICY_DB, data_dir, load_allowlist, posture
 from gateway.config import Settings
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", parents=[common], help="run the SMTP filter (and the review web UI: [web])"
     )
+    serve.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     serve.set_defaults(run=run_serve)
 
     web = commands.add_parser(
@@ -127,7 +130,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     try:
-        asyncio.run(app.serve(settings))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(app.serve(settings, worker=args.worker))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -298,6 +298,8 @@ class Settings:
     web: WebSettings = WebSettings()
     # Where relative paths are taken from: the config file's folder, else the working folder.
     base_dir: Path = field(default=Path(), compare=False)
+    # The configuration file read, if any (worker processes read the same one).
+    source: str = field(default="", compare=False)
 
     def path(self, value: str) -> Path:
         candidate = Path(value).expanduser()
@@ -321,9 +323,12 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+_NOT_SECTIONS = frozenset({"base_dir", "source"})
+
+
 def _sections() -> list[tuple[str, Any]]:
     hints = typing.get_type_hints(Settings)
-    return [(f.name, hints[f.name]) for f in fields(Settings) if f.name != "base_dir"]
+    return [(f.name, hints[f.name]) for f in fields(Settings) if f.name not in _NOT_SECTIONS]
 
 
 def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -333,6 +338,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         path = env[CONFIG_ENV]
     document: dict[str, Any] = {}
     base_dir = Path.cwd()
+    source = ""
     if path is not None:
         file = Path(path)
         try:
@@ -344,6 +350,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(str(file), f"not valid TOML: {exc}") from None
         base_dir = file.resolve().parent
+        source = str(file.resolve())
 
     known = {name for name, _ in _sections()}
     for key in document:
@@ -355,7 +362,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         if not isinstance(table, dict):
             raise ConfigError(name, "must be a table")
         built[name] = _build_section(name, cls, table, env)
-    return Settings(**built, base_dir=base_dir)
+    return Settings(**built, base_dir=base_dir, source=source)
 
 
 def _build_section(name: str, cls: Any, table: dict[str, Any], env: Mapping[str, str]) -> Any:

@@ -12,8 +12,6 @@ same command again) finishes it without delivering twice to a recipient the upst
 from __future__ import annotations
 
 import email.utils
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from gateway.core.headers import trace_headers
 from gateway.errors import GatewayError
 from gateway.messageview import MessageView, view
 from gateway.notify import Notices, Outbox
+from gateway.ownership import owner_dead, process_owner
 from gateway.relay import Recipient, Relay, RelayFailed, Transaction
 from gateway.store import HeldRecipient, Hold, HoldStore, Status
 
@@ -77,24 +76,6 @@ class SweepReport:
     notices_sent: int = 0
 
 
-def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_dead(owner: str) -> bool:
-    """True when ``owner`` names a process on this host that no longer runs."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 class Review:
     def __init__(
         self,
@@ -118,6 +99,7 @@ class Review:
         self._retention = parse_duration(review.retention)
         # A release delivery not finished in this time is taken over by another process.
         self._lease = settings.relay.timeout * 4 + 60
+        self._witnessed: tuple[int, str] | None = None
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -146,6 +128,9 @@ class Review:
         held = await self._store.holds(Status.HELD)
         metrics.HOLDS_AWAITING.set(len(held))
         metrics.HOLDS_ESCALATED.set(sum(1 for h in held if h.escalated_at is not None))
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        return await self._store.audit_head()
 
     async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
         return await self._store.audit_entries(since)
@@ -349,8 +334,18 @@ class Review:
                 if outcome.done:
                     report.released.append(hold.id)
         report.purged = await self.purge(self._retention, audit.GATEWAY)
-        report.notices_sent = await self._outbox.drain(now)
+        # The clock again: the notices this sweep queued are due now, not before it began.
+        report.notices_sent = await self._outbox.drain(self._clock())
+        await self._witness_head()
         return report
+
+    async def _witness_head(self) -> None:
+        """Log the audit trail's head when it moved, also by another process (a decision
+        from the shell): the service's log is the witness that shows a cut-off end."""
+        head = await self.audit_head()
+        if head is not None and head != self._witnessed:
+            self._witnessed = head
+            self._log.info("audit head", seq=head[0], head=head[1])
 
     async def drain_notices(self) -> int:
         return await self._outbox.drain(self._clock())

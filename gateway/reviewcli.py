@@ -175,7 +175,8 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
                 {"filename": a.filename, "content_type": a.content_type, "size": a.size}
                 for a in message.attachments
             ]
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        # ensure_ascii: every control character, C1 (U+0080-009F) too, is escaped.
+        print(json.dumps(data, indent=2, ensure_ascii=True))
         return EXIT_OK
     lines = [
         f"Hold {hold.id}: {hold.status.value}, held {_when(hold.created_at)} ({_age(hold)} ago)",
@@ -213,6 +214,15 @@ async def _send_notices(review: Review) -> None:
     # The sender hears at once; if the upstream is down, the outbox keeps the notice and
     # gateway serve sends it later.
     await review.drain_notices()
+    await _witness(review)
+
+
+async def _witness(review: Review) -> None:
+    """Say where the audit trail now ends; gateway serve logs it too at its next sweep, so a
+    copy of either shows if the end is ever cut off."""
+    head = await review.audit_head()
+    if head is not None:
+        print(f"audit trail head: entry {head[0]}, {head[1]}", file=sys.stderr)
 
 
 async def release(review: Review, args: argparse.Namespace) -> int:
@@ -240,6 +250,7 @@ async def reject(review: Review, args: argparse.Namespace) -> int:
 
 async def purge_bodies(review: Review, args: argparse.Namespace) -> int:
     purged = await review.purge(args.older_than * 86400, _by(args))
+    await _witness(review)
     print(f"purged {len(purged)} bod{'y' if len(purged) == 1 else 'ies'}")
     return EXIT_OK
 

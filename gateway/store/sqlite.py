@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from gateway import logs
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
+from gateway.ownership import owner_dead, process_owner
 from gateway.safeio import fsync_dir, write_atomic
 from gateway.store import (
     AuditRecord,
@@ -92,7 +93,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_at      REAL NOT NULL,
     sent_at      REAL,
-    last_error   TEXT NOT NULL DEFAULT ''
+    last_error   TEXT NOT NULL DEFAULT '',
+    claimed_by   TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_at);
 """
@@ -367,6 +369,14 @@ class SqliteStore:
 
         return await self._run(query)
 
+    async def audit_head(self) -> tuple[int, str] | None:
+        def query() -> tuple[int, str] | None:
+            row = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            found = row.fetchone()
+            return (int(found[0]), str(found[1])) if found else None
+
+        return await self._run(query)
+
     # --- outbox ----------------------------------------------------------------------------
 
     def _enqueue(self, notices: list[NewNotice]) -> None:
@@ -393,16 +403,18 @@ class SqliteStore:
 
         def claim() -> list[tuple[Any, ...]]:
             rows = self._db.execute(
-                "SELECT id, kind, hold_id, sender, recipients, message, attempts, created_at"
-                " FROM outbox WHERE sent_at IS NULL AND next_at <= ? ORDER BY created_at"
-                " LIMIT ?",
-                (now, limit),
+                "SELECT id, kind, hold_id, sender, recipients, message, attempts, created_at,"
+                " next_at, claimed_by FROM outbox WHERE sent_at IS NULL"
+                " AND (next_at <= ? OR claimed_by != '') ORDER BY created_at",
+                (now,),
             ).fetchall()
+            # Due, or claimed by a process that died before it could send (a crash).
+            due = [r for r in rows if r[8] <= now or owner_dead(r[9])][:limit]
             self._db.executemany(
-                "UPDATE outbox SET next_at = ? WHERE id = ?",
-                [(now + NOTICE_LEASE, row[0]) for row in rows],
+                "UPDATE outbox SET next_at = ?, claimed_by = ? WHERE id = ?",
+                [(now + NOTICE_LEASE, process_owner(), row[0]) for row in due],
             )
-            return rows
+            return [row[:8] for row in due]
 
         def query() -> list[Notice]:
             return [
@@ -431,8 +443,8 @@ class SqliteStore:
             # No retry_at: the notice can never be sent (a permanent refusal); it stays
             # in the outbox, marked, for an operator to read.
             self._db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ?"
-                " WHERE id = ?",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ?,"
+                " claimed_by = '' WHERE id = ?",
                 (error[:500], retry_at if retry_at is not None else float("inf"), notice_id),
             )
 

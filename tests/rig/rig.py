@@ -85,6 +85,8 @@ class Rig:
             "allowlist": {"paths": [self.allowlist_file]},
             "policy": {"minimum_transport": "mta-sts-enforce", "require_tls_rpt": False},
             "store": {},
+            # Off unless a test asks: several gateways run at once and would race for :8025.
+            "web": {"enabled": False},
         }
         for section, table in overrides.items():
             doc.setdefault(section, {}).update(table)

@@ -1,0 +1,250 @@
+"""The audit trail end to end: every flagged message in it (relayed at once with the facts that
+made the recipient secure, or held with its reasons), unflagged mail not; `gateway audit
+verify` on an intact trail, and after a row is edited or deleted with the sqlite3 tool;
+`gateway audit export` as CSV and JSON, never with a body or a subject.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rig import Rig
+from rig.gatewayproc import Gateway, message
+from rig.heldcli import (
+    INSECURE,
+    SECURE,
+    SENDER,
+    ReviewCli,
+    audit_db,
+    cli_for,
+    review_gateway,
+    send_held,
+    state,
+)
+
+pytestmark = pytest.mark.e2e
+
+SUBJECT = "[SECURE] Referral for Zebedee Quokka"
+BODY = "Zebedee Quokka lives at 12 Oak Street with his grandmother.\r\n"
+PRIVATE = ("Zebedee", "Quokka", "Oak Street", "grandmother")
+
+
+@pytest.fixture(scope="module")
+def gw(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with review_gateway(rig, tmp_path_factory.mktemp("review-audit")) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def cli(gw: Gateway) -> ReviewCli:
+    assert gw.proc.running, gw.proc.output()
+    gw.upstream.reset()
+    return cli_for(gw)
+
+
+def entries(gw: Gateway) -> list[dict[str, Any]]:
+    """The whole trail, straight from the store."""
+    db = audit_db(gw)
+    try:
+        rows = db.execute("SELECT seq, event, hold_id, actor, data, hash FROM audit ORDER BY seq")
+        return [
+            {"seq": s, "event": e, "hold_id": h, "actor": a, "data": json.loads(d), "hash": x}
+            for s, e, h, a, d, x in rows.fetchall()
+        ]
+    finally:
+        db.close()
+
+
+def about(gw: Gateway, original: bytes) -> list[dict[str, Any]]:
+    """The entries that name the message (by its Message-ID) in their data."""
+    mid = original.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
+    return [e for e in entries(gw) if mid in json.dumps(e["data"])]
+
+
+def wait_about(gw: Gateway, original: bytes, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while len(found := about(gw, original)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+# ---- every flagged message is in the trail
+
+
+def test_flagged_mail_relayed_at_once_is_in_the_trail_with_the_facts(gw: Gateway) -> None:
+    original = message(to=[SECURE, "x@dane.test"])
+    reply = gw.send(SENDER, [SECURE, "x@dane.test"], original)
+    assert reply.code == 250, reply
+    [entry] = wait_about(gw, original, 1)
+    assert (entry["event"], entry["hold_id"], entry["actor"]) == ("relayed", "", "gateway")
+    data = entry["data"]
+    assert data["sender"] == SENDER
+    assert data["recipients"] == [SECURE, "x@dane.test"]
+    assert data["findings"] == ["header: X-Safeguarding: yes"]
+    assert data["queue_id"] in reply.text
+    # Why each recipient domain was secure: MTA-STS in enforce mode covering every MX ...
+    sts = data["facts"]["secure.test"]
+    assert sts["verdict"] == "secure"
+    assert sts["allowlist"]["status"] == "allowed"
+    assert sts["mta_sts"]["policy"]["mode"] == "enforce"
+    assert sts["mta_sts"]["policy"]["covers_mx"] is True
+    assert sts["mx"]["hosts"]
+    # ... or DANE, with the TLSA records it rests on.
+    dane = data["facts"]["dane.test"]
+    assert dane["verdict"] == "secure"
+    assert dane["dane"]["hosts"][0]["tlsa"], dane["dane"]
+
+
+def test_held_mail_is_in_the_trail_and_unflagged_mail_is_not(gw: Gateway) -> None:
+    hold, original = send_held(gw, to=(SECURE, INSECURE))
+    held, relayed = sorted(wait_about(gw, original, 2), key=lambda e: e["event"])
+    assert relayed["event"] == "relayed"
+    assert relayed["data"]["recipients"] == [SECURE]
+    assert (held["event"], held["hold_id"], held["actor"]) == ("held", hold, "gateway")
+    assert held["data"]["recipients"] == {INSECURE: ["sts-no-record"]}
+    assert held["data"]["sender"] == SENDER
+
+    unflagged = message(to=[SECURE, INSECURE], flagged=False)
+    assert gw.send(SENDER, [SECURE, INSECURE], unflagged).code == 250
+    gw.wait_relayed(1, of=unflagged)
+    time.sleep(0.2)
+    assert about(gw, unflagged) == []
+
+
+# ---- export
+
+
+def test_export_and_list_carry_the_events_never_a_body_or_subject(
+    gw: Gateway, cli: ReviewCli
+) -> None:
+    # Flagged by the marker in the subject alone.
+    released, _ = send_held(gw, to=(SECURE, INSECURE), subject=SUBJECT, body=BODY, flagged=False)
+    rejected, _ = send_held(gw, subject=SUBJECT, body=BODY, flagged=False)
+    shown = cli.ok("held", "show", released, "--by", "Jo")
+    assert "Oak Street" in shown.stdout  # the reviewer sees it; the trail must not
+    cli.ok("held", "release", released, "--reason", "Confirmed by phone", "--by", "Jo")
+    cli.ok("held", "reject", rejected, "--reason", "Not needed", "--by", "Jo")
+
+    today = dt.datetime.now(dt.UTC).date()
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
+    as_csv, as_json, listed, none_csv = cli.run_all(
+        [
+            ("audit", "export", "--format", "csv"),
+            ("audit", "export", "--format", "json", "--since", today.isoformat()),
+            ("audit", "list"),
+            ("audit", "export", "--since", tomorrow),  # CSV by default
+        ]
+    )
+    for ran in (as_csv, as_json, listed, none_csv):
+        assert ran.code == 0, str(ran)
+        for words in PRIVATE:
+            assert words not in ran.stdout, (words, str(ran))
+
+    stored = entries(gw)
+    rows = list(csv.reader(io.StringIO(as_csv.stdout)))
+    assert rows[0] == ["seq", "time", "event", "hold_id", "actor", "data", "hash"]
+    assert [int(r[0]) for r in rows[1:]] == [e["seq"] for e in stored]
+    assert [r[6] for r in rows[1:]] == [e["hash"] for e in stored]
+    assert [json.loads(r[5]) for r in rows[1:]] == [e["data"] for e in stored]
+
+    exported = json.loads(as_json.stdout)
+    assert [e["seq"] for e in exported] == [e["seq"] for e in stored]
+    assert set(exported[0]) == {"seq", "time", "event", "hold_id", "actor", "data", "prev", "hash"}
+    assert exported[0]["time"].startswith(today.isoformat())
+
+    def events(hold: str) -> list[tuple[str, str]]:
+        return [(e["event"], e["actor"]) for e in exported if e["hold_id"] == hold]
+
+    assert events(released) == [
+        ("held", "gateway"),
+        ("notice-sent", "gateway"),
+        ("notice-sent", "gateway"),
+        ("viewed", "Jo"),
+        ("release-requested", "Jo"),
+        ("released", "Jo"),
+        ("notice-sent", "gateway"),
+    ]
+    assert events(rejected)[-2:] == [("rejected", "Jo"), ("notice-sent", "gateway")]
+    [rejection] = [e for e in exported if e["hold_id"] == rejected and e["event"] == "rejected"]
+    assert rejection["data"] == {"reason": "Not needed"}
+    [held] = [e for e in exported if e["hold_id"] == released and e["event"] == "held"]
+    assert held["data"]["findings"] == ["subject-marker: [SECURE]"]
+
+    assert len(listed.stdout.splitlines()) == len(stored)
+    assert none_csv.stdout == "seq,time,event,hold_id,actor,data,hash\n"  # header only
+
+
+# ---- verify
+
+
+def sqlite(db: Path, sql: str, seq: int) -> None:
+    """Tamper with the store as someone with the file would: the sqlite3 tool (`sql` names
+    the entry as :seq)."""
+    subprocess.run(
+        ["sqlite3", str(db), f".parameter set :seq {seq}", sql],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+def test_every_new_head_is_logged_so_a_cut_off_end_shows(gw: Gateway, cli: ReviewCli) -> None:
+    hold, _ = send_held(gw)
+    ran = cli.run("held", "reject", hold, "--reason", "Not needed", "--by", "Jo")
+    assert ran.code == 0, str(ran)
+    stored = entries(gw)
+    [rejected] = [e for e in stored if e["hold_id"] == hold and e["event"] == "rejected"]
+    # The command names the trail's head after its work; the chain ties every earlier entry,
+    # the rejection among them, to that hash, so cutting the rejection off would show.
+    match = re.search(r"audit trail head: entry (\d+), ([0-9a-f]{64})", ran.stderr)
+    assert match, ran.stderr
+    seq, head = int(match.group(1)), match.group(2)
+    assert seq >= rejected["seq"]
+    assert {e["seq"]: e["hash"] for e in stored}[seq] == head
+
+
+def test_verify_names_an_edited_or_a_deleted_entry(gw: Gateway, cli: ReviewCli) -> None:
+    # Last in the module: it breaks the module's trail (and mends it again after).
+    hold, _ = send_held(gw)
+    _, sent, *_ = [e["seq"] for e in state(gw, hold)[1]]
+    stored = entries(gw)
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
+    assert sent < stored[-1]["seq"]  # an entry follows it: a deletion shows
+
+    intact = cli.run("audit", "verify")
+    assert intact.code == 0, str(intact)
+    assert intact.stdout == (
+        f"audit trail intact: {len(stored)} entries, head {stored[-1]['hash']}\n"
+    )
+
+    db = gw.held_db
+    with contextlib.closing(audit_db(gw)) as reader:
+        row = reader.execute("SELECT * FROM audit WHERE seq = ?", (sent,)).fetchone()
+    sqlite(db, """UPDATE audit SET data = '{"kind": "held", "to": []}' WHERE seq = :seq""", sent)
+    edited = cli.run("audit", "verify")
+    assert edited.code == 1, str(edited)
+    assert edited.stdout == (
+        f"audit trail BROKEN at entry {sent}: was changed after it was written\n"
+    ), str(edited)
+
+    sqlite(db, "DELETE FROM audit WHERE seq = :seq", sent)
+    deleted = cli.run("audit", "verify")
+    assert deleted.code == 1, str(deleted)
+    assert deleted.stdout == (
+        f"audit trail BROKEN at entry {sent}: missing (the next entry is {sent + 1})\n"
+    ), str(deleted)
+
+    with contextlib.closing(audit_db(gw)) as mend:
+        mend.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
