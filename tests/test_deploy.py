@@ -1,0 +1,89 @@
+"""The container image and compose file, checked with what runs without a Docker engine: the
+package they install carries everything it needs, and every file they name exists and loads."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from gateway import config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text(encoding="utf-8")
+
+
+def test_the_wheel_carries_the_web_templates_and_static_files(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("safeguarding_gateway-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = {p.name for p in (ROOT / "gateway/web/templates").glob("*.html")}
+    assert templates
+    assert {f"gateway/web/templates/{name}" for name in templates} <= names
+    assert any(name.startswith("gateway/web/static/") for name in names)
+    assert "gateway/core/policy.py" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "gateway = gateway.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_dockerfile_copies_only_what_exists() -> None:
+    for source in re.findall(r"^COPY\s+(.+?)\s+\S+$", dockerfile(), re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"Dockerfile copies {path}, which is missing"
+
+
+def test_dockerfile_runs_as_an_unprivileged_user_and_serves() -> None:
+    text = dockerfile()
+    assert re.search(r"^USER gateway$", text, re.MULTILINE)
+    assert 'CMD ["gateway", "serve"]' in text
+    assert "EXPOSE 10025 8025" in text
+
+
+def test_the_image_default_configuration_loads() -> None:
+    # What the image runs with when nothing is mounted: the documented example.
+    config.load(ROOT / "config/gateway.example.toml", environ={})
+
+
+def test_compose_file_and_the_files_it_mounts() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert set(services) == {"gateway", "resolver"}
+    gateway = services["gateway"]
+    assert gateway["build"] == "."
+    for volume in gateway["volumes"] + services["resolver"]["volumes"]:
+        source = volume.split(":", 1)[0]
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), f"compose mounts {source}, which is missing"
+    for port in gateway["ports"]:
+        assert port.startswith("127.0.0.1:"), "publish the SMTP and web ports on loopback"
+    settings = config.load(
+        ROOT / "deploy/gateway.toml",
+        environ={"GATEWAY_STORE_KEY": "ab" * 32},
+    )
+    resolver_ip = services["resolver"]["networks"]["mail"]["ipv4_address"]
+    assert settings.dns.nameservers == (resolver_ip,)
+    assert settings.dns.trust_ad
+    subnet = compose["networks"]["mail"]["ipam"]["config"][0]["subnet"]
+    assert subnet in settings.smtp.trusted_networks
