@@ -47,8 +47,22 @@ async def posture(settings: Settings, allowlist: Allowlist) -> AsyncIterator[Pos
     cache = PolicyDb(data_dir(settings) / POLICY_DB)
     try:
         async with default_client(tls_context(ca_file), settings.mta_sts.fetch_timeout) as client:
-            fetcher = PolicyFetcher(resolver, settings.mta_sts, client)
-            yield Posture(settings, allowlist, DomainChecker(resolver, fetcher, cache))
+            workers = settings.smtp.workers
+            # The bound on concurrent fetches holds for all worker processes together.
+            fetcher = PolicyFetcher(
+                resolver, settings.mta_sts, client, max_concurrency=max(1, 16 // workers)
+            )
+            locks = data_dir(settings) / "sts-locks" if workers > 1 else None
+            if locks is not None:
+                locks.mkdir(parents=True, exist_ok=True)
+            checker = DomainChecker(
+                resolver,
+                fetcher,
+                cache,
+                lock_dir=locks,
+                lock_timeout=settings.mta_sts.fetch_timeout * 2,
+            )
+            yield Posture(settings, allowlist, checker)
     finally:
         cache.close()
 

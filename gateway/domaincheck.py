@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
-from gateway import metrics
+from gateway import filelock, metrics
 from gateway.core import dane, mtasts, stscache, tlsrpt
 from gateway.core.model import (
     DaneFacts,
@@ -49,11 +50,16 @@ class DomainChecker:
         fetcher: PolicyFetcher,
         cache: PolicyDb,
         clock: Clock = time.time,
+        lock_dir: Path | None = None,
+        lock_timeout: float = 30.0,
     ) -> None:
         self._resolver = resolver
         self._fetcher = fetcher
         self._cache = cache
         self._clock = clock
+        # With several worker processes: where the per-domain fetch locks live.
+        self._lock_dir = lock_dir
+        self._lock_timeout = lock_timeout
         self._inflight: dict[str, asyncio.Future[DomainFacts]] = {}
         self.policy_fetches = 0
 
@@ -98,18 +104,41 @@ class DomainChecker:
     async def _sts(self, domain: str) -> tuple[StsRecordFacts, StsPolicyFacts]:
         answer = await self._resolver.txt(f"_mta-sts.{domain}")
         record = sts_record_facts(answer)
+        plan, failure = self._plan(domain, record)
+        if plan.step is stscache.Step.FETCH and self._lock_dir is not None:
+            # One fetch per domain across all worker processes: whoever waited for the lock
+            # finds the policy the holder fetched and uses it from the cache.
+            try:
+                async with filelock.held(self._lock_dir, domain, self._lock_timeout):
+                    plan, failure = self._plan(domain, record)
+                    return record, await self._apply(domain, record, plan, failure)
+            except filelock.LockTimeout:
+                pass  # the holder is stuck: fetch ourselves rather than fail the check
+        return record, await self._apply(domain, record, plan, failure)
+
+    def _plan(
+        self, domain: str, record: StsRecordFacts
+    ) -> tuple[stscache.Plan, stscache.FetchFailure | None]:
         cached, failure = self._cache.policy(domain), self._cache.failure(domain)
-        plan = stscache.plan(record, cached, failure, self._clock())
+        return stscache.plan(record, cached, failure, self._clock()), failure
+
+    async def _apply(
+        self,
+        domain: str,
+        record: StsRecordFacts,
+        plan: stscache.Plan,
+        failure: stscache.FetchFailure | None,
+    ) -> StsPolicyFacts:
         metrics.POLICY_CACHE.labels("fetch" if plan.step is stscache.Step.FETCH else "hit").inc()
         if plan.step is stscache.Step.USE_CACHED:
             assert plan.fallback is not None
-            return record, plan.fallback.facts()
+            return plan.fallback.facts()
         if plan.step is stscache.Step.NO_POLICY:
-            return record, StsPolicyFacts(PolicyStatus.NOT_FETCHED)
+            return StsPolicyFacts(PolicyStatus.NOT_FETCHED)
         if plan.step is stscache.Step.BACK_OFF:
             assert failure is not None
-            return record, stscache.after_fetch_failure(plan, failure)
-        return record, await self._fetch(domain, record.id, plan)
+            return stscache.after_fetch_failure(plan, failure)
+        return await self._fetch(domain, record.id, plan)
 
     async def _fetch(self, domain: str, record_id: str, plan: stscache.Plan) -> StsPolicyFacts:
         self.policy_fetches += 1

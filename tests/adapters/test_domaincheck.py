@@ -513,3 +513,27 @@ async def test_a_policy_host_sending_garbage_is_a_fetch_error(
     )
     facts = await world.checker().facts("good.test")
     assert facts.sts_policy.status is PolicyStatus.FETCH_ERROR
+
+
+# --- several worker processes ------------------------------------------------------------------
+
+
+async def test_workers_sharing_a_lock_folder_fetch_each_policy_once(
+    world: World, handler: RecordingHandler, policy_hosts: PolicyHosts, tmp_path: Path
+) -> None:
+    """Two checkers on one cache file stand for two worker processes (flock locks conflict
+    between separate opens, in one process as in two)."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.3)  # long enough for the second checker to find the lock taken
+        return policy_hosts(request)
+
+    handler.reply = slow
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    first, second = world.checker(), world.checker()
+    first._lock_dir = second._lock_dir = locks
+    facts = await asyncio.gather(first.facts("good.test"), second.facts("good.test"))
+    assert [f.sts_policy.status for f in facts] == [PolicyStatus.OK, PolicyStatus.OK]
+    assert first.policy_fetches + second.policy_fetches == 1
+    assert sorted(f.sts_policy.source for f in facts) == [PolicySource.CACHE, PolicySource.FETCHED]
