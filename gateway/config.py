@@ -41,6 +41,10 @@ def positive(value: Any) -> str | None:
     return None if value > 0 else "must be greater than zero"
 
 
+def non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must not be negative"
+
+
 def port(value: Any) -> str | None:
     return None if 0 < value < 65536 else "must be a port number from 1 to 65535"
 
@@ -200,6 +204,7 @@ class DnsSettings:
     timeout: float = field(default=5.0, metadata=_check(positive))
     trust_ad: bool = False
     max_concurrency: int = field(default=64, metadata=_check(positive))
+    cache_size: int = field(default=10_000, metadata=_check(non_negative))
 
 
 @dataclass(frozen=True)

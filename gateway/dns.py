@@ -72,6 +72,10 @@ class DnsResolver:
         # RFC 6840 §5.7: setting AD in the query asks a validating resolver to report it.
         resolver.flags = dns.flags.RD | dns.flags.AD
         resolver.use_edns(0, 0, 1232)
+        if settings.cache_size:
+            # Answers kept for their TTL: a flagged message to a domain seen a moment ago
+            # costs no queries. Temporary failures are never cached.
+            resolver.cache = dns.resolver.LRUCache(settings.cache_size)
         self._resolver = resolver
         self._trusted = settings.trust_ad
         self._limit = asyncio.Semaphore(settings.max_concurrency)

@@ -397,3 +397,21 @@ async def test_ipv6_nameserver_on_loopback() -> None:
         assert server.nameserver.startswith("[::1]:")
         answer = await resolver_for(server).txt("v6ns.test")
     assert answer.records == ("hello",)
+
+
+async def test_the_answer_cache_serves_repeats_and_keeps_the_ad_bit(server: DnsServer) -> None:
+    server.secure.add("good.test")
+    resolver = resolver_for(server, cache_size=100)
+    first = await resolver.mx("good.test")
+    second = await resolver.mx("good.test")
+    assert server.count("good.test", "MX") == 1
+    assert second == first
+    assert second.authenticated
+
+
+async def test_the_answer_cache_never_keeps_a_temporary_failure(server: DnsServer) -> None:
+    resolver = resolver_for(server, cache_size=100, timeout=0.5)
+    server.servfail.add("good.test")
+    assert (await resolver.mx("good.test")).status is DnsStatus.TEMPORARY
+    server.servfail.discard("good.test")
+    assert (await resolver.mx("good.test")).status is DnsStatus.FOUND

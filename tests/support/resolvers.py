@@ -8,15 +8,22 @@ from support.dnsserver import DnsServer
 
 
 def resolver_for(
-    server: DnsServer, *, trust_ad: bool = True, timeout: float = 2.0, max_concurrency: int = 64
+    server: DnsServer,
+    *,
+    trust_ad: bool = True,
+    timeout: float = 2.0,
+    max_concurrency: int = 64,
+    cache_size: int = 0,
 ) -> DnsResolver:
-    """A DnsResolver that talks only to ``server``."""
+    """A DnsResolver that talks only to ``server``; without an answer cache unless asked, so
+    that tests see every query the gateway makes."""
     return DnsResolver(
         DnsSettings(
             nameservers=(server.nameserver,),
             timeout=timeout,
             trust_ad=trust_ad,
             max_concurrency=max_concurrency,
+            cache_size=cache_size,
         )
     )
 

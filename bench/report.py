@@ -1,0 +1,288 @@
+"""The report: ratios to each baseline, the issue's targets, a table on stdout, JSON on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+BASELINES = ("sink", "bare", "postfix")
+TARGET_ORDER = ("sink", "bare", "postfix", "gateway")
+DESCRIPTIONS = {
+    "sink": "smtp-sink direct: the ceiling of this machine and tool",
+    "bare": "bare aiosmtpd -> aiosmtplib relay, no checks: the framework's floor",
+    "postfix": "Postfix relaying to the same sink: what users run today",
+    "gateway": "the gateway, every check on",
+}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 3)
+
+
+def diff(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return round(a - b, 3)
+
+
+def add_ratios(scenario: dict[str, Any]) -> None:
+    targets = scenario["targets"]
+    sink = targets.get("sink", {})
+    for name, fig in targets.items():
+        fig["lat_added_p50_ms"] = diff(fig.get("lat_p50_ms"), sink.get("lat_p50_ms"))
+        fig["lat_added_p99_ms"] = diff(fig.get("lat_p99_ms"), sink.get("lat_p99_ms"))
+        ratios: dict[str, dict[str, float | None]] = {}
+        for base in BASELINES:
+            if base == name or base not in targets:
+                continue
+            b = targets[base]
+            ratios[base] = {
+                "msgs_per_s": ratio(fig.get("msgs_per_s"), b.get("msgs_per_s")),
+                "lat_p50": ratio(fig.get("lat_p50_ms"), b.get("lat_p50_ms")),
+                "lat_p99": ratio(fig.get("lat_p99_ms"), b.get("lat_p99_ms")),
+                "lat_p50_added_ms": diff(fig.get("lat_p50_ms"), b.get("lat_p50_ms")),
+                "lat_p99_added_ms": diff(fig.get("lat_p99_ms"), b.get("lat_p99_ms")),
+                "cpu_ms_per_msg": ratio(fig.get("cpu_ms_per_msg"), b.get("cpu_ms_per_msg")),
+                "peak_rss_mb": ratio(fig.get("peak_rss_mb"), b.get("peak_rss_mb")),
+            }
+        fig["ratios"] = ratios
+
+
+def _fig(results: dict[str, Any], scenario: str, target: str) -> dict[str, Any]:
+    for s in results["scenarios"]:
+        if s["name"] == scenario:
+            fig: dict[str, Any] = s["targets"].get(target, {})
+            return fig
+    return {}
+
+
+def _cold(results: dict[str, Any]) -> dict[str, Any]:
+    for s in results["scenarios"]:
+        if s.get("cold"):
+            cold: dict[str, Any] = s["cold"]
+            return cold
+    return {}
+
+
+def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+
+    def throughput(scenario: str, factor: float, label: str) -> None:
+        gw = _fig(results, scenario, "gateway").get("msgs_per_s")
+        pf = _fig(results, scenario, "postfix").get("msgs_per_s")
+        times = ratio(gw, pf)
+        checks.append(
+            {
+                "target": f"{label} throughput >= {factor} x Postfix relay",
+                "scenario": scenario,
+                "value": f"{gw} vs {pf} msg/s = {times} x",
+                "ratio": times,
+                "pass": None if times is None else times >= factor,
+            }
+        )
+
+    throughput("flagged_secure_5k", 1.5, "flagged-to-secure")
+    throughput("unflagged_5k", 2.0, "unflagged")
+    for scenario in ("flagged_secure_5k", "unflagged_5k"):
+        gw = _fig(results, scenario, "gateway").get("lat_p99_ms")
+        bare = _fig(results, scenario, "bare").get("lat_p99_ms")
+        added = diff(gw, bare)
+        checks.append(
+            {
+                "target": "p99 latency added over the bare relay <= 5 ms (warm cache)",
+                "scenario": scenario,
+                "value": f"{gw} - {bare} = {added} ms",
+                "ratio": added,
+                "pass": None if added is None else added <= 5.0,
+            }
+        )
+    rss = _fig(results, "large_1mb", "gateway").get("peak_rss_mb")
+    checks.append(
+        {
+            "target": "peak RSS < 200 MB, 200 concurrent connections sending 1 MB",
+            "scenario": "large_1mb",
+            "value": f"{rss} MB",
+            "ratio": rss,
+            "pass": None if rss is None else rss < 200,
+        }
+    )
+    cold = _cold(results)
+    if cold:
+        checks.append(
+            {
+                "target": "cold start: each domain's policy fetched exactly once",
+                "scenario": "cold_start_200",
+                "value": (
+                    f"{cold['fetched_exactly_once']}/{cold['domains']} once, "
+                    f"{cold['never_fetched']} never, "
+                    f"{len(cold['fetched_more_than_once'])} more than once"
+                ),
+                "ratio": cold["fetched_exactly_once"],
+                "pass": cold["single_flight"],
+            }
+        )
+        checks.append(
+            {
+                "target": f"cold start: bounded fetch concurrency (<= {cold['fetch_bound']})",
+                "scenario": "cold_start_200",
+                "value": f"at most {cold['max_fetches_in_flight']} fetches in flight",
+                "ratio": cold["max_fetches_in_flight"],
+                "pass": cold["bounded"],
+            }
+        )
+        checks.append(
+            {
+                "target": "cold start: no message waits on another domain's lookup",
+                "scenario": "cold_start_200",
+                "value": (
+                    f"fast-domain max {cold['fast_domain_lat_max_ms']} ms, warm probe max "
+                    f"{cold['probe']['lat_max_ms']} ms, vs slow policy hosts' "
+                    f"{cold['slow_delay_s'] * 1000:.0f} ms"
+                ),
+                "ratio": cold["fast_domain_lat_max_ms"],
+                "pass": cold["no_waiting_on_other_domains"],
+            }
+        )
+    return checks
+
+
+def _num(value: float | None, width: int, digits: int = 1) -> str:
+    if value is None:
+        return "-".rjust(width)
+    return f"{value:.{digits}f}".rjust(width)
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def table(results: dict[str, Any]) -> str:
+    out: list[str] = []
+    meta = results["meta"]
+    out.append(
+        f"Safeguarding Mail Gateway benchmark, {meta['started']} on {meta['machine']['cpu']} "
+        f"({meta['machine']['cores']} cores, {meta['machine']['memory_gb']} GB), "
+        f"load average at start {meta['machine']['loadavg']}"
+    )
+    versions = meta.get("versions", {})
+    out.append(
+        f"gateway {versions.get('gateway')}, Postfix {versions.get('postfix')}, aiosmtpd "
+        f"{versions.get('aiosmtpd')}, aiosmtplib {versions.get('aiosmtplib')}, Python "
+        f"{meta['machine']['python']}, {meta['machine']['os']}; command: {meta['command']}"
+    )
+    if meta.get("gateway_at_end") and meta["gateway_at_end"] != versions.get("gateway"):
+        out.append(
+            f"WARNING: the gateway changed during the run (now {meta['gateway_at_end']}): "
+            "scenarios may have measured different code."
+        )
+    out.append(
+        "msg/s: messages / (first sent -> last done: its relayed copy at the sink, or for a "
+        "hold the gateway's 250; the gateway's notices are counted apart);\n"
+        "p50/p99: one session, one message at a time, MAIL FROM -> reply to the end of DATA "
+        "(the cold start: under its load); +p50/+p99: added over smtp-sink direct;\n"
+        "CPU: the target's process tree; RSS MB: peak (VmHWM; Postfix: its processes' PSS "
+        "summed); other: cores used by processes outside the bench (a shared machine's noise)."
+    )
+    header = (
+        f"{'target':<8} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} "
+        f"{'CPU s':>7} {'CPU ms/msg':>10} {'RSS MB':>8} {'other':>6}  ok"
+    )
+    for scenario in results["scenarios"]:
+        out.append("")
+        out.append(f"== {scenario['name']}: {scenario['title']}")
+        gw = scenario["targets"].get("gateway", {})
+        if gw:
+            out.append(f"   load: {gw.get('load_tool', '')}")
+            if gw.get("latency_tool"):
+                out.append(f"   latency: {gw['latency_tool']}")
+        out.append("   " + header)
+        for name in TARGET_ORDER:
+            fig = scenario["targets"].get(name)
+            if fig is None:
+                continue
+            if fig.get("error"):
+                out.append(f"   {name:<8} FAILED: {fig['error'][:300]}")
+                continue
+            ok = "yes" if fig.get("complete") and fig.get("client_ok", True) else "NO"
+            out.append(
+                "   "
+                + f"{name:<8} {_num(fig.get('msgs_per_s'), 8)} "
+                + f"{_num(fig.get('lat_p50_ms'), 8, 2)} {_num(fig.get('lat_p99_ms'), 8, 2)} "
+                + f"{_num(fig.get('lat_added_p50_ms'), 7, 2)} "
+                + f"{_num(fig.get('lat_added_p99_ms'), 7, 2)} "
+                + f"{_num(fig.get('cpu_s'), 7, 2)} {_num(fig.get('cpu_ms_per_msg'), 10, 3)} "
+                + f"{_num(fig.get('peak_rss_mb'), 8)} {_num(fig.get('foreign_cores'), 6, 2)}  {ok}"
+            )
+        for name in ("gateway", "bare", "postfix"):
+            fig = scenario["targets"].get(name)
+            if not fig or not fig.get("ratios"):
+                continue
+            parts = []
+            for base, r in fig["ratios"].items():
+                parts.append(
+                    f"/{base}: msg/s {_x(r['msgs_per_s'])}, p50 {_x(r['lat_p50'])}, "
+                    f"p99 {_x(r['lat_p99'])} "
+                    f"({_num(r['lat_p99_added_ms'], 0, 2).strip()} ms), "
+                    f"CPU/msg {_x(r['cpu_ms_per_msg'])}, RSS {_x(r['peak_rss_mb'])}"
+                )
+            out.append(f"   {name:<8} " + "; ".join(parts))
+        if gw.get("notices_expected"):
+            out.append(
+                f"   gateway notices: {gw['notices_received']} of {gw['notices_expected']} "
+                f"received, the last {gw['notices_last_s']} s after the first message "
+                f"(messages done after {gw['e2e_s']} s)"
+            )
+        if gw.get("replies") or gw.get("latency_replies"):
+            out.append(
+                f"   gateway replies: {gw.get('replies') or gw.get('latency_replies')}"
+                + (f"; errors: {gw['client_error']}" if gw.get("client_error") else "")
+            )
+        cold = scenario.get("cold")
+        if cold:
+            out.append(
+                f"   cold: {cold['fetched_exactly_once']}/{cold['domains']} policies fetched "
+                f"exactly once ({cold['fetches_total']} fetches), at most "
+                f"{cold['max_fetches_in_flight']} in flight; fast-domain latency p50 "
+                f"{cold['fast_domain_lat_p50_ms']} / p99 {cold['fast_domain_lat_p99_ms']} / max "
+                f"{cold['fast_domain_lat_max_ms']} ms; slow domains ({cold['slow_delay_s']} s) "
+                f"min {cold['slow_domain_lat_min_ms']} ms; warm probe p50 "
+                f"{cold['probe']['lat_p50_ms']} / p99 {cold['probe']['lat_p99_ms']} ms"
+            )
+    noisy = []
+    for scenario in results["scenarios"]:
+        for name, fig in scenario["targets"].items():
+            worst = max(fig.get("foreign_cores") or 0, fig.get("latency_foreign_cores") or 0)
+            if worst > 0.3:
+                noisy.append(f"{scenario['name']}/{name} ({worst:.2f} cores)")
+    if noisy:
+        out.append("")
+        out.append(
+            "WARNING: other processes used > 0.3 cores during: "
+            + ", ".join(noisy)
+            + ". Those figures are noisy: run again on a quiet machine."
+        )
+    out.append("")
+    out.append("Targets (ratios from this run):")
+    for check in results["targets"]:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[check["pass"]]
+        out.append(f"  {verdict}  {check['target']} [{check['scenario']}]: {check['value']}")
+    experiments = results.get("experiments")
+    if experiments:
+        out.append("")
+        out.append(experiments["text"])
+    profile = results.get("profile")
+    if profile:
+        out.append("")
+        out.append(profile["text"])
+    return "\n".join(out)
+
+
+def write_json(results: dict[str, Any], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = results["meta"]["started"].replace(":", "").replace("-", "")
+    path = folder / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    return path

@@ -1,0 +1,86 @@
+"""smtp-sink, the upstream every target relays to, with a live count of what it received.
+
+``smtp-sink -c`` rewrites one counter line (``sess=N quit=N mesg=N``, separated by CR) each
+time a message ends; a reader thread keeps the latest ``mesg`` and when it last changed, so a
+run can wait until the sink has every message it expects (relayed copies and the gateway's
+notices) and take that moment as the end of the run.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+
+from bench.tools import LOOPBACK, free_port, need, wait_smtp
+
+_COUNTER = re.compile(rb"mesg=(\d+)")
+
+
+class Sink:
+    def __init__(self, name: str = "sink") -> None:
+        self.name = name
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._count = 0
+        self._changed_at = 0.0
+        self._cond = threading.Condition()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def start(self) -> Sink:
+        # -u: drop root; -m/backlog: room for 200+ concurrent sessions (the 1 MB scenario).
+        argv = [need("smtp-sink"), "-c", "-u", "nobody", "-m", "1024"]
+        argv += [f"{LOOPBACK}:{self.port}", "1024"]
+        self._proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self._reader = threading.Thread(target=self._read, name=f"{self.name}-count", daemon=True)
+        self._reader.start()
+        wait_smtp(self.port, self._proc)
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        out = self._proc.stdout
+        tail = b""
+        while True:
+            chunk = out.read1(65536)
+            if not chunk:
+                return
+            tail = (tail + chunk)[-256:]
+            found = _COUNTER.findall(tail)
+            if found:
+                with self._cond:
+                    count = int(found[-1])
+                    if count != self._count:
+                        self._count = count
+                        self._changed_at = time.monotonic()
+                        self._cond.notify_all()
+
+    @property
+    def count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def wait_for(self, count: int, timeout: float) -> tuple[int, float]:
+        """Wait until the sink has `count` messages in all; the count reached and when the last
+        one arrived (monotonic)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._count >= count, timeout)
+            return self._count, self._changed_at
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
