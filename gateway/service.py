@@ -21,7 +21,7 @@ from typing import Any
 from gateway import audit, logs, metrics, report
 from gateway.config import Settings
 from gateway.core import classify, headers
-from gateway.core.addresses import AddressError, address_domain
+from gateway.core.addresses import AddressError, address_domain, normalise_domain
 from gateway.core.allowlist import MatchStatus
 from gateway.core.model import Action, Reason, RecipientDecision, Transport
 from gateway.core.policy import check_sender, decide_recipients, today_utc
@@ -74,6 +74,8 @@ class Filter:
         self._relay = relay
         self._hostname = hostname
         self._notices = Notices(settings, hostname)
+        # Canonical, like the domains they are compared with ("School.Test." is school.test).
+        self._local_domains = frozenset(normalise_domain(d) for d in settings.policy.local_domains)
         # Called after a new hold, so its notices go out now rather than at the next sweep.
         self._on_hold = on_hold
         c = settings.classify
@@ -179,10 +181,6 @@ class Filter:
             return True
         today = today_utc(time.time())
         return self._posture.allowlist.match(domain, today).status is MatchStatus.ALLOWED
-
-    @property
-    def _local_domains(self) -> frozenset[str]:
-        return frozenset(self._settings.policy.local_domains)
 
     async def _deliver(self, work: _Work, log: Any) -> SmtpReply:
         to_hold = [d for d in work.decisions if d.action is Action.HOLD]
