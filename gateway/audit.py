@@ -8,7 +8,6 @@ describe, and chains them (``core.auditchain``) so that an edited or deleted ent
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
 from gateway.store import AuditRecord, Hold
+from gateway.timefmt import iso_utc
 
 GATEWAY = "gateway"
 
@@ -147,7 +147,7 @@ def export(entries: Sequence[Entry], fmt: str) -> str:
 
 
 def _iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+    return iso_utc(timestamp)
 
 
 # --- The review web UI: accounts, sessions, downloads -------------------------------------------

@@ -6,7 +6,6 @@ be added; none is renamed or removed without raising ``JSON_VERSION``.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ from gateway.core.allowlist import AllowlistEntry
 from gateway.core.model import DaneHostStatus, DomainFacts, PolicyStatus, StsPolicyFacts
 from gateway.core.mtasts import uncovered_hosts
 from gateway.posture import Assessment
+from gateway.timefmt import iso_utc
 
 JSON_VERSION = 1
 
@@ -125,7 +125,7 @@ def dane_summary(facts: DomainFacts) -> str:
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+    return iso_utc(timestamp)
 
 
 # --- The human table --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.review import HoldFilter, Review, ReviewError
 from gateway.store import Hold, Status
+from gateway.timefmt import iso_utc
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
@@ -114,7 +115,7 @@ def _age(hold: Hold) -> str:
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+    return iso_utc(timestamp)
 
 
 def hold_json(hold: Hold) -> dict[str, Any]:

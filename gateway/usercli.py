@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import getpass
 import json
 import sys
@@ -21,6 +20,7 @@ from gateway import audit
 from gateway.app import data_dir, open_store
 from gateway.config import Settings
 from gateway.store import AuditRecord
+from gateway.timefmt import iso_utc
 from gateway.users import USERS_DB, Accounts, Role, User, UserError
 from gateway.web.sessions import end_sessions_of
 
@@ -135,7 +135,7 @@ def enable(accounts: Accounts, args: argparse.Namespace, settings: Settings) -> 
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+    return iso_utc(timestamp)
 
 
 def user_json(user: User) -> dict[str, Any]:
