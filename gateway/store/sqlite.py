@@ -27,86 +27,17 @@ from gateway.safeio import fsync_dir, write_atomic
 from gateway.store import (
     AuditRecord,
     Consequences,
-    HeldRecipient,
     Hold,
     NewHold,
     NewNotice,
     Notice,
     Status,
+    schema,
 )
 from gateway.store.crypto import Sealer
 
 T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS holds (
-    id           TEXT PRIMARY KEY,
-    key          TEXT NOT NULL UNIQUE,
-    status       TEXT NOT NULL,
-    created_at   REAL NOT NULL,
-    sender       TEXT NOT NULL,
-    recipients   TEXT NOT NULL,   -- JSON list of {address, domain, reasons, options}
-    mail_options TEXT NOT NULL,   -- JSON list
-    size         INTEGER NOT NULL,
-    client       TEXT NOT NULL,
-    message_id   TEXT NOT NULL,
-    findings     TEXT NOT NULL,   -- JSON list
-    facts        TEXT NOT NULL,   -- JSON object
-    subject      TEXT NOT NULL DEFAULT '',
-    decided_at   REAL,
-    decided_by   TEXT NOT NULL DEFAULT '',
-    decision     TEXT NOT NULL DEFAULT '',
-    escalated_at REAL,
-    purged_at    REAL,
-    delivered    TEXT NOT NULL DEFAULT '[]',
-    refused      TEXT NOT NULL DEFAULT '{}',
-    last_error   TEXT NOT NULL DEFAULT '',
-    attempt_at   REAL,
-    attempt_by   TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS holds_status ON holds (status, created_at);
-CREATE TABLE IF NOT EXISTS relay_journal (
-    key          TEXT NOT NULL,
-    recipient    TEXT NOT NULL,
-    at           REAL NOT NULL,
-    PRIMARY KEY (key, recipient)
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq          INTEGER PRIMARY KEY,
-    at           REAL NOT NULL,
-    event        TEXT NOT NULL,
-    hold_id      TEXT NOT NULL,
-    actor        TEXT NOT NULL,
-    data         TEXT NOT NULL,   -- JSON object
-    prev         TEXT NOT NULL,
-    hash         TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_hold ON audit (hold_id);
-CREATE TABLE IF NOT EXISTS outbox (
-    id           TEXT PRIMARY KEY,
-    kind         TEXT NOT NULL,
-    hold_id      TEXT NOT NULL,
-    sender       TEXT NOT NULL,
-    recipients   TEXT NOT NULL,   -- JSON list
-    message      BLOB NOT NULL,   -- encrypted: a notice may name people
-    created_at   REAL NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    next_at      REAL NOT NULL,
-    sent_at      REAL,
-    last_error   TEXT NOT NULL DEFAULT '',
-    claimed_by   TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_at);
-"""
-_INSERT_HOLD = (
-    "INSERT INTO holds (id, key, status, created_at, sender, recipients, mail_options, size,"
-    " client, message_id, findings, facts, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_JSON_COLUMNS = {"delivered", "refused"}
-_UPDATABLE = {
-    "status", "decided_at", "decided_by", "decision", "escalated_at", "delivered", "refused",
-    "last_error", "attempt_at", "attempt_by",
-}  # fmt: skip
 # How long a process may take to send the notices it claimed before another may send them.
 NOTICE_LEASE = 300.0
 # Journal entries outlive any MTA retry schedule (Postfix gives up after 5 days by default).
@@ -127,7 +58,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed hold survives a power cut, which is what our 250 promises.
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(schema.SCHEMA)
         self._db.execute(
             "DELETE FROM relay_journal WHERE at < ?", (clock() - JOURNAL_DAYS * 86400,)
         )
@@ -166,7 +97,7 @@ class SqliteStore:
             Status.HELD.value,
             self._clock(),
             new.sender,
-            json.dumps([_recipient_json(r) for r in new.recipients]),
+            json.dumps([schema.recipient_json(r) for r in new.recipients]),
             json.dumps(list(new.mail_options)),
             len(new.message),
             new.client,
@@ -177,7 +108,7 @@ class SqliteStore:
         )
 
         def insert() -> Hold:
-            self._db.execute(_INSERT_HOLD, row)
+            self._db.execute(schema.INSERT_HOLD, row)
             hold = self._get(hold_id)
             assert hold is not None
             if then is not None:
@@ -201,11 +132,11 @@ class SqliteStore:
 
     def _get(self, hold_id: str) -> Hold | None:
         row = self._db.execute("SELECT * FROM holds WHERE id = ?", (hold_id,)).fetchone()
-        return _hold_from_row(row) if row else None
+        return schema.hold_from_row(row) if row else None
 
     def _get_by_key(self, key: str) -> Hold | None:
         row = self._db.execute("SELECT * FROM holds WHERE key = ?", (key,)).fetchone()
-        return _hold_from_row(row) if row else None
+        return schema.hold_from_row(row) if row else None
 
     async def message(self, hold_id: str) -> bytes:
         def read() -> bytes:
@@ -224,7 +155,7 @@ class SqliteStore:
                 rows = self._db.execute(
                     "SELECT * FROM holds WHERE status = ? ORDER BY created_at", (status.value,)
                 )
-            return [_hold_from_row(row) for row in rows]
+            return [schema.hold_from_row(row) for row in rows]
 
         return await self._run(query)
 
@@ -236,7 +167,7 @@ class SqliteStore:
         audit: Sequence[AuditRecord] = (),
         notices: Sequence[NewNotice] = (),
     ) -> Hold | None:
-        unknown = set(changes) - _UPDATABLE
+        unknown = set(changes) - schema.UPDATABLE
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
 
@@ -245,7 +176,7 @@ class SqliteStore:
             if row is None or Status(row[0]) not in expect:
                 return False
             columns = ", ".join(f"{name} = ?" for name in changes)
-            values = [_column_value(name, value) for name, value in changes.items()]
+            values = [schema.column_value(name, value) for name, value in changes.items()]
             if columns:
                 self._db.execute(f"UPDATE holds SET {columns} WHERE id = ?", (*values, hold_id))  # noqa: S608
             self._append(list(audit))
@@ -453,54 +384,3 @@ class SqliteStore:
     async def close(self) -> None:
         await self._run(self._db.close)
         self._executor.shutdown(wait=True)
-
-
-def _column_value(name: str, value: Any) -> Any:
-    if name in _JSON_COLUMNS:
-        return json.dumps(list(value) if isinstance(value, tuple) else value)
-    if isinstance(value, Status):
-        return value.value
-    return value
-
-
-def _recipient_json(recipient: HeldRecipient) -> dict[str, Any]:
-    return {
-        "address": recipient.address,
-        "domain": recipient.domain,
-        "reasons": list(recipient.reasons),
-        "options": list(recipient.options),
-    }
-
-
-def _hold_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Hold:
-    (hold_id, key, status, created_at, sender, recipients, mail_options, size, client,
-     message_id, findings, facts, subject, decided_at, decided_by, decision, escalated_at,
-     purged_at, delivered, refused, last_error, attempt_at, attempt_by) = row  # fmt: skip
-    return Hold(
-        id=hold_id,
-        key=key,
-        status=Status(status),
-        created_at=created_at,
-        sender=sender,
-        recipients=tuple(
-            HeldRecipient(r["address"], r["domain"], tuple(r["reasons"]), tuple(r["options"]))
-            for r in json.loads(recipients)
-        ),
-        mail_options=tuple(json.loads(mail_options)),
-        size=size,
-        client=client,
-        message_id=message_id,
-        findings=tuple(json.loads(findings)),
-        facts=json.loads(facts),
-        subject=subject,
-        decided_at=decided_at,
-        decided_by=decided_by,
-        decision=decision,
-        escalated_at=escalated_at,
-        purged_at=purged_at,
-        delivered=tuple(json.loads(delivered)),
-        refused=json.loads(refused),
-        last_error=last_error,
-        attempt_at=attempt_at,
-        attempt_by=attempt_by,
-    )
