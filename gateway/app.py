@@ -14,7 +14,8 @@ from pathlib import Path
 import structlog
 
 from gateway import allowlists, logs
-from gateway.config import Settings, parse_duration, parse_hostport
+from gateway.config import Settings
+from gateway.configchecks import parse_duration, parse_hostport
 from gateway.core.allowlist import Allowlist
 from gateway.dns import DnsResolver
 from gateway.domaincheck import DomainChecker

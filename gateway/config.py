@@ -8,24 +8,35 @@ in step. The environment overrides a key as ``GATEWAY_<SECTION>_<KEY>`` (for exa
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import os
 import tomllib
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gateway.configchecks import (
+    Check,
+    address_list,
+    domain_list,
+    duration,
+    listen_address,
+    nameserver_list,
+    network_list,
+    non_negative,
+    one_of,
+    optional_address,
+    port,
+    positive,
+    store_key,
+    web_secret,
+)
 from gateway.core.model import Requirement, Transport
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "GATEWAY_"
 CONFIG_ENV = "GATEWAY_CONFIG"
-
-Check = Callable[[Any], str | None]
 
 
 def _check(check: Check, *, secret: bool = False, key: str = "") -> dict[str, Any]:
@@ -35,130 +46,6 @@ def _check(check: Check, *, secret: bool = False, key: str = "") -> dict[str, An
 def key_name(f: Any) -> str:
     """The key in the file: the field's name, unless it is a Python keyword such as ``from``."""
     return str(f.metadata.get("key") or f.name)
-
-
-def positive(value: Any) -> str | None:
-    return None if value > 0 else "must be greater than zero"
-
-
-def non_negative(value: Any) -> str | None:
-    return None if value >= 0 else "must not be negative"
-
-
-def port(value: Any) -> str | None:
-    return None if 0 < value < 65536 else "must be a port number from 1 to 65535"
-
-
-def one_of(*choices: str) -> Check:
-    def check(value: Any) -> str | None:
-        return None if value in choices else "must be one of " + ", ".join(choices)
-
-    return check
-
-
-def nameserver_list(value: Any) -> str | None:
-    for item in value:
-        try:
-            parse_hostport(item, 53)
-        except ValueError as exc:
-            return f"{item!r}: {exc}"
-    return None
-
-
-def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
-    """``"192.0.2.1"``, ``"192.0.2.1:5353"``, ``"::1"`` or ``"[::1]:5353"`` -> (ip, port)."""
-    host, port_text = text, None
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError("expected [address]:port")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError("not an IP address") from None
-    if port_text is None:
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError("bad port")
-    return host, int(port_text)
-
-
-def network_list(value: Any) -> str | None:
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            return f"{item!r} is not a network (e.g. 192.0.2.0/24)"
-    return None
-
-
-def listen_address(value: Any) -> str | None:
-    try:
-        parse_hostport(value, 0)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def domain_list(value: Any) -> str | None:
-    from gateway.core.addresses import AddressError, normalise_domain
-
-    for item in value:
-        try:
-            normalise_domain(item)
-        except AddressError as exc:
-            return f"{item!r}: {exc}"
-    return None
-
-
-def store_key(value: Any) -> str | None:
-    if value and decode_key(value) is None:
-        return "must be 32 bytes as 64 hex digits or base64"
-    return None
-
-
-def decode_key(text: str) -> bytes | None:
-    """An AES-256 key written as 64 hex digits or standard base64."""
-    text = text.strip()
-    try:
-        key = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
-    except (ValueError, binascii.Error):
-        return None
-    return key if len(key) == 32 else None
-
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """``"90s"``, ``"30m"``, ``"4h"``, ``"7d"``, ``"2w"`` -> seconds."""
-    number, unit = text[:-1].strip(), text[-1:].lower()
-    if unit not in _DURATION_UNITS or not number.replace(".", "", 1).isdigit():
-        raise ValueError(text)
-    return float(number) * _DURATION_UNITS[unit]
-
-
-def duration(value: Any) -> str | None:
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
-        return "must be a duration such as 30m, 4h or 7d"
-    return None if seconds > 0 else "must be longer than zero"
-
-
-def address_list(value: Any) -> str | None:
-    for item in value:
-        local, at, domain = item.rpartition("@")
-        if not at or not local or not domain:
-            return f"{item!r} is not a mail address"
-    return None
-
-
-def optional_address(value: Any) -> str | None:
-    return address_list([value]) if value else None
 
 
 @dataclass(frozen=True)
@@ -267,12 +154,6 @@ class NotifySettings:
 class LogSettings:
     level: str = field(default="info", metadata=_check(one_of("debug", "info", "warning", "error")))
     format: str = field(default="json", metadata=_check(one_of("json", "console")))
-
-
-def web_secret(value: Any) -> str | None:
-    if value and len(value) < 32:
-        return "must be at least 32 characters (e.g. 64 hex digits from `openssl rand -hex 32`)"
-    return None
 
 
 @dataclass(frozen=True)
@@ -453,4 +334,4 @@ def keys() -> list[str]:
     return [f"{name}.{key_name(f)}" for name, cls in _sections() for f in fields(cls)]
 
 
-__all__ = ["ConfigError", "Settings", "keys", "load", "parse_hostport"]
+__all__ = ["ConfigError", "Settings", "keys", "load"]

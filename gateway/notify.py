@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway import audit, logs
-from gateway.config import Settings, parse_duration
+from gateway.config import Settings
+from gateway.configchecks import parse_duration
 from gateway.relay import Recipient, Relay, RelayFailed, Transaction
 from gateway.store import HeldRecipient, Hold, HoldStore, NewNotice, Notice
 

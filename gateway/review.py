@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway import audit, logs, metrics
-from gateway.config import Settings, parse_duration
+from gateway.config import Settings
+from gateway.configchecks import parse_duration
 from gateway.core.auditchain import Entry
 from gateway.core.headers import trace_headers
 from gateway.errors import GatewayError

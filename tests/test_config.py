@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config
+from gateway import config, configchecks
 from gateway.config import ConfigError
 from gateway.core.model import Transport
 
@@ -127,13 +127,13 @@ def test_relative_paths_are_taken_from_the_config_folder(tmp_path: Path) -> None
     ],
 )
 def test_parse_hostport(text: str, expected: tuple[str, int]) -> None:
-    assert config.parse_hostport(text, 53) == expected
+    assert configchecks.parse_hostport(text, 53) == expected
 
 
 @pytest.mark.parametrize("text", ["dns.test", "[::1", "[::1]x", "1.2.3.4:", "1.2.3.4:0", ""])
 def test_parse_hostport_refuses(text: str) -> None:
     with pytest.raises(ValueError, match=r"not an IP address|bad port|expected \[address\]:port"):
-        config.parse_hostport(text, 53)
+        configchecks.parse_hostport(text, 53)
 
 
 def test_example_config_documents_every_key_with_its_default() -> None:
@@ -181,7 +181,7 @@ def test_a_key_named_after_a_python_keyword() -> None:
     [("90s", 90), ("30m", 1800), ("4h", 14400), ("7d", 604800), ("1.5h", 5400), ("2w", 1209600)],
 )
 def test_durations(text: str, seconds: float) -> None:
-    assert config.parse_duration(text) == seconds
+    assert configchecks.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["4", "h", "-1h", "4 hours", "0h"])

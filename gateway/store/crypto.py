@@ -13,7 +13,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.config import Settings, decode_key
+from gateway.config import Settings
+from gateway.configchecks import decode_key
 from gateway.errors import ConfigError, GatewayError
 from gateway.safeio import create_exclusive
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway import audit
-from gateway.config import parse_duration
+from gateway.configchecks import parse_duration
 from gateway.errors import GatewayError
 from gateway.messageview import attachment_bytes
 from gateway.notify import reason_words

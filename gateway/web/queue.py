@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.config import parse_duration
+from gateway.configchecks import parse_duration
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.notify import REASON_WORDS
 from gateway.review import HoldFilter

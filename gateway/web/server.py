@@ -23,7 +23,8 @@ from starlette.applications import Starlette
 
 from gateway import logs
 from gateway.app import data_dir, hostname, load_allowlist, open_relay, open_store, posture
-from gateway.config import Settings, parse_duration, parse_hostport
+from gateway.config import Settings
+from gateway.configchecks import parse_duration, parse_hostport
 from gateway.errors import ConfigError
 from gateway.posture import Posture
 from gateway.review import Review
