@@ -23,7 +23,7 @@ ENV = "BENCH_VARIANT"
 
 
 def _factscache() -> None:
-    from gateway import domaincheck
+    from gateway.posture import domaincheck
 
     original = domaincheck.DomainChecker.facts
     cache: dict[str, tuple[float, Any]] = {}

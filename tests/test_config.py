@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config, configchecks
-from gateway.config import ConfigError
+from gateway.config import checks as configchecks
+from gateway.config import settings as config
+from gateway.config.settings import ConfigError
 from gateway.core.model import Transport
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway import config
+from gateway.config import settings as config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_the_wheel_carries_the_web_templates_and_static_files(tmp_path: Path) ->
     assert any(name.startswith("gateway/web/static/") for name in names)
     assert "gateway/core/policy.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "gateway = gateway.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "gateway = gateway.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_dockerfile_copies_only_what_exists() -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import audit, config
-from gateway.relay import Relay
-from gateway.review import HoldFilter, Review, ReviewError
+from gateway.audit import events as audit
+from gateway.config import settings as config
+from gateway.delivery.smarthost import Relay
+from gateway.review.model import HoldFilter, Review, ReviewError
 from gateway.store import HeldRecipient, NewHold, Status
 from gateway.store.crypto import Sealer
 from gateway.store.sqlite import SqliteStore

@@ -13,10 +13,10 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.config import Settings
-from gateway.configchecks import decode_key
+from gateway.config.checks import decode_key
+from gateway.config.settings import Settings
 from gateway.errors import ConfigError, GatewayError
-from gateway.safeio import create_exclusive
+from gateway.store.safeio import create_exclusive
 
 VERSION = b"\x01"
 NONCE_BYTES = 12

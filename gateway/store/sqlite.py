@@ -22,8 +22,6 @@ from typing import Any, TypeVar
 from gateway import logs
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
-from gateway.ownership import owner_dead, process_owner
-from gateway.safeio import fsync_dir, write_atomic
 from gateway.store import (
     AuditRecord,
     Consequences,
@@ -35,6 +33,8 @@ from gateway.store import (
     schema,
 )
 from gateway.store.crypto import Sealer
+from gateway.store.ownership import owner_dead, process_owner
+from gateway.store.safeio import fsync_dir, write_atomic
 
 T = TypeVar("T")
 

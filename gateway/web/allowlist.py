@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import report
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import AllowlistEntry
 from gateway.core.policy import today_utc
-from gateway.posture import Assessment, Posture
+from gateway.posture import report
+from gateway.posture.assessment import Assessment, Posture
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
 from gateway.web.sessions import Session

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway import audit
-from gateway.users import User, throttle_keys
+from gateway.accounts.users import User, throttle_keys
+from gateway.audit import events as audit
 from gateway.web.context import client_address, render, web_of
 from gateway.web.security import new_token, same_origin, same_token
 from gateway.web.sessions import Flash, Session

@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from gateway import logs
-from gateway.config import Settings
-from gateway.posture import Posture
-from gateway.review import Review
+from gateway.accounts.users import Accounts, Throttle
+from gateway.config.settings import Settings
+from gateway.posture.assessment import Posture
+from gateway.review.model import Review
 from gateway.store import AuditRecord, HoldStore
-from gateway.users import Accounts, Throttle
 from gateway.web.sessions import Flash, Session, Sessions
 
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway import audit
-from gateway.configchecks import parse_duration
+from gateway.audit import events as audit
+from gateway.config.checks import parse_duration
 from gateway.errors import GatewayError
-from gateway.messageview import attachment_bytes
-from gateway.notify import reason_words
-from gateway.review import ReviewError
+from gateway.review.messageview import attachment_bytes
+from gateway.review.model import ReviewError
+from gateway.review.notices import reason_words
 from gateway.store import Hold, NewNotice, Status
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.configchecks import parse_duration
+from gateway.config.checks import parse_duration
 from gateway.core.addresses import AddressError, normalise_domain
-from gateway.notify import REASON_WORDS
-from gateway.review import HoldFilter
+from gateway.review.model import HoldFilter
+from gateway.review.notices import REASON_WORDS
 from gateway.store import Hold, Status
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of

@@ -18,9 +18,9 @@ from pathlib import Path
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.config import Settings
+from gateway.config.settings import Settings
 from gateway.errors import ConfigError
-from gateway.safeio import create_exclusive
+from gateway.store.safeio import create_exclusive
 
 KEY_FILE = "web.key"
 

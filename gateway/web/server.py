@@ -22,14 +22,21 @@ from argon2 import PasswordHasher
 from starlette.applications import Starlette
 
 from gateway import logs
-from gateway.app import data_dir, hostname, load_allowlist, open_relay, open_store, posture
-from gateway.config import Settings
-from gateway.configchecks import parse_duration, parse_hostport
+from gateway.accounts.users import USERS_DB, Accounts, Throttle
+from gateway.config.checks import parse_duration, parse_hostport
+from gateway.config.settings import Settings
 from gateway.errors import ConfigError
-from gateway.posture import Posture
-from gateway.review import Review
+from gateway.posture.assessment import Posture
+from gateway.review.model import Review
+from gateway.runtime.serve import (
+    data_dir,
+    hostname,
+    load_allowlist,
+    open_relay,
+    open_store,
+    posture,
+)
 from gateway.store import HoldStore
-from gateway.users import USERS_DB, Accounts, Throttle
 from gateway.web.app import create_app
 from gateway.web.context import Web
 from gateway.web.security import load_secret

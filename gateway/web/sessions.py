@@ -22,7 +22,7 @@ from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from gateway.users import SCHEMA, Role, User, transaction
+from gateway.accounts.users import SCHEMA, Role, User, transaction
 
 _SESSIONS = """
 CREATE TABLE IF NOT EXISTS sessions (

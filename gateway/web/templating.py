@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 
-from gateway.notify import reason_words
+from gateway.review.notices import reason_words
 from gateway.web.security import visible
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -8,7 +8,7 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import audit
+from gateway.audit import events as audit
 from gateway.core.auditchain import Entry
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of

@@ -1,4 +1,4 @@
-"""gateway.dns.DnsResolver against a real DNS server on loopback (support.dnsserver)."""
+"""gateway.posture.dns.DnsResolver against a real DNS server on loopback (support.dnsserver)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.core.model import DnsAnswer, DnsStatus, MxRecord, TlsaRecord
-from gateway.dns import DnsResolver
+from gateway.posture.dns import DnsResolver
 from support.dnsserver import DnsServer, Query
 from support.resolvers import resolver_for
 

@@ -1,6 +1,6 @@
-"""gateway.domaincheck.DomainChecker end to end through the adapters: the in-process DNS server,
-the real DnsResolver, a PolicyFetcher over MockTransport and a real PolicyDb on disk. The clock
-is injected, so cache ages and back-off are exact."""
+"""gateway.posture.domaincheck.DomainChecker end to end through the adapters: the in-process
+DNS server, the real DnsResolver, a PolicyFetcher over MockTransport and a real PolicyDb on
+disk. The clock is injected, so cache ages and back-off are exact."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.config import MtaStsSettings
+from gateway.config.settings import MtaStsSettings
 from gateway.core.model import (
     DaneFacts,
     DaneHostStatus,
@@ -22,9 +22,9 @@ from gateway.core.model import (
     StsMode,
     TlsaRecord,
 )
-from gateway.domaincheck import DomainChecker
-from gateway.stsdb import PolicyDb
-from gateway.stsfetch import PolicyFetcher
+from gateway.posture.domaincheck import DomainChecker
+from gateway.posture.stsfetch import PolicyFetcher
+from gateway.store.policycache import PolicyDb
 from support.dnsserver import DnsServer
 from support.fakes import FakeClock, RecordingHandler
 from support.resolvers import resolver_for

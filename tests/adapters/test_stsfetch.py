@@ -1,4 +1,4 @@
-"""gateway.stsfetch.PolicyFetcher: the HTTPS rules of RFC 8461 §3.3.
+"""gateway.posture.stsfetch.PolicyFetcher: the HTTPS rules of RFC 8461 §3.3.
 
 Most tests inject ``httpx.MockTransport``, so nothing connects anywhere: public addresses such
 as 8.8.8.8 appear only as values for the SSRF guard to look at. The WebPKI tests at the end run
@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.config import MtaStsSettings
+from gateway.config.settings import MtaStsSettings
 from gateway.core.model import DnsAnswer, DnsStatus, PolicyStatus
 from gateway.errors import PolicyFetchError
-from gateway.stsfetch import POLICY_PATH, PolicyFetcher, default_client, tls_context
+from gateway.posture.stsfetch import POLICY_PATH, PolicyFetcher, default_client, tls_context
 from support.fakes import ChunkedBody, Handler, RecordingHandler, StubResolver
 from support.httpsserver import HttpsServer
 from support.pki import CertificateAuthority, Leaf

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.config import DnsSettings
-from gateway.dns import DnsResolver
+from gateway.config.settings import DnsSettings
+from gateway.posture.dns import DnsResolver
 from support.dnsserver import DnsServer
 
 

@@ -11,16 +11,17 @@ from pathlib import Path
 import httpx
 from argon2 import PasswordHasher
 
-from gateway import audit, config
-from gateway.app import data_dir, open_relay
-from gateway.config import Settings
+from gateway.accounts.users import USERS_DB, Accounts
+from gateway.audit import events as audit
+from gateway.config import settings as config
+from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry
-from gateway.relay import Relay
-from gateway.review import Review
+from gateway.delivery.smarthost import Relay
+from gateway.review.model import Review
+from gateway.runtime.serve import data_dir, open_relay
 from gateway.store import HeldRecipient, Hold, NewHold
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.sqlite import SqliteStore
-from gateway.users import USERS_DB, Accounts
 from gateway.web.server import build
 from rig.upstream import Upstream
 from support.fakes import FakeClock

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from gateway.accounts.users import FREE_FAILURES
 from gateway.store import Status
-from gateway.users import FREE_FAILURES
 from gateway.web.security import CSP
 from web import mail
 from web.site import CLIENT, METRICS_TOKEN, PASSWORD, Site, token

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.users import MAX_DELAY, USERS_DB, Accounts, Role, Throttle, UserError, delay_after
+from gateway.accounts.users import (
+    MAX_DELAY,
+    USERS_DB,
+    Accounts,
+    Role,
+    Throttle,
+    UserError,
+    delay_after,
+)
 from support.fakes import FakeClock
 
 GATEWAY = Path(sys.executable).parent / "gateway"

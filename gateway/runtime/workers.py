@@ -15,7 +15,7 @@ import signal
 import sys
 
 from gateway import logs
-from gateway.config import Settings
+from gateway.config.settings import Settings
 
 RESTART_DELAY = 1.0
 STOP_GRACE = 15.0

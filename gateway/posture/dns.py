@@ -26,8 +26,8 @@ import dns.rdtypes.tlsabase
 import dns.resolver
 from dns.rdatatype import RdataType
 
-from gateway.config import DnsSettings
-from gateway.configchecks import parse_hostport
+from gateway.config.checks import parse_hostport
+from gateway.config.settings import DnsSettings
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.model import DnsAnswer, DnsStatus, MxRecord, TlsaRecord
 

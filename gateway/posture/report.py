@@ -13,8 +13,8 @@ from gateway.core.addresses import to_unicode
 from gateway.core.allowlist import AllowlistEntry
 from gateway.core.model import DaneHostStatus, DomainFacts, PolicyStatus, StsPolicyFacts
 from gateway.core.mtasts import uncovered_hosts
-from gateway.posture import Assessment
-from gateway.timefmt import iso_utc
+from gateway.core.timefmt import iso_utc
+from gateway.posture.assessment import Assessment
 
 JSON_VERSION = 1
 

@@ -14,15 +14,20 @@ from pathlib import Path
 
 import uvloop
 
-from gateway import __version__, allowlists, app, config, logs, report, reviewcli, usercli
-from gateway.app import POLICY_DB, data_dir, load_allowlist, posture
-from gateway.config import Settings
+from gateway import __version__, logs
+from gateway.cli import held as reviewcli
+from gateway.cli import users as usercli
+from gateway.config import settings as config
+from gateway.config.settings import Settings
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import lint
 from gateway.core.policy import today_utc
 from gateway.errors import ConfigError
-from gateway.posture import Assessment
-from gateway.stsdb import PolicyDb
+from gateway.posture import allowlists, report
+from gateway.posture.assessment import Assessment
+from gateway.runtime import serve as app
+from gateway.runtime.serve import POLICY_DB, data_dir, load_allowlist, posture
+from gateway.store.policycache import PolicyDb
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 

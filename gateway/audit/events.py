@@ -15,8 +15,8 @@ from typing import Any
 
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
+from gateway.core.timefmt import iso_utc
 from gateway.store import AuditRecord, Hold
-from gateway.timefmt import iso_utc
 
 GATEWAY = "gateway"
 

@@ -13,22 +13,23 @@ from pathlib import Path
 
 import structlog
 
-from gateway import allowlists, logs
-from gateway.config import Settings
-from gateway.configchecks import parse_duration, parse_hostport
+from gateway import logs
+from gateway.config.checks import parse_duration, parse_hostport
+from gateway.config.settings import Settings
 from gateway.core.allowlist import Allowlist
-from gateway.dns import DnsResolver
-from gateway.domaincheck import DomainChecker
-from gateway.posture import Posture
-from gateway.relay import Relay
-from gateway.review import Review
-from gateway.service import Filter
-from gateway.smtp_in import Admission, GatewaySMTP, Handler
+from gateway.delivery.smarthost import Relay
+from gateway.filter.orchestrator import Filter
+from gateway.posture import allowlists
+from gateway.posture.assessment import Posture
+from gateway.posture.dns import DnsResolver
+from gateway.posture.domaincheck import DomainChecker
+from gateway.posture.stsfetch import PolicyFetcher, default_client, tls_context
+from gateway.review.model import Review
+from gateway.runtime.workers import Supervisor
+from gateway.smtp.server import Admission, GatewaySMTP, Handler
 from gateway.store.crypto import Sealer, load_key
+from gateway.store.policycache import PolicyDb
 from gateway.store.sqlite import SqliteStore
-from gateway.stsdb import PolicyDb
-from gateway.stsfetch import PolicyFetcher, default_client, tls_context
-from gateway.workers import Supervisor
 
 POLICY_DB = "sts-cache.sqlite3"
 

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from gateway import audit
-from gateway.app import review_session
-from gateway.config import Settings
+from gateway.audit import events as audit
+from gateway.config.settings import Settings
+from gateway.core.timefmt import iso_utc
 from gateway.errors import GatewayError
-from gateway.review import HoldFilter, Review, ReviewError
+from gateway.review.model import HoldFilter, Review, ReviewError
+from gateway.runtime.serve import review_session
 from gateway.store import Hold, Status
-from gateway.timefmt import iso_utc
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 

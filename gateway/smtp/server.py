@@ -18,8 +18,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway import logs
 from gateway.core.addresses import AddressError, split_address
-from gateway.relay import Recipient
-from gateway.service import Filter, Incoming
+from gateway.delivery.smarthost import Recipient
+from gateway.filter.orchestrator import Filter, Incoming
 
 IDENT = "Safeguarding Mail Gateway"
 ERROR_REPLY = "451 4.3.0 Temporary error; please try again later"

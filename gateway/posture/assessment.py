@@ -6,11 +6,11 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
-from gateway.config import Settings
+from gateway.config.settings import Settings
 from gateway.core.allowlist import Allowlist, AllowlistMatch
 from gateway.core.model import DomainFacts, DomainVerdict
 from gateway.core.policy import decide_domain, today_utc
-from gateway.domaincheck import DomainChecker
+from gateway.posture.domaincheck import DomainChecker
 
 
 @dataclass(frozen=True)

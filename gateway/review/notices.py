@@ -16,10 +16,11 @@ import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway import audit, logs
-from gateway.config import Settings
-from gateway.configchecks import parse_duration
-from gateway.relay import Recipient, Relay, RelayFailed, Transaction
+from gateway import logs
+from gateway.audit import events as audit
+from gateway.config.checks import parse_duration
+from gateway.config.settings import Settings
+from gateway.delivery.smarthost import Recipient, Relay, RelayFailed, Transaction
 from gateway.store import HeldRecipient, Hold, HoldStore, NewNotice, Notice
 
 # What each reason means to the person who sent the message.

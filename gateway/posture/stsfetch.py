@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 
-from gateway.config import MtaStsSettings
+from gateway.config.settings import MtaStsSettings
 from gateway.core.model import DnsStatus, PolicyStatus
 from gateway.core.mtasts import POLICY_MAX_BYTES
-from gateway.dns import Resolver
 from gateway.errors import PolicyFetchError
+from gateway.posture.dns import Resolver
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 USER_AGENT = "safeguarding-gateway (MTA-STS policy fetch)"

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from gateway import filelock, metrics
+from gateway import metrics
 from gateway.core import dane, mtasts, stscache, tlsrpt
 from gateway.core.model import (
     DaneFacts,
@@ -34,10 +34,11 @@ from gateway.core.model import (
     TlsaRecord,
     TlsRptFacts,
 )
-from gateway.dns import Resolver
 from gateway.errors import PolicyFetchError
-from gateway.stsdb import PolicyDb
-from gateway.stsfetch import PolicyFetcher
+from gateway.posture import fetchlock as filelock
+from gateway.posture.dns import Resolver
+from gateway.posture.stsfetch import PolicyFetcher
+from gateway.store.policycache import PolicyDb
 
 T = TypeVar("T")
 Clock = Callable[[], float]

@@ -16,12 +16,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from gateway import audit
-from gateway.app import data_dir, open_store
-from gateway.config import Settings
+from gateway.accounts.users import USERS_DB, Accounts, Role, User, UserError
+from gateway.audit import events as audit
+from gateway.config.settings import Settings
+from gateway.core.timefmt import iso_utc
+from gateway.runtime.serve import data_dir, open_store
 from gateway.store import AuditRecord
-from gateway.timefmt import iso_utc
-from gateway.users import USERS_DB, Accounts, Role, User, UserError
 from gateway.web.sessions import end_sessions_of
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2

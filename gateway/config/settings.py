@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gateway.configchecks import (
+from gateway.config.checks import (
     Check,
     address_list,
     domain_list,

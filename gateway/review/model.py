@@ -16,17 +16,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway import audit, logs, metrics
-from gateway.config import Settings
-from gateway.configchecks import parse_duration
+from gateway import logs, metrics
+from gateway.audit import events as audit
+from gateway.config.checks import parse_duration
+from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry
 from gateway.core.headers import trace_headers
+from gateway.delivery.smarthost import Recipient, Relay, RelayFailed, Transaction
 from gateway.errors import GatewayError
-from gateway.messageview import MessageView, view
-from gateway.notify import Notices, Outbox
-from gateway.ownership import owner_dead, process_owner
-from gateway.relay import Recipient, Relay, RelayFailed, Transaction
+from gateway.review.messageview import MessageView, view
+from gateway.review.notices import Notices, Outbox
 from gateway.store import HeldRecipient, Hold, HoldStore, Status
+from gateway.store.ownership import owner_dead, process_owner
 
 DECIDED = frozenset({Status.RELEASED, Status.REJECTED, Status.EXPIRED})
 

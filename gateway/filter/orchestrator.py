@@ -18,16 +18,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import audit, logs, metrics, report
-from gateway.config import Settings
+from gateway import logs, metrics
+from gateway.audit import events as audit
+from gateway.config.settings import Settings
 from gateway.core import classify, headers
 from gateway.core.addresses import AddressError, address_domain, normalise_domain
 from gateway.core.allowlist import MatchStatus
 from gateway.core.model import Action, Reason, RecipientDecision, Transport
 from gateway.core.policy import check_sender, decide_recipients, today_utc
-from gateway.notify import Notices
-from gateway.posture import Assessment, Posture
-from gateway.relay import Recipient, Relay, RelayFailed, RelayResult, Reply, Transaction
+from gateway.delivery.smarthost import (
+    Recipient,
+    Relay,
+    RelayFailed,
+    RelayResult,
+    Reply,
+    Transaction,
+)
+from gateway.posture import report
+from gateway.posture.assessment import Assessment, Posture
+from gateway.review.notices import Notices
 from gateway.store import AuditRecord, HeldRecipient, Hold, HoldStore, NewHold, NewNotice
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
-from gateway.config import RelaySettings
+from gateway.config.settings import RelaySettings
 from gateway.errors import GatewayError
 
 

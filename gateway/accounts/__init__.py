@@ -1,0 +1,1 @@
+"""Accounts: reviewers and administrators, their passwords, and the sign-in throttle."""
