@@ -37,6 +37,7 @@ from gateway.delivery.smarthost import (
 from gateway.posture import report
 from gateway.posture.assessment import Assessment, Posture
 from gateway.review.notices import Notices
+from gateway.smtp.reply import SmtpReply
 from gateway.store import AuditRecord, HeldRecipient, Hold, HoldStore, NewHold, NewNotice
 
 
@@ -50,16 +51,6 @@ class Incoming:
     recipients: tuple[Recipient, ...]
     data: bytes
     smtputf8: bool = False
-
-
-@dataclass(frozen=True)
-class SmtpReply:
-    code: int
-    enhanced: str
-    text: str
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.enhanced} {self.text}"
 
 
 TEMPFAIL_DNS = SmtpReply(451, "4.4.3", "Recipient security could not be verified; try later")

@@ -25,7 +25,8 @@ from gateway.core.headers import trace_headers
 from gateway.delivery.smarthost import Recipient, Relay, RelayFailed, Transaction
 from gateway.errors import GatewayError
 from gateway.review.messageview import MessageView, view
-from gateway.review.notices import Notices, Outbox
+from gateway.review.notices import Notices
+from gateway.review.outbox import Outbox
 from gateway.store import HeldRecipient, Hold, HoldStore, Status
 from gateway.store.ownership import owner_dead, process_owner
 

@@ -1,0 +1,73 @@
+"""The outbox: notices queued in the store with their event, sent through the upstream."""
+
+from __future__ import annotations
+
+from gateway import logs
+from gateway.audit import events as audit
+from gateway.delivery.smarthost import Recipient, Relay, RelayFailed, Transaction
+from gateway.store import HoldStore, Notice
+
+
+class Outbox:
+    """Sends queued notices through the upstream; a failure is retried with back-off."""
+
+    def __init__(self, store: HoldStore, relay: Relay) -> None:
+        self._store = store
+        self._relay = relay
+        self._log = logs.get("gateway.notify")
+
+    async def drain(self, now: float) -> int:
+        """Send every notice due, batch after batch, until none is left (a burst of holds
+        must not leave its notices for later sweeps)."""
+        sent = 0
+        while True:
+            batch = await self._store.due_notices(now, BATCH)
+            for notice in batch:
+                sent += await self._send(notice, now)
+            if len(batch) < BATCH:
+                return sent
+
+    async def _send(self, notice: Notice, now: float) -> int:
+        """Send one notice; 1 if the upstream took it. A failure is kept for a retry with
+        back-off (temporary) or for an operator to read (permanent)."""
+        transaction = Transaction(
+            sender=notice.sender,
+            recipients=tuple(Recipient(r) for r in notice.recipients),
+            data=notice.message,
+        )
+        try:
+            result = await self._relay.send(transaction)
+        except RelayFailed as exc:
+            retry = now + _backoff(notice.attempts) if exc.temporary else None
+            await self._store.notice_failed(notice.id, str(exc.reply), retry)
+            self._log.warning(
+                "notice not sent",
+                notice=notice.kind,
+                hold_id=notice.hold_id,
+                upstream=str(exc.reply),
+                retry=retry is not None,
+            )
+            return 0
+        if not result.accepted:
+            replies = "; ".join(f"{a}: {r}" for a, r in result.refused.items())
+            temporary = any(r.temporary for r in result.refused.values())
+            retry = now + _backoff(notice.attempts) if temporary else None
+            await self._store.notice_failed(notice.id, replies, retry)
+            self._log.warning(
+                "notice refused", notice=notice.kind, hold_id=notice.hold_id, upstream=replies
+            )
+            return 0
+        await self._store.notice_sent(
+            notice.id, [audit.notice_sent(notice.kind, notice.hold_id, result.accepted)]
+        )
+        self._log.info(
+            "notice sent", notice=notice.kind, hold_id=notice.hold_id, to=result.accepted
+        )
+        return 1
+
+
+BATCH = 50
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(60 * 2**attempts, 3600))
