@@ -14,14 +14,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway.audit import events as audit
+from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config.settings import Settings
 from gateway.core.timefmt import iso_utc
 from gateway.errors import GatewayError
 from gateway.review.model import HoldFilter, Review, ReviewError
-from gateway.runtime.serve import review_session
+from gateway.runtime.parts import review_session
 from gateway.store import Hold, Status
-
-EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
 Runner = Callable[[Review, argparse.Namespace], Coroutine[Any, Any, int]]
 
