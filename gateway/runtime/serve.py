@@ -57,11 +57,7 @@ async def serve(
         if web_ui is not None:
             web_ui.bind()
             started.push_async_callback(web_ui.stop)
-        supervisor = None
-        if leader and settings.smtp.workers > 1:
-            supervisor = Supervisor(settings, settings.smtp.workers - 1)
-            started.push_async_callback(supervisor.stop)
-            await supervisor.start()
+        supervisor = await _start_workers(settings, started) if leader else None
         if ready_fd is not None:
             tell_leader(ready_fd)
         # Every worker sends the notices of its own holds at once (the outbox lets only one
@@ -88,6 +84,18 @@ async def serve(
         if web_ui is not None:
             await web_ui.stop()
         await _drain(admission)  # then the scheduler stops and the parts close
+
+
+async def _start_workers(
+    settings: Settings, started: contextlib.AsyncExitStack
+) -> Supervisor | None:
+    """The other worker processes, listening when this returns; WorkerFailed if one is not."""
+    if settings.smtp.workers <= 1:
+        return None
+    supervisor = Supervisor(settings, settings.smtp.workers - 1)
+    started.push_async_callback(supervisor.stop)
+    await supervisor.start()
+    return supervisor
 
 
 def _web_ui(settings: Settings, running: Running, wake: asyncio.Event) -> EmbeddedWeb | None:
