@@ -12,7 +12,8 @@ import pytest
 from gateway.audit import events as audit
 from gateway.config import settings as config
 from gateway.delivery.smarthost import Relay
-from gateway.review.model import HoldFilter, Review, ReviewError
+from gateway.errors import ReviewError
+from gateway.review.model import HoldFilter, Review
 from gateway.store import HeldRecipient, NewHold, Status
 from gateway.store.crypto import Sealer
 from gateway.store.sqlite import SqliteStore

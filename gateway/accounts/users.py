@@ -29,7 +29,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from gateway.errors import GatewayError
+from gateway.errors import UserError
 
 USERS_DB = "users.sqlite3"
 MIN_PASSWORD = 12
@@ -57,10 +57,6 @@ CREATE TABLE IF NOT EXISTS sign_in_failures (
     last_at      REAL NOT NULL
 );
 """
-
-
-class UserError(GatewayError):
-    """An account change that cannot be made: the message says why, for the person asking."""
 
 
 class Role(StrEnum):
@@ -164,8 +160,8 @@ class Accounts:
         check_password(password)
         try:
             role = Role(role)
-        except ValueError:
-            raise UserError(f"{role!r} is not a role: reviewer or admin") from None
+        except ValueError as exc:
+            raise UserError(f"{role!r} is not a role: reviewer or admin") from exc
         digest = self._hasher.hash(password)
         now = self._clock()
         with transaction(self.path) as db:

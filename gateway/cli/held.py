@@ -16,8 +16,8 @@ from typing import Any
 from gateway.audit import events as audit
 from gateway.config.settings import Settings
 from gateway.core.timefmt import iso_utc
-from gateway.errors import GatewayError
-from gateway.review.model import HoldFilter, Review, ReviewError
+from gateway.errors import GatewayError, ReviewError
+from gateway.review.model import HoldFilter, Review
 from gateway.runtime.serve import review_session
 from gateway.store import Hold, Status
 

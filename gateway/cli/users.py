@@ -16,10 +16,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from gateway.accounts.users import USERS_DB, Accounts, Role, User, UserError
+from gateway.accounts.users import USERS_DB, Accounts, Role, User
 from gateway.audit import events as audit
 from gateway.config.settings import Settings
 from gateway.core.timefmt import iso_utc
+from gateway.errors import UserError
 from gateway.runtime.serve import data_dir, open_store
 from gateway.store import AuditRecord
 from gateway.web.sessions import end_sessions_of

@@ -33,6 +33,8 @@ async def held(folder: Path, name: str, patience: float) -> AsyncIterator[None]:
                 break
             except BlockingIOError:
                 if asyncio.get_running_loop().time() >= deadline:
+                    # Not chained: BlockingIOError only says another process holds the
+                    # lock, which is what the timeout says.
                     raise LockTimeout(name) from None
                 await asyncio.sleep(POLL)
         try:

@@ -23,7 +23,7 @@ from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry
 from gateway.core.headers import trace_headers
 from gateway.delivery.smarthost import Recipient, Relay, RelayFailed, Transaction
-from gateway.errors import GatewayError
+from gateway.errors import ReviewError
 from gateway.review.messageview import MessageView, view
 from gateway.review.notices import Notices
 from gateway.review.outbox import Outbox
@@ -31,10 +31,6 @@ from gateway.store import HeldRecipient, Hold, HoldStore, Status
 from gateway.store.ownership import owner_dead, process_owner
 
 DECIDED = frozenset({Status.RELEASED, Status.REJECTED, Status.EXPIRED})
-
-
-class ReviewError(GatewayError):
-    """A review action that cannot be done: the message says why, for the reviewer."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +137,8 @@ class Review:
     async def raw_message(self, hold_id: str) -> bytes:
         try:
             return await self._store.message(hold_id)
-        except KeyError:
-            raise ReviewError(f"the body of {hold_id} was purged") from None
+        except KeyError as exc:
+            raise ReviewError(f"the body of {hold_id} was purged") from exc
 
     # --- decisions ---------------------------------------------------------------------------
 

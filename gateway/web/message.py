@@ -17,9 +17,8 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.audit import events as audit
 from gateway.config.checks import parse_duration
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ReviewError
 from gateway.review.messageview import attachment_bytes
-from gateway.review.model import ReviewError
 from gateway.review.notices import reason_words
 from gateway.store import Hold, NewNotice, Status
 from gateway.web.auth import guard

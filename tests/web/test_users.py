@@ -19,9 +19,9 @@ from gateway.accounts.users import (
     Accounts,
     Role,
     Throttle,
-    UserError,
     delay_after,
 )
+from gateway.errors import UserError
 from support.fakes import FakeClock
 
 GATEWAY = Path(sys.executable).parent / "gateway"
