@@ -19,7 +19,7 @@ from typing import Any
 from gateway.accounts.users import USERS_DB, Accounts, Role, User
 from gateway.audit import events as audit
 from gateway.config.settings import Settings
-from gateway.core.timefmt import iso_utc
+from gateway.core.timefmt import iso_utc, or_dash
 from gateway.errors import UserError
 from gateway.runtime.serve import data_dir, open_store
 from gateway.store import AuditRecord
@@ -134,9 +134,7 @@ def enable(accounts: Accounts, args: argparse.Namespace, settings: Settings) -> 
 
 
 def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return iso_utc(timestamp)
+    return or_dash(iso_utc, timestamp)
 
 
 def user_json(user: User) -> dict[str, Any]:

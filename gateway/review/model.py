@@ -320,7 +320,7 @@ class Review:
                     hold.id,
                     frozenset({Status.HELD}),
                     {"escalated_at": now},
-                    audit=[audit.escalated(hold, self._contacts(), waited)],
+                    audit=[audit.escalated(hold, self.notices.escalation_contacts, waited)],
                     notices=self.notices.escalated(hold, waited),
                 )
                 if changed is not None:
@@ -348,10 +348,6 @@ class Review:
 
     async def drain_notices(self) -> int:
         return await self._outbox.drain(self._clock())
-
-    def _contacts(self) -> list[str]:
-        review = self._settings.review
-        return list(dict.fromkeys([*review.escalation_contacts, *review.reviewers]))
 
 
 def _name(by: str) -> str:

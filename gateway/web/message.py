@@ -19,12 +19,12 @@ from gateway.audit import events as audit
 from gateway.config.checks import parse_duration
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.messageview import attachment_bytes
-from gateway.review.notices import reason_words
 from gateway.store import Hold, NewNotice, Status
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
 from gateway.web.security import content_disposition
 from gateway.web.sessions import Session
+from gateway.web.templating import reason_words
 
 MAX_TEXT = 5000  # characters of a rationale or reason
 ACTIONS = ("release", "reject")
