@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import sys
 import time
@@ -13,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway.audit import events as audit
+from gateway.cli.actor import acting
 from gateway.config.settings import Settings
 from gateway.core.timefmt import iso_utc, or_dash, start_of_day
 from gateway.errors import GatewayError, ReviewError
@@ -102,7 +102,7 @@ def _date(text: str) -> float:
 
 
 def _by(args: argparse.Namespace) -> str:
-    return str(args.by) if args.by else getpass.getuser()
+    return acting(args)
 
 
 def _age(hold: Hold) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.accounts.users import USERS_DB, Accounts, Role, User
 from gateway.audit import events as audit
+from gateway.cli.actor import acting
 from gateway.config.settings import Settings
 from gateway.core.timefmt import iso_utc, or_dash
 from gateway.errors import UserError
@@ -89,7 +90,7 @@ def read_password(confirm: bool = True) -> str:
 
 
 def _by(args: argparse.Namespace) -> str:
-    return str(args.by) if args.by else getpass.getuser()
+    return acting(args)
 
 
 def _audit(settings: Settings, record: AuditRecord) -> None:

@@ -351,7 +351,7 @@ class Review:
 
 
 def _name(by: str) -> str:
-    name = " ".join(by.split())
+    name = audit.actor(by)
     if not name:
         raise ReviewError("say who decided (--by)")
-    return name[:200]
+    return name

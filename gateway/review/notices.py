@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from gateway.config.settings import Settings
 from gateway.core.reasons import sender_words
-from gateway.core.timefmt import day_and_time as _when
+from gateway.core.timefmt import day_and_time
 from gateway.store import HeldRecipient, Hold, NewNotice
 
 WHY_IT_MATTERS = (
@@ -86,7 +86,7 @@ class Notices:
         lines = [
             "Your message has not been sent to some of its recipients yet.",
             "",
-            f"Sent: {_when(hold.created_at)}",
+            f"Sent: {day_and_time(hold.created_at)}",
             "",
             "Held for:",
         ]
@@ -123,7 +123,7 @@ class Notices:
         lines = [
             f"A message from {hold.sender or '(no sender)'} is held for review.",
             "",
-            f"Held: {_when(hold.created_at)}",
+            f"Held: {day_and_time(hold.created_at)}",
             "Recipients and reasons:",
         ]
         for recipient in hold.recipients:
@@ -148,7 +148,7 @@ class Notices:
         self, hold: Hold, by: str, delivered: Sequence[str], refused: dict[str, str]
     ) -> list[NewNotice]:
         lines = [
-            f"Your message held on {_when(hold.created_at)} (reference {hold.id}) "
+            f"Your message held on {day_and_time(hold.created_at)} (reference {hold.id}) "
             f"was reviewed and released by {by}.",
             "",
         ]
@@ -166,7 +166,7 @@ class Notices:
         recipients = ", ".join(r.address for r in hold.recipients)
         body = "\n".join(
             [
-                f"Your message held on {_when(hold.created_at)} (reference {hold.id}) "
+                f"Your message held on {day_and_time(hold.created_at)} (reference {hold.id}) "
                 f"was reviewed by {by} and will not be sent to {recipients}.",
                 "",
                 f"Reason: {reason}",
@@ -182,9 +182,9 @@ class Notices:
         recipients = ", ".join(r.address for r in hold.recipients)
         body = "\n".join(
             [
-                f"Your message held on {_when(hold.created_at)} (reference {hold.id}) was not "
-                f"reviewed within {self.settings.review.expire_after} and has not been sent to "
-                f"{recipients}.",
+                f"Your message held on {day_and_time(hold.created_at)} (reference {hold.id}) "
+                f"was not reviewed within {self.settings.review.expire_after} and has not been "
+                f"sent to {recipients}.",
                 "",
                 "If the information still needs to reach them, speak to your designated "
                 "safeguarding lead now about a secure way to share it.",
