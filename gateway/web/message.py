@@ -73,7 +73,7 @@ async def page(request: Request, session: Session) -> Response:
     except ReviewError:
         return _not_found(request, session, hold_id)
     except GatewayError as exc:  # e.g. the blob cannot be decrypted with this key
-        web.log.error("cannot show hold", hold_id=hold_id, error=str(exc))
+        web.log.error("cannot show hold", hold_id=hold_id, **exc.log_fields())
         return render(
             request,
             session,
