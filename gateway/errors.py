@@ -53,9 +53,11 @@ class GatewayError(Exception):
 
 
 def reply_for(error: BaseException) -> SmtpReply:
-    """The SMTP face's reply to an error: an unexpected one is temporary (a 5xx would make the
-    sending MTA bounce mail that a retry might deliver)."""
-    return error.public_reply if isinstance(error, GatewayError) else TEMPORARY_REPLY
+    """The SMTP face's reply to an error that escaped the filter. Whatever escapes is a fault
+    of ours, permanent or not, and a fault must never bounce mail that a retry after the fix
+    would deliver: always the generic 451 4.3.0 (ARCHITECTURE decision 2)."""
+    del error  # logged by the caller with log_fields(); the reply is the same for all
+    return TEMPORARY_REPLY
 
 
 def log_fields(error: BaseException) -> dict[str, object]:

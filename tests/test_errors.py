@@ -55,6 +55,8 @@ def test_an_unexpected_exception_is_a_temporary_reply() -> None:
     reply = errors.reply_for(RuntimeError("database is locked"))
     assert str(reply) == "451 4.3.0 Temporary error; please try again later"
     assert errors.reply_for(LookupFailed("x", temporary=True)) == reply
+    # A permanent error of ours that escapes is still a fault: no bounce for it.
+    assert errors.reply_for(DecryptError("wrong key")) == reply
 
 
 def test_log_fields_name_the_error_and_its_cause() -> None:

@@ -42,7 +42,7 @@ async def _data_reply(error: Exception) -> str:
     [
         (RuntimeError("database is locked at /srv/data"), "451 4.3.0 "),
         (LookupFailed("SERVFAIL from 127.0.0.53", temporary=True), "451 4.3.0 "),
-        (DecryptError("hold abc: wrong key"), "554 5.3.0 "),
+        (DecryptError("hold abc: wrong key"), "451 4.3.0 "),  # a fault: never a bounce
     ],
 )
 async def test_a_failing_filter_gets_a_generic_reply(error: Exception, reply: str) -> None:
