@@ -24,12 +24,11 @@ from gateway.config.settings import Settings
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import lint
 from gateway.core.policy import today_utc
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, WorkerFailed
 from gateway.posture import allowlists, report
 from gateway.posture.assessment import Assessment
 from gateway.runtime.parts import data_dir, load_allowlist, open_policy_cache, open_posture
 from gateway.runtime.serve import serve
-from gateway.runtime.workers import WorkerFailed
 
 
 def build_parser() -> argparse.ArgumentParser:

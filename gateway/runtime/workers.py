@@ -23,17 +23,13 @@ import sys
 
 from gateway import logs
 from gateway.config.settings import Settings
-from gateway.errors import GatewayError
+from gateway.errors import WorkerFailed
 
 RESTART_DELAY = 1.0
 START_TIMEOUT = 60.0  # for a worker to open its parts and listen
 STOP_GRACE = 15.0
 EXIT_WAIT = 5.0  # for a worker that closed its ready pipe to be reaped
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-class WorkerFailed(GatewayError):
-    """A worker process stopped, or never said it was listening, while the gateway started."""
 
 
 def die_with_leader() -> None:
