@@ -136,3 +136,14 @@ def test_every_package_says_its_role() -> None:
         if not init.exists() or not ast.get_docstring(ast.parse(init.read_text())):
             undocumented.append(str(folder.relative_to(PACKAGE.parent)))
     assert not undocumented, f"packages without a docstring in __init__.py: {undocumented}"
+
+
+def test_only_the_command_line_reaches_for_the_runtime() -> None:
+    """The runtime builds the parts and hands them down; nothing it builds asks it for more."""
+    allowed = ("gateway.runtime", "gateway.cli", "gateway.__main__")
+    reaching = sorted(
+        name
+        for name, targets in import_graph().items()
+        if not name.startswith(allowed) and any(t.startswith("gateway.runtime") for t in targets)
+    )
+    assert not reaching, f"modules that import gateway.runtime: {reaching}"
