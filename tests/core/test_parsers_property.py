@@ -28,7 +28,13 @@ AWKWARD = st.sampled_from(["\r", "\x0b", "\x0c", "\x85", "\u2028", "\x00", "é",
 MIXED = st.lists(st.one_of(GRAMMAR, AWKWARD), max_size=8).map("".join)
 ANY_TEXT = st.one_of(st.text(max_size=200), GRAMMAR, MIXED)
 
-STS_RECORDS = st.one_of(ANY_TEXT, ANY_TEXT.map(lambda s: "v=STSv1;" + s))
+STS_RECORDS = st.one_of(
+    ANY_TEXT,
+    ANY_TEXT.map(lambda s: "v=STSv1;" + s),
+    st.tuples(st.sampled_from(["", " ", "\t", " \t ", "x", "\n"]), ANY_TEXT).map(
+        lambda parts: f"v=STSv1{parts[0]};{parts[1]}"
+    ),
+)
 STS_POLICIES = st.one_of(
     ANY_TEXT,
     ANY_TEXT.map(lambda s: "version: STSv1\nmode: enforce\nmax_age: 86400\n" + s),
@@ -45,7 +51,13 @@ STS_POLICIES = st.one_of(
         max_size=8,
     ).map(lambda lines: "".join("".join(parts) for parts in lines)),
 )
-TLSRPT_RECORDS = st.one_of(ANY_TEXT, ANY_TEXT.map(lambda s: "v=TLSRPTv1;" + s))
+TLSRPT_RECORDS = st.one_of(
+    ANY_TEXT,
+    ANY_TEXT.map(lambda s: "v=TLSRPTv1;" + s),
+    st.tuples(st.sampled_from(["", " ", "\t", " \t ", "x", "\n"]), ANY_TEXT).map(
+        lambda parts: f"v=TLSRPTv1{parts[0]};{parts[1]}"
+    ),
+)
 TOML_TEXT = st.one_of(
     ANY_TEXT,
     ANY_TEXT.map(lambda s: "[[domain]]\nname = " + s),
@@ -86,6 +98,11 @@ def attempt(parse: Callable[[T], object], error: type[E], argument: T) -> tuple[
         return None, exc
 
 
+def starts_with_version(record: str, version: str) -> bool:
+    """The version, then the field delimiter *WSP ";" (RFC 8461 §3.1, RFC 8460 §3)."""
+    return record.startswith(version) and record[len(version) :].lstrip(" \t").startswith(";")
+
+
 def random_case(draw: st.DrawFn, text: str) -> str:
     flips = draw(st.lists(st.booleans(), min_size=len(text), max_size=len(text)))
     return "".join(c.upper() if flip else c for c, flip in zip(text, flips, strict=True))
@@ -111,14 +128,14 @@ def test_parse_record_raises_only_sts_error(text: str) -> None:
 @given(st.lists(STS_RECORDS, max_size=4))
 def test_select_record_raises_only_sts_error(records: list[str]) -> None:
     chosen, error = attempt(mtasts.select_record, StsError, records)
-    count = sum(r.startswith("v=STSv1;") for r in records)
+    count = sum(starts_with_version(r, "v=STSv1") for r in records)
     if error is not None:
         expected = Reason.STS_NO_RECORD if count == 0 else Reason.STS_MULTIPLE_RECORDS
         assert error.reason is expected
         assert count != 1
     else:
         assert chosen in records
-        assert [r for r in records if r.startswith("v=STSv1;")] == [chosen]
+        assert [r for r in records if starts_with_version(r, "v=STSv1")] == [chosen]
 
 
 @SETTINGS
@@ -141,7 +158,7 @@ def test_parse_policy_raises_only_sts_error(text: str) -> None:
 @given(st.lists(TLSRPT_RECORDS, max_size=4))
 def test_tlsrpt_select_raises_only_its_error(records: list[str]) -> None:
     chosen, error = attempt(tlsrpt.select_record, TlsRptError, records)
-    count = sum(r.startswith("v=TLSRPTv1;") for r in records)
+    count = sum(starts_with_version(r, "v=TLSRPTv1") for r in records)
     if error is not None:
         assert error.missing is (count == 0)
         assert count != 1
@@ -277,7 +294,7 @@ def records(draw: st.DrawFn) -> tuple[str, str]:
         value = draw(st.from_regex(r"[\x21-\x3a\x3c\x3e-\x7e]{1,12}", fullmatch=True))
         if name != "id" and name != "v":
             fields.insert(draw(st.integers(0, len(fields))), f"{name}={value}")
-    text = "v=STSv1;" + draw(WSP)
+    text = "v=STSv1" + draw(WSP) + ";" + draw(WSP)
     for index, item in enumerate(fields):
         text += item
         if index < len(fields) - 1:
@@ -312,6 +329,28 @@ def test_tlsrpt_round_trip(uris: list[str], spaces: list[tuple[str, str]]) -> No
         f"{before},{after}{uri}" for uri, (before, after) in zip(uris[1:], spaces, strict=False)
     )
     assert tlsrpt.parse_record(f"v=TLSRPTv1; rua={rua};") == tuple(uris)
+    before, after = spaces[0]
+    assert tlsrpt.parse_record(f"v=TLSRPTv1{before};{after}rua={rua}") == tuple(uris)
+
+
+URIS = st.lists(
+    st.one_of(
+        st.builds(lambda u, h: f"mailto:{u}@{h}", LABEL, HOST),
+        st.builds(lambda h, p: f"https://{h}/{p}", HOST, LABEL),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@SETTINGS
+@given(st.lists(URIS, min_size=1, max_size=3), st.lists(WSP, min_size=4, max_size=4))
+def test_tlsrpt_every_rua_field_counts(fields: list[list[str]], spaces: list[str]) -> None:
+    """RFC 8460 §3: more than one rua field is allowed; each adds its URIs, in order."""
+    first, between = f"{spaces[0]};{spaces[1]}", f"{spaces[2]};{spaces[3]}"
+    text = "v=TLSRPTv1" + first + between.join("rua=" + ",".join(uris) for uris in fields)
+    expected = tuple(uri for uris in fields for uri in uris)
+    assert tlsrpt.parse_record(text) == expected
 
 
 @SETTINGS
