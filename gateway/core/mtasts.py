@@ -153,7 +153,13 @@ def _parse_mx_pattern(value: str, number: int) -> str:
     pattern = value.lower().removesuffix(".")
     name = pattern.removeprefix("*.")
     labels = name.split(".")
-    if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+    # RFC 1123 §2.1: the top-level label of a host name is never all-numeric, so "1.2.3.4"
+    # is an address, not a name an MX record could hold (RFC 5321 §5.1).
+    if (
+        len(labels) < 2
+        or not all(_DOMAIN_LABEL.match(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
         raise StsError(Reason.STS_POLICY_INVALID, f"line {number}: bad mx pattern {value!r}")
     return pattern
 

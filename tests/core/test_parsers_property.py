@@ -86,7 +86,9 @@ TOML_TEXT = st.one_of(
 )
 
 LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
-HOST = st.lists(LABEL, min_size=2, max_size=4).map(".".join)
+# RFC 1123 §2.1: a host name's top-level label is never all-numeric.
+HOST = st.lists(LABEL, min_size=2, max_size=4).filter(lambda labels: not labels[-1].isdigit())
+HOST = HOST.map(".".join)
 WSP = st.text(alphabet=" \t", max_size=3)
 
 
@@ -215,6 +217,7 @@ def test_normalise_domain_raises_only_address_error(name: str) -> None:
     assert not domain.endswith(".")
     assert 1 <= len(domain) <= 253
     assert all(1 <= len(label) <= 63 for label in domain.split("."))
+    assert not domain.rsplit(".", 1)[-1].isdigit()  # RFC 1123 §2.1
     assert normalise_domain(domain) == domain  # idempotent
 
 
