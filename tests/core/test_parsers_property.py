@@ -87,8 +87,11 @@ TOML_TEXT = st.one_of(
 
 LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 # RFC 1123 §2.1: a host name's top-level label is never all-numeric.
-HOST = st.lists(LABEL, min_size=2, max_size=4).filter(lambda labels: not labels[-1].isdigit())
-HOST = HOST.map(".".join)
+HOST = (
+    st.lists(LABEL, min_size=2, max_size=4)
+    .filter(lambda labels: not labels[-1].isdigit())
+    .map(".".join)
+)
 WSP = st.text(alphabet=" \t", max_size=3)
 
 
