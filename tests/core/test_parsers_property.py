@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import string
 from collections.abc import Callable
 from typing import TypeVar
@@ -9,7 +10,7 @@ from typing import TypeVar
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gateway.core import allowlist, mtasts, tlsrpt
+from gateway.core import allowlist, headers, mtasts, tlsrpt
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import ParsedFile
 from gateway.core.model import Reason, StsMode, StsPolicy, StsRecord
@@ -382,3 +383,52 @@ def test_allowlist_wildcard_covers_every_depth_below_only(parent: str, labels: l
     assert wildcard.covers(".".join([*labels, parent]))
     assert not wildcard.covers(parent)
     assert not wildcard.covers(labels[0] + parent)
+
+
+# --- headers (RFC 5322 §3.5, RFC 2231 §5) -----------------------------------------------------
+
+FIELD_NAME = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,15}", fullmatch=True)
+FIELD_VALUE = st.text(alphabet=string.ascii_letters + string.digits + " []()=?:.,@", max_size=30)
+FIELD_BLOCKS = st.lists(
+    st.tuples(FIELD_NAME, FIELD_VALUE, st.booleans()), min_size=1, max_size=6
+).map(
+    lambda fields: "".join(
+        f"{name}: {value}\r\n" + ("\tfolded\r\n" if fold else "") for name, value, fold in fields
+    ).encode()
+)
+
+
+@SETTINGS
+@given(FIELD_BLOCKS, st.sampled_from([b"\r\n", b"\n"]), st.binary(max_size=40))
+def test_a_message_without_a_body_reads_as_with_one(block: bytes, eol: bytes, body: bytes) -> None:
+    """The body is optional (RFC 5322 §3.5): the fields alone read as they do before a body."""
+    block = block.replace(b"\r\n", eol)
+    alone = headers.parse(block)
+    with_body = headers.parse(block + eol + body)
+    assert alone.fields == with_body.fields
+    assert alone.malformed is with_body.malformed is False
+    assert alone.size == len(block)
+
+
+LANGUAGE = st.from_regex(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8}){0,2}", fullmatch=True)
+
+
+@SETTINGS
+@given(
+    st.lists(st.text(st.characters(exclude_categories=["Cs", "Cc"]), max_size=20), max_size=4),
+    st.lists(st.one_of(st.none(), LANGUAGE), min_size=4, max_size=4),
+    st.sampled_from(["utf-8", "UTF-8", "iso-8859-1", "us-ascii"]),
+)
+def test_a_language_tag_never_changes_the_decoded_text(
+    texts: list[str], languages: list[str | None], charset: str
+) -> None:
+    """RFC 2231 §5: ``charset*language`` decodes as the charset alone would."""
+
+    def word(text: str, language: str | None) -> str:
+        data = text.encode(charset, "replace")
+        tag = f"{charset}*{language}" if language else charset
+        return f"=?{tag}?b?{base64.b64encode(data).decode()}?="
+
+    plain = " ".join(word(text, None) for text in texts)
+    tagged = " ".join(word(text, lang) for text, lang in zip(texts, languages, strict=False))
+    assert headers.decode_words(tagged) == headers.decode_words(plain)
