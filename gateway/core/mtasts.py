@@ -45,7 +45,8 @@ def is_sts_record(text: str) -> bool:
 
 
 def select_record(txt_records: Iterable[str]) -> str:
-    """§3.1: discard TXT records not starting with ``v=STSv1;``; exactly one must remain.
+    """§3.1: discard TXT records not starting with ``v=STSv1;`` (whitespace allowed before the
+    ``;``); exactly one must remain.
 
     Each record's character-strings must already be joined with no separator.
     """

@@ -37,7 +37,8 @@ def is_tlsrpt_record(text: str) -> bool:
 
 
 def select_record(txt_records: Iterable[str]) -> str:
-    """§3: records not starting with ``v=TLSRPTv1;`` are discarded; exactly one must remain."""
+    """§3: records not starting with ``v=TLSRPTv1;`` (whitespace allowed before the ``;``) are
+    discarded; exactly one must remain."""
     candidates = [text for text in txt_records if is_tlsrpt_record(text)]
     if not candidates:
         raise TlsRptError("no TXT record starts with v=TLSRPTv1;", missing=True)
