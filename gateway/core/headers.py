@@ -96,7 +96,7 @@ def decode_words(value: str) -> str:
                 parts.append((text, charset))
         return str(email.header.make_header(parts))
     except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError) as exc:
-        raise HeaderDecodeError(str(exc)) from None
+        raise HeaderDecodeError(str(exc)) from exc
 
 
 # RFC 2231 §5: charset ["*" language], the language an RFC 1766 tag (1*8ALPHA *("-" 1*8ALPHA));
