@@ -70,8 +70,9 @@ class Supervisor:
     async def start(self) -> None:
         """Start every worker and wait until each listens; WorkerFailed (with every worker
         stopped) if one does not."""
-        problems = await asyncio.gather(*(self._spawn(i) for i in range(1, self._count + 1)))
-        failed = [problem for problem in problems if problem]
+        spawns = (self._spawn(i) for i in range(1, self._count + 1))
+        problems = await asyncio.gather(*spawns, return_exceptions=True)
+        failed = [str(problem) for problem in problems if problem]
         if failed:
             await self.stop()
             raise WorkerFailed("; ".join(failed))
