@@ -44,7 +44,7 @@ def load_secret(settings: Settings, data_dir: Path) -> str:
     """[web] secret_key (GATEWAY_WEB_SECRET_KEY), else <data_dir>/web.key, created with mode
     0600 at first start; like the store key."""
     if settings.web.secret_key:
-        return settings.web.secret_key
+        return settings.web.secret_key.reveal()
     path = data_dir / KEY_FILE
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
