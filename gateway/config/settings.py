@@ -311,9 +311,9 @@ def check_across_keys(settings: Settings) -> None:
         raise ConfigError("relay.ca_file", "is used only with tls = starttls or implicit")
     if web.enabled and web.listen == settings.smtp.listen:
         raise ConfigError("web.listen", "must differ from smtp.listen")
-    if review.escalate_after >= review.expire_after:
+    if review.escalate_after > review.expire_after:
         # A hold would expire before anyone was alerted that it waits.
-        raise ConfigError("review.escalate_after", "must be shorter than review.expire_after")
+        raise ConfigError("review.escalate_after", "must not be longer than review.expire_after")
 
 
 def _both_or_neither(first: str, has_first: bool, second: str, has_second: bool) -> None:
