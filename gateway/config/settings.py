@@ -1,8 +1,10 @@
 """Configuration: defaults, then one TOML file, then the environment, then validation.
 
-Every key lives in a frozen dataclass below; its metadata carries the check that rejects an
-impossible value. ``config/gateway.example.toml`` documents every key, and a test keeps the two
-in step. The environment overrides a key as ``GATEWAY_<SECTION>_<KEY>`` (for example
+Every key lives in a frozen dataclass below, typed as what the rest of the gateway reads:
+seconds, a ``HostPort``, an enum member, a ``Secret``; its metadata carries the check that
+rejects an impossible value. ``check_across_keys`` refuses keys that contradict each other.
+``config/gateway.example.toml`` documents every key, and a test keeps the two in step. The
+environment overrides a key as ``GATEWAY_<SECTION>_<KEY>`` (for example
 ``GATEWAY_DNS_TIMEOUT=2``); lists are comma-separated.
 """
 
