@@ -72,8 +72,8 @@ class HostPort:
             host, _, port_text = text.partition(":")
         try:
             ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError("not an IP address") from None
+        except ValueError as exc:
+            raise ValueError("not an IP address") from exc
         if port_text is None:
             return cls(host, default_port)
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
