@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gateway.accounts.users import USERS_DB, Accounts
 from gateway.config.settings import Settings
+from gateway.config.values import RelayTls
 from gateway.core.allowlist import Allowlist
 from gateway.delivery.smarthost import Relay
 from gateway.posture import allowlists
@@ -87,7 +88,7 @@ def open_store(settings: Settings) -> SqliteStore:
 
 def open_relay(settings: Settings) -> Relay:
     relay_ca = settings.path(settings.relay.ca_file) if settings.relay.ca_file else None
-    relay_tls = tls_context(relay_ca) if settings.relay.tls != "none" else None
+    relay_tls = tls_context(relay_ca) if settings.relay.tls is not RelayTls.NONE else None
     return Relay(settings.relay, hostname(settings), relay_tls)
 
 

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from gateway import logs
-from gateway.config.checks import parse_duration, parse_hostport
 from gateway.config.settings import Settings
 from gateway.filter.orchestrator import Filter
 from gateway.review.model import Review
@@ -70,7 +69,7 @@ async def serve(
             await web_ui.start()
         log.info(
             "listening",
-            smtp=settings.smtp.listen,
+            smtp=str(settings.smtp.listen),
             relay=f"{settings.relay.host}:{settings.relay.port}",
             data_dir=str(data_dir(settings)),
         )
@@ -92,7 +91,7 @@ async def _start_workers(
     """The other worker processes, listening when this returns; WorkerFailed if one is not."""
     if settings.smtp.workers <= 1:
         return None
-    supervisor = Supervisor(settings, settings.smtp.workers - 1)
+    supervisor = Supervisor(settings.source, settings.smtp.workers - 1)
     started.push_async_callback(supervisor.stop)
     await supervisor.start()
     return supervisor
@@ -115,7 +114,6 @@ async def _listen(
         settings, running.posture, running.store, running.relay, running.hostname, on_hold=wake.set
     )
     handler = Handler(filter_, settings.smtp.max_recipients)
-    host, port = parse_hostport(settings.smtp.listen, 10025)
 
     def session() -> Any:
         return GatewaySMTP(
@@ -130,7 +128,11 @@ async def _listen(
 
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        session, host, port, reuse_address=True, reuse_port=settings.smtp.workers > 1
+        session,
+        settings.smtp.listen.host,
+        settings.smtp.listen.port,
+        reuse_address=True,
+        reuse_port=settings.smtp.workers > 1,
     )
 
 
@@ -158,7 +160,7 @@ async def _scheduler(
 ) -> None:
     """Sweep every [review] sweep_interval; send notices at once when a hold wakes us."""
     log = logs.get("gateway.scheduler")
-    interval = parse_duration(settings.review.sweep_interval)
+    interval = settings.review.sweep_interval
     next_sweep = 0.0 if sweep else float("inf")
     while not stop.is_set():
         wake.clear()  # before the work: a hold that arrives during it wakes the next round

@@ -15,7 +15,6 @@ from starlette.applications import Starlette
 
 from gateway import logs
 from gateway.accounts.users import USERS_DB, Accounts, Throttle
-from gateway.config.checks import parse_duration
 from gateway.config.settings import Settings
 from gateway.errors import ConfigError
 from gateway.posture.assessment import Posture
@@ -48,8 +47,8 @@ def build_web(
     sessions = Sessions(
         users,
         secret,
-        parse_duration(settings.web.session_max_age),
-        parse_duration(settings.web.session_idle_timeout),
+        settings.web.session_max_age,
+        settings.web.session_idle_timeout,
         clock,
     )
     web = Web(
@@ -69,13 +68,11 @@ def build_web(
 
 def load_web_tls(settings: Settings) -> server.TlsPair | None:
     """The certificate and key, loaded now so that a mistake stops the start with the key's
-    name, before anything listens, rather than failing in the middle of serving."""
+    name, before anything listens, rather than failing in the middle of serving.
+    (``config.load`` has seen both or neither.)"""
     cert, key = settings.web.tls_cert, settings.web.tls_key
-    if not cert and not key:
+    if not cert:
         return None
-    if not cert or not key:
-        missing = "web.tls_cert" if not cert else "web.tls_key"
-        raise ConfigError(missing, "give both tls_cert and tls_key, or neither")
     cert_path, key_path = str(settings.path(cert)), str(settings.path(key))
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
@@ -113,7 +110,7 @@ class EmbeddedWeb:
         try:
             self._listener = server.bind(self._listen)
         except OSError as exc:
-            self._log.error("web UI not started", listen=self._listen, error=str(exc))
+            self._log.error("web UI not started", listen=str(self._listen), error=str(exc))
 
     async def start(self) -> None:
         if self._listener is None:
@@ -121,7 +118,7 @@ class EmbeddedWeb:
         try:
             self._server = await server.start(self._app, self._listener, self._tls)
         except OSError as exc:
-            self._log.error("web UI not started", listen=self._listen, error=str(exc))
+            self._log.error("web UI not started", listen=str(self._listen), error=str(exc))
             return
         self._log.info("web UI listening", url=self._server.url)
 

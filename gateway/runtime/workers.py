@@ -22,7 +22,6 @@ import signal
 import sys
 
 from gateway import logs
-from gateway.config.settings import Settings
 from gateway.errors import WorkerFailed
 
 RESTART_DELAY = 1.0
@@ -49,10 +48,8 @@ def tell_leader(ready_fd: int) -> None:
 
 
 class Supervisor:
-    def __init__(
-        self, settings: Settings, count: int, start_timeout: float = START_TIMEOUT
-    ) -> None:
-        self._settings = settings
+    def __init__(self, config_file: str, count: int, start_timeout: float = START_TIMEOUT) -> None:
+        self._config_file = config_file  # "" when the defaults and environment alone serve
         self._count = count
         self._start_timeout = start_timeout
         self._children: dict[int, asyncio.subprocess.Process] = {}
@@ -63,8 +60,8 @@ class Supervisor:
     def _command(self, index: int, ready_fd: int) -> list[str]:
         command = [sys.executable, "-m", "gateway", "serve", "--worker", str(index)]
         command += ["--ready-fd", str(ready_fd)]
-        if self._settings.source:
-            command += ["--config", self._settings.source]
+        if self._config_file:
+            command += ["--config", self._config_file]
         return command
 
     async def start(self) -> None:

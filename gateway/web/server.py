@@ -19,9 +19,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway import logs
-from gateway.config.checks import parse_hostport
+from gateway.config.values import HostPort
 
-DEFAULT_PORT = 8025
 STOP_TIMEOUT = 5  # seconds for requests in progress when the gateway stops
 
 
@@ -64,9 +63,9 @@ class WebServer:
             logs.get("gateway.web").exception("web server stopped with an error")
 
 
-def bind(listen: str) -> Listener:
+def bind(listen: HostPort) -> Listener:
     """Bind [web] listen now; OSError if the address is taken."""
-    host, port = parse_hostport(listen, DEFAULT_PORT)
+    host, port = listen.host, listen.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
