@@ -95,11 +95,6 @@ class Report:
             if r.outcome is not Outcome.ACCEPTED and r.reply is not None
         }
 
-    def with_outcome(self, *outcomes: Outcome) -> dict[str, Reply]:
-        return {
-            a: reply for a, reply in self.refusals.items() if self.results[a].outcome in outcomes
-        }
-
 
 # Given the recipients the upstream took in this send, the audit entries that go with them
 # into the journal, in the same transaction.

@@ -46,7 +46,7 @@ class Reply:
 
     @property
     def temporary(self) -> bool:
-        return 400 <= self.code < 500
+        return self.outcome.temporary
 
     @property
     def outcome(self) -> Outcome:

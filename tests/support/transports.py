@@ -31,10 +31,14 @@ class Fail:
     outcome: Outcome | None = None  # None: follows from the reply's code
 
 
-DOWN = Fail("connect", Reply(421, "cannot reach the upstream: [Errno 111] Connect call failed"),
-            Outcome.UNREACHABLE)
-TIMEOUT = Fail("DATA", Reply(451, "upstream failed: Timed out waiting for server response"),
-               Outcome.TIMED_OUT)
+DOWN = Fail(
+    "connect",
+    Reply(421, "cannot reach the upstream: [Errno 111] Connect call failed"),
+    Outcome.UNREACHABLE,
+)
+TIMEOUT = Fail(
+    "DATA", Reply(451, "upstream failed: Timed out waiting for server response"), Outcome.TIMED_OUT
+)
 MAIL_DEFERRED = Fail("MAIL", Reply(421, "4.3.2 Service shutting down"))
 MAIL_REFUSED = Fail("MAIL", Reply(550, "5.7.1 Sender rejected"))
 DATA_DEFERRED = Fail("DATA", Reply(452, "4.3.1 Insufficient system storage"))
