@@ -59,11 +59,8 @@ class Trace:
 @dataclass(frozen=True)
 class Result:
     outcome: Outcome
-    reply: Reply | None = None  # None: accepted by an earlier send (the journal says so)
-
-    @property
-    def earlier(self) -> bool:
-        return self.outcome is Outcome.ACCEPTED and self.reply is None
+    reply: Reply | None = None  # None when accepted earlier
+    earlier: bool = False  # accepted by an earlier send (the journal says so): not sent now
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,9 @@ class Delivery:
         of the store's journal read propagates: sending blind could duplicate."""
         done = set(delivered) | await self._journal.relayed(key)
         earlier = {
-            r.address: Result(Outcome.ACCEPTED) for r in transaction.recipients if r.address in done
+            r.address: Result(Outcome.ACCEPTED, earlier=True)
+            for r in transaction.recipients
+            if r.address in done
         }
         pending = tuple(r for r in transaction.recipients if r.address not in done)
         if not pending:
@@ -175,7 +174,8 @@ def _results(pending: Sequence[Recipient], sent: Sent) -> dict[str, Result]:
             results[address] = Result(Outcome.ACCEPTED, sent.reply or Reply(250, ""))
         else:
             reply = sent.refused.get(address, _NO_ANSWER)
-            results[address] = Result(reply.outcome, reply)
+            refused = reply.outcome is not Outcome.ACCEPTED
+            results[address] = Result(reply.outcome if refused else Outcome.DEFERRED, reply)
     return results
 
 
