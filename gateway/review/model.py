@@ -22,7 +22,7 @@ from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry
 from gateway.delivery.deliver import Delivery, Trace
 from gateway.delivery.transport import Recipient, Transaction, failure_reply
-from gateway.errors import GatewayError
+from gateway.errors import ReviewError
 from gateway.review.messageview import MessageView, view
 from gateway.review.notices import Notices
 from gateway.review.outbox import Outbox
@@ -30,10 +30,6 @@ from gateway.store import Hold, HoldStore, Status
 from gateway.store.ownership import owner_dead, process_owner
 
 DECIDED = frozenset({Status.RELEASED, Status.REJECTED, Status.EXPIRED})
-
-
-class ReviewError(GatewayError):
-    """A review action that cannot be done: the message says why, for the reviewer."""
 
 
 @dataclass(frozen=True)
@@ -140,8 +136,8 @@ class Review:
     async def raw_message(self, hold_id: str) -> bytes:
         try:
             return await self._store.message(hold_id)
-        except KeyError:
-            raise ReviewError(f"the body of {hold_id} was purged") from None
+        except KeyError as exc:
+            raise ReviewError(f"the body of {hold_id} was purged") from exc
 
     # --- decisions ---------------------------------------------------------------------------
 
@@ -314,7 +310,7 @@ class Review:
                     hold.id,
                     frozenset({Status.HELD}),
                     {"escalated_at": now},
-                    audit=[audit.escalated(hold, self._contacts(), waited)],
+                    audit=[audit.escalated(hold, self.notices.escalation_contacts, waited)],
                     notices=self.notices.escalated(hold, waited),
                 )
                 if changed is not None:
@@ -343,13 +339,9 @@ class Review:
     async def drain_notices(self) -> int:
         return await self._outbox.drain(self._clock())
 
-    def _contacts(self) -> list[str]:
-        review = self._settings.review
-        return list(dict.fromkeys([*review.escalation_contacts, *review.reviewers]))
-
 
 def _name(by: str) -> str:
-    name = " ".join(by.split())
+    name = audit.actor(by)
     if not name:
         raise ReviewError("say who decided (--by)")
-    return name[:200]
+    return name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 from starlette.requests import Request
@@ -10,6 +9,7 @@ from starlette.responses import Response
 
 from gateway.audit import events as audit
 from gateway.core.auditchain import Entry
+from gateway.core.timefmt import start_of_day
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
 from gateway.web.sessions import Session
@@ -19,10 +19,9 @@ SHOWN = 500
 
 def _since(text: str) -> float | None:
     try:
-        day = dt.date.fromisoformat(text)
+        return start_of_day(text)
     except ValueError:
         return None
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
 
 
 def matches(entry: Entry, words: list[str], event: str, actor: str, hold: str) -> bool:

@@ -135,6 +135,10 @@ def test_delivery_failed_is_a_gateway_error_temporary_unless_refused() -> None:
     down = DeliveryFailed(421, "cannot reach the upstream", "connect", "unreachable")
     assert down.temporary
     assert str(down) == "upstream connect: 421 cannot reach the upstream"
+    assert down.log_fields()["outcome"] == "unreachable"
+    assert down.log_fields()["stage"] == "connect"
+    # Whatever the upstream said, the SMTP client hears only the generic words.
+    assert "upstream" not in str(permanent.public_reply)
 
 
 # --- the journal
