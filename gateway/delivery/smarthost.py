@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import aiosmtplib
 
 from gateway.config.settings import RelaySettings
+from gateway.config.values import RelayTls
 from gateway.delivery.transport import Outcome, Reply, Sent, Transaction, failure
 
 # Options we pass on only when the upstream advertises the extension they belong to.
@@ -74,11 +75,11 @@ class Smarthost:
             port=s.port,
             timeout=s.timeout,
             local_hostname=self._local_hostname,
-            use_tls=s.tls == "implicit",
-            start_tls=s.tls == "starttls",
+            use_tls=s.tls is RelayTls.IMPLICIT,
+            start_tls=s.tls is RelayTls.STARTTLS,
             tls_context=self._tls_context,
             username=s.username or None,
-            password=(s.password or None) if s.username else None,
+            password=(s.password.reveal() or None) if s.username else None,
         )
         try:
             await client.connect()
