@@ -1,6 +1,6 @@
 """The life of a long-running gateway process, shared by `gateway serve` and `gateway web`:
-load the allowlist, open the store, the relay and the posture, stop on SIGTERM or SIGINT, and
-close everything in reverse order however the run ends.
+load the allowlist, open the store, the relay (and the delivery over it) and the posture, stop
+on SIGTERM or SIGINT, and close everything in reverse order however the run ends.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.settings import Settings
-from gateway.delivery.smarthost import Relay
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.smarthost import Smarthost
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
 from gateway.runtime.parts import hostname, load_allowlist, open_posture, open_relay, open_store
@@ -28,7 +29,8 @@ class Running:
 
     settings: Settings
     store: SqliteStore
-    relay: Relay
+    relay: Smarthost
+    delivery: Delivery
     posture: Posture
     review: Review
     hostname: str
@@ -55,11 +57,12 @@ async def lifecycle(settings: Settings, log: Any) -> AsyncIterator[Running]:
             parts.push_async_callback(relay.close)
             posture = await parts.enter_async_context(open_posture(settings, loaded.allowlist))
             name = hostname(settings)
-            review = Review(settings, store, relay, name)
+            delivery = Delivery(relay, store, name)
+            review = Review(settings, store, delivery, name)
             for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, stop.set)
             parts.callback(_default_signals, loop)
-            yield Running(settings, store, relay, posture, review, name, stop)
+            yield Running(settings, store, relay, delivery, posture, review, name, stop)
     finally:
         log.info("stopped")
 

@@ -17,7 +17,8 @@ from gateway.accounts.users import USERS_DB, Accounts
 from gateway.config.settings import Settings
 from gateway.config.values import RelayTls
 from gateway.core.allowlist import Allowlist
-from gateway.delivery.smarthost import Relay
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.smarthost import Smarthost
 from gateway.posture import allowlists
 from gateway.posture.assessment import Posture
 from gateway.posture.dns import DnsResolver
@@ -86,10 +87,10 @@ def open_store(settings: Settings) -> SqliteStore:
     return SqliteStore(folder, Sealer(load_key(settings, folder)))
 
 
-def open_relay(settings: Settings) -> Relay:
+def open_relay(settings: Settings) -> Smarthost:
     relay_ca = settings.path(settings.relay.ca_file) if settings.relay.ca_file else None
     relay_tls = tls_context(relay_ca) if settings.relay.tls is not RelayTls.NONE else None
-    return Relay(settings.relay, hostname(settings), relay_tls)
+    return Smarthost(settings.relay, hostname(settings), relay_tls)
 
 
 def open_accounts(settings: Settings) -> Accounts:
@@ -98,12 +99,13 @@ def open_accounts(settings: Settings) -> Accounts:
 
 @asynccontextmanager
 async def review_session(settings: Settings) -> AsyncIterator[Review]:
-    """The review model with its store and relay, for the one-shot commands."""
+    """The review model with its store and delivery, for the one-shot commands."""
     store = open_store(settings)
     try:
         relay = open_relay(settings)
         try:
-            yield Review(settings, store, relay, hostname(settings))
+            name = hostname(settings)
+            yield Review(settings, store, Delivery(relay, store, name), name)
         finally:
             await relay.close()
     finally:

@@ -111,7 +111,12 @@ async def _listen(
 ) -> asyncio.Server:
     """Bind the SMTP port and accept sessions; OSError if it is taken."""
     filter_ = Filter(
-        settings, running.posture, running.store, running.relay, running.hostname, on_hold=wake.set
+        settings,
+        running.posture,
+        running.store,
+        running.delivery,
+        running.hostname,
+        on_hold=wake.set,
     )
     handler = Handler(filter_, settings.smtp.max_recipients)
 
