@@ -34,11 +34,19 @@ from gateway.delivery.smarthost import (
     Reply,
     Transaction,
 )
-from gateway.posture import report
-from gateway.posture.assessment import Assessment, Posture
+from gateway.posture.assessment import Assessment, Posture, record_of
 from gateway.review.notices import Notices
 from gateway.smtp.reply import SmtpReply
-from gateway.store import AuditRecord, HeldRecipient, Hold, HoldStore, NewHold, NewNotice
+from gateway.store import (
+    AuditRecord,
+    HeldRecipient,
+    Hold,
+    HoldFacts,
+    HoldStore,
+    NewHold,
+    NewNotice,
+    schema,
+)
 
 
 @dataclass(frozen=True)
@@ -257,13 +265,14 @@ class Filter:
         refusals: dict[str, Reply] | None = None,
     ) -> str:
         options = {r.address: r.options for r in work.incoming.recipients}
-        facts: dict[str, Any] = {
-            domain: report.assessment_json(assessment)
-            for domain, assessment in work.assessments.items()
-            if any(d.domain == domain for d in decisions)
-        }
-        if refusals:
-            facts["upstream_refusals"] = {a: str(r) for a, r in refusals.items()}
+        facts = HoldFacts(
+            tuple(
+                record_of(assessment)
+                for domain, assessment in work.assessments.items()
+                if any(d.domain == domain for d in decisions)
+            ),
+            {a: str(r) for a, r in (refusals or {}).items()},
+        )
         new = NewHold(
             key=f"{work.key}:{kind}",
             sender=work.incoming.sender,
@@ -323,11 +332,13 @@ class Filter:
     async def _journal(self, work: _Work, accepted: Sequence[str], log: Any) -> None:
         records: list[AuditRecord] = []
         if work.assessments:  # checked mail: the trail shows why each recipient was secure
-            facts = {
-                d.domain: report.assessment_json(work.assessments[d.domain])
-                for d in work.decisions
-                if d.recipient in accepted and d.domain in work.assessments
-            }
+            facts = schema.assessments_json(
+                [
+                    record_of(work.assessments[d.domain])
+                    for d in work.decisions
+                    if d.recipient in accepted and d.domain in work.assessments
+                ]
+            )
             records.append(
                 audit.relayed(
                     work.queue_id,

@@ -21,13 +21,14 @@ from gateway.errors import GatewayError
 from gateway.review.messageview import attachment_bytes
 from gateway.review.model import ReviewError
 from gateway.review.notices import reason_words
-from gateway.store import Hold, NewNotice, Status
+from gateway.store import AuditQuery, Hold, NewNotice, Status
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
 from gateway.web.security import content_disposition
 from gateway.web.sessions import Session
 
 MAX_TEXT = 5000  # characters of a rationale or reason
+TRAIL = 100  # a hold's newest audit entries shown on its page; the rest via /audit?hold=
 ACTIONS = ("release", "reject")
 
 
@@ -83,7 +84,7 @@ async def page(request: Request, session: Session) -> Response:
             title="This message cannot be shown",
             message=f"{exc}. Ask whoever runs the gateway to check its store key.",
         )
-    entries = [e for e in await web.review.audit_entries() if e.hold_id == hold.id]
+    entries, total = await web.review.audit_page(AuditQuery(hold_id=hold.id, limit=TRAIL))
     now = web.clock()
     escalate_after = parse_duration(web.settings.review.escalate_after)
     return render(
@@ -93,7 +94,8 @@ async def page(request: Request, session: Session) -> Response:
         hold=hold,
         view=view,
         reasons=reasons(hold),
-        entries=list(reversed(entries)),
+        entries=entries,
+        trail_total=total,
         age=now - hold.created_at,
         overdue=hold.status is Status.HELD and now - hold.created_at >= escalate_after,
         expires_at=hold.created_at + parse_duration(web.settings.review.expire_after),
