@@ -10,18 +10,18 @@ failures each further one doubles the wait before the next attempt is even check
 ``MAX_DELAY``; a success clears the account's count, and failures are forgotten ``FORGET_AFTER``
 the last one.
 
-Every call is synchronous and opens its own connection: the web UI runs them in a worker
-thread (argon2 is meant to be slow), the command line calls them directly.
+Every call is synchronous: the web UI runs them in a worker thread (argon2 is meant to be
+slow), the command line calls them directly. The file is kept by ``gateway.store.sqlite.accounts``
+(one connection per file, on its own thread; the schema runs once).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +30,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.errors import GatewayError
+from gateway.store.sqlite.accounts import read, write
 
 USERS_DB = "users.sqlite3"
 MIN_PASSWORD = 12
@@ -40,23 +41,6 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}\Z")
 FREE_FAILURES = {"user": 3, "addr": 10}  # a school's staff may share one public address
 MAX_DELAY = 900.0
 FORGET_AFTER = 86400.0
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    name         TEXT PRIMARY KEY,
-    role         TEXT NOT NULL,
-    hash         TEXT NOT NULL,
-    disabled     INTEGER NOT NULL DEFAULT 0,
-    created_at   REAL NOT NULL,
-    password_at  REAL NOT NULL,
-    signed_in_at REAL
-);
-CREATE TABLE IF NOT EXISTS sign_in_failures (
-    key          TEXT PRIMARY KEY,  -- "user:<name>" or "addr:<ip>"
-    failures     INTEGER NOT NULL,
-    last_at      REAL NOT NULL
-);
-"""
 
 
 class UserError(GatewayError):
@@ -100,35 +84,6 @@ def check_password(password: str) -> None:
         raise UserError(f"a password may have at most {MAX_PASSWORD} characters")
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection to the accounts file, created with mode 0600 on first use."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    db = sqlite3.connect(path, timeout=10, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=10000")
-    return db
-
-
-@contextlib.contextmanager
-def transaction(path: Path, schema: str = SCHEMA) -> Iterator[sqlite3.Connection]:
-    """One write transaction (BEGIN IMMEDIATE: writers queue, also across processes)."""
-    db = connect(path)
-    try:
-        db.executescript(schema)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    finally:
-        db.close()
-
-
 class Accounts:
     def __init__(
         self,
@@ -148,13 +103,11 @@ class Accounts:
             folded = normalise_name(name)
         except UserError:
             return None
-        with transaction(self.path) as db:
-            row = db.execute(_SELECT_ONE, (folded,)).fetchone()
+        row = read(self.path, lambda db: db.execute(_SELECT_ONE, (folded,)).fetchone())
         return _user(row) if row else None
 
     def all(self) -> list[User]:
-        with transaction(self.path) as db:
-            rows = db.execute(_SELECT_ALL).fetchall()
+        rows = read(self.path, lambda db: db.execute(_SELECT_ALL).fetchall())
         return [_user(row) for row in rows]
 
     # --- changes -------------------------------------------------------------------------
@@ -168,7 +121,8 @@ class Accounts:
             raise UserError(f"{role!r} is not a role: reviewer or admin") from None
         digest = self._hasher.hash(password)
         now = self._clock()
-        with transaction(self.path) as db:
+
+        def insert(db: sqlite3.Connection) -> None:
             if db.execute("SELECT 1 FROM users WHERE name = ?", (folded,)).fetchone():
                 raise UserError(f"there is already an account {folded!r}")
             db.execute(
@@ -176,6 +130,8 @@ class Accounts:
                 " VALUES (?, ?, ?, ?, ?)",
                 (folded, role.value, digest, now, now),
             )
+
+        write(self.path, insert)
         user = self.get(folded)
         assert user is not None
         return user
@@ -192,8 +148,7 @@ class Accounts:
 
     def _change(self, name: str, sql: str, *values: object) -> User:
         folded = normalise_name(name)
-        with transaction(self.path) as db:
-            changed = db.execute(sql, (*values, folded)).rowcount
+        changed = write(self.path, lambda db: db.execute(sql, (*values, folded)).rowcount)
         if not changed:
             raise UserError(f"there is no account {folded!r}")
         user = self.get(folded)
@@ -215,8 +170,7 @@ class Accounts:
             folded = ""
         row = None
         if folded:
-            with transaction(self.path) as db:
-                row = db.execute(_SELECT_WITH_HASH, (folded,)).fetchone()
+            row = read(self.path, lambda db: db.execute(_SELECT_WITH_HASH, (folded,)).fetchone())
         if row is None:
             self._verify(self._dummy_hash(), password)
             return None, "unknown-account"
@@ -227,11 +181,13 @@ class Accounts:
             return user, "disabled"
         if self._hasher.check_needs_rehash(digest):  # the defaults grew stronger: follow them
             digest = self._hasher.hash(password)
-        with transaction(self.path) as db:
-            db.execute(
-                "UPDATE users SET signed_in_at = ?, hash = ? WHERE name = ?",
-                (self._clock(), digest, folded),
-            )
+        values = (self._clock(), digest, folded)
+        write(
+            self.path,
+            lambda db: db.execute(
+                "UPDATE users SET signed_in_at = ?, hash = ? WHERE name = ?", values
+            ),
+        )
         return user, ""
 
     def password_is(self, name: str, password: str) -> bool:
@@ -240,8 +196,10 @@ class Accounts:
             folded = normalise_name(name)
         except UserError:
             return False
-        with transaction(self.path) as db:
-            row = db.execute("SELECT hash FROM users WHERE name = ?", (folded,)).fetchone()
+        row = read(
+            self.path,
+            lambda db: db.execute("SELECT hash FROM users WHERE name = ?", (folded,)).fetchone(),
+        )
         return self._verify(str(row[0]) if row else self._dummy_hash(), password) and bool(row)
 
     def _verify(self, digest: str, password: str) -> bool:
@@ -306,24 +264,29 @@ class Throttle:
     def wait(self, keys: Iterable[str]) -> float:
         """Seconds before another attempt under any of ``keys`` may be checked (0: now)."""
         now = self._clock()
+        wanted = list(keys)
+
+        def look(db: sqlite3.Connection) -> list[tuple[str, int, float]]:
+            sql = "SELECT failures, last_at FROM sign_in_failures WHERE key = ?"
+            rows = [(key, db.execute(sql, (key,)).fetchone()) for key in wanted]
+            return [(key, int(row[0]), float(row[1])) for key, row in rows if row is not None]
+
         waits = [0.0]
-        with transaction(self.path) as db:
-            for key in keys:
-                row = db.execute(
-                    "SELECT failures, last_at FROM sign_in_failures WHERE key = ?", (key,)
-                ).fetchone()
-                if row is None or now - row[1] >= FORGET_AFTER:
-                    continue
-                delay = delay_after(int(row[0]), FREE_FAILURES[key.split(":", 1)[0]])
-                waits.append(float(row[1]) + delay - now)
+        for key, failures, last_at in read(self.path, look):
+            if now - last_at >= FORGET_AFTER:
+                continue
+            delay = delay_after(failures, FREE_FAILURES[key.split(":", 1)[0]])
+            waits.append(last_at + delay - now)
         return max(waits)
 
     def failed(self, keys: Iterable[str]) -> None:
         now = self._clock()
-        with transaction(self.path) as db:
-            stale = now - FORGET_AFTER
+        stale = now - FORGET_AFTER
+        wanted = list(keys)
+
+        def count(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM sign_in_failures WHERE last_at <= ?", (stale,))
-            for key in keys:
+            for key in wanted:
                 db.execute(
                     "INSERT INTO sign_in_failures (key, failures, last_at) VALUES (?, 1, ?)"
                     " ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at,"
@@ -331,6 +294,9 @@ class Throttle:
                     (key, now, stale),
                 )
 
+        write(self.path, count)
+
     def succeeded(self, key: str) -> None:
-        with transaction(self.path) as db:
-            db.execute("DELETE FROM sign_in_failures WHERE key = ?", (key,))
+        write(
+            self.path, lambda db: db.execute("DELETE FROM sign_in_failures WHERE key = ?", (key,))
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,21 +23,9 @@ from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from gateway.accounts.users import SCHEMA, Role, User, transaction
+from gateway.accounts.users import Role, User
+from gateway.store.sqlite.accounts import write
 
-_SESSIONS = """
-CREATE TABLE IF NOT EXISTS sessions (
-    key          TEXT PRIMARY KEY,   -- SHA-256 of the session id, hex
-    user         TEXT NOT NULL,
-    csrf         TEXT NOT NULL,
-    client       TEXT NOT NULL,
-    created_at   REAL NOT NULL,
-    seen_at      REAL NOT NULL,
-    flash        TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
-"""
-_SCHEMA = SCHEMA + _SESSIONS
 SIGNIN_FORM_AGE = 3600  # seconds a sign-in form stays valid
 _TOUCH_EVERY = 30.0  # seconds: don't write on every request to note that it was used
 
@@ -117,7 +106,8 @@ class Sessions:
         the browser had before, dropped."""
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
-        with transaction(self.path, _SCHEMA) as db:
+
+        def insert(db: sqlite3.Connection) -> None:
             if replacing:
                 db.execute("DELETE FROM sessions WHERE key = ?", (_key(replacing),))
             db.execute(
@@ -129,6 +119,8 @@ class Sessions:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (_key(session_id), user, secrets.token_urlsafe(32), client, now, now),
             )
+
+        write(self.path, insert)
         return session_id
 
     def load(self, session_id: str | None, take_flash: bool = False) -> Session | None:
@@ -138,55 +130,56 @@ class Sessions:
             return None
         key = _key(session_id)
         now = self._clock()
-        with transaction(self.path, _SCHEMA) as db:
-            row = db.execute(_LOAD, (key,)).fetchone()
-            if row is None:
-                return None
-            _, csrf, created_at, seen_at, flash_json, *account = row
-            user = User(
-                name=account[0],
-                role=Role(account[1]),
-                disabled=bool(account[2]),
-                created_at=account[3],
-                password_at=account[4],
-                signed_in_at=account[5],
-            )
-            if user.disabled or now - created_at >= self.max_age or now - seen_at >= self.idle:
-                db.execute("DELETE FROM sessions WHERE key = ?", (key,))
-                return None
-            flash = None
-            if take_flash and flash_json:
-                data = json.loads(flash_json)
-                flash = Flash(str(data["kind"]), str(data["text"]))
-                db.execute("UPDATE sessions SET flash = '', seen_at = ? WHERE key = ?", (now, key))
-            elif now - seen_at >= _TOUCH_EVERY:
-                db.execute("UPDATE sessions SET seen_at = ? WHERE key = ?", (now, key))
+        return write(self.path, lambda db: self._load(db, key, now, take_flash))
+
+    def _load(
+        self, db: sqlite3.Connection, key: str, now: float, take_flash: bool
+    ) -> Session | None:
+        row = db.execute(_LOAD, (key,)).fetchone()
+        if row is None:
+            return None
+        _, csrf, created_at, seen_at, flash_json, *account = row
+        user = User(
+            name=account[0],
+            role=Role(account[1]),
+            disabled=bool(account[2]),
+            created_at=account[3],
+            password_at=account[4],
+            signed_in_at=account[5],
+        )
+        if user.disabled or now - created_at >= self.max_age or now - seen_at >= self.idle:
+            db.execute("DELETE FROM sessions WHERE key = ?", (key,))
+            return None
+        flash = None
+        if take_flash and flash_json:
+            data = json.loads(flash_json)
+            flash = Flash(str(data["kind"]), str(data["text"]))
+            db.execute("UPDATE sessions SET flash = '', seen_at = ? WHERE key = ?", (now, key))
+        elif now - seen_at >= _TOUCH_EVERY:
+            db.execute("UPDATE sessions SET seen_at = ? WHERE key = ?", (now, key))
         return Session(key, user, csrf, created_at, flash)
 
     def flash(self, session: Session, kind: str, text: str) -> None:
         """A message for the next page this session sees ("released; sent to ...")."""
-        with transaction(self.path, _SCHEMA) as db:
-            db.execute(
-                "UPDATE sessions SET flash = ? WHERE key = ?",
-                (json.dumps({"kind": kind, "text": text}), session.key),
-            )
+        values = (json.dumps({"kind": kind, "text": text}), session.key)
+        write(
+            self.path, lambda db: db.execute("UPDATE sessions SET flash = ? WHERE key = ?", values)
+        )
 
     def end(self, session: Session) -> None:
-        with transaction(self.path, _SCHEMA) as db:
-            db.execute("DELETE FROM sessions WHERE key = ?", (session.key,))
+        write(
+            self.path, lambda db: db.execute("DELETE FROM sessions WHERE key = ?", (session.key,))
+        )
 
     def end_all(self, user: str, keep: Session | None = None) -> int:
         """End every session of ``user`` (but ``keep``): after a password change or when the
         account is disabled."""
-        with transaction(self.path, _SCHEMA) as db:
-            cursor = db.execute(
-                "DELETE FROM sessions WHERE user = ? AND key != ?",
-                (user, keep.key if keep else ""),
-            )
-            return int(cursor.rowcount)
+        values = (user, keep.key if keep else "")
+        sql = "DELETE FROM sessions WHERE user = ? AND key != ?"
+        return write(self.path, lambda db: int(db.execute(sql, values).rowcount))
 
 
 def end_sessions_of(path: Path, user: str) -> int:
     """For the command line, which has no web key: end every session of ``user``."""
-    with transaction(path, _SCHEMA) as db:
-        return int(db.execute("DELETE FROM sessions WHERE user = ?", (user,)).rowcount)
+    sql = "DELETE FROM sessions WHERE user = ?"
+    return write(path, lambda db: int(db.execute(sql, (user,)).rowcount))

@@ -57,6 +57,12 @@ class SqliteStore:
             lambda: self._db.execute("DELETE FROM relay_journal WHERE at < ?", (cutoff,))
         )
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for diagnostics (tracing statements); the store's thread
+        runs every statement of its own."""
+        return self._db
+
     async def _run(self, work: Callable[[], T]) -> T:
         return await self._file.run(work)
 
