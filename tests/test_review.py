@@ -3,6 +3,9 @@ release with a rationale, reject with a reason, exactly-once delivery, the sweep
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -13,7 +16,8 @@ import pytest
 from gateway.audit import events as audit
 from gateway.config import settings as config
 from gateway.delivery.smarthost import Relay
-from gateway.review.model import Review, ReviewError
+from gateway.errors import ReviewError
+from gateway.review.model import Review
 from gateway.store import HeldRecipient, HoldQuery, NewHold, Status
 from gateway.store.crypto import Sealer
 from gateway.store.sqlite import SqliteStore
@@ -202,6 +206,22 @@ async def test_notices_never_quote_the_body_or_subject(review: Review, upstream:
     [to_sender] = [n for n in texts if b"Held for safeguarding review" in n]
     assert b"nosts.test does not publish an MTA-STS policy in enforce mode" in to_sender
     assert b"other.test is not on our secure-email list" in to_sender
+
+
+async def test_reviewers_are_told_the_reasons_in_words_and_codes(
+    review: Review, upstream: Upstream
+) -> None:
+    await held(review)
+    await review.drain_notices()
+    [to_reviewers] = [
+        m for m in upstream.messages if b"Subject: Safeguarding hold to review" in m.data
+    ]
+    message = email.message_from_bytes(to_reviewers.data, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    text = message.get_content().replace("\r\n", "\n")
+    assert "b@nosts.test\n" in text
+    assert "- nosts.test does not publish an MTA-STS policy in enforce mode (sts-no-record)" in text
+    assert "- other.test is not on our secure-email list (not-allowlisted)" in text
 
 
 async def test_sweep_escalates_then_expires(

@@ -21,7 +21,7 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +29,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from gateway.errors import GatewayError
+from gateway.errors import UserError
 from gateway.store.sqlite.accounts import read, write
 
 USERS_DB = "users.sqlite3"
@@ -41,10 +41,6 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}\Z")
 FREE_FAILURES = {"user": 3, "addr": 10}  # a school's staff may share one public address
 MAX_DELAY = 900.0
 FORGET_AFTER = 86400.0
-
-
-class UserError(GatewayError):
-    """An account change that cannot be made: the message says why, for the person asking."""
 
 
 class Role(StrEnum):
@@ -104,11 +100,11 @@ class Accounts:
         except UserError:
             return None
         row = read(self.path, lambda db: db.execute(_SELECT_ONE, (folded,)).fetchone())
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     def all(self) -> list[User]:
         rows = read(self.path, lambda db: db.execute(_SELECT_ALL).fetchall())
-        return [_user(row) for row in rows]
+        return [user_from_row(row) for row in rows]
 
     # --- changes -------------------------------------------------------------------------
 
@@ -117,8 +113,8 @@ class Accounts:
         check_password(password)
         try:
             role = Role(role)
-        except ValueError:
-            raise UserError(f"{role!r} is not a role: reviewer or admin") from None
+        except ValueError as exc:
+            raise UserError(f"{role!r} is not a role: reviewer or admin") from exc
         digest = self._hasher.hash(password)
         now = self._clock()
 
@@ -174,7 +170,7 @@ class Accounts:
         if row is None:
             self._verify(self._dummy_hash(), password)
             return None, "unknown-account"
-        user, digest = _user(row[:-1]), str(row[-1])
+        user, digest = user_from_row(row[:-1]), str(row[-1])
         if not self._verify(digest, password):
             return user, "wrong-password"
         if user.disabled:
@@ -226,7 +222,9 @@ _SELECT_WITH_HASH = (
 )
 
 
-def _user(row: tuple[object, ...]) -> User:
+def user_from_row(row: Sequence[object]) -> User:
+    """An account from its columns in the order the queries above name them (the web
+    sessions' join reads them the same way)."""
     name, role, disabled, created_at, password_at, signed_in_at = row
     return User(
         name=str(name),

@@ -19,6 +19,13 @@ from gateway.core.timefmt import iso_utc
 from gateway.store import AuditRecord, Hold
 
 GATEWAY = "gateway"
+MAX_ACTOR = 200
+
+
+def actor(by: str) -> str:
+    """Who acted, as the trail records them: whitespace collapsed, at most ``MAX_ACTOR``
+    characters; "" when nobody was named, which callers refuse."""
+    return " ".join(by.split())[:MAX_ACTOR]
 
 
 def relayed(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import getpass
 import json
 import sys
 import time
@@ -14,10 +12,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway.audit import events as audit
+from gateway.cli.actor import acting
 from gateway.config.settings import Settings
-from gateway.core.timefmt import iso_utc
-from gateway.errors import GatewayError
-from gateway.review.model import Review, ReviewError
+from gateway.core.timefmt import iso_utc, or_dash, start_of_day
+from gateway.errors import GatewayError, ReviewError
+from gateway.review.model import Review
 from gateway.runtime.serve import review_session
 from gateway.store import AuditQuery, Hold, HoldQuery, Status, schema
 
@@ -99,14 +98,13 @@ def _command(runner: Runner) -> Callable[[argparse.Namespace, Settings], int]:
 
 def _date(text: str) -> float:
     try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
+        return start_of_day(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
 
 
 def _by(args: argparse.Namespace) -> str:
-    return str(args.by) if args.by else getpass.getuser()
+    return acting(args)
 
 
 def _age(hold: Hold) -> str:
@@ -115,9 +113,7 @@ def _age(hold: Hold) -> str:
 
 
 def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return iso_utc(timestamp)
+    return or_dash(iso_utc, timestamp)
 
 
 def hold_json(hold: Hold) -> dict[str, Any]:

@@ -16,10 +16,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from gateway.accounts.users import USERS_DB, Accounts, Role, User, UserError
+from gateway.accounts.users import USERS_DB, Accounts, Role, User
 from gateway.audit import events as audit
+from gateway.cli.actor import acting
 from gateway.config.settings import Settings
-from gateway.core.timefmt import iso_utc
+from gateway.core.timefmt import iso_utc, or_dash
+from gateway.errors import UserError
 from gateway.runtime.serve import data_dir, open_store
 from gateway.store import AuditRecord
 from gateway.web.sessions import end_sessions_of
@@ -88,7 +90,7 @@ def read_password(confirm: bool = True) -> str:
 
 
 def _by(args: argparse.Namespace) -> str:
-    return str(args.by) if args.by else getpass.getuser()
+    return acting(args)
 
 
 def _audit(settings: Settings, record: AuditRecord) -> None:
@@ -133,9 +135,7 @@ def enable(accounts: Accounts, args: argparse.Namespace, settings: Settings) -> 
 
 
 def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return iso_utc(timestamp)
+    return or_dash(iso_utc, timestamp)
 
 
 def user_json(user: User) -> dict[str, Any]:

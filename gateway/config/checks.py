@@ -53,8 +53,8 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
         host, _, port_text = text.partition(":")
     try:
         ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError("not an IP address") from None
+    except ValueError as exc:
+        raise ValueError("not an IP address") from exc
     if port_text is None:
         return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:

@@ -229,12 +229,12 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         file = Path(path)
         try:
             document = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(str(file), "no such file") from None
+        except FileNotFoundError as exc:
+            raise ConfigError(str(file), "no such file") from exc
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(str(file), f"cannot read: {exc}") from None
+            raise ConfigError(str(file), f"cannot read: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(str(file), f"not valid TOML: {exc}") from None
+            raise ConfigError(str(file), f"not valid TOML: {exc}") from exc
         base_dir = file.resolve().parent
         source = str(file.resolve())
 
@@ -324,8 +324,8 @@ def _from_env(text: str, hint: Any, key_path: str) -> Any:
     if hint is float:
         try:
             return float(text)
-        except ValueError:
-            raise ConfigError(key_path, "must be a number") from None
+        except ValueError as exc:
+            raise ConfigError(key_path, "must be a number") from exc
     return text
 
 

@@ -31,7 +31,7 @@ def normalise_domain(name: str) -> str:
         try:
             text = idna.uts46_remap(text, std3_rules=False, transitional=False)
         except idna.IDNAError as exc:
-            raise AddressError(f"not a valid internationalised domain: {exc}") from None
+            raise AddressError(f"not a valid internationalised domain: {exc}") from exc
     if text.endswith("."):
         text = text[:-1]
     if not text:
@@ -46,7 +46,7 @@ def normalise_domain(name: str) -> str:
         try:
             text = idna.encode(text, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
-            raise AddressError(f"not a valid internationalised domain: {exc}") from None
+            raise AddressError(f"not a valid internationalised domain: {exc}") from exc
         labels = text.split(".")
     for label in labels:
         if not _LABEL.match(label):
@@ -60,7 +60,7 @@ def _check_a_label(label: str) -> None:
     try:
         idna.decode(label)
     except (idna.IDNAError, UnicodeError) as exc:
-        raise AddressError(f"invalid A-label {label!r}: {exc}") from None
+        raise AddressError(f"invalid A-label {label!r}: {exc}") from exc
 
 
 def to_unicode(domain: str) -> str:

@@ -78,7 +78,7 @@ def decode_words(value: str) -> str:
     try:
         return str(email.header.make_header(email.header.decode_header(value)))
     except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError) as exc:
-        raise HeaderDecodeError(str(exc)) from None
+        raise HeaderDecodeError(str(exc)) from exc
 
 
 def addresses(value: str) -> list[str]:

@@ -126,8 +126,8 @@ def parse_policy(text: str) -> StsPolicy:
         raise invalid("no mode field")
     try:
         mode = StsMode(mode_text)  # case-sensitive: "Enforce" is not a mode
-    except ValueError:
-        raise invalid(f"unknown mode {mode_text!r}") from None
+    except ValueError as exc:
+        raise invalid(f"unknown mode {mode_text!r}") from exc
     max_age_text = values.get("max_age")
     if max_age_text is None:
         raise invalid("no max_age field")

@@ -1,9 +1,27 @@
-"""How the gateway writes a moment for people and for exports: ISO 8601 in UTC, to the second."""
+"""How the gateway writes and reads moments: ISO 8601 in UTC, to the second, for exports and
+the command line; day and time for people (notices, pages); days as YYYY-MM-DD."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 
 def iso_utc(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+
+
+def day_and_time(timestamp: float) -> str:
+    """``01 Dec 2026 08:22 UTC``: for notices and pages."""
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%d %b %Y %H:%M UTC")
+
+
+def or_dash(show: Callable[[float], str], timestamp: float | None) -> str:
+    """``show(timestamp)``, or "-" when there is no moment to show."""
+    return "-" if timestamp is None else show(timestamp)
+
+
+def start_of_day(text: str) -> float:
+    """The first moment (UTC) of the day written ``YYYY-MM-DD``; ValueError if it is not one."""
+    day = dt.date.fromisoformat(text)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()

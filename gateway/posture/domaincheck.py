@@ -35,7 +35,7 @@ from gateway.core.model import (
     TlsRptFacts,
 )
 from gateway.errors import PolicyFetchError
-from gateway.posture import fetchlock as filelock
+from gateway.posture import fetchlock
 from gateway.posture.dns import Resolver
 from gateway.posture.stsfetch import PolicyFetcher
 from gateway.store.protocols import PolicyCache
@@ -110,10 +110,10 @@ class DomainChecker:
             # One fetch per domain across all worker processes: whoever waited for the lock
             # finds the policy the holder fetched and uses it from the cache.
             try:
-                async with filelock.held(self._lock_dir, domain, self._lock_timeout):
+                async with fetchlock.locked(self._lock_dir, domain, self._lock_timeout):
                     plan, failure = await self._plan(domain, record)
                     return record, await self._apply(domain, record, plan, failure)
-            except filelock.LockTimeout:
+            except fetchlock.LockTimeout:
                 pass  # the holder is stuck: fetch ourselves rather than fail the check
         return record, await self._apply(domain, record, plan, failure)
 

@@ -19,8 +19,8 @@ class LockTimeout(TimeoutError):
 
 
 @contextlib.asynccontextmanager
-async def held(folder: Path, name: str, patience: float) -> AsyncIterator[None]:
-    """Hold the lock called ``name`` in ``folder`` (which must exist), waiting at most
+async def locked(folder: Path, name: str, patience: float) -> AsyncIterator[None]:
+    """Take the lock called ``name`` in ``folder`` (which must exist), waiting at most
     ``patience`` seconds; poll instead of blocking, so the event loop (and no thread) waits.
     The kernel drops the lock if the process dies."""
     path = folder / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
@@ -33,6 +33,8 @@ async def held(folder: Path, name: str, patience: float) -> AsyncIterator[None]:
                 break
             except BlockingIOError:
                 if asyncio.get_running_loop().time() >= deadline:
+                    # Not chained: BlockingIOError only says another process holds the
+                    # lock, which is what the timeout says.
                     raise LockTimeout(name) from None
                 await asyncio.sleep(POLL)
         try:

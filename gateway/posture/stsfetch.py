@@ -76,10 +76,10 @@ class PolicyFetcher:
             try:
                 async with asyncio.timeout(self._settings.fetch_timeout):
                     return await self._fetch_host(host)
-            except TimeoutError:
+            except TimeoutError as exc:
                 raise PolicyFetchError(
                     PolicyStatus.FETCH_ERROR, "policy fetch timed out", temporary=True
-                ) from None
+                ) from exc
 
     async def _fetch_host(self, host: str) -> str:
         addresses = await self._addresses(host)
@@ -130,11 +130,11 @@ class PolicyFetcher:
                 _check_response(response)
                 return await _read_limited(response)
         except httpx.TransportError as exc:
-            raise _translate(exc, host) from None
+            raise _translate(exc, host) from exc
         except httpx.HTTPError as exc:  # e.g. a body that does not decode as it claims
             raise PolicyFetchError(
                 PolicyStatus.FETCH_ERROR, f"unreadable policy response: {exc}"
-            ) from None
+            ) from exc
 
 
 def _check_response(response: httpx.Response) -> None:

@@ -23,7 +23,7 @@ from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry, Problem
 from gateway.core.headers import trace_headers
 from gateway.delivery.smarthost import Recipient, Relay, RelayFailed, Transaction
-from gateway.errors import GatewayError
+from gateway.errors import ReviewError
 from gateway.review.messageview import MessageView, view
 from gateway.review.notices import Notices
 from gateway.review.outbox import Outbox
@@ -41,10 +41,6 @@ from gateway.store import (
     Status,
 )
 from gateway.store.ownership import owner_dead, process_owner
-
-
-class ReviewError(GatewayError):
-    """A review action that cannot be done: the message says why, for the reviewer."""
 
 
 @dataclass(frozen=True)
@@ -140,8 +136,8 @@ class Review:
     async def raw_message(self, hold_id: str) -> bytes:
         try:
             return await self._store.message(hold_id)
-        except KeyError:
-            raise ReviewError(f"the body of {hold_id} was purged") from None
+        except KeyError as exc:
+            raise ReviewError(f"the body of {hold_id} was purged") from exc
 
     # --- decisions ---------------------------------------------------------------------------
 
@@ -302,7 +298,7 @@ class Review:
                     hold.id,
                     frozenset({Status.HELD}),
                     Escalate(now),
-                    audit=[audit.escalated(hold, self._contacts(), waited)],
+                    audit=[audit.escalated(hold, self.notices.escalation_contacts, waited)],
                     notices=self.notices.escalated(hold, waited),
                 )
                 if changed is not None:
@@ -331,13 +327,9 @@ class Review:
     async def drain_notices(self) -> int:
         return await self._outbox.drain(self._clock())
 
-    def _contacts(self) -> list[str]:
-        review = self._settings.review
-        return list(dict.fromkeys([*review.escalation_contacts, *review.reviewers]))
-
 
 def _name(by: str) -> str:
-    name = " ".join(by.split())
+    name = audit.actor(by)
     if not name:
         raise ReviewError("say who decided (--by)")
-    return name[:200]
+    return name

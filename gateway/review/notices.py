@@ -9,7 +9,6 @@ in the same transaction as the event, and sent through the upstream by ``Outbox`
 
 from __future__ import annotations
 
-import datetime as dt
 import email.message
 import email.policy
 import email.utils
@@ -17,33 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.config.settings import Settings
+from gateway.core.reasons import sender_words
+from gateway.core.timefmt import day_and_time
 from gateway.store import HeldRecipient, Hold, NewNotice
 
-# What each reason means to the person who sent the message.
-REASON_WORDS = {
-    "not-allowlisted": "{domain} is not on our secure-email list",
-    "allowlist-expired": "{domain} is no longer on our secure-email list (its entry expired)",
-    "no-such-domain": "{domain} does not exist",
-    "null-mx": "{domain} does not accept email",
-    "sts-no-record": "{domain} does not publish an MTA-STS policy in enforce mode",
-    "sts-multiple-records": "{domain}'s MTA-STS record is broken (there is more than one)",
-    "sts-record-invalid": "{domain}'s MTA-STS record is broken",
-    "sts-policy-fetch-error": "{domain}'s MTA-STS policy could not be fetched",
-    "sts-webpki-invalid": "{domain}'s MTA-STS policy is not served with a valid certificate",
-    "sts-policy-invalid": "{domain}'s MTA-STS policy is broken",
-    "sts-mode-testing": "{domain} publishes an MTA-STS policy in testing mode, not enforce mode",
-    "sts-mode-none": "{domain} has withdrawn its MTA-STS policy",
-    "sts-mx-mismatch": "{domain}'s MTA-STS policy does not cover all of its mail servers",
-    "no-tls-rpt": "{domain} does not publish a TLS reporting (TLS-RPT) record",
-    "dns-temporary-error": "{domain}'s security settings could not be checked just now",
-    "dane-unusable": "{domain}'s DANE records cannot be used",
-    "dane-not-dnssec": "{domain} is not DNSSEC-signed, which DANE needs",
-    "dane-no-tlsa": "{domain} does not publish DANE records for its mail servers",
-    "dane-resolver-untrusted": "{domain}'s DANE records could not be checked here",
-    "sender-not-allowed": "your address is not one that may send safeguarding mail to others",
-    "recipient-invalid": "the address {address} could not be read",
-    "upstream-refused": "our mail server could not pass it on to {address}",
-}
 WHY_IT_MATTERS = (
     "Safeguarding information may only be sent from a secure email to a secure email. "
     "We could not prove that the recipients above would receive it securely."
@@ -51,8 +27,8 @@ WHY_IT_MATTERS = (
 
 
 def reason_words(reason: str, recipient: HeldRecipient) -> str:
-    template = REASON_WORDS.get(reason, "{domain} did not pass the check (" + reason + ")")
-    return template.format(domain=recipient.domain or "?", address=recipient.address)
+    """What a reason code means to the sender, for this recipient (``core.reasons``)."""
+    return sender_words(reason, recipient.domain, recipient.address)
 
 
 @dataclass(frozen=True)
@@ -65,6 +41,13 @@ class Notices:
     @property
     def sender(self) -> str:
         return self.settings.notify.from_ or f"postmaster@{self.hostname}"
+
+    @property
+    def escalation_contacts(self) -> list[str]:
+        """Who is told when a hold waits too long: the escalation contacts, then the
+        reviewers, each once."""
+        review = self.settings.review
+        return list(dict.fromkeys([*review.escalation_contacts, *review.reviewers]))
 
     @property
     def organisation(self) -> str:
@@ -103,7 +86,7 @@ class Notices:
         lines = [
             "Your message has not been sent to some of its recipients yet.",
             "",
-            f"Sent: {_when(hold.created_at)}",
+            f"Sent: {day_and_time(hold.created_at)}",
             "",
             "Held for:",
         ]
@@ -140,12 +123,12 @@ class Notices:
         lines = [
             f"A message from {hold.sender or '(no sender)'} is held for review.",
             "",
-            f"Held: {_when(hold.created_at)}",
+            f"Held: {day_and_time(hold.created_at)}",
             "Recipients and reasons:",
         ]
         for recipient in hold.recipients:
-            reasons = ", ".join(recipient.reasons)
-            lines.append(f"  {recipient.address}: {reasons}")
+            lines.append(f"  {recipient.address}")
+            lines += [f"    - {reason_words(r, recipient)} ({r})" for r in recipient.reasons]
         lines += [
             "",
             f"Review it with: gateway held show {hold.id}",
@@ -165,7 +148,7 @@ class Notices:
         self, hold: Hold, by: str, delivered: Sequence[str], refused: dict[str, str]
     ) -> list[NewNotice]:
         lines = [
-            f"Your message held on {_when(hold.created_at)} (reference {hold.id}) "
+            f"Your message held on {day_and_time(hold.created_at)} (reference {hold.id}) "
             f"was reviewed and released by {by}.",
             "",
         ]
@@ -183,7 +166,7 @@ class Notices:
         recipients = ", ".join(r.address for r in hold.recipients)
         body = "\n".join(
             [
-                f"Your message held on {_when(hold.created_at)} (reference {hold.id}) "
+                f"Your message held on {day_and_time(hold.created_at)} (reference {hold.id}) "
                 f"was reviewed by {by} and will not be sent to {recipients}.",
                 "",
                 f"Reason: {reason}",
@@ -199,9 +182,9 @@ class Notices:
         recipients = ", ".join(r.address for r in hold.recipients)
         body = "\n".join(
             [
-                f"Your message held on {_when(hold.created_at)} (reference {hold.id}) was not "
-                f"reviewed within {self.settings.review.expire_after} and has not been sent to "
-                f"{recipients}.",
+                f"Your message held on {day_and_time(hold.created_at)} (reference {hold.id}) "
+                f"was not reviewed within {self.settings.review.expire_after} and has not been "
+                f"sent to {recipients}.",
                 "",
                 "If the information still needs to reach them, speak to your designated "
                 "safeguarding lead now about a secure way to share it.",
@@ -211,7 +194,6 @@ class Notices:
 
     def escalated(self, hold: Hold, waited: float) -> list[NewNotice]:
         review = self.settings.review
-        contacts = list(dict.fromkeys([*review.escalation_contacts, *review.reviewers]))
         body = "\n".join(
             [
                 f"A safeguarding hold has waited {waited / 3600:.1f} hours for review.",
@@ -227,11 +209,7 @@ class Notices:
         return self._notice(
             "escalated",
             hold,
-            contacts,
+            self.escalation_contacts,
             f"Escalated: safeguarding hold {hold.id} awaits review",
             body,
         )
-
-
-def _when(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%d %b %Y %H:%M UTC")

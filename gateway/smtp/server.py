@@ -16,13 +16,27 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway import logs
+from gateway import errors, logs
 from gateway.core.addresses import AddressError, split_address
 from gateway.delivery.smarthost import Recipient
 from gateway.filter.orchestrator import Filter, Incoming
+from gateway.smtp.reply import SmtpReply
 
 IDENT = "Safeguarding Mail Gateway"
-ERROR_REPLY = "451 4.3.0 Temporary error; please try again later"
+
+# The replies of this face (aiosmtpd's hooks take them as strings: str(reply)).
+NOT_TRUSTED = SmtpReply(554, "5.7.1", "Relay access denied: not a trusted network")
+TOO_MANY_CONNECTIONS = SmtpReply(421, "4.3.2", "Too many connections; try again later")
+BAD_SENDER = SmtpReply(553, "5.1.7", "Bad sender address syntax")
+BAD_RECIPIENT = SmtpReply(553, "5.1.3", "Bad recipient address syntax")
+TOO_MANY_RECIPIENTS = SmtpReply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.10
+SENDER_OK = SmtpReply(250, "2.1.0", "Ok")
+RECIPIENT_OK = SmtpReply(250, "2.1.5", "Ok")
+
+
+def malformed_parameter(name: str) -> SmtpReply:
+    return SmtpReply(501, "5.5.4", f"Malformed {name} parameter")
+
 
 # RFC 3461 §4.1-4.4 and §5.2: the parameters' syntax. xtext is printable ASCII except "+"
 # and "=", which travel as "+XX" hex escapes.
@@ -56,11 +70,11 @@ class Admission:
             address = address.ipv4_mapped
         return any(address in network for network in self._networks)
 
-    def refusal(self, peer: Any) -> str | None:
+    def refusal(self, peer: Any) -> SmtpReply | None:
         if not self.trusted(peer):
-            return "554 5.7.1 Relay access denied: not a trusted network"
+            return NOT_TRUSTED
         if self.active >= self._max:
-            return "421 4.3.2 Too many connections; try again later"
+            return TOO_MANY_CONNECTIONS
         return None
 
 
@@ -84,7 +98,9 @@ def path_end(arg: str) -> int:
     return -1
 
 
-def split_params(arg: str, known: dict[str, re.Pattern[str]]) -> tuple[str, list[str], str | None]:
+def split_params(
+    arg: str, known: dict[str, re.Pattern[str]]
+) -> tuple[str, list[str], SmtpReply | None]:
     """Take the parameters in ``known`` off a MAIL/RCPT argument, keeping their case.
     Returns the rest of the argument, the parameters, and an error reply if one is malformed."""
     end = path_end(arg)
@@ -96,7 +112,7 @@ def split_params(arg: str, known: dict[str, re.Pattern[str]]) -> tuple[str, list
         if pattern is None:
             kept.append(token)
         elif not value or not pattern.match(value):
-            return arg, [], f"501 5.5.4 Malformed {name.upper()} parameter"
+            return arg, [], malformed_parameter(name.upper())
         else:
             taken.append(f"{name.upper()}={value}")
     return " ".join([head, *kept]).strip(), taken, None
@@ -129,8 +145,8 @@ class GatewaySMTP(SMTP):
         refusal = self._admission.refusal(self.session.peer)
         if refusal is not None:
             log = logs.get("gateway.smtp")
-            log.info("connection refused", peer=str(self.session.peer), reply=refusal)
-            await self.push(refusal)
+            log.info("connection refused", peer=str(self.session.peer), reply=str(refusal))
+            await self.push(str(refusal))
             self.transport.close()
             return
         self._admission.active += 1
@@ -145,7 +161,7 @@ class GatewaySMTP(SMTP):
             return
         rest, dsn, error = split_params(arg, _DSN_MAIL)
         if error is not None:
-            await self.push(error)
+            await self.push(str(error))
             return
         before = self._dsn_envelope().mail_from
         await super().smtp_MAIL(rest)
@@ -158,7 +174,7 @@ class GatewaySMTP(SMTP):
             return
         rest, dsn, error = split_params(arg, _DSN_RCPT)
         if error is not None:
-            await self.push(error)
+            await self.push(str(error))
             return
         count = len(self._dsn_envelope().rcpt_tos)
         await super().smtp_RCPT(rest)
@@ -181,22 +197,22 @@ class Handler:
             try:
                 split_address(address)
             except AddressError:
-                return "553 5.1.7 Bad sender address syntax"
+                return str(BAD_SENDER)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
-        return "250 2.1.0 Ok"
+        return str(SENDER_OK)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self._max_recipients:
-            return "452 4.5.3 Too many recipients"  # RFC 5321 §4.5.3.1.10
+            return str(TOO_MANY_RECIPIENTS)
         try:
             split_address(address)
         except AddressError:
-            return "553 5.1.3 Bad recipient address syntax"
+            return str(BAD_RECIPIENT)
         envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
+        return str(RECIPIENT_OK)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope, DsnEnvelope)
@@ -222,13 +238,13 @@ class Handler:
         )
         try:
             reply = await self._filter.handle(incoming)
-        except Exception:
+        except Exception as exc:
             # Answered here, not by aiosmtpd's exception hook, so that the transaction is
             # reset and the client can send its next message in the same session.
-            self._log.exception("unexpected error", sender=sender)
-            return ERROR_REPLY
+            self._log.exception("unexpected error", sender=sender, **errors.log_fields(exc))
+            return str(errors.reply_for(exc))
         return str(reply)
 
     async def handle_exception(self, error: Exception) -> str:
-        self._log.error("unexpected error", exc_info=error)
-        return ERROR_REPLY
+        self._log.error("unexpected error", exc_info=error, **errors.log_fields(error))
+        return str(errors.reply_for(error))

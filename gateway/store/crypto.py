@@ -8,6 +8,7 @@ showing the wrong message.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -15,16 +16,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.config.checks import decode_key
 from gateway.config.settings import Settings
-from gateway.errors import ConfigError, GatewayError
-from gateway.store.safeio import create_exclusive
+from gateway.errors import ConfigError, DecryptError
+from gateway.store.keyfile import read_key_file
 
 VERSION = b"\x01"
 NONCE_BYTES = 12
 KEY_FILE = "store.key"
-
-
-class DecryptError(GatewayError):
-    pass
 
 
 class Sealer:
@@ -43,8 +40,8 @@ class Sealer:
         nonce, ciphertext = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
         try:
             return self._aead.decrypt(nonce, ciphertext, hold_id.encode())
-        except InvalidTag:
-            raise DecryptError(f"hold {hold_id}: wrong key or damaged blob") from None
+        except InvalidTag as exc:
+            raise DecryptError(f"hold {hold_id}: wrong key or damaged blob") from exc
 
 
 def load_key(settings: Settings, data_dir: Path) -> bytes:
@@ -56,22 +53,12 @@ def load_key(settings: Settings, data_dir: Path) -> bytes:
         return key
     if settings.store.key_file:
         path = settings.path(settings.store.key_file)
-        return _read_key(path, "store.key_file")
-    path = data_dir / KEY_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        create_exclusive(path, os.urandom(32).hex().encode() + b"\n", 0o600)
-    return _read_key(path, "store.key_file")
+        return _read_key(path)
+    return _read_key(data_dir / KEY_FILE, lambda: os.urandom(32).hex().encode() + b"\n")
 
 
-def _read_key(path: Path, key_path: str) -> bytes:
-    try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(key_path, f"cannot read {path}: {exc}") from None
-    if path.stat().st_mode & 0o077:
-        raise ConfigError(key_path, f"{path} must not be readable by group or others (chmod 600)")
-    key = decode_key(text)
+def _read_key(path: Path, make: Callable[[], bytes] | None = None) -> bytes:
+    key = decode_key(read_key_file(path, "store.key_file", make))
     if key is None:
-        raise ConfigError(key_path, f"{path} must hold 32 bytes as 64 hex digits or base64")
+        raise ConfigError("store.key_file", f"{path} must hold 32 bytes as 64 hex digits or base64")
     return key

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.accounts.users import Role, User, UserError, normalise_name
+from gateway.accounts.users import Role, User, normalise_name
 from gateway.audit import events as audit
+from gateway.errors import UserError
 from gateway.store import AuditRecord
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of

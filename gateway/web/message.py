@@ -17,15 +17,14 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.audit import events as audit
 from gateway.config.checks import parse_duration
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ReviewError
 from gateway.review.messageview import attachment_bytes
-from gateway.review.model import ReviewError
-from gateway.review.notices import reason_words
 from gateway.store import AuditQuery, Hold, NewNotice, Status
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
 from gateway.web.security import content_disposition
 from gateway.web.sessions import Session
+from gateway.web.templating import reason_words
 
 MAX_TEXT = 5000  # characters of a rationale or reason
 TRAIL = 100  # a hold's newest audit entries shown on its page; the rest via /audit?hold=
@@ -75,7 +74,7 @@ async def page(request: Request, session: Session) -> Response:
     except ReviewError:
         return _not_found(request, session, hold_id)
     except GatewayError as exc:  # e.g. the blob cannot be decrypted with this key
-        web.log.error("cannot show hold", hold_id=hold_id, error=str(exc))
+        web.log.error("cannot show hold", hold_id=hold_id, **exc.log_fields())
         return render(
             request,
             session,

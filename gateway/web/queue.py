@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from gateway.config.checks import parse_duration
 from gateway.core.addresses import AddressError, normalise_domain
-from gateway.review.notices import REASON_WORDS
+from gateway.core.model import Reason
+from gateway.core.reasons import label
 from gateway.store import Hold, HoldOrder, HoldQuery, Status
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
@@ -49,12 +50,7 @@ STATUSES = {
 }
 
 
-def reason_label(code: str) -> str:
-    words = REASON_WORDS.get(code, code).format(domain="Domain", address="an address")
-    return words[0].upper() + words[1:]
-
-
-REASONS = {code: reason_label(code) for code in REASON_WORDS}
+REASONS = {reason.value: label(reason.value) for reason in Reason}
 
 
 @dataclass(frozen=True)

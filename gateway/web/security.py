@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config.settings import Settings
 from gateway.errors import ConfigError
-from gateway.store.safeio import create_exclusive
+from gateway.store.keyfile import read_key_file
 
 KEY_FILE = "web.key"
 
@@ -46,17 +46,7 @@ def load_secret(settings: Settings, data_dir: Path) -> str:
     if settings.web.secret_key:
         return settings.web.secret_key
     path = data_dir / KEY_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        create_exclusive(path, secrets.token_hex(32).encode() + b"\n", 0o600)
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("web.secret_key", f"cannot read {path}: {exc}") from None
-    if path.stat().st_mode & 0o077:
-        raise ConfigError(
-            "web.secret_key", f"{path} must not be readable by group or others (chmod 600)"
-        )
+    text = read_key_file(path, "web.secret_key", lambda: secrets.token_hex(32).encode() + b"\n")
     if len(text) < 32:
         raise ConfigError("web.secret_key", f"{path} must hold at least 32 characters")
     return text

@@ -95,7 +95,7 @@ def tls_files(settings: Settings) -> tuple[str, str] | None:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
     except (OSError, ssl.SSLError) as exc:
         problem = f"cannot load {cert_path} with {key_path}: {exc}"
-        raise ConfigError("web.tls_cert", problem) from None
+        raise ConfigError("web.tls_cert", problem) from exc
     return cert_path, key_path
 
 

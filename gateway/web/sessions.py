@@ -23,7 +23,7 @@ from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from gateway.accounts.users import Role, User
+from gateway.accounts.users import User, user_from_row
 from gateway.store.sqlite.accounts import write
 
 SIGNIN_FORM_AGE = 3600  # seconds a sign-in form stays valid
@@ -139,14 +139,7 @@ class Sessions:
         if row is None:
             return None
         _, csrf, created_at, seen_at, flash_json, *account = row
-        user = User(
-            name=account[0],
-            role=Role(account[1]),
-            disabled=bool(account[2]),
-            created_at=account[3],
-            password_at=account[4],
-            signed_in_at=account[5],
-        )
+        user = user_from_row(account)
         if user.disabled or now - created_at >= self.max_age or now - seen_at >= self.idle:
             db.execute("DELETE FROM sessions WHERE key = ?", (key,))
             return None

@@ -3,7 +3,6 @@ filters the pages use to show times, ages and sizes the way people read them."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 
 import jinja2
 
-from gateway.review.notices import reason_words
+from gateway.core import reasons, timefmt
+from gateway.store import HeldRecipient
 from gateway.web.security import visible
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -45,9 +45,12 @@ def age(seconds: float) -> str:
 
 
 def when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%d %b %Y %H:%M UTC")
+    return timefmt.or_dash(timefmt.day_and_time, timestamp)
+
+
+def reason_words(code: str, recipient: HeldRecipient) -> str:
+    """A reason code in the sender's words, as the notices put it (``core.reasons``)."""
+    return reasons.sender_words(code, recipient.domain, recipient.address)
 
 
 def size(count: int) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.core.timefmt import start_of_day
 from gateway.store import AuditQuery
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
@@ -17,10 +16,9 @@ SHOWN = 500
 
 def _since(text: str) -> float | None:
     try:
-        day = dt.date.fromisoformat(text)
+        return start_of_day(text)
     except ValueError:
         return None
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
 
 
 @guard()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import sqlite3
@@ -19,9 +20,9 @@ from gateway.accounts.users import (
     Accounts,
     Role,
     Throttle,
-    UserError,
     delay_after,
 )
+from gateway.errors import UserError
 from support.fakes import FakeClock
 
 GATEWAY = Path(sys.executable).parent / "gateway"
@@ -175,3 +176,19 @@ def test_users_commands(tmp_path: Path) -> None:
     assert "user-disabled" in trail
     assert "password-changed" in trail
     assert gateway("audit", "verify", "--config", str(config)).returncode == 0
+
+
+def test_account_changes_name_who_acted_the_way_review_decisions_do(tmp_path: Path) -> None:
+    # `gateway users` once wrote --by into the trail as typed, while `gateway held` collapsed
+    # its whitespace and capped its length: the same person showed up under two names.
+    config = tmp_path / "gateway.toml"
+    config.write_text('[store]\ndata_dir = "state"\n')
+    by = "  Jo \t Bloggs  " + "x" * 300
+    added = gateway("users", "add", "jo", "--by", by, "--config", str(config), stdin=PASSWORD)
+    assert added.returncode == 0, added.stderr
+    blank = gateway("users", "disable", "jo", "--by", "   ", "--config", str(config))
+    assert blank.returncode == 0, blank.stderr
+    export = gateway("audit", "export", "--format", "json", "--config", str(config)).stdout
+    actors = {e["event"]: e["actor"] for e in json.loads(export)}
+    assert actors["user-added"] == ("Jo Bloggs " + "x" * 300)[:200]
+    assert actors["user-disabled"] == getpass.getuser()  # a blank --by names the login

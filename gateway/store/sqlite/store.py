@@ -122,8 +122,8 @@ class SqliteStore:
         def read() -> bytes:
             try:
                 return self.blob_path(hold_id).read_bytes()
-            except FileNotFoundError:
-                raise KeyError(hold_id) from None
+            except FileNotFoundError as exc:
+                raise KeyError(hold_id) from exc
 
         return self._sealer.open(hold_id, await self._run(read))
 
