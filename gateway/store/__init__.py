@@ -1,5 +1,6 @@
 """The store: held messages (encrypted), their metadata and state, the relay journal, the audit
-trail, the outbox of notices, the MTA-STS policy cache, and accounts.
+trail, the outbox of notices, the MTA-STS policy cache, and accounts (users, the sign-in
+throttle, web sessions).
 
 One protocol per concern (``protocols``), plain records (``records``, ``assessment``), typed
 changes (``changes``) and queries (``queries``), so a second backend implements a written
@@ -12,12 +13,16 @@ from __future__ import annotations
 from gateway.store.assessment import AssessmentRecord, DaneHostRecord, HoldFacts
 from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalate, HoldChange
 from gateway.store.protocols import (
+    AccountStore,
     AuditTrail,
     Holds,
     HoldStore,
     NoticeOutbox,
     PolicyCache,
     RelayJournal,
+    SessionRecords,
+    SignInFailures,
+    UserRecords,
 )
 from gateway.store.queries import AuditQuery, HoldOrder, HoldQuery
 from gateway.store.records import (
@@ -34,6 +39,7 @@ from gateway.store.records import (
 
 __all__ = [
     "DECIDED",
+    "AccountStore",
     "AssessmentRecord",
     "AuditQuery",
     "AuditRecord",
@@ -58,5 +64,8 @@ __all__ = [
     "NoticeOutbox",
     "PolicyCache",
     "RelayJournal",
+    "SessionRecords",
+    "SignInFailures",
     "Status",
+    "UserRecords",
 ]

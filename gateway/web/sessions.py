@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,17 +22,13 @@ from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from gateway.accounts.users import User, user_from_row
-from gateway.store.sqlite.accounts import write
+from gateway.accounts.users import User
+from gateway.store.accounts import NewSession
+from gateway.store.protocols import SessionRecords
+from gateway.store.sqlite.accounts import accounts_store
 
 SIGNIN_FORM_AGE = 3600  # seconds a sign-in form stays valid
 _TOUCH_EVERY = 30.0  # seconds: don't write on every request to note that it was used
-
-_LOAD = (
-    "SELECT s.key, s.csrf, s.created_at, s.seen_at, s.flash,"
-    " u.name, u.role, u.disabled, u.created_at, u.password_at, u.signed_in_at"
-    " FROM sessions s JOIN users u ON u.name = s.user WHERE s.key = ?"
-)
 
 
 @dataclass(frozen=True)
@@ -101,26 +96,18 @@ class Sessions:
 
     # --- the rows --------------------------------------------------------------------------
 
+    @property
+    def _records(self) -> SessionRecords:
+        return accounts_store(self.path)
+
     def create(self, user: str, client: str, replacing: str | None = None) -> str:
         """A new session for ``user``; returns its id (for the cookie). ``replacing``: the id
         the browser had before, dropped."""
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
-
-        def insert(db: sqlite3.Connection) -> None:
-            if replacing:
-                db.execute("DELETE FROM sessions WHERE key = ?", (_key(replacing),))
-            db.execute(
-                "DELETE FROM sessions WHERE created_at < ? OR seen_at < ?",
-                (now - self.max_age, now - self.idle),
-            )
-            db.execute(
-                "INSERT INTO sessions (key, user, csrf, client, created_at, seen_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (_key(session_id), user, secrets.token_urlsafe(32), client, now, now),
-            )
-
-        write(self.path, insert)
+        new = NewSession(_key(session_id), user, secrets.token_urlsafe(32), client, now)
+        stale = (now - self.max_age, now - self.idle)
+        self._records.add_session(new, _key(replacing) if replacing else "", stale)
         return session_id
 
     def load(self, session_id: str | None, take_flash: bool = False) -> Session | None:
@@ -128,51 +115,39 @@ class Sessions:
         also takes its one-time message."""
         if not session_id:
             return None
-        key = _key(session_id)
         now = self._clock()
-        return write(self.path, lambda db: self._load(db, key, now, take_flash))
-
-    def _load(
-        self, db: sqlite3.Connection, key: str, now: float, take_flash: bool
-    ) -> Session | None:
-        row = db.execute(_LOAD, (key,)).fetchone()
-        if row is None:
+        found = self._records.session(_key(session_id))
+        if found is None:
             return None
-        _, csrf, created_at, seen_at, flash_json, *account = row
-        user = user_from_row(account)
-        if user.disabled or now - created_at >= self.max_age or now - seen_at >= self.idle:
-            db.execute("DELETE FROM sessions WHERE key = ?", (key,))
+        if (
+            found.user.disabled
+            or now - found.created_at >= self.max_age
+            or now - found.seen_at >= self.idle
+        ):
+            self._records.end_session(found.key)
             return None
         flash = None
-        if take_flash and flash_json:
-            data = json.loads(flash_json)
+        if take_flash and found.flash:
+            data = json.loads(found.flash)
             flash = Flash(str(data["kind"]), str(data["text"]))
-            db.execute("UPDATE sessions SET flash = '', seen_at = ? WHERE key = ?", (now, key))
-        elif now - seen_at >= _TOUCH_EVERY:
-            db.execute("UPDATE sessions SET seen_at = ? WHERE key = ?", (now, key))
-        return Session(key, user, csrf, created_at, flash)
+            self._records.touch_session(found.key, now, clear_flash=True)
+        elif now - found.seen_at >= _TOUCH_EVERY:
+            self._records.touch_session(found.key, now)
+        return Session(found.key, found.user, found.csrf, found.created_at, flash)
 
     def flash(self, session: Session, kind: str, text: str) -> None:
         """A message for the next page this session sees ("released; sent to ...")."""
-        values = (json.dumps({"kind": kind, "text": text}), session.key)
-        write(
-            self.path, lambda db: db.execute("UPDATE sessions SET flash = ? WHERE key = ?", values)
-        )
+        self._records.set_flash(session.key, json.dumps({"kind": kind, "text": text}))
 
     def end(self, session: Session) -> None:
-        write(
-            self.path, lambda db: db.execute("DELETE FROM sessions WHERE key = ?", (session.key,))
-        )
+        self._records.end_session(session.key)
 
     def end_all(self, user: str, keep: Session | None = None) -> int:
         """End every session of ``user`` (but ``keep``): after a password change or when the
         account is disabled."""
-        values = (user, keep.key if keep else "")
-        sql = "DELETE FROM sessions WHERE user = ? AND key != ?"
-        return write(self.path, lambda db: int(db.execute(sql, values).rowcount))
+        return self._records.end_sessions(user, keep.key if keep else "")
 
 
 def end_sessions_of(path: Path, user: str) -> int:
     """For the command line, which has no web key: end every session of ``user``."""
-    sql = "DELETE FROM sessions WHERE user = ?"
-    return write(path, lambda db: int(db.execute(sql, (user,)).rowcount))
+    return accounts_store(path).end_sessions(user)

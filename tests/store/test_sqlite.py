@@ -10,8 +10,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from web.site import Site
 
+from gateway.accounts.users import FREE_FAILURES, Accounts, Throttle
 from gateway.core.model import PolicyStatus
 from gateway.core.stscache import FetchFailure
 from gateway.store import (
@@ -26,6 +28,8 @@ from gateway.store import (
 from gateway.store.crypto import Sealer
 from gateway.store.policycache import PolicyDb
 from gateway.store.sqlite import HELD_DB, SqliteStore, tables
+from gateway.store.sqlite.accounts import accounts_store
+from gateway.web.sessions import Sessions
 
 # A hold's facts as the previous release wrote them: `gateway check --json`, domain by domain.
 OLD_FACTS = {
@@ -194,3 +198,24 @@ async def test_the_policy_cache_closes_cleanly(tmp_path: Path, closed_twice: boo
     await cache.close()
     if closed_twice:
         await cache.close()
+
+
+def test_accounts_throttle_and_sessions_share_one_open_file(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "users.sqlite3"
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    accounts = Accounts(path, hasher=cheap)
+    throttle = Throttle(path)
+    sessions = Sessions(path, "k" * 40, max_age=3600, idle=600)
+    accounts.add("jo", "reviewer", "a long enough password")
+    assert accounts_store(path) is accounts_store(path)
+    session_id = sessions.create("jo", "192.0.2.1")
+    session = sessions.load(session_id)
+    assert session is not None
+    assert session.user.name == "jo"
+    for _ in range(FREE_FAILURES["user"] + 1):
+        throttle.failed(["user:jo"])
+    assert throttle.wait(["user:jo"]) > 0
+    accounts.set_disabled("jo", True)
+    assert sessions.load(session_id) is None  # a disabled account's sessions end at once
+    assert mode(path) == 0o600
+    assert mode(path.parent) == 0o700
