@@ -51,6 +51,11 @@ def normalise_domain(name: str) -> str:
     for label in labels:
         if not _LABEL.match(label):
             raise AddressError(f"invalid label {label!r}")
+    if labels[-1].isdigit():
+        # RFC 1123 §2.1: a host name's top-level label is never all-numeric, so "127.0.0.1"
+        # is an IPv4 address written without brackets. Address literals ("[192.0.2.1]",
+        # RFC 5321 §4.1.3) are not domains either; the SMTP face deals with them.
+        raise AddressError(f"{text!r} is an address, not a domain: its last label is numeric")
     if len(text) > _MAX_NAME:
         raise AddressError("domain longer than 253 characters")
     return text

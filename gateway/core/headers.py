@@ -16,6 +16,7 @@ from dataclasses import dataclass
 # RFC 5322 §3.6.8: field-name is printable ASCII except colon.
 _FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_LAST_LINE_END = re.compile(rb"\r?\n\Z")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ def header_block(message: bytes) -> tuple[bytes, int]:
         return b"", 2 if message.startswith(b"\r\n") else 1
     end = _HEADER_END.search(message)
     if end is None:
-        return message, len(message)
+        # RFC 5322 §3.5: the body is optional. Without one, the message ends with the last
+        # field's line ending, which ends that field: it is not an empty line of its own.
+        return _LAST_LINE_END.sub(b"", message), len(message)
     return message[: end.start()], end.end()
 
 
@@ -74,11 +77,40 @@ class HeaderDecodeError(ValueError):
 
 
 def decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded-words (``=?utf-8?q?...?=``) into text."""
+    """Decode RFC 2047 encoded-words (``=?utf-8?q?...?=``) into text.
+
+    RFC 2231 §5 lets an encoded word name its language after the charset
+    (``=?iso-8859-2*sl?Q?...?=``); the language says nothing about the bytes, so it is dropped
+    before the charset is looked up.
+    """
     try:
-        return str(email.header.make_header(email.header.decode_header(value)))
+        parts: list[tuple[bytes | str, str | None]] = []
+        for text, charset in email.header.decode_header(value):
+            charset = _without_language(charset)
+            last = parts[-1] if parts else None
+            if last and charset and last[1] == charset and isinstance(last[0], bytes):
+                # Adjacent words in one charset are one run of text (RFC 2047 §6.2);
+                # decode_header joins them only when the languages agreed as well.
+                parts[-1] = (last[0] + text, charset)
+            else:
+                parts.append((text, charset))
+        return str(email.header.make_header(parts))
     except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError) as exc:
         raise HeaderDecodeError(str(exc)) from exc
+
+
+# RFC 2231 §5: charset ["*" language], the language an RFC 1766 tag (1*8ALPHA *("-" 1*8ALPHA));
+# digits are let into subtags as later tags (BCP 47, "es-419") use them.
+_LANGUAGE = re.compile(r"\*[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*\Z")
+
+
+def _without_language(charset: str | None) -> str | None:
+    if charset is None:
+        return None
+    language = _LANGUAGE.search(charset)
+    if language is None or language.start() == 0:
+        return charset  # no language, or nothing but one: left for the lookup to refuse
+    return charset[: language.start()]
 
 
 def addresses(value: str) -> list[str]:

@@ -11,6 +11,10 @@ from collections.abc import Iterable, Sequence
 from gateway.core.model import Reason, StsMode, StsPolicy, StsRecord
 
 RECORD_PREFIX = "v=STSv1;"
+# §3.1 says records that do not begin with "v=STSv1;" are discarded, but its ABNF puts an
+# sts-field-delim (*WSP ";" *WSP) after the version, and real domains publish "v=STSv1 ; id=..".
+# So a record begins with the version field and its delimiter, whitespace allowed before ';'.
+_VERSION = re.compile(r"v=STSv1[ \t]*;")
 MAX_AGE_CAP = 31_557_600  # §3.2: values above one year are capped
 POLICY_MAX_BYTES = 64 * 1024  # §3.3
 
@@ -35,12 +39,18 @@ class StsError(ValueError):
         self.detail = detail
 
 
+def is_sts_record(text: str) -> bool:
+    """True when a TXT record begins with the STSv1 version field and its delimiter (§3.1)."""
+    return _VERSION.match(text) is not None
+
+
 def select_record(txt_records: Iterable[str]) -> str:
-    """§3.1: discard TXT records not starting with ``v=STSv1;``; exactly one must remain.
+    """§3.1: discard TXT records not starting with ``v=STSv1;`` (whitespace allowed before the
+    ``;``); exactly one must remain.
 
     Each record's character-strings must already be joined with no separator.
     """
-    candidates = [text for text in txt_records if text.startswith(RECORD_PREFIX)]
+    candidates = [text for text in txt_records if is_sts_record(text)]
     if not candidates:
         raise StsError(Reason.STS_NO_RECORD, "no TXT record starts with v=STSv1;")
     if len(candidates) > 1:
@@ -54,9 +64,10 @@ def parse_record(text: str) -> StsRecord:
     def invalid(detail: str) -> StsError:
         return StsError(Reason.STS_RECORD_INVALID, detail)
 
-    if not text.startswith(RECORD_PREFIX):
+    version = _VERSION.match(text)
+    if version is None:
         raise invalid("record does not start with v=STSv1;")
-    fields = _FIELD_DELIM.split(text[len(RECORD_PREFIX) :].strip(" \t"))
+    fields = _FIELD_DELIM.split(text[version.end() :].strip(" \t"))
     if fields and fields[-1] == "":
         fields.pop()  # the optional trailing delimiter
     record_id: str | None = None
@@ -143,7 +154,13 @@ def _parse_mx_pattern(value: str, number: int) -> str:
     pattern = value.lower().removesuffix(".")
     name = pattern.removeprefix("*.")
     labels = name.split(".")
-    if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+    # RFC 1123 §2.1: the top-level label of a host name is never all-numeric, so "1.2.3.4"
+    # is an address, not a name an MX record could hold (RFC 5321 §5.1).
+    if (
+        len(labels) < 2
+        or not all(_DOMAIN_LABEL.match(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
         raise StsError(Reason.STS_POLICY_INVALID, f"line {number}: bad mx pattern {value!r}")
     return pattern
 

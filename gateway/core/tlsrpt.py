@@ -10,6 +10,10 @@ import re
 from collections.abc import Iterable
 
 RECORD_PREFIX = "v=TLSRPTv1;"
+# §3: "records that do not begin with v=TLSRPTv1; are discarded", yet the ABNF puts a
+# field-delim (*WSP ";" *WSP) after tlsrpt-version, and real domains publish "v=TLSRPTv1 ;".
+# So a record begins with the version field and its delimiter, whitespace allowed before ';'.
+_VERSION = re.compile(r"v=TLSRPTv1[ \t]*;")
 
 _FIELD_DELIM = re.compile(r"[ \t]*;[ \t]*")
 _EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
@@ -27,9 +31,15 @@ class TlsRptError(ValueError):
         self.missing = missing
 
 
+def is_tlsrpt_record(text: str) -> bool:
+    """True when a TXT record begins with the TLSRPTv1 version field and its delimiter (§3)."""
+    return _VERSION.match(text) is not None
+
+
 def select_record(txt_records: Iterable[str]) -> str:
-    """§3: records not starting with ``v=TLSRPTv1;`` are discarded; exactly one must remain."""
-    candidates = [text for text in txt_records if text.startswith(RECORD_PREFIX)]
+    """§3: records not starting with ``v=TLSRPTv1;`` (whitespace allowed before the ``;``) are
+    discarded; exactly one must remain."""
+    candidates = [text for text in txt_records if is_tlsrpt_record(text)]
     if not candidates:
         raise TlsRptError("no TXT record starts with v=TLSRPTv1;", missing=True)
     if len(candidates) > 1:
@@ -38,13 +48,20 @@ def select_record(txt_records: Iterable[str]) -> str:
 
 
 def parse_record(text: str) -> tuple[str, ...]:
-    """Return the ``rua`` URIs of a TLS-RPT record, in order."""
-    if not text.startswith(RECORD_PREFIX):
+    """Return the ``rua`` URIs of a TLS-RPT record, in order.
+
+    §3: ``tlsrpt-record = tlsrpt-version 1*(field-delim tlsrpt-field)`` with ``tlsrpt-field =
+    tlsrpt-rua / tlsrpt-extension``, so a second ``rua`` field is grammatical, and "the record
+    supports the ability to declare more than one rua [...] the reporter MAY attempt to deliver
+    to each": every ``rua`` field's URIs count, in the order written.
+    """
+    version = _VERSION.match(text)
+    if version is None:
         raise TlsRptError("record does not start with v=TLSRPTv1;")
-    fields = _FIELD_DELIM.split(text[len(RECORD_PREFIX) :].strip(" \t"))
+    fields = _FIELD_DELIM.split(text[version.end() :].strip(" \t"))
     if fields and fields[-1] == "":
         fields.pop()
-    rua: tuple[str, ...] | None = None
+    rua: list[str] = []
     for item in fields:
         name, sep, value = item.partition("=")
         if not sep:
@@ -54,10 +71,9 @@ def parse_record(text: str) -> tuple[str, ...]:
             for uri in uris:
                 if not _URI.match(uri):
                     raise TlsRptError(f"rua must list mailto: or https: URIs, not {uri!r}")
-            if rua is None:
-                rua = uris
+            rua.extend(uris)
         elif not _EXT_NAME.match(name) or not _EXT_VALUE.match(value):
             raise TlsRptError(f"malformed field {item!r}")
     if not rua:
         raise TlsRptError("no rua field")
-    return rua
+    return tuple(rua)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.audit import events as audit
-from gateway.config.checks import parse_duration
+from gateway.config.values import describe_duration
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.messageview import attachment_bytes
 from gateway.store import AuditQuery, Hold, NewNotice, Status
@@ -85,7 +85,7 @@ async def page(request: Request, session: Session) -> Response:
         )
     entries, total = await web.review.audit_page(AuditQuery(hold_id=hold.id, limit=TRAIL))
     now = web.clock()
-    escalate_after = parse_duration(web.settings.review.escalate_after)
+    escalate_after = web.settings.review.escalate_after
     return render(
         request,
         session,
@@ -97,8 +97,8 @@ async def page(request: Request, session: Session) -> Response:
         trail_total=total,
         age=now - hold.created_at,
         overdue=hold.status is Status.HELD and now - hold.created_at >= escalate_after,
-        expires_at=hold.created_at + parse_duration(web.settings.review.expire_after),
-        escalate_after=web.settings.review.escalate_after,
+        expires_at=hold.created_at + web.settings.review.expire_after,
+        escalate_after=describe_duration(web.settings.review.escalate_after),
     )
 
 

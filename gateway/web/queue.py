@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.config.checks import parse_duration
+from gateway.config.values import describe_duration
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.model import Reason
 from gateway.core.reasons import label
@@ -85,7 +85,7 @@ async def dashboard(request: Request, session: Session) -> Response:
         query = HoldQuery(statuses=frozenset({status}), escalated=escalated, decided_after=since)
         return await web.review.count(query)
 
-    escalate_after = parse_duration(web.settings.review.escalate_after)
+    escalate_after = web.settings.review.escalate_after
     oldest_first = HoldQuery(statuses=frozenset({Status.HELD}), limit=WAITING)
     waiting = rows(await web.review.holds(oldest_first), now, escalate_after)
     return render(
@@ -100,8 +100,8 @@ async def dashboard(request: Request, session: Session) -> Response:
         expired=await count(Status.EXPIRED, since=week),
         oldest=waiting[0] if waiting else None,
         waiting=waiting,
-        escalate_after=web.settings.review.escalate_after,
-        expire_after=web.settings.review.expire_after,
+        escalate_after=describe_duration(web.settings.review.escalate_after),
+        expire_after=describe_duration(web.settings.review.expire_after),
     )
 
 
@@ -139,7 +139,7 @@ async def queue(request: Request, session: Session) -> Response:
     )
     holds = await web.review.holds(wanted)
     total = await web.review.count(wanted)
-    escalate_after = parse_duration(web.settings.review.escalate_after)
+    escalate_after = web.settings.review.escalate_after
     filtered = bool(sender or domain or reason or age or status != "held")
     return render(
         request,
@@ -163,7 +163,7 @@ async def queue(request: Request, session: Session) -> Response:
         reasons=REASONS,
         ages={k: v[2] for k, v in AGES.items()},
         sorts=SORTS,
-        escalate_after=web.settings.review.escalate_after,
+        escalate_after=describe_duration(web.settings.review.escalate_after),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core import addresses
+from gateway.core import addresses, allowlist
 from gateway.core.addresses import AddressError
 
 LABEL63 = "a" * 63
@@ -208,3 +208,52 @@ def test_to_unicode() -> None:
     assert addresses.to_unicode("xn--bcher-kva.example") == "bücher.example"
     assert addresses.to_unicode("example.com") == "example.com"
     assert addresses.to_unicode("xn--abc.example") == "xn--abc.example"  # undecodable: as given
+
+
+# RFC 1123 §2.1: "a valid host name can never have the dotted-decimal form #.#.#.#, since at
+# least the highest-level component label will be alphabetic". Where a domain is expected (an
+# allowlist entry, a recipient's domain), an all-numeric top-level label means an address.
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [
+        ("1.2.3.4", None),
+        ("127.0.0.1", None),
+        ("127.0.0.1.", None),
+        ("１２７.０.０.１", None),  # fullwidth digits, mapped by UTS #46 first
+        ("10.0.0.256", None),
+        ("mx.example.123", None),
+        ("12345", None),
+        ("1.2.3.example", "1.2.3.example"),
+        ("3com.example", "3com.example"),
+        ("example.a1", "example.a1"),
+        ("example.1a", "example.1a"),
+        ("127.0.0.1.example", "127.0.0.1.example"),
+    ],
+    ids=[
+        "ipv4",
+        "loopback",
+        "loopback-trailing-dot",
+        "fullwidth-loopback",
+        "dotted-quad-out-of-range",
+        "numeric-tld",
+        "one-numeric-label",
+        "numeric-labels-below-a-name",
+        "leading-digit-label",
+        "tld-letter-digit",
+        "tld-digit-letter",
+        "address-below-a-name",
+    ],
+)
+def test_a_numeric_top_level_label_is_not_a_domain(name: str, canonical: str | None) -> None:
+    if canonical is None:
+        with pytest.raises(AddressError):
+            addresses.normalise_domain(name)
+        with pytest.raises(AddressError):
+            addresses.split_address(f"alice@{name}")
+        [problem] = allowlist.parse_txt(name, "list.txt").problems
+        assert problem.line == 1
+    else:
+        assert addresses.normalise_domain(name) == canonical
+        assert addresses.split_address(f"alice@{name}") == ("alice", canonical)
+        [entry] = allowlist.parse_txt(name, "list.txt").entries
+        assert entry.domain == canonical

@@ -62,6 +62,88 @@ def test_classification(header_lines: str, expected: list[str]) -> None:
     assert findings(raw) == expected
 
 
+# RFC 5322 §3.5: message = (fields / obs-fields) [CRLF body]: the body is optional, and a
+# message of fields alone ends with the last field's CRLF. That is a readable header block.
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"From: a@school.test\r\nSubject: hello\r\n", []),
+        (b"From: a@school.test\nSubject: hello\n", []),
+        (b"From: a@school.test\r\nSubject: hello", []),
+        (b"From: a@school.test\r\nSubject: [SECURE] notes\r\n", ["subject-marker: [SECURE]"]),
+        (
+            b"From: a@school.test\r\nSubject: Re:\r\n [SECURE] folded\r\n",
+            ["subject-marker: [SECURE]"],
+        ),
+        (b"From: a@school.test\r\nX-Safeguarding: yes\r\n", ["header: X-Safeguarding: yes"]),
+        (b"From: a@school.test\r\nSubject: hello\r\n\r\n", []),
+        # what is not a field stays malformed, body or no body
+        (
+            b"From: a@school.test\r\nno colon here\r\n",
+            ["malformed-header: a header line could not be read"],
+        ),
+        (
+            b"From: a@school.test\r\nSubject: hello\r\n\r\r\n",
+            ["malformed-header: a header line could not be read"],
+        ),
+    ],
+    ids=[
+        "crlf",
+        "bare-lf",
+        "no-final-line-end",
+        "marker",
+        "folded-marker",
+        "header-rule",
+        "empty-body",
+        "bad-line",
+        "stray-cr-line",
+    ],
+)
+def test_a_message_without_a_body(raw: bytes, expected: list[str]) -> None:
+    assert findings(raw) == expected
+    assert headers.parse(raw).size == len(raw)
+
+
+# RFC 2231 §5: encoded-word := "=?" charset ["*" language] "?" encoding "?" encoded-text "?=".
+# The language tag names the text's language; the charset before it decodes the text.
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("=?iso-8859-2*sl?Q?=5BSECURE=5D_p=F8=EDli=B9?=", ["subject-marker: [SECURE]"]),
+        ("=?utf-8*en-us?b?W3NlY3VyZV0gbm90ZXM=?=", ["subject-marker: [SECURE]"]),
+        ("=?UTF-8*EN?Q?=5BSEC?= =?utf-8?q?URE=5D?= notes", ["subject-marker: [SECURE]"]),
+        ("=?us-ascii*en?q?no_marker?=", []),
+        ("=?x-unknown*en?q?abc?=", ["malformed-subject: the subject could not be decoded"]),
+        ("=?*en?q?abc?=", ["malformed-subject: the subject could not be decoded"]),
+    ],
+    ids=[
+        "iso-8859-2-slovenian",
+        "utf-8-base64-region",
+        "marker-across-words",
+        "no-marker",
+        "unknown-charset-with-language",
+        "language-without-charset",
+    ],
+)
+def test_an_encoded_word_with_a_language_tag(subject: str, expected: list[str]) -> None:
+    raw = f"From: a@school.test\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
+    assert findings(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("=?iso-8859-2*sl?Q?p=F8=EDli=B9?=", "příliš"),
+        ("=?utf-8*en?q?a?= =?utf-8*fr?q?b?=", "ab"),
+        ("=?utf-8*en?q?a?= x =?utf-8?q?b?=", "a x b"),
+        ("Re: =?utf-8*de-CH?q?Gr=C3=BCezi?=", "Re: Grüezi"),
+    ],
+    ids=["slovenian", "adjacent-words-two-languages", "words-with-text-between", "prefix"],
+)
+def test_decode_words_drops_the_language(value: str, text: str) -> None:
+    assert headers.decode_words(value) == text
+
+
 def test_a_continuation_before_any_field_is_malformed() -> None:
     assert findings(b" orphan\r\nSubject: hi\r\n\r\n") == [
         "malformed-header: a header line could not be read"

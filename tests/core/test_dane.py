@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from gateway.core import dane
 from gateway.core.model import DaneHostStatus, TlsaRecord
@@ -24,8 +30,6 @@ def tlsa(usage: int, selector: int, mtype: int, length: int) -> TlsaRecord:
         (2, 1, 1, 32, True),
         (3, 1, 2, 64, True),
         (2, 0, 2, 64, True),
-        (3, 1, 0, 294, True),
-        (2, 0, 0, 1200, True),
         # RFC 7672 §3.1.3: PKIX-TA(0) and PKIX-EE(1) are unusable for SMTP
         (0, 0, 1, 32, False),
         (1, 1, 1, 32, False),
@@ -45,7 +49,6 @@ def tlsa(usage: int, selector: int, mtype: int, length: int) -> TlsaRecord:
         (3, 1, 2, 32, False),
         (3, 1, 2, 63, False),
         (3, 1, 2, 65, False),
-        (2, 0, 0, 0, False),
     ],
     ids=[
         "dane-ee-spki-sha256",
@@ -54,8 +57,6 @@ def tlsa(usage: int, selector: int, mtype: int, length: int) -> TlsaRecord:
         "dane-ta-spki-sha256",
         "dane-ee-spki-sha512",
         "dane-ta-cert-sha512",
-        "dane-ee-spki-full",
-        "dane-ta-cert-full",
         "pkix-ta",
         "pkix-ee",
         "pkix-ta-sha512",
@@ -72,13 +73,131 @@ def tlsa(usage: int, selector: int, mtype: int, length: int) -> TlsaRecord:
         "sha512-32",
         "sha512-63",
         "sha512-65",
-        "full-empty",
     ],
 )
 def test_usable(usage: int, selector: int, mtype: int, length: int, expected: bool) -> None:
     record = tlsa(usage, selector, mtype, length)
     assert len(record.data) == length
     assert dane.usable(record) is expected
+
+
+# --- matching type 0: the full certificate or SPKI (RFC 6698 §2.1.3, §4.1) -------------------
+
+
+def der(tag: int, contents: bytes) -> bytes:
+    """One DER element (X.690 §8.1), the length in its shortest form."""
+    if len(contents) < 0x80:
+        return bytes([tag, len(contents)]) + contents
+    length = len(contents).to_bytes((len(contents).bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + contents
+
+
+SEQ, BITS, INT, OID = 0x30, 0x03, 0x02, 0x06
+ALGORITHM = der(SEQ, der(OID, bytes.fromhex("2a8648ce3d0201")))  # id-ecPublicKey
+SPKI = der(SEQ, ALGORITHM + der(BITS, b"\x00\x04" + bytes(64)))
+TBS = der(SEQ, der(INT, b"\x01") + ALGORITHM + SPKI + bytes([0x04, 0x81, 0x90]) + bytes(0x90))
+CERT = der(SEQ, TBS + ALGORITHM + der(BITS, b"\x00" + bytes(70)))
+
+
+def real_certificate() -> tuple[bytes, bytes]:
+    """A self-signed certificate and its SPKI, in DER, made by the cryptography package."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.dane.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return cert.public_bytes(serialization.Encoding.DER), spki
+
+
+def test_a_real_certificate_and_spki_are_usable_in_full() -> None:
+    cert, spki = real_certificate()
+    assert dane.usable(TlsaRecord(3, 0, 0, cert))
+    assert dane.usable(TlsaRecord(2, 0, 0, cert))
+    assert dane.usable(TlsaRecord(3, 1, 0, spki))
+    # each shape belongs to its selector
+    assert not dane.usable(TlsaRecord(3, 1, 0, cert))
+    assert not dane.usable(TlsaRecord(3, 0, 0, spki))
+
+
+# RFC 6698 §4.1 / RFC 7672 §3.1: a TLSA record whose full data cannot be a certificate (selector
+# 0) or SubjectPublicKeyInfo (selector 1) matches nothing: it is unusable, and a host with only
+# such records has no usable DANE.
+@pytest.mark.parametrize(
+    ("selector", "data", "usable"),
+    [
+        (0, CERT, True),
+        (1, SPKI, True),
+        (0, b"", False),
+        (1, b"", False),
+        (1, bytes(range(256)) + bytes(38), False),
+        (0, bytes(1200), False),
+        (1, bytes.fromhex("ab" * 32), False),
+        (1, SPKI[:-1], False),
+        (1, SPKI + b"\x00", False),
+        (1, SPKI + SPKI, False),
+        (0, CERT[:-10], False),
+        (1, der(0x31, ALGORITHM + der(BITS, b"\x00\x04")), False),
+        (1, der(SEQ, ALGORITHM), False),
+        (1, der(SEQ, ALGORITHM + der(BITS, b"\x00") + der(INT, b"\x01")), False),
+        (1, der(SEQ, der(BITS, b"\x00") + ALGORITHM), False),
+        (1, der(SEQ, ALGORITHM + der(BITS, b"")), False),
+        (1, der(SEQ, ALGORITHM + der(BITS, b"\x08\xff")), False),
+        (0, der(SEQ, TBS + ALGORITHM), False),
+        (1, bytes([SEQ, 0x80]) + ALGORITHM + der(BITS, b"\x00") + b"\x00\x00", False),
+        (1, bytes([SEQ, 0x81, len(SPKI) - 2]) + SPKI[2:], False),
+        (1, bytes([SEQ, 0x82, 0x00, len(SPKI) - 2]) + SPKI[2:], False),
+        (1, bytes([SEQ, 0x85, 0x01]) + bytes(4), False),
+        (1, bytes([0x3F, 0x01]) + SPKI[1:], False),
+    ],
+    ids=[
+        "certificate-shape",
+        "spki-shape",
+        "empty-cert",
+        "empty-spki",
+        "bytes-not-der",
+        "zeros",
+        "a-digest-given-as-full",
+        "truncated",
+        "trailing-byte",
+        "two-spkis",
+        "truncated-certificate",
+        "outer-set",
+        "spki-without-key",
+        "spki-extra-element",
+        "spki-elements-swapped",
+        "bit-string-without-unused-count",
+        "bit-string-unused-count-8",
+        "certificate-without-signature",
+        "indefinite-length",
+        "long-form-for-short-length",
+        "length-with-leading-zero",
+        "five-length-octets",
+        "high-tag-number",
+    ],
+)
+def test_full_data_must_parse(selector: int, data: bytes, usable: bool) -> None:
+    for usage in (2, 3):
+        record = TlsaRecord(usage, selector, 0, data)
+        assert dane.usable(record) is usable
+        expected = DaneHostStatus.USABLE if usable else DaneHostStatus.UNUSABLE
+        assert dane.host_status([record]) is expected
+
+
+def test_a_certificate_longer_than_127_bytes_uses_the_long_length_form() -> None:
+    assert CERT[1] == 0x82
+    assert len(CERT) > 256
+    assert dane.usable(TlsaRecord(3, 0, 0, CERT))
 
 
 @pytest.mark.parametrize(

@@ -369,6 +369,42 @@ def test_mx_pattern_invalid(pattern: str) -> None:
     invalid(policy_text(mx=("good.example.com", pattern)))
 
 
+# RFC 1123 §2.1: "a valid host name can never have the dotted-decimal form #.#.#.#, since at
+# least the highest-level component label will be alphabetic". An mx pattern names MX hosts
+# (RFC 8461 §3.2, §4.1), so an all-numeric top-level label makes it an address, not a pattern.
+@pytest.mark.parametrize(
+    ("pattern", "valid"),
+    [
+        ("1.2.3.4", False),
+        ("127.0.0.1", False),
+        ("*.0.0.1", False),
+        ("mx.example.123", False),
+        ("1.2.3.4.", False),
+        ("1.2.3.example", True),
+        ("123.example", True),
+        ("mx.example.a1", True),
+        ("mx.example.1a", True),
+    ],
+    ids=[
+        "ipv4",
+        "loopback",
+        "wildcard-over-digits",
+        "numeric-tld",
+        "ipv4-trailing-dot",
+        "numeric-labels-below-a-name",
+        "numeric-first-label",
+        "tld-letter-digit",
+        "tld-digit-letter",
+    ],
+)
+def test_mx_pattern_top_level_label_is_not_all_numeric(pattern: str, valid: bool) -> None:
+    text = policy_text(mx=(pattern,))
+    if valid:
+        assert mtasts.parse_policy(text).mx == (pattern.lower(),)
+    else:
+        invalid(text)
+
+
 # --- mx_matches and uncovered_hosts (§4.1) ---------------------------------------------------
 
 

@@ -29,6 +29,42 @@ def test_select_record_keeps_the_one_sts_record(records: list[str], expected: st
     assert mtasts.select_record(records) == expected
 
 
+# RFC 8461 §3.1: sts-text-record = sts-version 1*(sts-field-delim sts-field) [sts-field-delim]
+# and sts-field-delim = *WSP ";" *WSP: whitespace may come before the first ';' too, and real
+# domains publish it. Such a record is the domain's record, not a stranger to be discarded.
+WHITESPACE_BEFORE_DELIMITER = [
+    ("v=STSv1 ; id=abc", "abc"),
+    ("v=STSv1\t; id=abc", "abc"),
+    ("v=STSv1 \t ;id=abc", "abc"),
+    ("v=STSv1 ; id=abc ; ext=1 ;", "abc"),
+    ("v=STSv1  ;  id=20190429T010101", "20190429T010101"),
+]
+
+
+@pytest.mark.parametrize(("text", "record_id"), WHITESPACE_BEFORE_DELIMITER)
+def test_whitespace_before_the_first_semicolon_is_a_record(text: str, record_id: str) -> None:
+    assert mtasts.select_record(["v=spf1 -all", text]) == text
+    assert mtasts.parse_record(text).id == record_id
+
+
+@pytest.mark.parametrize(
+    ("records", "reason"),
+    [
+        (["v=STSv1 ; id=a", "v=STSv1; id=b"], Reason.STS_MULTIPLE_RECORDS),
+        (["v=STSv1 ; id=a", "v=STSv1\t; id=a"], Reason.STS_MULTIPLE_RECORDS),
+        # whitespace belongs to the delimiter: anything else after the version is another tag
+        (["v=STSv1 x; id=a"], Reason.STS_NO_RECORD),
+        (["v=STSv1\n; id=a"], Reason.STS_NO_RECORD),
+        (["v=STSv1\u00a0; id=a"], Reason.STS_NO_RECORD),
+    ],
+    ids=["spaced-and-plain", "two-spaced", "word-before-delimiter", "lf", "nbsp"],
+)
+def test_whitespace_before_the_semicolon_counts_once(records: list[str], reason: Reason) -> None:
+    with pytest.raises(StsError) as caught:
+        mtasts.select_record(records)
+    assert caught.value.reason is reason
+
+
 def test_select_record_takes_any_iterable() -> None:
     assert mtasts.select_record(r for r in ["x", "v=STSv1; id=1"]) == "v=STSv1; id=1"
 
@@ -43,9 +79,6 @@ def test_select_record_takes_any_iterable() -> None:
         (["v=STSv1 id=abc"], Reason.STS_NO_RECORD),
         (["v=STSv1"], Reason.STS_NO_RECORD),
         (["v=STSv2; id=abc"], Reason.STS_NO_RECORD),
-        # §3.1 "records that do not begin with v=STSv1; are discarded" (erratum 6285 notes
-        # that the ABNF would allow whitespace before the ';')
-        (["v=STSv1 ; id=abc"], Reason.STS_NO_RECORD),
         (["v=STSv1; id=a", "v=STSv1; id=b"], Reason.STS_MULTIPLE_RECORDS),
         (["v=STSv1; id=a", "v=STSv1; id=a"], Reason.STS_MULTIPLE_RECORDS),
         (["v=STSv1; id=a", "v=spf1", "v=STSv1; junk"], Reason.STS_MULTIPLE_RECORDS),
@@ -58,7 +91,6 @@ def test_select_record_takes_any_iterable() -> None:
         "no-semicolon",
         "bare-version",
         "other-version",
-        "space-before-semicolon",
         "two",
         "two-identical",
         "two-one-invalid",
@@ -146,6 +178,7 @@ def test_parse_record_valid(text: str, record_id: str, extensions: dict[str, str
         "v=STSv1; id=abc; " + "e" * 33 + "=x",
         "v=STSv1; id=abc; foo=a b",
         "v=STSv1 id=abc",
+        "v=STSv1 x; id=abc",
         "v=STSv2; id=abc",
         "",
         "id=abc",
@@ -177,6 +210,7 @@ def test_parse_record_valid(text: str, record_id: str, extensions: dict[str, str
         "extension-name-too-long",
         "space-in-extension-value",
         "no-semicolon",
+        "word-before-semicolon",
         "wrong-version",
         "empty",
         "no-version",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import string
 from collections.abc import Callable
 from typing import TypeVar
@@ -9,7 +10,7 @@ from typing import TypeVar
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gateway.core import allowlist, mtasts, tlsrpt
+from gateway.core import allowlist, headers, mtasts, tlsrpt
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import ParsedFile
 from gateway.core.model import Reason, StsMode, StsPolicy, StsRecord
@@ -28,7 +29,13 @@ AWKWARD = st.sampled_from(["\r", "\x0b", "\x0c", "\x85", "\u2028", "\x00", "é",
 MIXED = st.lists(st.one_of(GRAMMAR, AWKWARD), max_size=8).map("".join)
 ANY_TEXT = st.one_of(st.text(max_size=200), GRAMMAR, MIXED)
 
-STS_RECORDS = st.one_of(ANY_TEXT, ANY_TEXT.map(lambda s: "v=STSv1;" + s))
+STS_RECORDS = st.one_of(
+    ANY_TEXT,
+    ANY_TEXT.map(lambda s: "v=STSv1;" + s),
+    st.tuples(st.sampled_from(["", " ", "\t", " \t ", "x", "\n"]), ANY_TEXT).map(
+        lambda parts: f"v=STSv1{parts[0]};{parts[1]}"
+    ),
+)
 STS_POLICIES = st.one_of(
     ANY_TEXT,
     ANY_TEXT.map(lambda s: "version: STSv1\nmode: enforce\nmax_age: 86400\n" + s),
@@ -45,7 +52,13 @@ STS_POLICIES = st.one_of(
         max_size=8,
     ).map(lambda lines: "".join("".join(parts) for parts in lines)),
 )
-TLSRPT_RECORDS = st.one_of(ANY_TEXT, ANY_TEXT.map(lambda s: "v=TLSRPTv1;" + s))
+TLSRPT_RECORDS = st.one_of(
+    ANY_TEXT,
+    ANY_TEXT.map(lambda s: "v=TLSRPTv1;" + s),
+    st.tuples(st.sampled_from(["", " ", "\t", " \t ", "x", "\n"]), ANY_TEXT).map(
+        lambda parts: f"v=TLSRPTv1{parts[0]};{parts[1]}"
+    ),
+)
 TOML_TEXT = st.one_of(
     ANY_TEXT,
     ANY_TEXT.map(lambda s: "[[domain]]\nname = " + s),
@@ -74,7 +87,12 @@ TOML_TEXT = st.one_of(
 )
 
 LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
-HOST = st.lists(LABEL, min_size=2, max_size=4).map(".".join)
+# RFC 1123 §2.1: a host name's top-level label is never all-numeric.
+HOST = (
+    st.lists(LABEL, min_size=2, max_size=4)
+    .filter(lambda labels: not labels[-1].isdigit())
+    .map(".".join)
+)
 WSP = st.text(alphabet=" \t", max_size=3)
 
 
@@ -84,6 +102,11 @@ def attempt(parse: Callable[[T], object], error: type[E], argument: T) -> tuple[
         return parse(argument), None
     except error as exc:
         return None, exc
+
+
+def starts_with_version(record: str, version: str) -> bool:
+    """The version, then the field delimiter *WSP ";" (RFC 8461 §3.1, RFC 8460 §3)."""
+    return record.startswith(version) and record[len(version) :].lstrip(" \t").startswith(";")
 
 
 def random_case(draw: st.DrawFn, text: str) -> str:
@@ -111,14 +134,14 @@ def test_parse_record_raises_only_sts_error(text: str) -> None:
 @given(st.lists(STS_RECORDS, max_size=4))
 def test_select_record_raises_only_sts_error(records: list[str]) -> None:
     chosen, error = attempt(mtasts.select_record, StsError, records)
-    count = sum(r.startswith("v=STSv1;") for r in records)
+    count = sum(starts_with_version(r, "v=STSv1") for r in records)
     if error is not None:
         expected = Reason.STS_NO_RECORD if count == 0 else Reason.STS_MULTIPLE_RECORDS
         assert error.reason is expected
         assert count != 1
     else:
         assert chosen in records
-        assert [r for r in records if r.startswith("v=STSv1;")] == [chosen]
+        assert [r for r in records if starts_with_version(r, "v=STSv1")] == [chosen]
 
 
 @SETTINGS
@@ -141,7 +164,7 @@ def test_parse_policy_raises_only_sts_error(text: str) -> None:
 @given(st.lists(TLSRPT_RECORDS, max_size=4))
 def test_tlsrpt_select_raises_only_its_error(records: list[str]) -> None:
     chosen, error = attempt(tlsrpt.select_record, TlsRptError, records)
-    count = sum(r.startswith("v=TLSRPTv1;") for r in records)
+    count = sum(starts_with_version(r, "v=TLSRPTv1") for r in records)
     if error is not None:
         assert error.missing is (count == 0)
         assert count != 1
@@ -198,6 +221,7 @@ def test_normalise_domain_raises_only_address_error(name: str) -> None:
     assert not domain.endswith(".")
     assert 1 <= len(domain) <= 253
     assert all(1 <= len(label) <= 63 for label in domain.split("."))
+    assert not domain.rsplit(".", 1)[-1].isdigit()  # RFC 1123 §2.1
     assert normalise_domain(domain) == domain  # idempotent
 
 
@@ -277,7 +301,7 @@ def records(draw: st.DrawFn) -> tuple[str, str]:
         value = draw(st.from_regex(r"[\x21-\x3a\x3c\x3e-\x7e]{1,12}", fullmatch=True))
         if name != "id" and name != "v":
             fields.insert(draw(st.integers(0, len(fields))), f"{name}={value}")
-    text = "v=STSv1;" + draw(WSP)
+    text = "v=STSv1" + draw(WSP) + ";" + draw(WSP)
     for index, item in enumerate(fields):
         text += item
         if index < len(fields) - 1:
@@ -312,6 +336,28 @@ def test_tlsrpt_round_trip(uris: list[str], spaces: list[tuple[str, str]]) -> No
         f"{before},{after}{uri}" for uri, (before, after) in zip(uris[1:], spaces, strict=False)
     )
     assert tlsrpt.parse_record(f"v=TLSRPTv1; rua={rua};") == tuple(uris)
+    before, after = spaces[0]
+    assert tlsrpt.parse_record(f"v=TLSRPTv1{before};{after}rua={rua}") == tuple(uris)
+
+
+URIS = st.lists(
+    st.one_of(
+        st.builds(lambda u, h: f"mailto:{u}@{h}", LABEL, HOST),
+        st.builds(lambda h, p: f"https://{h}/{p}", HOST, LABEL),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@SETTINGS
+@given(st.lists(URIS, min_size=1, max_size=3), st.lists(WSP, min_size=4, max_size=4))
+def test_tlsrpt_every_rua_field_counts(fields: list[list[str]], spaces: list[str]) -> None:
+    """RFC 8460 §3: more than one rua field is allowed; each adds its URIs, in order."""
+    first, between = f"{spaces[0]};{spaces[1]}", f"{spaces[2]};{spaces[3]}"
+    text = "v=TLSRPTv1" + first + between.join("rua=" + ",".join(uris) for uris in fields)
+    expected = tuple(uri for uris in fields for uri in uris)
+    assert tlsrpt.parse_record(text) == expected
 
 
 @SETTINGS
@@ -337,3 +383,52 @@ def test_allowlist_wildcard_covers_every_depth_below_only(parent: str, labels: l
     assert wildcard.covers(".".join([*labels, parent]))
     assert not wildcard.covers(parent)
     assert not wildcard.covers(labels[0] + parent)
+
+
+# --- headers (RFC 5322 §3.5, RFC 2231 §5) -----------------------------------------------------
+
+FIELD_NAME = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,15}", fullmatch=True)
+FIELD_VALUE = st.text(alphabet=string.ascii_letters + string.digits + " []()=?:.,@", max_size=30)
+FIELD_BLOCKS = st.lists(
+    st.tuples(FIELD_NAME, FIELD_VALUE, st.booleans()), min_size=1, max_size=6
+).map(
+    lambda fields: "".join(
+        f"{name}: {value}\r\n" + ("\tfolded\r\n" if fold else "") for name, value, fold in fields
+    ).encode()
+)
+
+
+@SETTINGS
+@given(FIELD_BLOCKS, st.sampled_from([b"\r\n", b"\n"]), st.binary(max_size=40))
+def test_a_message_without_a_body_reads_as_with_one(block: bytes, eol: bytes, body: bytes) -> None:
+    """The body is optional (RFC 5322 §3.5): the fields alone read as they do before a body."""
+    block = block.replace(b"\r\n", eol)
+    alone = headers.parse(block)
+    with_body = headers.parse(block + eol + body)
+    assert alone.fields == with_body.fields
+    assert alone.malformed is with_body.malformed is False
+    assert alone.size == len(block)
+
+
+LANGUAGE = st.from_regex(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8}){0,2}", fullmatch=True)
+
+
+@SETTINGS
+@given(
+    st.lists(st.text(st.characters(exclude_categories=["Cs", "Cc"]), max_size=20), max_size=4),
+    st.lists(st.one_of(st.none(), LANGUAGE), min_size=4, max_size=4),
+    st.sampled_from(["utf-8", "UTF-8", "iso-8859-1", "us-ascii"]),
+)
+def test_a_language_tag_never_changes_the_decoded_text(
+    texts: list[str], languages: list[str | None], charset: str
+) -> None:
+    """RFC 2231 §5: ``charset*language`` decodes as the charset alone would."""
+
+    def word(text: str, language: str | None) -> str:
+        data = text.encode(charset, "replace")
+        tag = f"{charset}*{language}" if language else charset
+        return f"=?{tag}?b?{base64.b64encode(data).decode()}?="
+
+    plain = " ".join(word(text, None) for text in texts)
+    tagged = " ".join(word(text, lang) for text, lang in zip(texts, languages, strict=False))
+    assert headers.decode_words(tagged) == headers.decode_words(plain)

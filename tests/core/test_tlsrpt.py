@@ -88,10 +88,6 @@ def test_select_record_needs_exactly_one(records: list[str], missing: bool) -> N
             "v=TLSRPTv1; rua=https://r.example.com/report?domain=example.com&x=1",
             ("https://r.example.com/report?domain=example.com&x=1",),
         ),
-        (
-            "v=TLSRPTv1; rua=mailto:first@example.com; rua=mailto:second@example.com",
-            ("mailto:first@example.com",),
-        ),
     ],
     ids=[
         "mailto",
@@ -107,10 +103,57 @@ def test_select_record_needs_exactly_one(records: list[str], missing: bool) -> N
         "percent-encoded-comma",
         "query",
         "https-query-with-equals",
-        "first-rua-wins",
     ],
 )
 def test_parse_record_valid(text: str, rua: tuple[str, ...]) -> None:
+    assert tlsrpt.parse_record(text) == rua
+
+
+# RFC 8460 §3: field-delim = *WSP ";" *WSP, after the version as after every field; real
+# domains publish "v=TLSRPTv1 ; rua=...". The record is theirs, not one to discard.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "v=TLSRPTv1 ; rua=mailto:tlsrpt@example.com",
+        "v=TLSRPTv1\t;rua=mailto:tlsrpt@example.com",
+        "v=TLSRPTv1 \t ; rua=mailto:tlsrpt@example.com ;",
+    ],
+    ids=["space", "tab", "mixed-and-trailing"],
+)
+def test_whitespace_before_the_first_semicolon_is_a_record(text: str) -> None:
+    assert tlsrpt.select_record(["v=spf1 -all", text]) == text
+    assert tlsrpt.parse_record(text) == ("mailto:tlsrpt@example.com",)
+
+
+def test_whitespace_before_the_semicolon_still_counts_as_a_second_record() -> None:
+    with pytest.raises(TlsRptError) as caught:
+        tlsrpt.select_record([RECORD, "v=TLSRPTv1 ; rua=mailto:b@example.com"])
+    assert caught.value.missing is False
+
+
+# RFC 8460 §3: tlsrpt-record = tlsrpt-version 1*(field-delim tlsrpt-field) and tlsrpt-field =
+# tlsrpt-rua / tlsrpt-extension, so a second rua field is grammatical; "the record supports the
+# ability to declare more than one rua, and if there exists more than one, the reporter MAY
+# attempt to deliver to each". A second field adds its URIs; it is neither dropped nor an error.
+@pytest.mark.parametrize(
+    ("text", "rua"),
+    [
+        (
+            "v=TLSRPTv1; rua=mailto:first@example.com; rua=mailto:second@example.com",
+            ("mailto:first@example.com", "mailto:second@example.com"),
+        ),
+        (
+            "v=TLSRPTv1; rua=mailto:a@example.com,https://r.example/a; rua=https://r.example/b",
+            ("mailto:a@example.com", "https://r.example/a", "https://r.example/b"),
+        ),
+        (
+            "v=TLSRPTv1; rua=mailto:a@example.com; ext=1; rua=mailto:b@example.com;",
+            ("mailto:a@example.com", "mailto:b@example.com"),
+        ),
+    ],
+    ids=["two-fields", "list-then-field", "extension-between"],
+)
+def test_every_rua_field_counts(text: str, rua: tuple[str, ...]) -> None:
     assert tlsrpt.parse_record(text) == rua
 
 
@@ -135,7 +178,8 @@ def test_parse_record_valid(text: str, rua: tuple[str, ...]) -> None:
         "v=TLSRPTv1; RUA=mailto:a@example.com",
         "v=TLSRPTv2; rua=mailto:a@example.com",
         "rua=mailto:a@example.com",
-        "v=TLSRPTv1 ; rua=mailto:a@example.com",
+        "v=TLSRPTv1 x; rua=mailto:a@example.com",
+        "v=TLSRPTv1; rua=mailto:a@example.com; rua=http://r.example.com/",
         "",
     ],
     ids=[
@@ -157,7 +201,8 @@ def test_parse_record_valid(text: str, rua: tuple[str, ...]) -> None:
         "RUA-is-not-rua",
         "other-version",
         "no-version",
-        "space-before-first-semicolon",
+        "word-before-first-semicolon",
+        "second-rua-bad",
         "empty",
     ],
 )
