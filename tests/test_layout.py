@@ -47,10 +47,13 @@ def _imports_in(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
     yield from _imports(node)
 
 
-def _with_parents(name: str, known: dict[str, Path]) -> set[str]:
-    """Importing a.b.c runs a/__init__.py and a/b/__init__.py first."""
-    parts = name.split(".")
-    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & known.keys()
+def _running(target: str, importer: str, known: dict[str, Path]) -> set[str]:
+    """Importing a.b.c runs a/__init__.py and a/b/__init__.py first, except the packages the
+    importer is itself inside (they are already being run when it is)."""
+    parts = target.split(".")
+    parents = {".".join(parts[:i]) for i in range(1, len(parts))}
+    inside = {p for p in parents if importer == p or importer.startswith(p + ".")}
+    return ({target} | (parents - inside)) & known.keys()
 
 
 def imported(name: str, path: Path, known: dict[str, Path]) -> set[str]:
@@ -60,15 +63,18 @@ def imported(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     for node in _imports(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                found |= _with_parents(alias.name, known)
+                found |= _running(alias.name, name, known)
             continue
         base = node.module or ""
         if node.level:
             anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
             base = ".".join([*anchor, base] if base else anchor)
-        found |= _with_parents(base, known)
-        for alias in node.names:  # `from gateway.web import server` imports a module
-            found |= _with_parents(f"{base}.{alias.name}", known)
+        for alias in node.names:
+            submodule = f"{base}.{alias.name}"
+            if submodule in known:  # `from gateway.web import server` imports a module
+                found |= _running(submodule, name, known)
+            else:  # a name defined in ``base`` itself: it must have run
+                found |= {base} & known.keys() | _running(base, name, known)
     found.discard(name)
     return found
 
@@ -121,6 +127,21 @@ def test_imports_inside_functions_count_and_type_checking_ones_do_not(tmp_path: 
     )
     known = {"gateway": PACKAGE, "gateway.web": PACKAGE, "gateway.web.server": PACKAGE}
     assert imported("m", source, known) == {"gateway", "gateway.web", "gateway.web.server"}
+
+
+def test_a_module_inside_a_package_does_not_depend_on_that_package_by_importing_a_sibling(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "changes.py"
+    source.write_text("from gateway.store.records import Status\nfrom gateway.store import Hold\n")
+    known = {name: PACKAGE for name in ("gateway", "gateway.store", "gateway.store.records")}
+    # The sibling alone; the package only for a name its __init__ defines.
+    assert imported("gateway.store.changes", source, known) == {
+        "gateway.store.records",
+        "gateway.store",
+    }
+    source.write_text("from gateway.store.records import Status\n")
+    assert imported("gateway.store.changes", source, known) == {"gateway.store.records"}
 
 
 def test_no_import_cycles_in_the_gateway() -> None:

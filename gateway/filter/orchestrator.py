@@ -29,11 +29,19 @@ from gateway.core.model import Transport as Route
 from gateway.core.policy import check_sender, decide_recipients, today_utc
 from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
-from gateway.posture import report
-from gateway.posture.assessment import Assessment
+from gateway.posture.assessment import Assessment, record_of
 from gateway.review.notices import Notices
 from gateway.smtp.reply import SmtpReply
-from gateway.store import AuditRecord, HeldRecipient, Hold, HoldStore, NewHold, NewNotice
+from gateway.store import (
+    AuditRecord,
+    HeldRecipient,
+    Hold,
+    HoldFacts,
+    HoldStore,
+    NewHold,
+    NewNotice,
+    schema,
+)
 
 
 @dataclass(frozen=True)
@@ -268,13 +276,14 @@ class Filter:
         refusals: dict[str, Reply] | None = None,
     ) -> str:
         options = {r.address: r.options for r in work.incoming.recipients}
-        facts: dict[str, Any] = {
-            domain: report.assessment_json(assessment)
-            for domain, assessment in work.assessments.items()
-            if any(d.domain == domain for d in decisions)
-        }
-        if refusals:
-            facts["upstream_refusals"] = {a: str(r) for a, r in refusals.items()}
+        facts = HoldFacts(
+            tuple(
+                record_of(assessment)
+                for domain, assessment in work.assessments.items()
+                if any(d.domain == domain for d in decisions)
+            ),
+            {a: str(r) for a, r in (refusals or {}).items()},
+        )
         new = NewHold(
             key=f"{work.key}:{kind}",
             sender=work.incoming.sender,
@@ -335,11 +344,13 @@ class Filter:
         """For checked mail, the trail shows why each recipient it relayed to was secure."""
         if not work.assessments:
             return []
-        facts = {
-            d.domain: report.assessment_json(work.assessments[d.domain])
-            for d in work.decisions
-            if d.recipient in accepted and d.domain in work.assessments
-        }
+        facts = schema.assessments_json(
+            [
+                record_of(work.assessments[d.domain])
+                for d in work.decisions
+                if d.recipient in accepted and d.domain in work.assessments
+            ]
+        )
         return [
             audit.relayed(
                 work.queue_id,

@@ -78,7 +78,7 @@ async def open_posture(settings: Settings, allowlist: Allowlist) -> AsyncIterato
             )
             yield Posture(settings, allowlist, checker)
     finally:
-        cache.close()
+        await cache.close()
 
 
 def open_store(settings: Settings) -> SqliteStore:
