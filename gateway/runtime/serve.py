@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from gateway import logs
+from gateway.audit import witness
 from gateway.config.settings import Settings
 from gateway.config.values import RelayTls
 from gateway.core.allowlist import Allowlist
@@ -28,6 +29,7 @@ from gateway.posture.stsfetch import PolicyFetcher, default_client, tls_context
 from gateway.review.model import Review
 from gateway.runtime.workers import Supervisor
 from gateway.smtp.server import Admission, GatewaySMTP, Handler
+from gateway.store.auditkey import load_audit_key
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.policycache import PolicyDb
 from gateway.store.sqlite import SqliteStore
@@ -78,7 +80,8 @@ def hostname(settings: Settings) -> str:
 def open_store(settings: Settings) -> SqliteStore:
     folder = data_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(folder, Sealer(load_key(settings, folder)))
+    audit_key = load_audit_key(settings, folder)
+    return SqliteStore(folder, Sealer(load_key(settings, folder)), audit_key=audit_key)
 
 
 def open_relay(settings: Settings) -> Smarthost:
@@ -117,6 +120,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: 
     # each); only the leader sweeps.
     scheduler = asyncio.create_task(_scheduler(review, settings, wake, stop, sweep=leader))
     supervisor = Supervisor(settings.source, settings.smtp.workers - 1) if leader else None
+    witnessing = _witness(settings, store, stop) if leader else None
     web_ui = None
     try:
         async with posture(settings, loaded.allowlist) as checker:
@@ -170,11 +174,24 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: 
         if web_ui is not None:
             await web_ui.stop()
         await scheduler
+        if witnessing is not None:
+            await witnessing
+            loop.remove_signal_handler(signal.SIGUSR1)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await relay.close()
         await store.close()
         log.info("stopped")
+
+
+def _witness(settings: Settings, store: SqliteStore, stop: asyncio.Event) -> asyncio.Task[None]:
+    """Log the audit trail's head at start, every [audit] head_interval and on SIGUSR1."""
+    asked = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, asked.set)
+    configured = settings.audit.witness_file
+    path = settings.path(configured) if configured else data_dir(settings) / witness.WITNESS_FILE
+    keeper = witness.Witness(store, path)
+    return asyncio.create_task(witness.keep(keeper, settings.audit.head_interval, stop, asked))
 
 
 async def _scheduler(
