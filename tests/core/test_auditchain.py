@@ -49,7 +49,7 @@ def migrated(legacy_count: int, keyed_after: int = 1) -> list[Entry]:
     old = chain(EVENTS[:legacy_count], [legacy] * legacy_count)
     event, data = marker(legacy_count)
     data["legacy_head"] = old[-1].hash
-    entries = old + [seal(legacy_count + 1, 1.0, event, "", "gateway", data, old[-1].hash, key=KEY)]
+    entries = [*old, seal(legacy_count + 1, 1.0, event, "", "gateway", data, old[-1].hash, key=KEY)]
     for i in range(keyed_after):
         seq = len(entries) + 1
         entries.append(seal(seq, 2.0 + i, "held", "h2", "gateway", {}, entries[-1].hash, key=KEY))
@@ -81,7 +81,8 @@ def test_a_keyed_chain_verifies_only_under_its_key() -> None:
     entries = chain(EVENTS, [keyed(KEY)] * 3)
     assert auditchain.verify(entries, KEY) is None
     problem = auditchain.verify(entries, OTHER_KEY)
-    assert problem is not None and problem.seq == 1
+    assert problem is not None
+    assert problem.seq == 1
     assert auditchain.verify([], KEY) is None
 
 
@@ -137,7 +138,8 @@ def test_a_chain_keyed_entry_must_name_the_last_old_entry() -> None:
     wrong = dict(entries[2].data, legacy_entries=1)
     entries[2] = seal(3, 1.0, KEYED, "", "gateway", wrong, entries[1].hash, key=KEY)
     problem = auditchain.verify(entries, KEY)
-    assert problem is not None and problem.seq == 1
+    assert problem is not None
+    assert problem.seq == 1
 
 
 @pytest.mark.parametrize(
