@@ -50,6 +50,19 @@ HOLDS_ESCALATED = Gauge(
     "Held messages not yet reviewed and already escalated.",
     registry=REGISTRY,
 )
+AUDIT_HEAD = Gauge(
+    "gateway_audit_head_seq",
+    "The sequence number of the audit trail's newest entry, when last witnessed.",
+    registry=REGISTRY,
+)
+AUDIT_HEAD_PROBLEMS = Counter(
+    "gateway_audit_head_problems",
+    "Witnessed audit heads found gone: backwards (a lower head) or rewritten (entry changed).",
+    ["problem"],
+    registry=REGISTRY,
+)
+for _problem in ("backwards", "rewritten"):
+    AUDIT_HEAD_PROBLEMS.labels(_problem)  # shown at 0 before the first
 
 
 def render() -> bytes:

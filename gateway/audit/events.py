@@ -13,7 +13,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.core import auditchain
 from gateway.core.auditchain import Entry
 from gateway.core.timefmt import iso_utc
 from gateway.store import AuditRecord, Hold
@@ -119,10 +118,6 @@ def viewed(hold: Hold, by: str) -> AuditRecord:
 
 
 # --- Reading the trail ------------------------------------------------------------------------
-
-
-def verify(entries: Sequence[Entry]) -> auditchain.Problem | None:
-    return auditchain.verify(entries)
 
 
 EXPORT_FIELDS = ("seq", "time", "event", "hold_id", "actor", "data", "hash")

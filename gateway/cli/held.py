@@ -16,6 +16,7 @@ from gateway.cli.actor import acting
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config.settings import Settings
 from gateway.config.values import parse_duration
+from gateway.core.auditchain import Head, contains
 from gateway.core.timefmt import iso_utc, or_dash, start_of_day
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.model import Review
@@ -91,7 +92,15 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     trail_list.add_argument("--since", type=_date, metavar="DATE")
     trail_list.set_defaults(run=_command(audit_list))
     verify = trail_actions.add_parser("verify", parents=[common], help="check the hash chain")
+    verify.add_argument(
+        "--head",
+        type=_head,
+        metavar="SEQ:HASH",
+        help="also prove the trail still holds this head (from `gateway audit head` or the log)",
+    )
     verify.set_defaults(run=_command(audit_verify))
+    head = trail_actions.add_parser("head", parents=[common], help="where the trail ends")
+    head.set_defaults(run=_command(audit_head))
     export = trail_actions.add_parser("export", parents=[common], help="CSV or JSON")
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     export.add_argument("--since", type=_date, metavar="DATE")
@@ -121,6 +130,13 @@ def _date(text: str) -> float:
         return start_of_day(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _head(text: str) -> Head:
+    try:
+        return Head.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _by(args: argparse.Namespace) -> str:
@@ -319,13 +335,31 @@ async def audit_list(review: Review, args: argparse.Namespace) -> int:
 
 
 async def audit_verify(review: Review, args: argparse.Namespace) -> int:
-    entries = await review.audit_entries(None)
-    problem = audit.verify(entries)
+    count, problem = await review.verify_audit()
     if problem is not None:
         print(f"audit trail BROKEN at {problem}")
         return EXIT_FINDING
-    head = entries[-1].hash if entries else "(empty)"
-    print(f"audit trail intact: {len(entries)} entries, head {head}")
+    last = await review.audit_head()
+    witnessed: Head | None = args.head
+    if witnessed is not None:
+        found = await review.audit_entry(witnessed.seq)
+        missing = contains(witnessed, found, last[0] if last else 0)
+        if missing is not None:
+            print(f"audit trail does NOT contain head {witnessed}: {missing}")
+            return EXIT_FINDING
+    print(f"audit trail intact: {count} entries, head {last[1] if last else '(empty)'}")
+    if witnessed is not None:
+        print(f"it contains head {witnessed}")
+    return EXIT_OK
+
+
+async def audit_head(review: Review, args: argparse.Namespace) -> int:
+    """The head as ``SEQ:HASH``, the form ``audit verify --head`` takes."""
+    last = await review.audit_head()
+    if last is None:
+        print("the audit trail is empty", file=sys.stderr)
+        return EXIT_FINDING
+    print(Head(*last))
     return EXIT_OK
 
 

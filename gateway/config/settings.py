@@ -149,6 +149,14 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    key_file: str = ""
+    key: Secret = field(default=UNSET, metadata=_key(store_key))
+    head_interval: Seconds = field(default=HOUR, metadata=_key(longer_than_zero))
+    witness_file: str = ""
+
+
+@dataclass(frozen=True)
 class ReviewSettings:
     reviewers: tuple[str, ...] = field(default=(), metadata=_key(address_list))
     escalation_contacts: tuple[str, ...] = field(default=(), metadata=_key(address_list))
@@ -195,6 +203,7 @@ class Settings:
     policy: PolicySettings = PolicySettings()
     store: StoreSettings = StoreSettings()
     review: ReviewSettings = ReviewSettings()
+    audit: AuditSettings = AuditSettings()
     notify: NotifySettings = NotifySettings()
     log: LogSettings = LogSettings()
     web: WebSettings = WebSettings()
@@ -332,6 +341,7 @@ def keys() -> list[str]:
 
 __all__ = [
     "AllowlistSettings",
+    "AuditSettings",
     "ClassifySettings",
     "ConfigError",
     "DnsSettings",

@@ -116,6 +116,9 @@ class Review:
     async def audit_head(self) -> tuple[int, str] | None:
         return await self._store.audit_head()
 
+    async def audit_entry(self, seq: int) -> Entry | None:
+        return await self._store.audit_entry(seq)
+
     async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
         return await self._store.audit_entries(since)
 

@@ -25,6 +25,7 @@ from gateway.posture.dns import DnsResolver
 from gateway.posture.domaincheck import DomainChecker
 from gateway.posture.stsfetch import PolicyFetcher, default_client, tls_context
 from gateway.review.model import Review
+from gateway.store.auditkey import load_audit_key
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.policycache import PolicyDb
 from gateway.store.sqlite import SqliteStore
@@ -84,7 +85,8 @@ async def open_posture(settings: Settings, allowlist: Allowlist) -> AsyncIterato
 def open_store(settings: Settings) -> SqliteStore:
     folder = data_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(folder, Sealer(load_key(settings, folder)))
+    audit_key = load_audit_key(settings, folder)
+    return SqliteStore(folder, Sealer(load_key(settings, folder)), audit_key=audit_key)
 
 
 def open_relay(settings: Settings) -> Smarthost:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from gateway import logs
+from gateway.audit import witness
 from gateway.config.settings import Settings
 from gateway.filter.orchestrator import Filter
 from gateway.review.model import Review
@@ -24,6 +26,7 @@ from gateway.runtime.lifecycle import Running, lifecycle
 from gateway.runtime.parts import data_dir
 from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
 from gateway.smtp.server import Admission, GatewaySMTP, Handler
+from gateway.store.protocols import AuditTrail
 
 if TYPE_CHECKING:
     from gateway.runtime.webui import EmbeddedWeb
@@ -65,6 +68,9 @@ async def serve(
             _scheduler(running.review, settings, wake, running.stop, sweep=leader)
         )
         started.push_async_callback(_stop_scheduler, scheduler, running.stop, wake)
+        if leader:
+            witnessing = _witness(settings, running.store, running.stop)
+            started.push_async_callback(_stop_witness, witnessing, running.stop)
         if web_ui is not None:
             await web_ui.start()
         log.info(
@@ -148,12 +154,28 @@ async def _drain(admission: Admission) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _stop_witness(witnessing: asyncio.Task[None], stop: asyncio.Event) -> None:
+    stop.set()
+    await witnessing
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
+
+
 async def _stop_scheduler(
     scheduler: asyncio.Task[None], stop: asyncio.Event, wake: asyncio.Event
 ) -> None:
     stop.set()
     wake.set()
     await scheduler
+
+
+def _witness(settings: Settings, store: AuditTrail, stop: asyncio.Event) -> asyncio.Task[None]:
+    """Log the audit trail's head at start, every [audit] head_interval and on SIGUSR1."""
+    asked = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, asked.set)
+    configured = settings.audit.witness_file
+    path = settings.path(configured) if configured else data_dir(settings) / witness.WITNESS_FILE
+    keeper = witness.Witness(store, path)
+    return asyncio.create_task(witness.keep(keeper, settings.audit.head_interval, stop, asked))
 
 
 async def _scheduler(

@@ -111,6 +111,10 @@ class AuditTrail(Protocol):
         """How many entries the trail holds, and the first that breaks the hash chain."""
         ...
 
+    async def audit_entry(self, seq: int) -> Entry | None:
+        """Entry ``seq``, or None when the trail has none (to check a witnessed head)."""
+        ...
+
     async def audit_head(self) -> tuple[int, str] | None:
         """The newest entry's number and hash."""
         ...

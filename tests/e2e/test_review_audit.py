@@ -11,15 +11,19 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from gateway.core.auditchain import legacy_digest
 from rig import Rig
 from rig.gatewayproc import Gateway, message
 from rig.heldcli import (
@@ -29,15 +33,18 @@ from rig.heldcli import (
     ReviewCli,
     audit_db,
     cli_for,
+    events,
     review_gateway,
     send_held,
     state,
 )
+from rig.ports import LOOPBACK, free_port
 
 pytestmark = pytest.mark.e2e
 
 SUBJECT = "[SECURE] Referral for Zebedee Quokka"
 BODY = "Zebedee Quokka lives at 12 Oak Street with his grandmother.\r\n"
+METRICS_TOKEN = "w" * 40
 PRIVATE = ("Zebedee", "Quokka", "Oak Street", "grandmother")
 
 
@@ -248,3 +255,108 @@ def test_verify_names_an_edited_or_a_deleted_entry(gw: Gateway, cli: ReviewCli) 
 
     with contextlib.closing(audit_db(gw)) as mend:
         mend.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+
+# ---- the keyed chain and its witnessed head
+
+
+def settled(gw: Gateway, hold: str) -> None:
+    """Wait for the hold's two notices to be sent: then the trail's end stands still."""
+    deadline = time.monotonic() + 10
+    while events(gw, hold).count("notice-sent") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert events(gw, hold).count("notice-sent") == 2, events(gw, hold)
+
+
+def test_an_edit_re_hashed_without_the_key_fails_verify(gw: Gateway, cli: ReviewCli) -> None:
+    hold, _ = send_held(gw)
+    settled(gw, hold)
+    _, sent, *_ = [e["seq"] for e in state(gw, hold)[1]]
+    with contextlib.closing(audit_db(gw)) as db:
+        original = db.execute("SELECT * FROM audit WHERE seq >= ? ORDER BY seq", (sent,)).fetchall()
+        prev = original[0][6]
+        # Change the entry, then recompute every later hash by the published rule.
+        for seq, at, event, hold_id, actor, data, _, _ in original:
+            if seq == sent:
+                data = json.dumps({"kind": "held", "to": []})
+            digest = legacy_digest(seq, at, event, hold_id, actor, json.loads(data), prev)
+            db.execute(
+                "UPDATE audit SET data = ?, prev = ?, hash = ? WHERE seq = ?",
+                (data, prev, digest, seq),
+            )
+            prev = digest
+    try:
+        edited = cli.run("audit", "verify")
+        assert edited.code == 1, str(edited)
+        assert edited.stdout == (
+            f"audit trail BROKEN at entry {sent}: was changed after it was written\n"
+        ), str(edited)
+    finally:
+        with contextlib.closing(audit_db(gw)) as mend:
+            mend.executemany("REPLACE INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)", original)
+    assert cli.run("audit", "verify").code == 0
+
+
+def test_verify_head_shows_the_newest_entries_were_cut_off(gw: Gateway, cli: ReviewCli) -> None:
+    hold, _ = send_held(gw)
+    cli.ok("held", "reject", hold, "--reason", "Not needed", "--by", "Jo")
+    deadline = time.monotonic() + 10
+    while events(gw, hold).count("notice-sent") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    head = cli.ok("audit", "head").stdout.strip()
+    seq, digest = head.split(":")
+    assert {e["seq"]: e["hash"] for e in entries(gw)}[int(seq)] == digest
+    held = cli.run("audit", "verify", "--head", head)
+    assert held.code == 0, str(held)
+    assert held.stdout.endswith(f"it contains head {head}\n"), str(held)
+
+    with contextlib.closing(audit_db(gw)) as db:
+        cut = db.execute("SELECT * FROM audit WHERE seq > ? ORDER BY seq", (int(seq) - 3,))
+        newest = cut.fetchall()
+        db.execute("DELETE FROM audit WHERE seq > ?", (int(seq) - 3,))
+    try:
+        # The chain itself still fits: only the witnessed head shows the cut.
+        assert cli.run("audit", "verify").code == 0
+        missing = cli.run("audit", "verify", "--head", head)
+        assert missing.code == 1, str(missing)
+        assert missing.stdout == (
+            f"audit trail does NOT contain head {head}: entry {seq} is missing"
+            f" (the trail ends at entry {int(seq) - 3})\n"
+        ), str(missing)
+    finally:
+        with contextlib.closing(audit_db(gw)) as mend:
+            mend.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)", newest)
+    bad = cli.run("audit", "verify", "--head", "12:nothex")
+    assert bad.code == 2
+    assert "is not a head (SEQ:HASH" in bad.stderr
+
+
+def test_serve_logs_an_error_and_counts_it_when_the_head_goes_backwards(
+    rig: Rig, tmp_path: Path
+) -> None:
+    port = free_port()
+    web = {"enabled": True, "listen": f"{LOOPBACK}:{port}", "metrics_token": METRICS_TOKEN}
+    with review_gateway(rig, tmp_path, web=web) as gateway:
+        settled(gateway, send_held(gateway)[0])
+        last = entries(gateway)[-1]
+        pid = gateway.proc.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGUSR1)
+        gateway.proc.wait_event("audit head", seq=last["seq"], head=last["hash"], reason="asked")
+
+        with contextlib.closing(audit_db(gateway)) as db:
+            db.execute("DELETE FROM audit WHERE seq > ?", (last["seq"] - 3,))
+        os.kill(pid, signal.SIGUSR1)
+        [error] = gateway.proc.wait_event("audit head went backwards")
+        assert error["level"] == "error"
+        witnessed = f"{last['seq']}:{last['hash']}"
+        assert (error["seq"], error["witnessed"]) == (last["seq"] - 3, witnessed)
+        scraped = httpx.get(
+            f"http://{LOOPBACK}:{port}/metrics",
+            headers={"authorization": f"Bearer {METRICS_TOKEN}"},
+            timeout=10,
+        )
+        assert scraped.status_code == 200
+        assert 'gateway_audit_head_problems_total{problem="backwards"} 1.0' in scraped.text
+        # The witness file outside the database kept the head from before the cut.
+        assert witnessed in (gateway.data_dir / "audit-witness.log").read_text()

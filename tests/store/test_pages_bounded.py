@@ -14,7 +14,9 @@ from typing import Any
 from web.site import Site
 
 from gateway.audit import events as audit
+from gateway.runtime.serve import data_dir
 from gateway.store import HeldRecipient, NewHold
+from gateway.store.auditkey import load_audit_key
 from gateway.store.records import AuditRecord
 from gateway.store.sqlite import tables, trail
 from gateway.web.message import TRAIL
@@ -76,7 +78,7 @@ def seed(site: Site) -> None:
         ]
     db.execute("BEGIN IMMEDIATE")
     db.executemany(tables.INSERT_HOLD, rows)
-    trail.append(db, now, records)
+    trail.append(db, load_audit_key(site.settings, data_dir(site.settings)), now, records)
     db.execute("COMMIT")
 
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from gateway import logs
 from gateway.core.auditchain import Entry, Problem
+from gateway.store.auditkey import default_key
 from gateway.store.changes import HoldChange
 from gateway.store.crypto import Sealer
 from gateway.store.queries import AuditQuery, HoldQuery
@@ -43,13 +44,23 @@ JOURNAL_DAYS = 7
 class SqliteStore:
     """Implements ``Holds``, ``RelayJournal``, ``AuditTrail`` and ``NoticeOutbox``."""
 
-    def __init__(self, data_dir: Path, sealer: Sealer, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        data_dir: Path,
+        sealer: Sealer,
+        clock: Callable[[], float] = time.time,
+        audit_key: bytes | None = None,
+    ):
+        """``audit_key`` seals the audit chain; by default <data_dir>/audit.key (made at first
+        start)."""
         self._dir = data_dir / "held"
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._sealer = sealer
         self._clock = clock
+        self._audit_key = audit_key if audit_key is not None else default_key(data_dir)
         self._log = logs.get("gateway.store")
-        self._file = Database(data_dir / HELD_DB, tables.MIGRATIONS, name="hold-store")
+        migrations = tables.migrations(self._audit_key, clock)
+        self._file = Database(data_dir / HELD_DB, migrations, name="hold-store")
         self._db = self._file.db
         self._db.create_function("data_text", 1, trail.data_text, deterministic=True)
         cutoff = clock() - JOURNAL_DAYS * 86400
@@ -226,7 +237,7 @@ class SqliteStore:
         await self._run(lambda: self._write(lambda: self._append(audit)))
 
     def _append(self, records: Sequence[AuditRecord]) -> None:
-        for entry in trail.append(self._db, self._clock(), records):
+        for entry in trail.append(self._db, self._audit_key, self._clock(), records):
             # The log is the witness for the chain's head: a copy kept elsewhere shows if
             # the newest entries were ever cut off.
             self._log.info(
@@ -250,10 +261,13 @@ class SqliteStore:
         return await self._run(lambda: trail.events(self._db))
 
     async def verify_audit(self) -> tuple[int, Problem | None]:
-        return await self._run(lambda: trail.verify(self._db))
+        return await self._run(lambda: trail.verify(self._db, self._audit_key))
 
     async def audit_head(self) -> tuple[int, str] | None:
         return await self._run(lambda: trail.head(self._db))
+
+    async def audit_entry(self, seq: int) -> Entry | None:
+        return await self._run(lambda: trail.entry(self._db, seq))
 
     # --- outbox ----------------------------------------------------------------------------
 

@@ -2,18 +2,20 @@
 
 Version 1 is the schema of releases before versioning (every statement ``IF NOT EXISTS``, so
 a data directory from then is taken up as it is); each later change is a new step at the end
-of ``MIGRATIONS``, never an edit of an old one.
+of ``migrations``, never an edit of an old one.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from gateway.store import schema
 from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalate, HoldChange
 from gateway.store.records import Hold, NewHold, Status
+from gateway.store.sqlite import trail
 from gateway.store.sqlite.database import Migration, script
 
 VERSION_1 = """
@@ -79,7 +81,12 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_at);
 # Pages of one hold's trail, newest first, without reading the rest of the trail.
 VERSION_2 = "CREATE INDEX IF NOT EXISTS audit_hold_seq ON audit (hold_id, seq)"
 
-MIGRATIONS: tuple[Migration, ...] = (script(VERSION_1), script(VERSION_2))
+
+def migrations(audit_key: bytes, clock: Callable[[], float]) -> tuple[Migration, ...]:
+    """Every step, in order. Version 3 keys the audit chain (``trail.keying_migration``), so
+    the steps need the audit key; a later step goes at the end, after it."""
+    return (script(VERSION_1), script(VERSION_2), trail.keying_migration(audit_key, clock))
+
 
 COLUMNS = (
     "id, key, status, created_at, sender, recipients, mail_options, size, client, message_id,"

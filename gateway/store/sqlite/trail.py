@@ -1,18 +1,27 @@
 """The audit trail's table: appending chained entries and reading them back, for SqliteStore.
-Functions of a connection, run on the store's thread inside its transactions."""
+Functions of a connection, run on the store's thread inside its transactions.
+
+Entries are sealed with HMAC-SHA256 under the audit key (``core.auditchain``). A trail from
+before the key keeps its entries as they were written: ``keying_migration`` appends one keyed
+``chain-keyed`` entry naming the last of them, so their hashes (which a log may have witnessed)
+stay valid and an edit of any of them shows. Re-sealing them instead would have vouched, under
+the key, for whatever the table held at the upgrade, and changed hashes already witnessed.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from gateway import logs
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
 from gateway.store.queries import AuditQuery
 from gateway.store.records import AuditRecord
 from gateway.store.sqlite import queries
+from gateway.store.sqlite.database import Migration
 
 _ENTRY = "seq, at, event, hold_id, actor, data, prev, hash"
 
@@ -22,7 +31,9 @@ def data_text(data: str) -> str:
     return json.dumps(json.loads(data), ensure_ascii=False)
 
 
-def append(db: sqlite3.Connection, at: float, records: Sequence[AuditRecord]) -> list[Entry]:
+def append(
+    db: sqlite3.Connection, key: bytes, at: float, records: Sequence[AuditRecord]
+) -> list[Entry]:
     """Append ``records`` to the chain; the caller holds the write transaction."""
     if not records:
         return []
@@ -32,7 +43,9 @@ def append(db: sqlite3.Connection, at: float, records: Sequence[AuditRecord]) ->
     for record in records:
         seq += 1
         data = dict(record.data)
-        entry = auditchain.seal(seq, at, record.event, record.hold_id, record.actor, data, prev)
+        entry = auditchain.seal(
+            seq, at, record.event, record.hold_id, record.actor, data, prev, key=key
+        )
         db.execute(
             "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -66,7 +79,7 @@ def since(db: sqlite3.Connection, at: float | None) -> list[Entry]:
     return _entries(rows)
 
 
-def verify(db: sqlite3.Connection) -> tuple[int, auditchain.Problem | None]:
+def verify(db: sqlite3.Connection, key: bytes) -> tuple[int, auditchain.Problem | None]:
     """How many entries, and the first that breaks the chain: streamed, never all in memory."""
     count = 0
 
@@ -76,7 +89,7 @@ def verify(db: sqlite3.Connection) -> tuple[int, auditchain.Problem | None]:
             count += 1
             yield _entries([row])[0]
 
-    problem = auditchain.verify(stream())
+    problem = auditchain.verify(stream(), key)
     if problem is not None:
         count = int(db.execute("SELECT count(*) FROM audit").fetchone()[0])
     return count, problem
@@ -99,3 +112,30 @@ def events(db: sqlite3.Connection) -> list[str]:
 def head(db: sqlite3.Connection) -> tuple[int, str] | None:
     found = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     return (int(found[0]), str(found[1])) if found else None
+
+
+def entry(db: sqlite3.Connection, seq: int) -> Entry | None:
+    rows = db.execute(f"SELECT {_ENTRY} FROM audit WHERE seq = ?", (seq,)).fetchall()  # noqa: S608
+    return _entries(rows)[0] if rows else None
+
+
+def keying_migration(key: bytes, clock: Callable[[], float]) -> Migration:
+    """The schema step that keys the chain: a trail with entries gets its ``chain-keyed``
+    entry (the recorded migration point); an empty one is keyed from its first entry."""
+
+    def apply(db: sqlite3.Connection) -> None:
+        last = head(db)
+        if last is None:
+            return
+        marker = AuditRecord(
+            auditchain.KEYED,
+            "",
+            "gateway",
+            {"legacy_entries": last[0], "legacy_head": last[1], "rule": "hmac-sha256"},
+        )
+        [sealed] = append(db, key, clock(), [marker])
+        logs.get("gateway.store").info(
+            "audit chain keyed", legacy_entries=last[0], legacy_head=last[1], seq=sealed.seq
+        )
+
+    return apply
