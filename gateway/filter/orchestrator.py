@@ -229,7 +229,12 @@ class Filter:
         refusals = result.refusals
         if not refusals:
             held = f", held for review as {hold_id}" if hold_id else ""
-            return SmtpReply(250, "2.0.0", f"Ok: relayed as {work.queue_id}{held}")
+            # A retry of a message the upstream already took (our 250 was lost): nothing is
+            # sent again, and the reply says so rather than claim a new relay.
+            already = "already " if result.accepted and not result.sent else ""
+            if already:
+                log.info("already relayed", recipients=list(result.accepted))
+            return SmtpReply(250, "2.0.0", f"Ok: {already}relayed as {work.queue_id}{held}")
         log.warning("upstream refused", refused={a: str(r) for a, r in refusals.items()})
         if not result.accepted and not to_hold:
             # Nothing was delivered or held: hand the upstream's answer back, so the sending

@@ -12,6 +12,7 @@ same command again) finishes it without delivering twice to a recipient the upst
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -142,9 +143,9 @@ class Review:
     # --- decisions ---------------------------------------------------------------------------
 
     async def release(self, hold_id: str, rationale: str, by: str) -> ReleaseOutcome:
-        rationale = rationale.strip()
-        if not rationale:
-            raise ReviewError("a release needs a written rationale: why is sharing right here?")
+        rationale = decision_text(
+            rationale, "a release needs a written rationale: why is sharing right here?"
+        )
         by = _name(by)
         hold = await self.get(hold_id)
         if hold.status is Status.HELD:
@@ -163,9 +164,7 @@ class Review:
         return await self._deliver(hold)
 
     async def reject(self, hold_id: str, reason: str, by: str) -> Hold:
-        reason = reason.strip()
-        if not reason:
-            raise ReviewError("a reject needs a reason: the sender will be told it")
+        reason = decision_text(reason, "a reject needs a reason: the sender will be told it")
         by = _name(by)
         hold = await self.get(hold_id)
         if hold.status is not Status.HELD:
@@ -317,6 +316,28 @@ class Review:
 
     async def drain_notices(self) -> int:
         return await self._outbox.drain(self._clock())
+
+
+def decision_text(text: str, refusal: str) -> str:
+    """A release's rationale or a reject's reason as it is recorded: stripped, controls other
+    than line breaks and tabs removed. Refused (``ReviewError(refusal)``) when nothing would be
+    left to read: only whitespace, zero-width or bidi marks, NUL and other controls. The one
+    check for the command line and the web UI."""
+    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    kept = kept.strip()
+    if not any(_readable(ch) for ch in kept):
+        raise ReviewError(refusal)
+    return kept
+
+
+# Characters that render as nothing though Unicode does not class them as space or format.
+_BLANK = frozenset("\u115f\u1160\u2800\u3164\uffa0")
+
+
+def _readable(ch: str) -> bool:
+    # C*: controls, format (zero-width, bidi, BOM), unassigned, private, surrogates;
+    # Z*: separators; M*: a combining mark with nothing to combine with.
+    return unicodedata.category(ch)[0] not in "CZM" and ch not in _BLANK and not ch.isspace()
 
 
 def _name(by: str) -> str:

@@ -15,10 +15,12 @@ import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway import logs
 from gateway.config.settings import NotifySettings, ReviewSettings
 from gateway.config.values import describe_duration
 from gateway.core.reasons import sender_words
 from gateway.core.timefmt import day_and_time
+from gateway.review import fields
 from gateway.store import HeldRecipient, Hold, NewNotice
 
 WHY_IT_MATTERS = (
@@ -56,23 +58,28 @@ class Notices:
         return self.notify.organisation or self.hostname
 
     def _subject(self, text: str, hold: Hold) -> str:
-        if self.notify.include_subject and hold.subject:
-            return f"{text}: {hold.subject}"
-        return text
+        subject = fields.one_line(hold.subject) if self.notify.include_subject else ""
+        return f"{text}: {subject}" if subject else text
 
-    def _message(self, to: Sequence[str], subject: str, body: str, hold: Hold) -> bytes:
+    def _message(
+        self, to: Sequence[str], subject: str, body: str, hold: Hold, *, from_hold: bool = True
+    ) -> bytes:
+        """The notice as it is sent. Every header value is one line valid for its field
+        (``fields``); with ``from_hold`` false, nothing of the held message but its id and
+        addresses is used, for the fallback below."""
         message = email.message.EmailMessage(policy=email.policy.SMTP)
         message["From"] = f"Safeguarding Mail Gateway <{self.sender}>"
-        message["To"] = ", ".join(to)
-        message["Subject"] = subject
+        message["To"] = fields.address_list(to)
+        message["Subject"] = self._subject(subject, hold) if from_hold else subject
         message["Date"] = email.utils.formatdate(usegmt=True)
         message["Message-ID"] = email.utils.make_msgid("notice", self.hostname)
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
-        message["X-Safeguarding-Gateway"] = f"notice; hold={hold.id}"
-        if hold.message_id:
-            message["In-Reply-To"] = hold.message_id
-            message["References"] = hold.message_id
-        message.set_content(body)
+        message["X-Safeguarding-Gateway"] = f"notice; hold={fields.one_line(hold.id)}"
+        original = fields.msg_id(hold.message_id) if from_hold else None
+        if original:  # RFC 5322 §3.6.4: the held message's id, only if it is a valid msg-id
+            message["In-Reply-To"] = original
+            message["References"] = original
+        message.set_content(fields.body_text(body))
         return message.as_bytes()
 
     def _notice(
@@ -81,7 +88,16 @@ class Notices:
         recipients = [address for address in to if address]
         if not self.notify.enabled or not recipients:
             return []  # a bounce (null sender) is never answered with a notice
-        message = self._message(recipients, self._subject(subject, hold), body, hold)
+        try:
+            message = self._message(recipients, subject, body, hold)
+        except Exception:
+            # A notice is built inside the transaction that holds the message: whatever in
+            # the held message defeats it must not make the message impossible to hold.
+            logs.get("gateway.notify").exception(
+                "notice built without the message's fields", notice=kind, hold_id=hold.id
+            )
+            ascii_body = body.encode("ascii", "backslashreplace").decode("ascii")
+            message = self._message(recipients, subject, ascii_body, hold, from_hold=False)
         return [NewNotice(kind, hold.id, self.sender, tuple(recipients), message)]
 
     def held(self, hold: Hold, relayed_to: Sequence[str]) -> list[NewNotice]:

@@ -3,6 +3,8 @@ path (so a notice, too, reaches each of its recipients once)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gateway import logs
 from gateway.audit import events as audit
 from gateway.delivery.deliver import Delivery
@@ -31,13 +33,31 @@ class Outbox:
 
     async def _send(self, notice: Notice, now: float) -> int:
         """Send one notice; 1 if the upstream took it. A failure is kept for a retry with
-        back-off (temporary) or for an operator to read (permanent)."""
+        back-off (temporary) or for an operator to read (permanent); either way the next
+        notice is sent after it, so one bad address never holds up anyone else's notice."""
+        unsendable = _unsendable(notice.recipients)
+        if unsendable:
+            await self._give_up(notice, f"cannot be encoded for SMTP: {unsendable}")
+            return 0
+        smtputf8 = not all(r.isascii() for r in (notice.sender, *notice.recipients))
         transaction = Transaction(
             sender=notice.sender,
             recipients=tuple(Recipient(r) for r in notice.recipients),
             data=notice.message,
+            # RFC 6531 §3.4: a non-ASCII mailbox only in a transaction that says SMTPUTF8.
+            mail_options=("SMTPUTF8",) if smtputf8 else (),
+            smtputf8=smtputf8,
         )
-        report = await self._delivery.deliver(transaction, f"notice:{notice.id}")
+        try:
+            report = await self._delivery.deliver(transaction, f"notice:{notice.id}")
+        except UnicodeError as exc:
+            await self._give_up(notice, f"cannot be encoded for SMTP: {exc}")
+            return 0
+        except Exception as exc:  # the store's journal, a transport bug: try again later
+            later = now + _backoff(notice.attempts)
+            await self._store.notice_failed(notice.id, f"not sent: {exc!r}", later)
+            self._log.exception("notice not sent", notice=notice.kind, hold_id=notice.hold_id)
+            return 0
         if report.failure is not None:
             upstream = str(failure_reply(report.failure))
             retry = now + _backoff(notice.attempts) if report.failure.temporary else None
@@ -67,8 +87,29 @@ class Outbox:
         self._log.info("notice sent", notice=notice.kind, hold_id=notice.hold_id, to=accepted)
         return 1
 
+    async def _give_up(self, notice: Notice, why: str) -> None:
+        """Mark ``notice`` failed for good: it stays in the outbox, with ``why``, for an
+        operator, and is never retried."""
+        await self._store.notice_failed(notice.id, why, None)
+        self._log.error(
+            "notice cannot be sent", notice=notice.kind, hold_id=notice.hold_id, reason=why
+        )
+
 
 BATCH = 50
+
+
+def _unsendable(addresses: Sequence[str]) -> str:
+    """The first address no SMTP command can carry (a control character, a lone surrogate
+    that UTF-8 cannot encode), shown escaped; "" if there is none."""
+    for address in addresses:
+        try:
+            address.encode("utf-8")
+        except UnicodeError:
+            return ascii(address)
+        if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in address):
+            return ascii(address)
+    return ""
 
 
 def _backoff(attempts: int) -> float:

@@ -19,6 +19,7 @@ from gateway.audit import events as audit
 from gateway.config.values import describe_duration
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.messageview import attachment_bytes
+from gateway.review.model import decision_text
 from gateway.store import AuditQuery, Hold, NewNotice, Status
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
@@ -142,7 +143,7 @@ async def _decide(request: Request, session: Session, action: str) -> Response:
     web = web_of(request)
     hold_id = request.path_params["hold_id"]
     form = await request.form()
-    text = str(form.get("text") or "").replace("\r\n", "\n").strip()[:MAX_TEXT]
+    text = _decision_text(str(form.get("text") or "").replace("\r\n", "\n")[:MAX_TEXT])
     confirmed = form.get("confirmed") == "yes"
     try:
         hold = await web.review.get(hold_id)
@@ -190,6 +191,14 @@ async def _decide(request: Request, session: Session, action: str) -> Response:
     kind = "ok" if done else "error"
     await web.blocking(lambda: web.sessions.flash(session, kind, message))
     return back
+
+
+def _decision_text(text: str) -> str:
+    """The text as the review model records it; "" (ask again) when it refuses it."""
+    try:
+        return decision_text(text, "")
+    except ReviewError:
+        return ""
 
 
 def _released_text(

@@ -292,9 +292,20 @@ async def test_retry_after_a_tempfail_delivers_once_and_holds_once(rig: Rig, fai
     # Our 250 lost on the way: the MTA sends again, and nothing more leaves or is held.
     again = await rig.send((SECURE, INSECURE))
     assert again.code == 250, again
+    # And the reply says so, rather than claim a relay that did not happen.
+    assert re.fullmatch(rf"Ok: already relayed as {QID}, held for review as {hold.id}", again.text)
     assert rig.transport.received == [(SECURE,)]
     assert len(rig.transport.attempts) == 2
     assert [h.id for h in await rig.store.holds(HoldQuery())] == [hold.id]
+
+
+async def test_a_retried_duplicate_is_answered_already_relayed(rig: Rig) -> None:
+    first = await rig.send((SECURE,))
+    assert re.fullmatch(RELAYED, f"{first.enhanced} {first.text}"), first
+    again = await rig.send((SECURE,))
+    assert (again.code, again.enhanced) == (250, "2.0.0")
+    assert re.fullmatch(rf"Ok: already relayed as {QID}", again.text), again
+    assert rig.transport.received == [(SECURE,)]
 
 
 async def test_copy_upstream_is_the_original_with_the_trace_fields_on_top(rig: Rig) -> None:

@@ -1,0 +1,139 @@
+"""The outbox against a real store and a real upstream on loopback: one notice that can never
+be sent is set aside, for good and with its reason, and holds up nobody else's notice."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import events as audit
+from gateway.config import settings as config
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.smarthost import Smarthost
+from gateway.review.model import Review
+from gateway.store import HeldRecipient, NewHold
+from gateway.store.crypto import Sealer
+from gateway.store.sqlite import SqliteStore
+from rig.upstream import Upstream
+
+DAY = 86400.0
+MESSAGE = b"From: a@school.test\r\nSubject: x\r\nX-Safeguarding: yes\r\n\r\nBody\r\n"
+REVIEWER = "dsl@school.test"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    server = Upstream().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def review(tmp_path: Path, upstream: Upstream, clock: Clock) -> AsyncIterator[Review]:
+    settings = config.load(
+        None,
+        environ={
+            "GATEWAY_RELAY_PORT": str(upstream.port),
+            "GATEWAY_RELAY_TIMEOUT": "5",
+            "GATEWAY_REVIEW_REVIEWERS": REVIEWER,
+            "GATEWAY_NOTIFY_FROM": "gateway@school.test",
+        },
+    )
+    store = SqliteStore(tmp_path, Sealer(b"k" * 32), clock)
+    relay = Smarthost(settings.relay, "gateway.school.test")
+    model = Review(settings, store, Delivery(relay, store, "gateway.school.test"), "gw.test", clock)
+    yield model
+    await relay.close()
+    await store.close()
+
+
+async def held(review: Review, key: str, sender: str) -> str:
+    hold, _ = await review._store.hold(
+        NewHold(
+            key=key,
+            sender=sender,
+            recipients=(HeldRecipient("b@nosts.test", "nosts.test", ("sts-no-record",)),),
+            mail_options=(),
+            message=MESSAGE,
+            client="127.0.0.1",
+            message_id="<m1@school.test>",
+            findings=(),
+        ),
+        lambda h: ([audit.held("q1", h)], review.notices.held(h, [])),
+    )
+    return hold.id
+
+
+def outbox(tmp_path: Path) -> dict[tuple[str, str], tuple[str | None, str, float]]:
+    """(hold, kind) -> (sent_at, last_error, next_at) of each notice."""
+    with sqlite3.connect(tmp_path / "held.sqlite3") as db:
+        rows = db.execute("SELECT hold_id, kind, sent_at, last_error, next_at FROM outbox")
+        return {(h, k): (s, e, n) for h, k, s, e, n in rows}
+
+
+# Addresses no SMTP command can carry (RFC 5321 §4.1.2: no control characters).
+UNSENDABLE = ["te\x00acher@school.test", "te\x7facher@school.test", "te\x85acher@school.test"]
+
+
+@pytest.mark.parametrize("bad", UNSENDABLE, ids=["nul", "del", "c1"])
+async def test_a_notice_that_cannot_be_encoded_does_not_delay_the_next(
+    review: Review, upstream: Upstream, clock: Clock, tmp_path: Path, bad: str
+) -> None:
+    first = await held(review, "k1", bad)
+    second = await held(review, "k2", "teacher@school.test")
+    # Once this raised out of the sweep: every notice behind it waited, sweep after sweep.
+    assert await review.drain_notices() == 3
+    got = sorted(m.rcpt_tos for m in upstream.messages)
+    assert got == sorted([(REVIEWER,), (REVIEWER,), ("teacher@school.test",)])
+    rows = outbox(tmp_path)
+    sent_at, error, next_at = rows[(first, "held")]
+    assert sent_at is None
+    assert "cannot be encoded" in error
+    assert next_at == float("inf")  # failed for good, kept for an operator
+    assert rows[(first, "held-reviewers")][0] is not None
+    assert all(rows[(second, kind)][0] is not None for kind in ("held", "held-reviewers"))
+    clock.now += 30 * DAY
+    assert await review.drain_notices() == 0
+    assert len(upstream.messages) == 3
+
+
+async def test_a_notice_to_a_non_ascii_address_is_sent_with_smtputf8(
+    review: Review, upstream: Upstream
+) -> None:
+    # RFC 6531 §3.4: it can be carried, in a transaction that says SMTPUTF8. Once it could
+    # not be encoded, raised out of the sweep, and every notice behind it waited for ever.
+    await held(review, "k1", "jörg@school.test")
+    await held(review, "k2", "teacher@school.test")
+    assert await review.drain_notices() == 4
+    [to_sender] = [m for m in upstream.messages if m.rcpt_tos == ("jörg@school.test",)]
+    assert "SMTPUTF8" in to_sender.mail_line
+    assert b"To: undisclosed-recipients:;\r\n" in to_sender.data
+
+
+async def test_a_temporary_failure_backs_off_and_is_sent_later(
+    review: Review, upstream: Upstream, clock: Clock, tmp_path: Path
+) -> None:
+    await held(review, "k1", "teacher@school.test")
+    upstream.stop()
+    assert await review.drain_notices() == 0
+    assert all(e and n < float("inf") for _, e, n in outbox(tmp_path).values())
+    upstream.start()
+    assert await review.drain_notices() == 0  # not due yet: backing off
+    clock.now += 3600
+    assert await review.drain_notices() == 2
