@@ -39,7 +39,7 @@ from gateway.runtime.serve import (
 )
 from gateway.store import HoldStore
 from gateway.web.app import create_app
-from gateway.web.context import Web
+from gateway.web.context import Web, trusted_networks
 from gateway.web.security import load_secret
 from gateway.web.sessions import Sessions
 from gateway.web.templating import environment
@@ -137,14 +137,16 @@ async def start(settings: Settings, app: Starlette) -> WebServer:
     taken, ConfigError for a bad TLS setting."""
     tls = tls_files(settings)
     sock, where = _bind(settings.web.listen)
+    proxies = trusted_networks(settings.web.trusted_proxies)
     config = uvicorn.Config(
         app,
         lifespan="off",
         log_config=None,
         access_log=False,
         server_header=False,
-        proxy_headers=True,  # X-Forwarded-For/-Proto from a proxy on loopback only
-        forwarded_allow_ips="127.0.0.1,::1",
+        # X-Forwarded-For/-Proto only from [web] trusted_proxies: anyone can send them.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=",".join(str(network) for network in proxies) or None,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
         timeout_graceful_shutdown=STOP_TIMEOUT,
