@@ -30,6 +30,7 @@ from gateway.runtime.workers import Supervisor
 from gateway.smtp.server import Admission, GatewaySMTP, Handler
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.policycache import PolicyDb
+from gateway.store.safeio import private_dir
 from gateway.store.sqlite import SqliteStore
 
 POLICY_DB = "sts-cache.sqlite3"
@@ -57,7 +58,7 @@ async def posture(settings: Settings, allowlist: Allowlist) -> AsyncIterator[Pos
             )
             locks = data_dir(settings) / "sts-locks" if workers > 1 else None
             if locks is not None:
-                locks.mkdir(parents=True, exist_ok=True)
+                private_dir(locks)
             checker = DomainChecker(
                 resolver,
                 fetcher,
@@ -77,7 +78,7 @@ def hostname(settings: Settings) -> str:
 
 def open_store(settings: Settings) -> SqliteStore:
     folder = data_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     return SqliteStore(folder, Sealer(load_key(settings, folder)))
 
 

@@ -30,7 +30,7 @@ from gateway.store.records import (
     Notice,
     Status,
 )
-from gateway.store.safeio import fsync_dir, write_atomic
+from gateway.store.safeio import fsync_dir, private_dir, write_atomic
 from gateway.store.sqlite import outbox, queries, tables, trail
 from gateway.store.sqlite.database import Database
 
@@ -45,7 +45,7 @@ class SqliteStore:
 
     def __init__(self, data_dir: Path, sealer: Sealer, clock: Callable[[], float] = time.time):
         self._dir = data_dir / "held"
-        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self._dir)
         self._sealer = sealer
         self._clock = clock
         self._log = logs.get("gateway.store")
