@@ -37,7 +37,8 @@ from gateway.core.model import (
 )
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.transport import Recipient, Reply
-from gateway.filter.orchestrator import Filter, Incoming
+from gateway.filter.message import Incoming
+from gateway.filter.orchestrator import Filter
 from gateway.posture.assessment import Assessment
 from gateway.smtp.reply import SmtpReply
 from gateway.store import HoldQuery
