@@ -8,7 +8,8 @@ disabled, never deleted, so the audit trail's names keep pointing at someone.
 The throttle counts failed sign-ins per account name and per client address. After a few free
 failures each further one doubles the wait before the next attempt is even checked, up to
 ``MAX_DELAY``; a success clears the account's count, and failures are forgotten ``FORGET_AFTER``
-the last one.
+the last one. An attempt is counted before its password is checked, atomically with the look
+at the wait, so parallel attempts cannot all slip through while the first is being checked.
 
 Every call is synchronous: the web UI runs them in a worker thread (argon2 is meant to be
 slow), the command line calls them directly. The file is kept by ``gateway.store.sqlite.accounts``
@@ -207,6 +208,10 @@ def throttle_keys(name: str, client: str) -> list[str]:
 
 
 class Throttle:
+    """Sign-in attempts are counted before their password is checked (``attempt``), in the
+    same write transaction that looks at the wait: a hundred attempts sent at once queue
+    there, and only the free ones are checked."""
+
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
@@ -217,18 +222,34 @@ class Throttle:
 
     def wait(self, keys: Iterable[str]) -> float:
         """Seconds before another attempt under any of ``keys`` may be checked (0: now)."""
+        return self._wait(self._records.failures(list(keys)), self._clock())
+
+    def attempt(self, keys: Iterable[str]) -> float:
+        """0: the attempt is counted as a failure under every key, and its password may be
+        checked now (``succeeded`` takes it back); else the seconds to wait, nothing
+        counted."""
         now = self._clock()
-        waits = [0.0]
-        for key, failures, last_at in self._records.failures(list(keys)):
-            if now - last_at >= FORGET_AFTER:
-                continue
-            delay = delay_after(failures, FREE_FAILURES[key.split(":", 1)[0]])
-            waits.append(last_at + delay - now)
-        return max(waits)
+        return self._records.begin_attempt(
+            list(keys), now, now - FORGET_AFTER, lambda rows: self._wait(rows, now)
+        )
 
     def failed(self, keys: Iterable[str]) -> None:
         now = self._clock()
         self._records.add_failure(list(keys), now, now - FORGET_AFTER)
 
-    def succeeded(self, key: str) -> None:
-        self._records.clear_failures(key)
+    def succeeded(self, *keys: str) -> None:
+        """The attempt counted under ``keys`` was right: the account's failures are forgotten,
+        and the address gets its counted attempt back (a success is not a failure)."""
+        users = [key for key in keys if key.startswith("user:")]
+        others = [key for key in keys if not key.startswith("user:")]
+        self._records.end_attempt(users, others)
+
+    @staticmethod
+    def _wait(rows: Iterable[tuple[str, int, float]], now: float) -> float:
+        waits = [0.0]
+        for key, failures, last_at in rows:
+            if now - last_at >= FORGET_AFTER:
+                continue
+            delay = delay_after(failures, FREE_FAILURES[key.split(":", 1)[0]])
+            waits.append(last_at + delay - now)
+        return max(waits)

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever the gateway or a library it uses writes (SQLite's side files too) is private:
+    # it holds senders, recipients, rationales and secrets. See gateway.store.safeio.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     try:
         settings = config.load(getattr(args, "config", None))

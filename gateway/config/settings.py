@@ -190,6 +190,8 @@ class WebSettings:
     tls_cert: str = ""
     tls_key: str = ""
     metrics_token: Secret = field(default=UNSET, metadata=_key(web_secret))
+    # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; none by default.
+    trusted_proxies: tuple[str, ...] = field(default=(), metadata=_key(network_list))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ async def locked(folder: Path, name: str, patience: float) -> AsyncIterator[None
     path = folder / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # whatever the umask
         deadline = asyncio.get_running_loop().time() + patience
         while True:
             try:

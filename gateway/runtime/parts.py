@@ -28,6 +28,7 @@ from gateway.review.model import Review
 from gateway.store.auditkey import load_audit_key
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.policycache import PolicyDb
+from gateway.store.safeio import private_dir
 from gateway.store.sqlite import SqliteStore
 
 POLICY_DB = "sts-cache.sqlite3"
@@ -60,7 +61,7 @@ async def open_posture(settings: Settings, allowlist: Allowlist) -> AsyncIterato
     workers = settings.smtp.workers
     locks = data_dir(settings) / "sts-locks" if workers > 1 else None
     if locks is not None:
-        locks.mkdir(parents=True, exist_ok=True)
+        private_dir(locks)
     cache = open_policy_cache(settings)
     try:
         async with default_client(tls_context(ca_file), settings.mta_sts.fetch_timeout) as client:
@@ -84,7 +85,7 @@ async def open_posture(settings: Settings, allowlist: Allowlist) -> AsyncIterato
 
 def open_store(settings: Settings) -> SqliteStore:
     folder = data_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     audit_key = load_audit_key(settings, folder)
     return SqliteStore(folder, Sealer(load_key(settings, folder)), audit_key=audit_key)
 

@@ -100,6 +100,7 @@ class EmbeddedWeb:
             wake()  # the scheduler sends the notices at once
 
         self._listen = settings.web.listen
+        self._proxies = settings.web.trusted_proxies
         self._tls = load_web_tls(settings)
         self._app = build_web(settings, review, store, posture, wake_scheduler)
         self._listener: server.Listener | None = None
@@ -116,7 +117,7 @@ class EmbeddedWeb:
         if self._listener is None:
             return
         try:
-            self._server = await server.start(self._app, self._listener, self._tls)
+            self._server = await server.start(self._app, self._listener, self._tls, self._proxies)
         except OSError as exc:
             self._log.error("web UI not started", listen=str(self._listen), error=str(exc))
             return
@@ -138,7 +139,8 @@ async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> N
     async with lifecycle(settings, log) as running:
         tls = load_web_tls(settings)
         app = build_web(settings, running.review, running.store, running.posture)
-        web_ui = await server.start(app, server.bind(settings.web.listen), tls)
+        listener = server.bind(settings.web.listen)
+        web_ui = await server.start(app, listener, tls, settings.web.trusted_proxies)
         try:
             log.info("web UI listening", url=web_ui.url, data_dir=str(data_dir(settings)))
             if ready is not None:

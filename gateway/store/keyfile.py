@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.errors import ConfigError
-from gateway.store.safeio import create_exclusive
+from gateway.store.safeio import create_exclusive, private_dir
 
 
 def read_key_file(path: Path, key: str, make: Callable[[], bytes] | None = None) -> str:
@@ -15,7 +15,7 @@ def read_key_file(path: Path, key: str, make: Callable[[], bytes] | None = None)
     created from what it returns (once, even when several processes start together).
     Problems are a ``ConfigError`` naming the setting ``key``."""
     if make is not None and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         create_exclusive(path, make(), 0o600)
     try:
         text = path.read_text(encoding="ascii")

@@ -10,7 +10,7 @@ so the trail never misses an event that happened, nor records one that did not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.core.auditchain import Entry, Problem
@@ -186,6 +186,21 @@ class SignInFailures(Protocol):
     def add_failure(self, keys: Sequence[str], at: float, forget_before: float) -> None: ...
 
     def clear_failures(self, key: str) -> None: ...
+
+    def begin_attempt(
+        self,
+        keys: Sequence[str],
+        at: float,
+        forget_before: float,
+        wait: Callable[[list[tuple[str, int, float]]], float],
+    ) -> float:
+        """Atomically: the ``wait`` of the keys' failures, and when it is 0 one more failure
+        counted under each key."""
+        ...
+
+    def end_attempt(self, clear: Sequence[str], refund: Sequence[str]) -> None:
+        """Forget the failures under ``clear``; take back one under each of ``refund``."""
+        ...
 
 
 class SessionRecords(Protocol):

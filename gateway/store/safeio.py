@@ -1,7 +1,13 @@
-"""Durable file writes: a file is either absent or complete, and on disk before we say so.
+"""Durable, private file writes: a file is either absent or complete, and on disk before we
+say so; and nobody but the gateway's own user may read it.
 
 Write to a temporary file in the same folder, fsync it, rename it into place, then fsync the
 folder so the rename itself survives a power cut (rename(2) is atomic, not durable).
+
+Everything the gateway writes holds someone's data or a secret (senders, recipients,
+rationales, password hashes, keys), so every file is 0600 and every folder 0700 whatever the
+umask: the mode is set with fchmod/chmod after creating, not left to ``open``'s mode argument,
+which the umask narrows (and ``mkdir -p`` ignores for the parents, see mkdir(1)).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ def _write_temporary(path: Path, data: bytes, mode: int) -> Path:
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        os.fchmod(fd, mode)  # exactly this, whatever the umask took away
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
@@ -56,3 +63,54 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> bool:
         temporary.unlink(missing_ok=True)
     fsync_dir(path.parent)
     return True
+
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def private_dir(folder: Path) -> Path:
+    """Make ``folder`` and any missing parents with mode 0700; an existing ``folder`` of ours
+    that group or others may enter (an older release, ``mkdir`` under umask 022) is
+    narrowed to 0700."""
+    for parent in reversed(folder.parents):
+        if not parent.exists():
+            _make_dir(parent)
+    if not folder.exists():
+        _make_dir(folder)
+    else:
+        tighten(folder, PRIVATE_DIR)
+    return folder
+
+
+def _make_dir(folder: Path) -> None:
+    try:
+        os.mkdir(folder, PRIVATE_DIR)
+    except FileExistsError:  # another process made it first: it made it private too
+        return
+    os.chmod(folder, PRIVATE_DIR)
+
+
+def tighten(path: Path, mode: int) -> None:
+    """Narrow ``path`` to ``mode`` if it is ours and wider; nothing if it is not there."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return
+    if found.st_uid == os.getuid() and found.st_mode & 0o777 & ~mode:
+        os.chmod(path, mode)
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty (mode 0600) and its folder (0700) unless they exist; an existing
+    file of ours that others may read is narrowed to 0600."""
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        tighten(path, PRIVATE_FILE)
+        return
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)

@@ -4,8 +4,9 @@ The guard: no live session, and the browser is sent to sign in (and back afterwa
 reviewer on an admin page gets 403; a POST must carry the session's CSRF token (compared in
 constant time) and, when the browser names one, come from this site's origin.
 
-Sign-in is throttled per account name and per client address (``gateway.users.Throttle``):
-while a wait is due, the password is not even checked. Every outcome is logged and audited.
+Sign-in is throttled per account name and per client address (``gateway.accounts.users
+.Throttle``): an attempt is counted before its password is checked, and while a wait is due the
+password is not even checked. Every outcome is logged and audited.
 """
 
 from __future__ import annotations
@@ -190,10 +191,12 @@ async def signin(request: Request) -> Response:
         return _form(request, 400, notice, name)
 
     keys = throttle_keys(name, client)
-    wait: float = await web.blocking(lambda: web.throttle.wait(keys))
+    # Counted as a failure before the password is checked (and taken back if it is right):
+    # attempts sent in parallel cannot all be checked while the first one is.
+    wait: float = await web.blocking(lambda: web.throttle.attempt(keys))
     if wait > 0:
         known: User | None = await web.blocking(lambda: web.accounts.get(name))
-        await _failed(request, known, client, "throttled", keys=None)
+        await _failed(request, known, client, "throttled")
         seconds = math.ceil(wait)
         notice = Flash(
             "error",
@@ -204,11 +207,11 @@ async def signin(request: Request) -> Response:
 
     user, why = await web.blocking(lambda: web.accounts.authenticate(name, password))
     if why or user is None:
-        await _failed(request, user, client, why or "unknown-account", keys)
+        await _failed(request, user, client, why or "unknown-account")
         notice = Flash("error", "That name and password do not match an active account.")
         return _form(request, 401, notice, name)
 
-    await web.blocking(lambda: web.throttle.succeeded(f"user:{user.name}"))
+    await web.blocking(lambda: web.throttle.succeeded(*keys))
     old = web.sessions.session_id(request.cookies.get(cookie_name(request, SESSION_COOKIE)))
     session_id = await web.blocking(lambda: web.sessions.create(user.name, client, old))
     await web.audit([audit.signed_in(user.name, client)])
@@ -219,12 +222,8 @@ async def signin(request: Request) -> Response:
     return response
 
 
-async def _failed(
-    request: Request, user: User | None, client: str, why: str, keys: list[str] | None
-) -> None:
+async def _failed(request: Request, user: User | None, client: str, why: str) -> None:
     web = web_of(request)
-    if keys is not None:
-        await web.blocking(lambda: web.throttle.failed(keys))
     name = user.name if user is not None else ""
     await web.audit([audit.sign_in_failed(name, client, why)])
     web.log.warning("sign-in failed", user=name or None, client=client, why=why)

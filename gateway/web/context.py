@@ -4,6 +4,8 @@ and handed to ``gateway.web.app.create_app``."""
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +62,47 @@ def web_of(request: Request) -> Web:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address the throttle counts and the log and trail name: the peer's, or, when the
+    peer is one of ``[web] trusted_proxies``, the one its ``X-Forwarded-For`` names."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = trusted_networks(web_of(request).settings.web.trusted_proxies)
+    if not trusted:
+        return peer
+    return forwarded_client(peer, request.headers.getlist("x-forwarded-for"), trusted)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.cache
+def trusted_networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
+
+
+def forwarded_client(peer: str, forwarded: Sequence[str], trusted: Sequence[Network]) -> str:
+    """Walk ``X-Forwarded-For`` from the right, past the trusted proxies that added each hop:
+    the first hop no trusted proxy vouches for is the client. Everything to its left was
+    written by the client itself and is not believed."""
+    hops = [hop.strip() for field in forwarded for hop in field.split(",")]
+    current = peer
+    while _trusted(current, trusted) and hops:
+        hop = hops.pop()
+        if _address(hop) is None:
+            break  # a proxy that writes nonsense: count its own address
+        current = hop
+    return current
+
+
+def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+    found = _address(address)
+    return found is not None and any(found in network for network in trusted)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def render(

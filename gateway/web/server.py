@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import uvicorn
@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from gateway import logs
 from gateway.config.values import HostPort
+from gateway.web.context import trusted_networks
 
 STOP_TIMEOUT = 5  # seconds for requests in progress when the gateway stops
 
@@ -80,16 +81,21 @@ def bind(listen: HostPort) -> Listener:
     return Listener(sock, f"{shown}:{port}")
 
 
-async def start(app: Starlette, listener: Listener, tls: TlsPair | None) -> WebServer:
-    """Serve ``app`` on ``listener`` until ``stop()``."""
+async def start(
+    app: Starlette, listener: Listener, tls: TlsPair | None, trusted_proxies: Sequence[str] = ()
+) -> WebServer:
+    """Serve ``app`` on ``listener`` until ``stop()``; X-Forwarded-For and -Proto are believed
+    from ``trusted_proxies`` ([web] trusted_proxies) only."""
+    proxies = trusted_networks(tuple(trusted_proxies))
     config = uvicorn.Config(
         app,
         lifespan="off",
         log_config=None,
         access_log=False,
         server_header=False,
-        proxy_headers=True,  # X-Forwarded-For/-Proto from a proxy on loopback only
-        forwarded_allow_ips="127.0.0.1,::1",
+        # X-Forwarded-For/-Proto only from [web] trusted_proxies: anyone can send them.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=",".join(str(network) for network in proxies) or None,
         ssl_certfile=tls.cert if tls else None,
         ssl_keyfile=tls.key if tls else None,
         timeout_graceful_shutdown=STOP_TIMEOUT,

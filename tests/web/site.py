@@ -123,7 +123,14 @@ def token(page: httpx.Response) -> str:
     return found.group(1)
 
 
-async def open_site(folder: Path, upstream: Upstream, **web: object) -> Site:
+def cheap_hasher() -> PasswordHasher:
+    """argon2id still, but cheap: the tests sign in often (the real cost is tested elsewhere)."""
+    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+async def open_site(
+    folder: Path, upstream: Upstream, hasher: PasswordHasher | None = None, **web: object
+) -> Site:
     settings = config.load(write_config(folder, upstream.port, **web), environ={})
     clock = FakeClock(time.time())
     folder = data_dir(settings)
@@ -133,8 +140,7 @@ async def open_site(folder: Path, upstream: Upstream, **web: object) -> Site:
     review = Review(
         settings, store, Delivery(relay, store, "gateway.test"), "gateway.test", clock=clock
     )
-    # argon2id still, but cheap: the tests sign in often (the real cost is tested elsewhere).
-    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    hasher = hasher or cheap_hasher()
     app = build_web(settings, review, store, None, clock=clock, hasher=hasher)
     accounts = Accounts(folder / USERS_DB, clock, hasher)
     return Site(

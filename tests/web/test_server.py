@@ -25,7 +25,7 @@ from rig.cli import clean_env, gateway_script
 from rig.ports import LOOPBACK, free_port
 
 
-def write_config(folder: Path, **web: str) -> Path:
+def write_config(folder: Path, **web: object) -> Path:
     lines = [
         "[smtp]",
         f'listen = "{LOOPBACK}:{free_port()}"',
@@ -189,3 +189,32 @@ def test_serve_carries_on_with_mail_when_the_web_port_is_taken(
     [refused] = [e for e in logged if e["event"] == "web UI not started"]
     assert refused["level"] == "error"
     assert any(e["event"] == "listening" for e in logged)
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_forwarded_headers_only_from_a_trusted_proxy(
+    tmp_path: Path, running: list[Running], trusted: bool
+) -> None:
+    port = free_port()
+    proxies = {"trusted_proxies": [LOOPBACK]} if trusted else {}
+    config = write_config(tmp_path, listen=f"{LOOPBACK}:{port}", **proxies)
+    web = Running("web", "--config", str(config))
+    running.append(web)
+    url = f"http://{LOOPBACK}:{port}"
+    wait_healthy(url, web)
+    forwarded = {"x-forwarded-for": "198.51.100.23", "x-forwarded-proto": "https"}
+    with httpx.Client(base_url=url, headers=forwarded) as client:
+        form = client.get("/signin")
+        cookie = form.headers["set-cookie"]
+        assert cookie.startswith("__Host-sg_signin=") is trusted
+        csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        client.cookies.set(cookie.split("=", 1)[0], cookie.split("=", 1)[1].split(";", 1)[0])
+        response = client.post(
+            "/signin", data={"name": "nobody", "password": "a wrong guess", "csrf": csrf}
+        )
+        assert response.status_code == 401
+    code, out, _ = web.stop()
+    assert code == 0
+    logged = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    [failed] = [e for e in logged if e["event"] == "sign-in failed"]
+    assert failed["client"] == ("198.51.100.23" if trusted else LOOPBACK)

@@ -122,33 +122,52 @@ class SqliteAccounts:
 
     def failures(self, keys: Sequence[str]) -> list[tuple[str, int, float]]:
         """(key, failures in a row, when the last was) for each of ``keys`` with failures."""
-        sql = "SELECT failures, last_at FROM sign_in_failures WHERE key = ?"
-
-        def look(db: sqlite3.Connection) -> list[tuple[str, int, float]]:
-            rows = [(key, db.execute(sql, (key,)).fetchone()) for key in keys]
-            return [(key, int(row[0]), float(row[1])) for key, row in rows if row is not None]
-
-        return self._read(look)
+        return self._read(lambda db: _failures(db, keys))
 
     def add_failure(self, keys: Sequence[str], at: float, forget_before: float) -> None:
         """One more failure for each key; counts last touched at or before ``forget_before``
         start again from one (and are dropped)."""
 
-        def count(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM sign_in_failures WHERE last_at <= ?", (forget_before,))
-            for key in keys:
-                db.execute(
-                    "INSERT INTO sign_in_failures (key, failures, last_at) VALUES (?, 1, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at,"
-                    " failures = CASE WHEN last_at <= ? THEN 1 ELSE failures + 1 END",
-                    (key, at, forget_before),
-                )
-
-        self._write(count)
+        self._write(lambda db: _count_failure(db, keys, at, forget_before))
 
     def clear_failures(self, key: str) -> None:
         sql = "DELETE FROM sign_in_failures WHERE key = ?"
         self._write(lambda db: db.execute(sql, (key,)))
+
+    def begin_attempt(
+        self,
+        keys: Sequence[str],
+        at: float,
+        forget_before: float,
+        wait: Callable[[list[tuple[str, int, float]]], float],
+    ) -> float:
+        """In one write transaction: ``wait`` of the keys' failures; when it is 0, count one
+        more failure for each key now, before anyone checks the password (a success takes
+        it back). Parallel attempts queue here, so none sees a count another has not
+        recorded yet. The wait (0: this attempt may be checked)."""
+
+        def attempt(db: sqlite3.Connection) -> float:
+            due = wait(_failures(db, keys))
+            if due <= 0:
+                _count_failure(db, keys, at, forget_before)
+            return due
+
+        return self._write(attempt)
+
+    def end_attempt(self, clear: Sequence[str], refund: Sequence[str]) -> None:
+        """A counted attempt succeeded: forget every failure under ``clear``, and take back
+        the one counted under each of ``refund``."""
+
+        def settle(db: sqlite3.Connection) -> None:
+            for key in clear:
+                db.execute("DELETE FROM sign_in_failures WHERE key = ?", (key,))
+            for key in refund:
+                db.execute(
+                    "UPDATE sign_in_failures SET failures = failures - 1 WHERE key = ?", (key,)
+                )
+            db.execute("DELETE FROM sign_in_failures WHERE failures <= 0")
+
+        self._write(settle)
 
     # --- web sessions ----------------------------------------------------------------------
 
@@ -195,6 +214,25 @@ class SqliteAccounts:
         """End every session of ``user`` but the one with key ``keep``; how many ended."""
         sql = "DELETE FROM sessions WHERE user = ? AND key != ?"
         return self._write(lambda db: int(db.execute(sql, (user, keep)).rowcount))
+
+
+def _failures(db: sqlite3.Connection, keys: Sequence[str]) -> list[tuple[str, int, float]]:
+    sql = "SELECT failures, last_at FROM sign_in_failures WHERE key = ?"
+    rows = [(key, db.execute(sql, (key,)).fetchone()) for key in keys]
+    return [(key, int(row[0]), float(row[1])) for key, row in rows if row is not None]
+
+
+def _count_failure(
+    db: sqlite3.Connection, keys: Sequence[str], at: float, forget_before: float
+) -> None:
+    db.execute("DELETE FROM sign_in_failures WHERE last_at <= ?", (forget_before,))
+    for key in keys:
+        db.execute(
+            "INSERT INTO sign_in_failures (key, failures, last_at) VALUES (?, 1, ?)"
+            " ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at,"
+            " failures = CASE WHEN last_at <= ? THEN 1 ELSE failures + 1 END",
+            (key, at, forget_before),
+        )
 
 
 _files: dict[Path, SqliteAccounts] = {}

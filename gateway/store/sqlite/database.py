@@ -11,14 +11,14 @@ UI) use ``call``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
+
+from gateway.store.safeio import PRIVATE_FILE, create_private, tighten
 
 T = TypeVar("T")
 
@@ -37,13 +37,6 @@ def script(sql: str) -> Migration:
     return apply
 
 
-def create_private(path: Path) -> None:
-    """Create ``path`` (mode 0600) and its folder (0700) unless they exist."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
 class Database:
     def __init__(
         self,
@@ -55,6 +48,10 @@ class Database:
         name: str = "store",
     ) -> None:
         create_private(path)
+        # SQLite gives its side files the database's mode; ones an older release left wider
+        # are narrowed here (they hold recent writes in clear).
+        for side in ("-wal", "-shm", "-journal"):
+            tighten(path.with_name(path.name + side), PRIVATE_FILE)
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._thread: threading.Thread | None = None

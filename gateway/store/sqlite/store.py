@@ -31,7 +31,7 @@ from gateway.store.records import (
     Notice,
     Status,
 )
-from gateway.store.safeio import fsync_dir, write_atomic
+from gateway.store.safeio import fsync_dir, private_dir, write_atomic
 from gateway.store.sqlite import outbox, queries, tables, trail
 from gateway.store.sqlite.database import Database
 
@@ -54,7 +54,7 @@ class SqliteStore:
         """``audit_key`` seals the audit chain; by default <data_dir>/audit.key (made at first
         start)."""
         self._dir = data_dir / "held"
-        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self._dir)
         self._sealer = sealer
         self._clock = clock
         self._audit_key = audit_key if audit_key is not None else default_key(data_dir)
