@@ -119,7 +119,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: 
     try:
         async with posture(settings, loaded.allowlist) as checker:
             filter_ = Filter(settings, checker, store, relay, name, on_hold=wake.set)
-            handler = Handler(filter_, settings.smtp.max_recipients)
+            handler = Handler(filter_, settings.smtp.max_recipients, settings.policy.local_domains)
             admission = Admission(settings.smtp.trusted_networks, settings.smtp.max_connections)
             host, port = parse_hostport(settings.smtp.listen, 10025)
             server = await loop.create_server(
