@@ -14,6 +14,7 @@ from typing import Any
 from gateway.audit import events as audit
 from gateway.cli.actor import acting
 from gateway.config.settings import Settings
+from gateway.core.display import visible
 from gateway.core.timefmt import iso_utc, or_dash, start_of_day
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.model import HoldFilter, Review
@@ -198,13 +199,9 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
         lines.append("")
         lines.append("Attachments:" if message.attachments else "Attachments: none")
         lines += [f"  {a.filename} ({a.content_type}, {a.size} bytes)" for a in message.attachments]
-    print(_printable("\n".join(lines)))
-    return EXIT_OK
-
-
-def _printable(text: str) -> str:
     # A held message may carry terminal escape sequences; show them, never obey them.
-    return "".join(ch if ch.isprintable() or ch in "\n\t" else f"\\x{ord(ch):02x}" for ch in text)
+    print(visible("\n".join(lines)))
+    return EXIT_OK
 
 
 async def _send_notices(review: Review) -> None:

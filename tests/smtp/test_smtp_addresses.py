@@ -159,3 +159,13 @@ async def test_the_address_reaches_the_filter_as_the_client_wrote_it(face: Face)
     [incoming] = face.filter.received
     assert incoming.sender == '"head\\ of year"@school.test'
     assert [r.address for r in incoming.recipients] == ["Friend@Secure.test"]
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u2066", "\u200b", "\u200f", "\ufeff"], ids=ascii)
+async def test_bidi_and_zero_width_characters_are_refused_even_with_smtputf8(
+    face: Face, char: str
+) -> None:
+    # They make "pupil<RLO>gpj.exe" read as "pupilexe.jpg" wherever the address is shown.
+    path = f"<pupil{char}gpj.exe@school.test>"
+    assert await mail(face, f"{path} SMTPUTF8") == BAD_SENDER
+    assert await rcpt(face, path, "<head@school.test> SMTPUTF8") == BAD_RECIPIENT
