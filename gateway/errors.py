@@ -107,3 +107,26 @@ class UserError(GatewayError):
 
 class DecryptError(GatewayError):
     """A held message's blob that cannot be decrypted: the wrong key, or a damaged file."""
+
+
+class DeliveryFailed(GatewayError):
+    """A delivery transaction failed as a whole: nothing was delivered.
+
+    ``code`` and ``text`` are the upstream's reply, or the one a transport stands in when there
+    was none (421 when it could not connect, 451 when the connection dropped or timed out
+    mid-transaction); ``stage`` says where (connect, MAIL, DATA); ``outcome`` names what
+    happened (``refused``, ``deferred``, ``unreachable``, ``timed-out``: the values of
+    ``gateway.delivery.transport.Outcome``). Only a permanent refusal is not ``temporary``.
+    """
+
+    def __init__(self, code: int, text: str, stage: str, outcome: str) -> None:
+        super().__init__(f"upstream {stage}: {code} {text}")
+        self.code = code
+        self.text = text
+        self.stage = stage
+        self.outcome = outcome
+        self.temporary = outcome != "refused"
+
+    def log_fields(self) -> dict[str, object]:
+        fields = {"stage": self.stage, "upstream": f"{self.code} {self.text}"}
+        return {**super().log_fields(), **fields, "outcome": self.outcome}

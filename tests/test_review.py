@@ -14,7 +14,8 @@ import pytest
 
 from gateway.audit import events as audit
 from gateway.config import settings as config
-from gateway.delivery.smarthost import Relay
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.smarthost import Smarthost
 from gateway.errors import ReviewError
 from gateway.review.model import HoldFilter, Review
 from gateway.store import HeldRecipient, NewHold, Status
@@ -63,8 +64,9 @@ async def review(tmp_path: Path, upstream: Upstream, clock: Clock) -> AsyncItera
         },
     )
     store = SqliteStore(tmp_path, Sealer(b"k" * 32), clock)
-    relay = Relay(settings.relay, "gateway.school.test")
-    model = Review(settings, store, relay, "gateway.school.test", clock)
+    relay = Smarthost(settings.relay, "gateway.school.test")
+    delivery = Delivery(relay, store, "gateway.school.test")
+    model = Review(settings, store, delivery, "gateway.school.test", clock)
     yield model
     await relay.close()
     await store.close()

@@ -10,13 +10,12 @@ upstream accepted stops a retry from relaying a second copy.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway import logs, metrics
 from gateway.audit import events as audit
@@ -24,19 +23,14 @@ from gateway.config.settings import Settings
 from gateway.config.values import OnDnsError, Scope
 from gateway.core import classify, headers
 from gateway.core.addresses import AddressError, address_domain, normalise_domain
-from gateway.core.allowlist import MatchStatus
-from gateway.core.model import Action, Reason, RecipientDecision, Transport
+from gateway.core.allowlist import Allowlist, MatchStatus
+from gateway.core.model import Action, Reason, RecipientDecision
+from gateway.core.model import Transport as Route
 from gateway.core.policy import check_sender, decide_recipients, today_utc
-from gateway.delivery.smarthost import (
-    Recipient,
-    Relay,
-    RelayFailed,
-    RelayResult,
-    Reply,
-    Transaction,
-)
+from gateway.delivery.deliver import Delivery, Report, Trace
+from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
 from gateway.posture import report
-from gateway.posture.assessment import Assessment, Posture
+from gateway.posture.assessment import Assessment
 from gateway.review.notices import Notices
 from gateway.smtp.reply import SmtpReply
 from gateway.store import AuditRecord, HeldRecipient, Hold, HoldStore, NewHold, NewNotice
@@ -59,21 +53,29 @@ TEMPFAIL_STORE = SmtpReply(451, "4.3.0", "Could not store the message; try again
 TEMPFAIL_UPSTREAM = SmtpReply(451, "4.4.1", "Upstream unavailable; try again later")
 
 
+class PostureSource(Protocol):
+    """What the filter asks of the posture stage: a domain's assessment, and the allowlist
+    (for the sender's domain)."""
+
+    allowlist: Allowlist
+
+    async def assess(self, domain: str) -> Assessment: ...
+
+
 class Filter:
     def __init__(
         self,
         settings: Settings,
-        posture: Posture,
+        posture: PostureSource,
         store: HoldStore,
-        relay: Relay,
+        delivery: Delivery,
         hostname: str,
         on_hold: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._posture = posture
         self._store = store
-        self._relay = relay
-        self._hostname = hostname
+        self._delivery = delivery
         self._notices = Notices(settings.notify, settings.review, hostname)
         # Canonical, like the domains they are compared with ("School.Test." is school.test).
         self._local_domains = frozenset(normalise_domain(d) for d in settings.policy.local_domains)
@@ -198,40 +200,46 @@ class Filter:
         if not to_relay:
             return SmtpReply(250, "2.0.0", f"Ok: held for review as {hold_id}")
 
-        already = await self._store.relayed(work.key)
-        pending = [d for d in to_relay if d.recipient not in already]
-        result = RelayResult(accepted=[d.recipient for d in to_relay if d.recipient in already])
-        if pending:
-            try:
-                sent = await self._relay.send(self._transaction(work, pending))
-            except RelayFailed as exc:
-                log.warning("relay failed", stage=exc.stage, upstream=str(exc.reply))
-                if exc.temporary or not to_hold:
-                    return _upstream_reply(exc.reply)
-                sent = RelayResult(refused={d.recipient: exc.reply for d in pending})
-            result.accepted += sent.accepted
-            result.refused.update(sent.refused)
-            if sent.accepted:
-                log.info("relayed", recipients=sent.accepted, upstream=str(sent.reply or ""))
-                await self._journal(work, sent.accepted, log)
-        return await self._after_relay(work, to_hold, result, hold_id, log)
+        report = await self._delivery.deliver(
+            self._transaction(work, to_relay),
+            work.key,
+            trace=Trace(
+                helo=work.incoming.helo,
+                client_ip=work.incoming.client_ip,
+                protocol=_protocol(work.incoming),
+                queue_id=work.queue_id,
+                summary=_summary(work, to_relay),
+            ),
+            audit=lambda accepted: self._relayed_audit(work, accepted),
+        )
+        if report.failure is not None:
+            upstream = failure_reply(report.failure)
+            log.warning("relay failed", stage=report.failure.stage, upstream=str(upstream))
+            if report.failure.temporary or not to_hold:
+                return _upstream_reply(upstream)
+            # Refused for good while part of the message is held: the refused recipients
+            # are held too (below), never dropped.
+        if report.sent:
+            log.info("relayed", recipients=list(report.sent), upstream=str(report.reply or ""))
+        return await self._after_relay(work, to_hold, report, hold_id, log)
 
     async def _after_relay(
         self,
         work: _Work,
         to_hold: Sequence[RecipientDecision],
-        result: RelayResult,
+        result: Report,
         hold_id: str,
         log: Any,
     ) -> SmtpReply:
-        if not result.refused:
+        refusals = result.refusals
+        if not refusals:
             held = f", held for review as {hold_id}" if hold_id else ""
             return SmtpReply(250, "2.0.0", f"Ok: relayed as {work.queue_id}{held}")
-        log.warning("upstream refused", refused={a: str(r) for a, r in result.refused.items()})
+        log.warning("upstream refused", refused={a: str(r) for a, r in refusals.items()})
         if not result.accepted and not to_hold:
             # Nothing was delivered or held: hand the upstream's answer back, so the sending
             # MTA retries (4xx) or bounces (5xx) exactly as it would have without us.
-            replies = list(result.refused.values())
+            replies = list(refusals.values())
             worst = next((r for r in replies if r.temporary), replies[0])
             return _upstream_reply(worst)
         # Part of the message is delivered or held; the refused recipients must not be
@@ -240,10 +248,10 @@ class Filter:
             RecipientDecision(
                 address, _domain_or_none(address) or "", Action.HOLD, (Reason.UPSTREAM_REFUSED,)
             )
-            for address in result.refused
+            for address in refusals
         ]
         try:
-            refused_id = await self._hold(work, refused, "refused", log, result.refused)
+            refused_id = await self._hold(work, refused, "refused", log, refusals)
         except Exception:
             log.exception("hold failed")
             return TEMPFAIL_STORE
@@ -323,47 +331,34 @@ class Filter:
         except headers.HeaderDecodeError:
             return ""
 
-    async def _journal(self, work: _Work, accepted: Sequence[str], log: Any) -> None:
-        records: list[AuditRecord] = []
-        if work.assessments:  # checked mail: the trail shows why each recipient was secure
-            facts = {
-                d.domain: report.assessment_json(work.assessments[d.domain])
-                for d in work.decisions
-                if d.recipient in accepted and d.domain in work.assessments
-            }
-            records.append(
-                audit.relayed(
-                    work.queue_id,
-                    work.parsed.first("Message-ID") or "",
-                    work.incoming.sender,
-                    accepted,
-                    [str(f) for f in work.findings],
-                    facts,
-                )
+    def _relayed_audit(self, work: _Work, accepted: Sequence[str]) -> list[AuditRecord]:
+        """For checked mail, the trail shows why each recipient it relayed to was secure."""
+        if not work.assessments:
+            return []
+        facts = {
+            d.domain: report.assessment_json(work.assessments[d.domain])
+            for d in work.decisions
+            if d.recipient in accepted and d.domain in work.assessments
+        }
+        return [
+            audit.relayed(
+                work.queue_id,
+                work.parsed.first("Message-ID") or "",
+                work.incoming.sender,
+                accepted,
+                [str(f) for f in work.findings],
+                facts,
             )
-        try:
-            await self._store.record_relayed(work.key, accepted, records)
-        except Exception:
-            # Delivered all the same: the only cost is a possible duplicate on a retry.
-            log.exception("relay journal write failed")
+        ]
 
     def _transaction(self, work: _Work, decisions: Sequence[RecipientDecision]) -> Transaction:
         options = {r.address: r.options for r in work.incoming.recipients}
-        prefix = headers.trace_headers(
-            helo=work.incoming.helo,
-            client_ip=work.incoming.client_ip,
-            hostname=self._hostname,
-            protocol=_protocol(work.incoming),
-            queue_id=work.queue_id,
-            date=email.utils.formatdate(localtime=False, usegmt=True),
-            summary=_summary(work, decisions),
-        )
         return Transaction(
             sender=work.incoming.sender,
             recipients=tuple(
                 Recipient(d.recipient, options.get(d.recipient, ())) for d in decisions
             ),
-            data=prefix + work.data,
+            data=work.data,
             mail_options=work.incoming.mail_options,
             smtputf8=work.incoming.smtputf8,
         )
@@ -393,7 +388,7 @@ class _Work:
 def _summary(work: _Work, decisions: Sequence[RecipientDecision]) -> str:
     if not work.assessments:
         return f"not flagged; relayed unchecked; id={work.queue_id}"
-    lowest = min((d.transport for d in decisions), default=Transport.NONE)
+    lowest = min((d.transport for d in decisions), default=Route.NONE)
     label = "flagged" if work.findings else "checked"
     return f"{label}; relayed to secure recipients; transport={lowest.label}; id={work.queue_id}"
 

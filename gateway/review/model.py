@@ -11,7 +11,6 @@ same command again) finishes it without delivering twice to a recipient the upst
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,13 +19,13 @@ from gateway import logs, metrics
 from gateway.audit import events as audit
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry
-from gateway.core.headers import trace_headers
-from gateway.delivery.smarthost import Recipient, Relay, RelayFailed, Transaction
+from gateway.delivery.deliver import Delivery, Trace
+from gateway.delivery.transport import Recipient, Transaction, failure_reply
 from gateway.errors import ReviewError
 from gateway.review.messageview import MessageView, view
 from gateway.review.notices import Notices
 from gateway.review.outbox import Outbox
-from gateway.store import HeldRecipient, Hold, HoldStore, Status
+from gateway.store import Hold, HoldStore, Status
 from gateway.store.ownership import owner_dead, process_owner
 
 DECIDED = frozenset({Status.RELEASED, Status.REJECTED, Status.EXPIRED})
@@ -79,17 +78,17 @@ class Review:
         self,
         settings: Settings,
         store: HoldStore,
-        relay: Relay,
+        delivery: Delivery,
         hostname: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._store = store
-        self._relay = relay
+        self._delivery = delivery
         self._hostname = hostname
         self._clock = clock
         self.notices = Notices(settings.notify, settings.review, hostname)
-        self._outbox = Outbox(store, relay)
+        self._outbox = Outbox(store, delivery)
         self._log = logs.get("gateway.review")
         review = settings.review
         self._escalate_after = review.escalate_after
@@ -215,27 +214,28 @@ class Review:
         if claimed is None:
             return ReleaseOutcome(hold, False, error="another process is delivering it now")
         hold = claimed
-        key = f"release:{hold.id}"
-        done = set(hold.delivered) | await self._store.relayed(key)
-        pending = [r for r in hold.recipients if r.address not in done]
+        report = await self._delivery.deliver(
+            await self._transaction(hold),
+            f"release:{hold.id}",
+            trace=Trace(
+                helo=self._hostname,
+                client_ip="127.0.0.1",
+                protocol="ESMTP",
+                queue_id=hold.id,
+                summary=f"released after review; hold={hold.id}; by={hold.decided_by}",
+            ),
+            delivered=hold.delivered,
+        )
+        if report.failure is not None and report.failure.temporary:
+            return await self._pending(hold, str(failure_reply(report.failure)))
+        done = set(report.accepted)
         refused = dict(hold.refused)
         temporary = ""
-        if pending:
-            try:
-                result = await self._relay.send(await self._transaction(hold, pending))
-            except RelayFailed as exc:
-                if exc.temporary:
-                    return await self._pending(hold, str(exc.reply))
-                refused.update({r.address: str(exc.reply) for r in pending})
+        for address, reply in report.refusals.items():
+            if report.results[address].outcome.temporary:
+                temporary = str(reply)
             else:
-                if result.accepted:
-                    await self._store.record_relayed(key, result.accepted)
-                    done.update(result.accepted)
-                for address, reply in result.refused.items():
-                    if reply.temporary:
-                        temporary = str(reply)
-                    else:
-                        refused[address] = str(reply)
+                refused[address] = str(reply)
         delivered = tuple(r.address for r in hold.recipients if r.address in done)
         if temporary:
             await self._store.update(
@@ -276,21 +276,11 @@ class Review:
         self._log.warning("release pending", hold_id=hold.id, upstream=error)
         return ReleaseOutcome(changed or hold, False, tuple(delivered), error=error)
 
-    async def _transaction(self, hold: Hold, recipients: Sequence[HeldRecipient]) -> Transaction:
-        message = await self.raw_message(hold.id)
-        prefix = trace_headers(
-            helo=self._hostname,
-            client_ip="127.0.0.1",
-            hostname=self._hostname,
-            protocol="ESMTP",
-            queue_id=hold.id,
-            date=email.utils.formatdate(usegmt=True),
-            summary=f"released after review; hold={hold.id}; by={hold.decided_by}",
-        )
+    async def _transaction(self, hold: Hold) -> Transaction:
         return Transaction(
             sender=hold.sender,
-            recipients=tuple(Recipient(r.address, r.options) for r in recipients),
-            data=prefix + message,
+            recipients=tuple(Recipient(r.address, r.options) for r in hold.recipients),
+            data=await self.raw_message(hold.id),
             mail_options=hold.mail_options,
             smtputf8=any(o == "SMTPUTF8" for o in hold.mail_options),
         )

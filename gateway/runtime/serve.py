@@ -17,7 +17,8 @@ from gateway import logs
 from gateway.config.settings import Settings
 from gateway.config.values import RelayTls
 from gateway.core.allowlist import Allowlist
-from gateway.delivery.smarthost import Relay
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.smarthost import Smarthost
 from gateway.filter.orchestrator import Filter
 from gateway.posture import allowlists
 from gateway.posture.assessment import Posture
@@ -80,10 +81,10 @@ def open_store(settings: Settings) -> SqliteStore:
     return SqliteStore(folder, Sealer(load_key(settings, folder)))
 
 
-def open_relay(settings: Settings) -> Relay:
+def open_relay(settings: Settings) -> Smarthost:
     relay_ca = settings.path(settings.relay.ca_file) if settings.relay.ca_file else None
     relay_tls = tls_context(relay_ca) if settings.relay.tls is not RelayTls.NONE else None
-    return Relay(settings.relay, hostname(settings), relay_tls)
+    return Smarthost(settings.relay, hostname(settings), relay_tls)
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: int = 0) -> None:
@@ -109,7 +110,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    review = Review(settings, store, relay, name)
+    delivery = Delivery(relay, store, name)
+    review = Review(settings, store, delivery, name)
     wake = asyncio.Event()
     # Every worker sends the notices of its own holds at once (the outbox lets only one send
     # each); only the leader sweeps.
@@ -118,7 +120,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: 
     web_ui = None
     try:
         async with posture(settings, loaded.allowlist) as checker:
-            filter_ = Filter(settings, checker, store, relay, name, on_hold=wake.set)
+            filter_ = Filter(settings, checker, store, delivery, name, on_hold=wake.set)
             handler = Handler(filter_, settings.smtp.max_recipients, settings.policy.local_domains)
             admission = Admission(settings.smtp.trusted_networks, settings.smtp.max_connections)
             server = await loop.create_server(
@@ -218,7 +220,9 @@ async def review_session(settings: Settings) -> AsyncIterator[Review]:
     """The review model with its store and relay, for the one-shot commands."""
     store, relay = open_store(settings), open_relay(settings)
     try:
-        yield Review(settings, store, relay, hostname(settings))
+        yield Review(
+            settings, store, Delivery(relay, store, hostname(settings)), hostname(settings)
+        )
     finally:
         await relay.close()
         await store.close()

@@ -21,7 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from gateway import errors, logs
 from gateway.core.addresses import normalise_domain
-from gateway.delivery.smarthost import Recipient
+from gateway.delivery.transport import Recipient
 from gateway.filter.orchestrator import Filter, Incoming
 from gateway.smtp import paths
 from gateway.smtp.data import read_data

@@ -25,6 +25,7 @@ from gateway import logs
 from gateway.accounts.users import USERS_DB, Accounts, Throttle
 from gateway.config.settings import Settings
 from gateway.config.values import HostPort
+from gateway.delivery.deliver import Delivery
 from gateway.errors import ConfigError
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
@@ -197,7 +198,9 @@ async def serve_alone(settings: Settings, ready: asyncio.Event | None = None) ->
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        review = Review(settings, store, relay, hostname(settings))
+        review = Review(
+            settings, store, Delivery(relay, store, hostname(settings)), hostname(settings)
+        )
         async with posture(settings, loaded.allowlist) as checker:
             server = await start(settings, build(settings, review, store, checker))
             log.info("web UI listening", url=server.url, data_dir=str(data_dir(settings)))

@@ -147,8 +147,8 @@ def test_upstream_down_leaves_the_release_pending_and_serve_finishes_it(
     one_copy(gw, original)
     events = released_state(gw, hold)
     assert events.count("released") == 1
-    # The scheduler's sweep did it.
-    assert any(hold in e["released"] for e in gw.proc.events("sweep")), gw.proc.output()
+    # The scheduler's sweep did it (its log line follows the notices it sent: wait for it).
+    assert gw.proc.wait_event("sweep", released=[hold])
 
 
 # ---- the releasing command killed

@@ -16,7 +16,8 @@ from gateway.audit import events as audit
 from gateway.config import settings as config
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry
-from gateway.delivery.smarthost import Relay
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.smarthost import Smarthost
 from gateway.review.model import Review
 from gateway.runtime.serve import data_dir, open_relay
 from gateway.store import HeldRecipient, Hold, NewHold
@@ -61,7 +62,7 @@ def write_config(folder: Path, upstream_port: int, **web: object) -> Path:
 class Site:
     settings: Settings
     store: SqliteStore
-    relay: Relay
+    relay: Smarthost
     review: Review
     accounts: Accounts
     upstream: Upstream
@@ -129,7 +130,9 @@ async def open_site(folder: Path, upstream: Upstream, **web: object) -> Site:
     folder.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(folder, Sealer(load_key(settings, folder)), clock)
     relay = open_relay(settings)
-    review = Review(settings, store, relay, "gateway.test", clock=clock)
+    review = Review(
+        settings, store, Delivery(relay, store, "gateway.test"), "gateway.test", clock=clock
+    )
     # argon2id still, but cheap: the tests sign in often (the real cost is tested elsewhere).
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     app = build(settings, review, store, None, clock=clock, hasher=hasher)
