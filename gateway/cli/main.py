@@ -22,6 +22,7 @@ from gateway.config.settings import Settings
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import lint
 from gateway.core.policy import today_utc
+from gateway.core.stscache import CachedPolicy
 from gateway.errors import ConfigError
 from gateway.posture import allowlists, report
 from gateway.posture.assessment import Assessment
@@ -207,19 +208,20 @@ def run_lint(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_cache_list(args: argparse.Namespace, settings: Settings) -> int:
-    db = PolicyDb(data_dir(settings) / POLICY_DB)
-    try:
-        for domain in db.domains():
-            cached = db.policy(domain)
-            if cached is None:
-                continue
-            expires = dt.datetime.fromtimestamp(cached.expires_at, dt.UTC)
-            print(
-                f"{domain}  id={cached.id}  mode={cached.policy.mode.value}  "
-                f"mx={','.join(cached.policy.mx)}  expires={expires:%Y-%m-%dT%H:%M:%SZ}"
-            )
-    finally:
-        db.close()
+    async def read() -> list[CachedPolicy]:
+        db = PolicyDb(data_dir(settings) / POLICY_DB)
+        try:
+            found = [await db.policy(domain) for domain in await db.domains()]
+        finally:
+            await db.close()
+        return [cached for cached in found if cached is not None]
+
+    for cached in asyncio.run(read()):
+        expires = dt.datetime.fromtimestamp(cached.expires_at, dt.UTC)
+        print(
+            f"{cached.domain}  id={cached.id}  mode={cached.policy.mode.value}  "
+            f"mx={','.join(cached.policy.mx)}  expires={expires:%Y-%m-%dT%H:%M:%SZ}"
+        )
     return EXIT_OK
 
 
@@ -227,11 +229,15 @@ def run_cache_purge(args: argparse.Namespace, settings: Settings) -> int:
     domains = _domains(args.domains)
     if domains is None:
         return EXIT_USAGE
-    db = PolicyDb(data_dir(settings) / POLICY_DB)
-    try:
-        count = sum(db.forget(d) for d in domains) if domains else db.forget()
-    finally:
-        db.close()
+
+    async def purge(wanted: list[str]) -> int:
+        db = PolicyDb(data_dir(settings) / POLICY_DB)
+        try:
+            return sum([await db.forget(d) for d in wanted]) if wanted else await db.forget()
+        finally:
+            await db.close()
+
+    count = asyncio.run(purge(domains))
     print(f"forgot {count} cached polic{'y' if count == 1 else 'ies'}")
     return EXIT_OK
 

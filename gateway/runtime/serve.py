@@ -67,7 +67,7 @@ async def posture(settings: Settings, allowlist: Allowlist) -> AsyncIterator[Pos
             )
             yield Posture(settings, allowlist, checker)
     finally:
-        cache.close()
+        await cache.close()
 
 
 def hostname(settings: Settings) -> str:

@@ -22,7 +22,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 from gateway import errors, logs
 from gateway.core.addresses import normalise_domain
 from gateway.delivery.transport import Recipient
-from gateway.filter.orchestrator import Filter, Incoming
+from gateway.filter.message import Incoming
+from gateway.filter.orchestrator import Filter
 from gateway.smtp import paths
 from gateway.smtp.data import read_data
 from gateway.smtp.reply import SmtpReply

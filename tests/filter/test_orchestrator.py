@@ -37,9 +37,11 @@ from gateway.core.model import (
 )
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.transport import Recipient, Reply
-from gateway.filter.orchestrator import Filter, Incoming
+from gateway.filter.message import Incoming
+from gateway.filter.orchestrator import Filter
 from gateway.posture.assessment import Assessment
 from gateway.smtp.reply import SmtpReply
+from gateway.store import HoldQuery
 from gateway.store.crypto import Sealer
 from gateway.store.sqlite import SqliteStore
 from support.transports import (
@@ -125,7 +127,9 @@ class Rig:
     async def held(self) -> dict[str, tuple[str, ...]]:
         """Every held recipient, with its reasons."""
         return {
-            r.address: r.reasons for hold in await self.store.holds(None) for r in hold.recipients
+            r.address: r.reasons
+            for hold in await self.store.holds(HoldQuery())
+            for r in hold.recipients
         }
 
     def journal(self) -> set[str]:
@@ -252,7 +256,7 @@ async def test_reply_for_each_outcome(make_rig: Callable[..., Rig], case: Case) 
         assert tuple(rig.transport.received) == case.delivered
         assert await rig.held() == case.held
         named = set(matched.groups())
-        assert named <= {h.id for h in await rig.store.holds(None)}
+        assert named <= {h.id for h in await rig.store.holds(HoldQuery())}
         assert rig.journal() == case.journal
     finally:
         await rig.store.close()
@@ -268,7 +272,7 @@ async def test_store_failure_tempfails_and_relays_nothing(rig: Rig) -> None:
         "4.3.0 Could not store the message; try again later",
     )
     assert rig.transport.attempts == []
-    assert await rig.store.holds(None) == []
+    assert await rig.store.holds(HoldQuery()) == []
     assert rig.journal() == set()
 
 
@@ -279,7 +283,7 @@ async def test_retry_after_a_tempfail_delivers_once_and_holds_once(rig: Rig, fai
     rig.transport.calls_then(failure)
     first = await rig.send((SECURE, INSECURE))
     assert first.code == 451, first
-    [hold] = await rig.store.holds(None)
+    [hold] = await rig.store.holds(HoldQuery())
 
     retry = await rig.send((SECURE, INSECURE))
     assert retry.code == 250, retry
@@ -290,7 +294,7 @@ async def test_retry_after_a_tempfail_delivers_once_and_holds_once(rig: Rig, fai
     assert again.code == 250, again
     assert rig.transport.received == [(SECURE,)]
     assert len(rig.transport.attempts) == 2
-    assert [h.id for h in await rig.store.holds(None)] == [hold.id]
+    assert [h.id for h in await rig.store.holds(HoldQuery())] == [hold.id]
 
 
 async def test_copy_upstream_is_the_original_with_the_trace_fields_on_top(rig: Rig) -> None:
