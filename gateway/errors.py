@@ -10,7 +10,8 @@ never further in, and the library's exception is kept as the cause (``raise ... 
     ├── DeliveryFailed       the upstream did not take a message (stage, its reply; at the end)
     ├── ReviewError          a review action that cannot be done (say why to the reviewer)
     ├── UserError            an account change that cannot be made (say why to the person)
-    └── DecryptError         a held message's blob cannot be opened (wrong key, damage)
+    ├── DecryptError         a held message's blob cannot be opened (wrong key, damage)
+    └── WorkerFailed         a worker process stopped while `gateway serve` started
 
 The SMTP face never shows an error's text: whoever is at the other end of the connection gets a
 deliberately generic reply, and the operator gets the detail and its cause in the log. A
@@ -130,3 +131,7 @@ class DeliveryFailed(GatewayError):
     def log_fields(self) -> dict[str, object]:
         fields = {"stage": self.stage, "upstream": f"{self.code} {self.text}"}
         return {**super().log_fields(), **fields, "outcome": self.outcome}
+
+
+class WorkerFailed(GatewayError):
+    """A worker process exited, or never said it was listening, while the gateway started."""

@@ -13,16 +13,15 @@ from typing import Any
 
 from gateway.audit import events as audit
 from gateway.cli.actor import acting
+from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config.settings import Settings
 from gateway.config.values import parse_duration
 from gateway.core.display import visible
 from gateway.core.timefmt import iso_utc, or_dash, start_of_day
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.model import Review
-from gateway.runtime.serve import review_session
+from gateway.runtime.parts import review_session
 from gateway.store import AuditQuery, Hold, HoldQuery, Status, schema
-
-EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
 Runner = Callable[[Review, argparse.Namespace], Coroutine[Any, Any, int]]
 

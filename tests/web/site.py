@@ -19,11 +19,11 @@ from gateway.core.auditchain import Entry
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.smarthost import Smarthost
 from gateway.review.model import Review
-from gateway.runtime.serve import data_dir, open_relay
+from gateway.runtime.parts import data_dir, open_relay
+from gateway.runtime.webui import build_web
 from gateway.store import HeldRecipient, Hold, NewHold
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.sqlite import SqliteStore
-from gateway.web.server import build
 from rig.upstream import Upstream
 from support.fakes import FakeClock
 from web import mail
@@ -135,7 +135,7 @@ async def open_site(folder: Path, upstream: Upstream, **web: object) -> Site:
     )
     # argon2id still, but cheap: the tests sign in often (the real cost is tested elsewhere).
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    app = build(settings, review, store, None, clock=clock, hasher=hasher)
+    app = build_web(settings, review, store, None, clock=clock, hasher=hasher)
     accounts = Accounts(folder / USERS_DB, clock, hasher)
     return Site(
         settings, store, relay, review, accounts, upstream, clock, httpx.ASGITransport(app=app)
