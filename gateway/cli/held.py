@@ -17,6 +17,7 @@ from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config.settings import Settings
 from gateway.config.values import parse_duration
 from gateway.core.auditchain import Head, contains
+from gateway.core.display import visible
 from gateway.core.timefmt import iso_utc, or_dash, start_of_day
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.model import Review
@@ -246,7 +247,8 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
         lines.append("")
         lines.append("Attachments:" if message.attachments else "Attachments: none")
         lines += [f"  {a.filename} ({a.content_type}, {a.size} bytes)" for a in message.attachments]
-    print(_printable("\n".join(lines)))
+    # A held message may carry terminal escape sequences; show them, never obey them.
+    print(visible("\n".join(lines)))
     return EXIT_OK
 
 
@@ -260,11 +262,6 @@ def assessment_lines(hold: Hold) -> list[str]:
     for address, reply in hold.facts.upstream_refusals.items():
         lines.append(f"{address}: the upstream refused it: {reply}")
     return lines
-
-
-def _printable(text: str) -> str:
-    # A held message may carry terminal escape sequences; show them, never obey them.
-    return "".join(ch if ch.isprintable() or ch in "\n\t" else f"\\x{ord(ch):02x}" for ch in text)
 
 
 async def _send_notices(review: Review) -> None:

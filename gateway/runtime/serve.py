@@ -124,7 +124,7 @@ async def _listen(
         running.hostname,
         on_hold=wake.set,
     )
-    handler = Handler(filter_, settings.smtp.max_recipients)
+    handler = Handler(filter_, settings.smtp.max_recipients, settings.policy.local_domains)
 
     def session() -> Any:
         return GatewaySMTP(

@@ -2,25 +2,30 @@
 
 Limits and admission live here: trusted networks (anyone else gets 554 5.7.1 in place of the
 greeting, RFC 5321 §3.1: never an open relay), the connection cap (421), SIZE (552), the
-recipient cap (452). DSN parameters (RFC 3461: RET, ENVID, NOTIFY, ORCPT), which stock aiosmtpd
-refuses with 555, are taken off the command with their case kept, checked, and passed on.
+recipient cap (452). Envelope addresses are checked by ``paths`` with the reply each refusal
+needs; DATA is read by ``data``, which takes lines of any length. DSN parameters (RFC 3461:
+RET, ENVID, NOTIFY, ORCPT), which stock aiosmtpd refuses with 555, are taken off the command
+with their case kept, checked, and passed on.
 Any unexpected error becomes 451 4.3.0 with no internals in the reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from gateway import errors, logs
-from gateway.core.addresses import AddressError, split_address
+from gateway.core.addresses import normalise_domain
 from gateway.delivery.transport import Recipient
 from gateway.filter.message import Incoming
 from gateway.filter.orchestrator import Filter
+from gateway.smtp import paths
+from gateway.smtp.data import read_data
 from gateway.smtp.reply import SmtpReply
 
 IDENT = "Safeguarding Mail Gateway"
@@ -28,11 +33,12 @@ IDENT = "Safeguarding Mail Gateway"
 # The replies of this face (aiosmtpd's hooks take them as strings: str(reply)).
 NOT_TRUSTED = SmtpReply(554, "5.7.1", "Relay access denied: not a trusted network")
 TOO_MANY_CONNECTIONS = SmtpReply(421, "4.3.2", "Too many connections; try again later")
-BAD_SENDER = SmtpReply(553, "5.1.7", "Bad sender address syntax")
-BAD_RECIPIENT = SmtpReply(553, "5.1.3", "Bad recipient address syntax")
+BAD_SENDER = paths.BAD_SENDER
+BAD_RECIPIENT = paths.BAD_RECIPIENT
 TOO_MANY_RECIPIENTS = SmtpReply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.10
 SENDER_OK = SmtpReply(250, "2.1.0", "Ok")
 RECIPIENT_OK = SmtpReply(250, "2.1.5", "Ok")
+TOO_MUCH_DATA = SmtpReply(552, "5.3.4", "Message too big for system")  # RFC 3463 §3.4
 
 
 def malformed_parameter(name: str) -> SmtpReply:
@@ -182,23 +188,78 @@ class GatewaySMTP(SMTP):
         if len(self._dsn_envelope().rcpt_tos) > count:
             self._dsn_envelope().dsn_rcpt.append(tuple(dsn))
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The path of a MAIL/RCPT argument as the client wrote it, and the rest.
+
+        aiosmtpd parses it as a header address (RFC 5322), which takes comments and folds
+        ``"a"b@x`` into ``ab@x``; the handler checks the SMTP syntax on the text as sent."""
+        text = arg.lstrip()
+        if not text.startswith("<"):
+            path, _, rest = text.partition(" ")
+            return path, rest
+        end = path_end(text)
+        if end < 0:  # unterminated: let the handler refuse it with the sender/recipient code
+            return text[1:], ""
+        return text[1:end] or "<>", text[end + 1 :]
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        # aiosmtpd's own, with data.read_data in place of its 1,000-byte line reader.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_data(self._reader, self.data_size_limit)
+        except asyncio.CancelledError:
+            self._writer.close()  # the connection went away during DATA
+            raise
+        if content is None:
+            assert self.session is not None
+            log = logs.get("gateway.smtp")
+            log.info("message refused", peer=str(self.session.peer), reply=str(TOO_MUCH_DATA))
+            self.envelope = self._create_envelope()  # as aiosmtpd does after DATA
+            await self.push(str(TOO_MUCH_DATA))
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self.envelope = self._create_envelope()
+        await self.push(status)
+
 
 class Handler:
-    """aiosmtpd's hooks: checks at MAIL and RCPT, then the filter at the end of DATA."""
+    """aiosmtpd's hooks: checks at MAIL and RCPT, then the filter at the end of DATA.
 
-    def __init__(self, filter_: Filter, max_recipients: int) -> None:
+    ``RCPT TO:<Postmaster>`` (RFC 5321 §4.5.1: MUST be accepted) goes to the postmaster of the
+    first of ``local_domains``, the organisation's own; with none configured it is passed on
+    as written, for the smarthost's postmaster. Either way the filter treats it like any
+    recipient: relayed unchecked when unflagged, checked (or held) when flagged."""
+
+    def __init__(
+        self, filter_: Filter, max_recipients: int, local_domains: Sequence[str] = ()
+    ) -> None:
         self._filter = filter_
         self._max_recipients = max_recipients
+        self._postmaster = (
+            f"postmaster@{normalise_domain(local_domains[0])}" if local_domains else ""
+        )
         self._log = logs.get("gateway.smtp")
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if address != "<>":
-            try:
-                split_address(address)
-            except AddressError:
-                return str(BAD_SENDER)
+            address = paths.strip_route(address)
+            refusal = paths.refusal(address, smtputf8=bool(envelope.smtp_utf8), sender=True)
+            if refusal is not None:
+                self._refused(session, "sender", address, refusal)
+                return str(refusal)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return str(SENDER_OK)
@@ -208,12 +269,26 @@ class Handler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self._max_recipients:
             return str(TOO_MANY_RECIPIENTS)
-        try:
-            split_address(address)
-        except AddressError:
-            return str(BAD_RECIPIENT)
+        address = paths.strip_route(address)
+        if paths.is_postmaster(address):
+            address = self._postmaster or address
+        else:
+            refusal = paths.refusal(address, smtputf8=bool(envelope.smtp_utf8), sender=False)
+            if refusal is not None:
+                self._refused(session, "recipient", address, refusal)
+                return str(refusal)
         envelope.rcpt_tos.append(address)
         return str(RECIPIENT_OK)
+
+    def _refused(self, session: Session, role: str, address: str, reply: SmtpReply) -> None:
+        # ascii(): the address may hold control characters, bidi marks or lone surrogates.
+        self._log.info(
+            "address refused",
+            peer=str(session.peer),
+            role=role,
+            address=ascii(address),
+            reply=str(reply),
+        )
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope, DsnEnvelope)

@@ -19,6 +19,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config.settings import Settings
+from gateway.core.display import visible as visible  # shown, never obeyed: one rule for CLI and web
 from gateway.errors import ConfigError
 from gateway.store.keyfile import read_key_file
 
@@ -123,18 +124,6 @@ def content_disposition(name: str) -> str:
     fallback = _UNSAFE_ASCII.sub("_", clean) or "attachment"
     encoded = urllib.parse.quote(clean, safe="")
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
-
-
-def visible(text: str, keep: str = "\n\t") -> str:
-    """Text from a message with its control and format characters (bidi overrides, zero-width
-    joiners, terminal escapes) shown as \\x.. or \\u...., never obeyed."""
-    out = []
-    for ch in text.replace("\r\n", "\n"):
-        if ch in keep or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"):
-            out.append(ch)
-        else:
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-    return "".join(out)
 
 
 class BodyLimit:

@@ -11,8 +11,8 @@ from typing import Any
 import jinja2
 
 from gateway.core import reasons, timefmt
+from gateway.core.display import visible
 from gateway.store import HeldRecipient
-from gateway.web.security import visible
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -272,6 +272,94 @@ def test_smtputf8_and_8bitmime_passed_to_upstream(gw: Gateway) -> None:
     assert set(relayed.mail_options) == {"SMTPUTF8", "BODY=8BITMIME"}
 
 
+# ---- long lines (RFC 5321 §4.5.3.1: a server may accept more than 1,000 bytes a line)
+
+LONG_HEADER = "DKIM-Signature: v=1; a=rsa-sha256; d=school.test; b=" + "A" * 16_000
+LONG_BODY = "w" * 5_000 + "\r\nshort line\r\n" + "q" * 1_500 + "\r\n"
+
+
+def long_line_message(*, flagged: bool, to: str) -> bytes:
+    original = message(to=[to], flagged=flagged, headers=[LONG_HEADER], body=LONG_BODY)
+    assert max(len(line) for line in original.split(b"\r\n")) > 16_000
+    return original
+
+
+def test_a_message_with_16k_header_and_5k_body_lines_is_relayed_byte_for_byte(
+    gw: Gateway,
+) -> None:
+    original = long_line_message(flagged=False, to="friend@secure.test")
+    reply = gw.send(SENDER, ["friend@secure.test"], original)
+    assert reply.code == 250, reply
+    [relayed] = gw.wait_relayed(1)
+    split_trace(relayed.data, original)  # the original follows the trace, byte for byte
+
+
+def test_a_flagged_message_with_long_lines_is_held_not_bounced(gw: Gateway) -> None:
+    original = long_line_message(flagged=True, to="officer@nosts.test")
+    reply = gw.send(SENDER, ["officer@nosts.test"], original)
+    assert reply.code == 250, reply
+    assert "held for review" in reply.text, reply
+    [hold] = gw.holds(of=original)
+    assert hold.addresses == ["officer@nosts.test"]
+    assert hold.size == len(original)
+    assert gw.relayed() == []
+
+
+def test_past_the_size_limit_long_lines_get_552_and_a_log_line(
+    serve: Callable[..., Gateway],
+) -> None:
+    gw = serve(smtp={"max_message_size": 10_000})
+    original = long_line_message(flagged=False, to="friend@secure.test")
+    with raw_session(gw.address) as (session, greeting):
+        assert greeting.code == 220, greeting
+        session.expect("EHLO raw.school.test", 250)
+        session.expect(f"MAIL FROM:<{SENDER}>", 250)
+        session.expect("RCPT TO:<friend@secure.test>", 250)
+        session.expect("DATA", 354)
+        refused = session.expect(original + b".\r\n", 552)
+        assert refused.text.startswith("5.3.4"), refused
+        session.expect("RSET", 250)  # the session goes on
+    assert gw.relayed() == []
+    assert gw.proc.events("message refused")
+
+
+# ---- envelope addresses
+
+
+def test_postmaster_without_a_domain_is_relayed_to_the_local_postmaster(gw: Gateway) -> None:
+    # RFC 5321 §4.5.1: RCPT TO:<Postmaster> MUST be accepted; the gateway's postmaster is the
+    # one of its first local domain (school.test in the test config).
+    original = message(to=["Postmaster"], flagged=False)
+    with raw_session(gw.address) as (session, greeting):
+        assert greeting.code == 220, greeting
+        session.expect("EHLO raw.school.test", 250)
+        session.expect(f"MAIL FROM:<{SENDER}>", 250)
+        session.expect("RCPT TO:<Postmaster>", 250)
+        session.expect("DATA", 354)
+        session.expect(original + b".\r\n", 250)
+    [relayed] = gw.wait_relayed(1)
+    assert relayed.rcpt_tos == ("postmaster@school.test",)
+    split_trace(relayed.data, original)
+
+
+def test_a_non_ascii_recipient_without_smtputf8_is_refused_at_rcpt(gw: Gateway) -> None:
+    # RFC 6531 §3.4: 553 5.6.7 at once, so the sender's MTA bounces that one recipient and
+    # the others get the message now (not 250, then 451 after DATA on every retry).
+    original = message(to=["friend@secure.test"], flagged=False)
+    with raw_session(gw.address) as (session, greeting):
+        assert greeting.code == 220, greeting
+        session.expect("EHLO raw.school.test", 250)
+        session.expect(f"MAIL FROM:<{SENDER}>", 250)
+        session.expect("RCPT TO:<friend@secure.test>", 250)
+        refused = session.expect("RCPT TO:<zoë@secure.test>", 553)
+        assert refused.text.startswith("5.6.7"), refused
+        session.expect("DATA", 354)
+        session.expect(original + b".\r\n", 250)
+    [relayed] = gw.wait_relayed(1)
+    assert relayed.rcpt_tos == ("friend@secure.test",)
+    assert gw.proc.events("address refused", role="recipient")
+
+
 # ---- SMTP smuggling
 
 SMUGGLED = (
