@@ -11,6 +11,7 @@ same command again) finishes it without delivering twice to a recipient the upst
 
 from __future__ import annotations
 
+import contextlib
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -202,6 +203,18 @@ class Review:
         if claimed is None:
             return ReleaseOutcome(hold, False, error="another process is delivering it now")
         hold = claimed
+        try:
+            return await self._deliver_claimed(hold)
+        except BaseException:
+            # Give the claim back, so a retry need not wait for the lease to run out; the
+            # journal still stops a second copy to whoever the upstream already took.
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                await self._store.update(
+                    hold.id, frozenset({Status.RELEASING}), DeliveryPending("delivery interrupted")
+                )
+            raise
+
+    async def _deliver_claimed(self, hold: Hold) -> ReleaseOutcome:
         report = await self._delivery.deliver(
             await self._transaction(hold),
             f"release:{hold.id}",

@@ -68,7 +68,8 @@ class Holds(Protocol):
         self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
     ) -> Hold | None:
         """Take the right to deliver a release: only one process relays a hold at a time.
-        Succeeds when nobody holds the claim, it is stale, it is ours, or its owner is dead."""
+        Succeeds when nobody holds the claim, it is stale, or its owner is dead; never
+        twice at once, not even within one process."""
         ...
 
     async def purge_body(self, hold_id: str, audit: Sequence[AuditRecord] = ()) -> bool:

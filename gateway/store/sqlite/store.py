@@ -177,11 +177,13 @@ class SqliteStore:
         self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
     ) -> Hold | None:
         def take() -> bool:
+            # Not "or it is ours": the web UI and the sweep of one process would both hold
+            # the claim at once, and both deliver.
             cursor = self._db.execute(
                 "UPDATE holds SET attempt_at = ?, attempt_by = ? WHERE id = ?"
                 " AND status = 'releasing' AND (attempt_at IS NULL OR attempt_at < ?"
-                " OR attempt_by = ? OR (? != '' AND attempt_by = ?))",
-                (now, owner, hold_id, stale_before, owner, dead_owner, dead_owner),
+                " OR (? != '' AND attempt_by = ?))",
+                (now, owner, hold_id, stale_before, dead_owner, dead_owner),
             )
             return cursor.rowcount == 1
 

@@ -1,0 +1,79 @@
+"""One release is delivered once, also when the sweep of the same process picks it up while
+the reviewer's release is under way (the web UI runs inside `gateway serve`, beside the
+sweep): the claim on a release is exclusive within one process too, not only across them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from gateway.config import settings as config
+from gateway.delivery.deliver import Delivery
+from gateway.review.model import Review
+from gateway.store import HeldRecipient, Hold, HoldQuery, NewHold, Status
+from gateway.store.crypto import Sealer
+from gateway.store.sqlite import SqliteStore
+from support.transports import FakeTransport
+
+MESSAGE = b"From: a@school.test\r\nSubject: x\r\nX-Safeguarding: yes\r\n\r\nBody\r\n"
+
+
+class Interleaved(SqliteStore):
+    """Forces the race: the sweep lists the releasing hold before the reviewer's release has
+    claimed it, and claims it only after the release did."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, Sealer(b"k" * 32))
+        self.listed = asyncio.Event()
+        self.first_claimed = asyncio.Event()
+        self.claims = 0
+
+    async def holds(self, query: HoldQuery) -> list[Hold]:  # type: ignore[override]
+        found = list(await super().holds(query))
+        if Status.RELEASING in query.statuses:
+            self.listed.set()
+        return found
+
+    async def claim(
+        self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
+    ) -> Hold | None:
+        self.claims += 1
+        if self.claims == 1:  # the reviewer's release
+            await self.listed.wait()
+            claimed = await super().claim(hold_id, owner, now, stale_before, dead_owner)
+            self.first_claimed.set()
+            return claimed
+        await self.first_claimed.wait()  # the sweep, with its stale view of the hold
+        return await super().claim(hold_id, owner, now, stale_before, dead_owner)
+
+
+async def test_a_sweep_during_a_release_does_not_deliver_a_second_copy(tmp_path: Path) -> None:
+    settings = config.load(None, environ={"GATEWAY_NOTIFY_ENABLED": "false"})
+    store = Interleaved(tmp_path)
+    transport = FakeTransport()
+    review = Review(settings, store, Delivery(transport, store, "gw.test"), "gw.test")
+    try:
+        hold, _ = await store.hold(
+            NewHold(
+                key="k1",
+                sender="a@school.test",
+                recipients=(HeldRecipient("b@nosts.test", "nosts.test", ("sts-no-record",)),),
+                mail_options=(),
+                message=MESSAGE,
+                client="127.0.0.1",
+                message_id="<m1@school.test>",
+                findings=("header",),
+            )
+        )
+        release = asyncio.create_task(review.release(hold.id, "confirmed by phone", "Jo"))
+        # The release has decided and waits at its claim; now the sweep runs.
+        while (await store.get(hold.id)).status is not Status.RELEASING:  # type: ignore[union-attr]
+            await asyncio.sleep(0)
+        report, outcome = await asyncio.gather(review.sweep(), release)
+        assert outcome.done
+        assert report.released == []
+        assert transport.received == [("b@nosts.test",)]  # one copy, not two
+        final = await store.get(hold.id)
+        assert final is not None and final.status is Status.RELEASED
+    finally:
+        await store.close()
