@@ -26,6 +26,7 @@ class Interleaved(SqliteStore):
         super().__init__(folder, Sealer(b"k" * 32))
         self.listed = asyncio.Event()
         self.first_claimed = asyncio.Event()
+        self.release_waiting = asyncio.Event()
         self.claims = 0
 
     async def holds(self, query: HoldQuery) -> list[Hold]:  # type: ignore[override]
@@ -38,7 +39,8 @@ class Interleaved(SqliteStore):
         self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
     ) -> Hold | None:
         self.claims += 1
-        if self.claims == 1:  # the reviewer's release
+        if self.claims == 1:  # the reviewer's release, decided, at its claim
+            self.release_waiting.set()
             await self.listed.wait()
             claimed = await super().claim(hold_id, owner, now, stale_before, dead_owner)
             self.first_claimed.set()
@@ -66,14 +68,13 @@ async def test_a_sweep_during_a_release_does_not_deliver_a_second_copy(tmp_path:
             )
         )
         release = asyncio.create_task(review.release(hold.id, "confirmed by phone", "Jo"))
-        # The release has decided and waits at its claim; now the sweep runs.
-        while (await store.get(hold.id)).status is not Status.RELEASING:  # type: ignore[union-attr]
-            await asyncio.sleep(0)
+        await store.release_waiting.wait()  # decided, and waiting at its claim: now the sweep
         report, outcome = await asyncio.gather(review.sweep(), release)
         assert outcome.done
         assert report.released == []
         assert transport.received == [("b@nosts.test",)]  # one copy, not two
         final = await store.get(hold.id)
-        assert final is not None and final.status is Status.RELEASED
+        assert final is not None
+        assert final.status is Status.RELEASED
     finally:
         await store.close()
