@@ -4,7 +4,9 @@ The keyed chain shows an edited or deleted entry, but not that the newest entrie
 the end. ``gateway serve`` therefore logs the head (sequence and hash) at start, every
 ``[audit] head_interval`` and on SIGUSR1, and appends it to the witness file. A head lower than
 the last one witnessed (by this process, or in the file from before a restart), or a witnessed
-entry that is no longer the same, is an error in the log and counted in /metrics. A copy of the
+entry that is no longer the same, is an error in the log and counted in /metrics. With
+``[audit] witnesses`` set, the head also goes to them in a short notice, at start and then
+every ``[audit] witness_every``: a copy nobody with the database can reach. A copy of the
 log or of the file kept elsewhere lets ``gateway audit verify --head SEQ:HASH`` prove the end.
 """
 
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gateway import logs, metrics
@@ -25,24 +28,54 @@ from gateway.store.protocols import AuditTrail
 WITNESS_FILE = "audit-witness.log"
 
 
-def last_witnessed(path: Path) -> Head | None:
-    """The last head in the witness file (lines of ``TIME SEQ:HASH``), if any."""
+# A line of the witness file: ``TIME SEQ:HASH``, and `` sent`` when it went to the witnesses.
+SENT = "sent"
+
+# Queues the head's notice to the witnesses ([audit] witnesses); None when there are none.
+SendHead = Callable[[Head, float], Awaitable[None]]
+
+
+def _lines(path: Path) -> list[list[str]]:
     with contextlib.suppress(FileNotFoundError):
-        for line in reversed(path.read_text(encoding="ascii", errors="replace").splitlines()):
+        text = path.read_text(encoding="ascii", errors="replace")
+        return [line.split() for line in reversed(text.splitlines()) if line.strip()]
+    return []
+
+
+def last_witnessed(path: Path) -> Head | None:
+    """The last head in the witness file, if any."""
+    for fields in _lines(path):
+        with contextlib.suppress(ValueError, IndexError):
+            return Head.parse(fields[1])
+    return None
+
+
+def last_sent(path: Path) -> float | None:
+    """When a head last went to the witnesses, from the witness file."""
+    for fields in _lines(path):
+        if len(fields) > 2 and fields[2] == SENT:
             with contextlib.suppress(ValueError):
-                return Head.parse(line.split()[-1])
+                return dt.datetime.fromisoformat(fields[0]).timestamp()
     return None
 
 
 class Witness:
     def __init__(
-        self, trail: AuditTrail, path: Path, clock: Callable[[], float] = time.time
+        self,
+        trail: AuditTrail,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        send: SendHead | None = None,
+        send_every: float = 86400.0,
     ) -> None:
         self._trail = trail
         self._path = path
         self._clock = clock
         self._log = logs.get("gateway.audit")
         self._seen = last_witnessed(path)
+        self._send = send
+        self._send_every = send_every
+        self._sent_at = last_sent(path)
 
     async def observe(self, reason: str) -> Head | None:
         """Log the head and check it against the last one witnessed; the head, if any."""
@@ -53,8 +86,16 @@ class Witness:
             return None
         self._log.info("audit head", seq=head.seq, head=head.hash, reason=reason)
         metrics.AUDIT_HEAD.set(head.seq)
-        if head != self._seen:
-            self._record(head)
+        now = self._clock()
+        due = self._send is not None and (
+            self._sent_at is None or now - self._sent_at >= self._send_every
+        )
+        if due and self._send is not None:
+            await self._send(head, now)
+            self._sent_at = now
+            self._log.info("audit head sent to witnesses", seq=head.seq, head=head.hash)
+        if head != self._seen or due:
+            self._record(head, sent=due)
         self._seen = head
         return head
 
@@ -78,8 +119,8 @@ class Witness:
             metrics.AUDIT_HEAD_PROBLEMS.labels("rewritten").inc()
             self._log.error("audit head rewritten", witnessed=str(seen), problem=problem)
 
-    def _record(self, head: Head) -> None:
-        line = f"{iso_utc(self._clock())} {head}\n".encode("ascii")
+    def _record(self, head: Head, sent: bool = False) -> None:
+        line = f"{iso_utc(self._clock())} {head}{' ' + SENT if sent else ''}\n".encode("ascii")
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -154,6 +154,8 @@ class AuditSettings:
     key: Secret = field(default=UNSET, metadata=_key(store_key))
     head_interval: Seconds = field(default=HOUR, metadata=_key(longer_than_zero))
     witness_file: str = ""
+    witnesses: tuple[str, ...] = field(default=(), metadata=_key(address_list))
+    witness_every: Seconds = field(default=DAY, metadata=_key(longer_than_zero))
 
 
 @dataclass(frozen=True)

@@ -231,3 +231,37 @@ class Notices:
             f"Escalated: safeguarding hold {hold.id} awaits review",
             body,
         )
+
+
+def audit_head_notice(
+    sender: str, hostname: str, witnesses: Sequence[str], seq: int, head: str, at: float
+) -> NewNotice:
+    """The audit trail's head for its witnesses ([audit] witnesses): kept in their mailbox, it
+    lets ``gateway audit verify --head`` prove later that no entry was cut off the end. It
+    names no message, person or decision: only where the trail ended."""
+    message = email.message.EmailMessage(policy=email.policy.SMTP)
+    message["From"] = f"Safeguarding Mail Gateway <{sender}>"
+    message["To"] = fields.address_list(witnesses)
+    message["Subject"] = f"Audit trail head {seq} at {fields.one_line(hostname)}"
+    message["Date"] = email.utils.formatdate(at, usegmt=True)
+    message["Message-ID"] = email.utils.make_msgid("audit-head", hostname)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+    message["X-Safeguarding-Gateway"] = "notice; audit-head"
+    message.set_content(
+        "\n".join(
+            [
+                f"The audit trail of safeguarding decisions at {hostname} ended here at "
+                f"{day_and_time(at)}:",
+                "",
+                f"  {seq}:{head}",
+                "",
+                "Please keep this message. You are its witness: should the trail ever be cut "
+                "short, this head is the proof of what was there. To check it, the gateway's "
+                "operator runs:",
+                "",
+                f"  gateway audit verify --head {seq}:{head}",
+            ]
+        ),
+        cte="7bit",  # lines under 998 octets (RFC 5322 §2.1.1): the head copies as it reads
+    )
+    return NewNotice("audit-head", "", sender, tuple(witnesses), message.as_bytes())

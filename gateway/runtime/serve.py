@@ -20,13 +20,14 @@ import structlog
 from gateway import logs
 from gateway.audit import witness
 from gateway.config.settings import Settings
+from gateway.core.auditchain import Head
 from gateway.filter.orchestrator import Filter
 from gateway.review.model import Review
+from gateway.review.notices import audit_head_notice
 from gateway.runtime.lifecycle import Running, lifecycle
 from gateway.runtime.parts import data_dir
 from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
 from gateway.smtp.server import Admission, GatewaySMTP, Handler
-from gateway.store.protocols import AuditTrail
 
 if TYPE_CHECKING:
     from gateway.runtime.webui import EmbeddedWeb
@@ -69,7 +70,7 @@ async def serve(
         )
         started.push_async_callback(_stop_scheduler, scheduler, running.stop, wake)
         if leader:
-            witnessing = _witness(settings, running.store, running.stop)
+            witnessing = _witness(settings, running, wake)
             started.push_async_callback(_stop_witness, witnessing, running.stop)
         if web_ui is not None:
             await web_ui.start()
@@ -168,14 +169,31 @@ async def _stop_scheduler(
     await scheduler
 
 
-def _witness(settings: Settings, store: AuditTrail, stop: asyncio.Event) -> asyncio.Task[None]:
-    """Log the audit trail's head at start, every [audit] head_interval and on SIGUSR1."""
+def _witness(settings: Settings, running: Running, wake: asyncio.Event) -> asyncio.Task[None]:
+    """Log the audit trail's head at start, every [audit] head_interval and on SIGUSR1, and
+    send it to [audit] witnesses every [audit] witness_every."""
     asked = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, asked.set)
     configured = settings.audit.witness_file
     path = settings.path(configured) if configured else data_dir(settings) / witness.WITNESS_FILE
-    keeper = witness.Witness(store, path)
-    return asyncio.create_task(witness.keep(keeper, settings.audit.head_interval, stop, asked))
+    witnesses = settings.audit.witnesses
+
+    async def send(head: Head, at: float) -> None:
+        notice = audit_head_notice(
+            running.review.notices.sender, running.hostname, witnesses, head.seq, head.hash, at
+        )
+        await running.store.queue_notices([notice])
+        wake.set()  # the scheduler sends it now
+
+    keeper = witness.Witness(
+        running.store,
+        path,
+        send=send if witnesses else None,
+        send_every=settings.audit.witness_every,
+    )
+    return asyncio.create_task(
+        witness.keep(keeper, settings.audit.head_interval, running.stop, asked)
+    )
 
 
 async def _scheduler(

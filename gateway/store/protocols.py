@@ -124,6 +124,13 @@ class AuditTrail(Protocol):
 class NoticeOutbox(Protocol):
     """Notices waiting to be sent (to senders, reviewers), committed with what caused them."""
 
+    async def queue_notices(
+        self, notices: Sequence[NewNotice], audit: Sequence[AuditRecord] = ()
+    ) -> None:
+        """Queue notices that no hold's change carries (the audit head for its witnesses),
+        with their audit entries, in one transaction."""
+        ...
+
     async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]: ...
 
     async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None: ...

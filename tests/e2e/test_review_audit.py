@@ -360,3 +360,19 @@ def test_serve_logs_an_error_and_counts_it_when_the_head_goes_backwards(
         assert 'gateway_audit_head_problems_total{problem="backwards"} 1.0' in scraped.text
         # The witness file outside the database kept the head from before the cut.
         assert witnessed in (gateway.data_dir / "audit-witness.log").read_text()
+
+
+def test_serve_sends_the_head_to_the_witnesses(rig: Rig, tmp_path: Path) -> None:
+    witness = "dpo@school.test"
+    with review_gateway(rig, tmp_path, audit={"witnesses": [witness]}) as gateway:
+        settled(gateway, send_held(gateway)[0])  # a trail with a head (a new one has none)
+        pid = gateway.proc.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGUSR1)  # or at the next [audit] head_interval
+        [logged] = gateway.proc.wait_event("audit head sent to witnesses")
+        [notice] = gateway.upstream.wait_for(1, where=lambda m: witness in m.rcpt_tos)
+        text = notice.data.decode()
+        assert f"gateway audit verify --head {logged['seq']}:{logged['head']}\r\n" in text
+        assert "X-Safeguarding-Gateway: notice; audit-head" in text
+        # The witness file remembers it was sent, so a restart does not send it again today.
+        assert (gateway.data_dir / "audit-witness.log").read_text().rstrip().endswith(" sent")

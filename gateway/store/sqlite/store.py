@@ -273,6 +273,15 @@ class SqliteStore:
 
     # --- outbox ----------------------------------------------------------------------------
 
+    async def queue_notices(
+        self, notices: Sequence[NewNotice], audit: Sequence[AuditRecord] = ()
+    ) -> None:
+        def queue() -> None:
+            outbox.enqueue(self._db, self._sealer, self._clock(), notices)
+            self._append(audit)
+
+        await self._run(lambda: self._write(queue))
+
     async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
         rows = await self._run(lambda: self._write(lambda: outbox.claim_due(self._db, now, limit)))
         return outbox.opened(self._sealer, rows)
