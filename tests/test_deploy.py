@@ -83,7 +83,7 @@ def test_compose_file_and_the_files_it_mounts() -> None:
         environ={"GATEWAY_STORE_KEY": "ab" * 32},
     )
     resolver_ip = services["resolver"]["networks"]["mail"]["ipv4_address"]
-    assert settings.dns.nameservers == (resolver_ip,)
+    assert [str(ns) for ns in settings.dns.nameservers] == [f"{resolver_ip}:53"]
     assert settings.dns.trust_ad
     subnet = compose["networks"]["mail"]["ipam"]["config"][0]["subnet"]
     assert subnet in settings.smtp.trusted_networks

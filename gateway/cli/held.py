@@ -14,6 +14,7 @@ from typing import Any
 from gateway.audit import events as audit
 from gateway.cli.actor import acting
 from gateway.config.settings import Settings
+from gateway.config.values import parse_duration
 from gateway.core.timefmt import iso_utc, or_dash, start_of_day
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.model import HoldFilter, Review
@@ -25,6 +26,15 @@ EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 Runner = Callable[[Review, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
+def _duration(text: str) -> float:
+    """``--older-than``: a duration with its unit, as in the configuration; a bare number is
+    refused, since hours and days are both likely."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (a number and s, m, h, d or w)") from exc
+
+
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     held = commands.add_parser("held", parents=[common], help="review held messages")
     actions = held.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -34,7 +44,12 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--sender", default="", help="part of the sender's address")
     listing.add_argument("--domain", default="", help="a recipient domain")
     listing.add_argument("--reason", default="", help="a reason code, e.g. sts-no-record")
-    listing.add_argument("--older-than", type=float, metavar="HOURS")
+    listing.add_argument(
+        "--older-than",
+        type=_duration,
+        metavar="DURATION",
+        help="held at least this long, with its unit: 90m, 4h, 7d",
+    )
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(run=_command(list_holds))
 
@@ -55,7 +70,13 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         decide.set_defaults(run=_command(release if name == "release" else reject))
 
     purge = actions.add_parser("purge", parents=[common], help="delete decided bodies")
-    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    purge.add_argument(
+        "--older-than",
+        type=_duration,
+        required=True,
+        metavar="DURATION",
+        help="decided at least this long ago, with its unit: 12h, 30d, 2w",
+    )
     purge.add_argument("--by", default=None)
     purge.set_defaults(run=_command(purge_bodies))
 
@@ -140,9 +161,10 @@ def hold_json(hold: Hold) -> dict[str, Any]:
 
 async def list_holds(review: Review, args: argparse.Namespace) -> int:
     status = None if args.status == "all" else Status(args.status)
-    older = args.older_than * 3600 if args.older_than is not None else None
     holds = await review.holds(
-        HoldFilter(status, args.sender, args.domain.lower(), args.reason, older_than=older)
+        HoldFilter(
+            status, args.sender, args.domain.lower(), args.reason, older_than=args.older_than
+        )
     )
     if args.json:
         print(json.dumps([hold_json(h) for h in holds], indent=2))
@@ -246,7 +268,7 @@ async def reject(review: Review, args: argparse.Namespace) -> int:
 
 
 async def purge_bodies(review: Review, args: argparse.Namespace) -> int:
-    purged = await review.purge(args.older_than * 86400, _by(args))
+    purged = await review.purge(args.older_than, _by(args))
     await _witness(review)
     print(f"purged {len(purged)} bod{'y' if len(purged) == 1 else 'ies'}")
     return EXIT_OK

@@ -1,4 +1,7 @@
 """Configuration: one TOML file plus the environment, parsed once into frozen settings.
 
-``settings`` holds the sections and ``load``; ``checks`` the value checks and parsers.
+``settings`` holds the sections, ``load`` and the checks across keys; ``values`` the types a
+setting is parsed into (``Seconds``, ``HostPort``, the ``StrEnum`` choices, ``Secret``);
+``reading`` turns a TOML value or an environment variable into the field's type; ``checks``
+the value checks. Everything is checked in ``load``, before anything starts.
 """

@@ -1,8 +1,10 @@
 """Configuration: defaults, then one TOML file, then the environment, then validation.
 
-Every key lives in a frozen dataclass below; its metadata carries the check that rejects an
-impossible value. ``config/gateway.example.toml`` documents every key, and a test keeps the two
-in step. The environment overrides a key as ``GATEWAY_<SECTION>_<KEY>`` (for example
+Every key lives in a frozen dataclass below, typed as what the rest of the gateway reads:
+seconds, a ``HostPort``, an enum member, a ``Secret``; its metadata carries the check that
+rejects an impossible value. ``check_across_keys`` refuses keys that contradict each other.
+``config/gateway.example.toml`` documents every key, and a test keeps the two in step. The
+environment overrides a key as ``GATEWAY_<SECTION>_<KEY>`` (for example
 ``GATEWAY_DNS_TIMEOUT=2``); lists are comma-separated.
 """
 
@@ -13,34 +15,51 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from gateway.config import reading
 from gateway.config.checks import (
     Check,
     address_list,
     domain_list,
-    duration,
-    listen_address,
-    nameserver_list,
+    longer_than_zero,
     network_list,
     non_negative,
-    one_of,
     optional_address,
     port,
     positive,
     store_key,
     web_secret,
 )
-from gateway.core.model import Requirement, Transport
+from gateway.config.values import (
+    DAY,
+    HOUR,
+    MINUTE,
+    HostPort,
+    LogFormat,
+    LogLevel,
+    MinimumTransport,
+    OnDnsError,
+    RelayTls,
+    Scope,
+    Seconds,
+    Secret,
+    describe_duration,
+)
+from gateway.core.model import Requirement
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "GATEWAY_"
+UNSET = Secret()  # the default of every secret: empty, and shown as empty
 CONFIG_ENV = "GATEWAY_CONFIG"
 
 
-def _check(check: Check, *, secret: bool = False, key: str = "") -> dict[str, Any]:
-    return {"check": check, "secret": secret, "key": key}
+def _key(check: Check | None = None, *, key: str = "", default_port: int = 0) -> dict[str, Any]:
+    """A field's metadata: the check of its value, its name in the file when that is a Python
+    keyword, and the port an address without one gets."""
+    return {"check": check, "key": key, "default_port": default_port}
 
 
 def key_name(f: Any) -> str:
@@ -50,28 +69,30 @@ def key_name(f: Any) -> str:
 
 @dataclass(frozen=True)
 class SmtpSettings:
-    listen: str = field(default="127.0.0.1:10025", metadata=_check(listen_address))
+    listen: HostPort = field(
+        default=HostPort("127.0.0.1", 10025), metadata=_key(default_port=10025)
+    )
     hostname: str = ""
     trusted_networks: tuple[str, ...] = field(
-        default=("127.0.0.0/8", "::1/128"), metadata=_check(network_list)
+        default=("127.0.0.0/8", "::1/128"), metadata=_key(network_list)
     )
-    max_message_size: int = field(default=52_428_800, metadata=_check(positive))
-    max_recipients: int = field(default=100, metadata=_check(positive))
-    max_connections: int = field(default=100, metadata=_check(positive))
-    command_timeout: float = field(default=300.0, metadata=_check(positive))
-    workers: int = field(default=1, metadata=_check(positive))
+    max_message_size: int = field(default=52_428_800, metadata=_key(positive))
+    max_recipients: int = field(default=100, metadata=_key(positive))
+    max_connections: int = field(default=100, metadata=_key(positive))
+    command_timeout: float = field(default=300.0, metadata=_key(positive))
+    workers: int = field(default=1, metadata=_key(positive))
 
 
 @dataclass(frozen=True)
 class RelaySettings:
     host: str = "127.0.0.1"
-    port: int = field(default=10026, metadata=_check(port))
-    tls: str = field(default="none", metadata=_check(one_of("none", "starttls", "implicit")))
+    port: int = field(default=10026, metadata=_key(port))
+    tls: RelayTls = RelayTls.NONE
     ca_file: str = ""
     username: str = ""
-    password: str = field(default="", metadata=_check(lambda _: None, secret=True))
-    timeout: float = field(default=60.0, metadata=_check(positive))
-    max_connections: int = field(default=8, metadata=_check(positive))
+    password: Secret = UNSET
+    timeout: float = field(default=60.0, metadata=_key(positive))
+    max_connections: int = field(default=8, metadata=_key(positive))
 
 
 @dataclass(frozen=True)
@@ -81,25 +102,25 @@ class ClassifySettings:
     subject_markers: tuple[str, ...] = ("SAFEGUARDING", "OFFICIAL-SENSITIVE", "SECURE", "ENCRYPT")
     sensitivity_labels: tuple[str, ...] = ()
     body_keywords: tuple[str, ...] = ()
-    body_scan_bytes: int = field(default=1_048_576, metadata=_check(positive))
-    body_scan_timeout: float = field(default=2.0, metadata=_check(positive))
+    body_scan_bytes: int = field(default=1_048_576, metadata=_key(positive))
+    body_scan_timeout: float = field(default=2.0, metadata=_key(positive))
 
 
 @dataclass(frozen=True)
 class DnsSettings:
-    nameservers: tuple[str, ...] = field(default=(), metadata=_check(nameserver_list))
-    timeout: float = field(default=5.0, metadata=_check(positive))
+    nameservers: tuple[HostPort, ...] = field(default=(), metadata=_key(default_port=53))
+    timeout: float = field(default=5.0, metadata=_key(positive))
     trust_ad: bool = False
-    max_concurrency: int = field(default=64, metadata=_check(positive))
-    cache_size: int = field(default=10_000, metadata=_check(non_negative))
+    max_concurrency: int = field(default=64, metadata=_key(positive))
+    cache_size: int = field(default=10_000, metadata=_key(non_negative))
 
 
 @dataclass(frozen=True)
 class MtaStsSettings:
-    https_port: int = field(default=443, metadata=_check(port))
+    https_port: int = field(default=443, metadata=_key(port))
     ca_file: str = ""
     allow_private_addresses: bool = False
-    fetch_timeout: float = field(default=10.0, metadata=_check(positive))
+    fetch_timeout: float = field(default=10.0, metadata=_key(positive))
 
 
 @dataclass(frozen=True)
@@ -107,65 +128,60 @@ class AllowlistSettings:
     paths: tuple[str, ...] = ("allowlists/*.toml", "allowlists/*.txt")
 
 
-TRANSPORT_LABELS = ("mta-sts-testing", "mta-sts-enforce", "dane")
-
-
 @dataclass(frozen=True)
 class PolicySettings:
-    minimum_transport: str = field(
-        default="mta-sts-enforce", metadata=_check(one_of(*TRANSPORT_LABELS))
-    )
+    minimum_transport: MinimumTransport = MinimumTransport.MTA_STS_ENFORCE
     require_tls_rpt: bool = False
-    scope: str = field(default="flagged", metadata=_check(one_of("flagged", "all")))
-    local_domains: tuple[str, ...] = field(default=(), metadata=_check(domain_list))
-    on_dns_error: str = field(default="hold", metadata=_check(one_of("hold", "tempfail")))
+    scope: Scope = Scope.FLAGGED
+    local_domains: tuple[str, ...] = field(default=(), metadata=_key(domain_list))
+    on_dns_error: OnDnsError = OnDnsError.HOLD
 
     @property
     def requirement(self) -> Requirement:
-        return Requirement(Transport.from_label(self.minimum_transport), self.require_tls_rpt)
+        return Requirement(self.minimum_transport.transport, self.require_tls_rpt)
 
 
 @dataclass(frozen=True)
 class StoreSettings:
     data_dir: str = "var"
     key_file: str = ""
-    key: str = field(default="", metadata=_check(store_key, secret=True))
+    key: Secret = field(default=UNSET, metadata=_key(store_key))
 
 
 @dataclass(frozen=True)
 class ReviewSettings:
-    reviewers: tuple[str, ...] = field(default=(), metadata=_check(address_list))
-    escalation_contacts: tuple[str, ...] = field(default=(), metadata=_check(address_list))
-    escalate_after: str = field(default="4h", metadata=_check(duration))
-    expire_after: str = field(default="7d", metadata=_check(duration))
-    retention: str = field(default="30d", metadata=_check(duration))
-    sweep_interval: str = field(default="1m", metadata=_check(duration))
+    reviewers: tuple[str, ...] = field(default=(), metadata=_key(address_list))
+    escalation_contacts: tuple[str, ...] = field(default=(), metadata=_key(address_list))
+    escalate_after: Seconds = field(default=4 * HOUR, metadata=_key(longer_than_zero))
+    expire_after: Seconds = field(default=7 * DAY, metadata=_key(longer_than_zero))
+    retention: Seconds = field(default=30 * DAY, metadata=_key(longer_than_zero))
+    sweep_interval: Seconds = field(default=MINUTE, metadata=_key(longer_than_zero))
 
 
 @dataclass(frozen=True)
 class NotifySettings:
     enabled: bool = True
-    from_: str = field(default="", metadata=_check(optional_address, key="from"))
+    from_: str = field(default="", metadata=_key(optional_address, key="from"))
     include_subject: bool = False
     organisation: str = ""
 
 
 @dataclass(frozen=True)
 class LogSettings:
-    level: str = field(default="info", metadata=_check(one_of("debug", "info", "warning", "error")))
-    format: str = field(default="json", metadata=_check(one_of("json", "console")))
+    level: LogLevel = LogLevel.INFO
+    format: LogFormat = LogFormat.JSON
 
 
 @dataclass(frozen=True)
 class WebSettings:
     enabled: bool = True
-    listen: str = field(default="127.0.0.1:8025", metadata=_check(listen_address))
-    secret_key: str = field(default="", metadata=_check(web_secret, secret=True))
-    session_max_age: str = field(default="8h", metadata=_check(duration))
-    session_idle_timeout: str = field(default="1h", metadata=_check(duration))
+    listen: HostPort = field(default=HostPort("127.0.0.1", 8025), metadata=_key(default_port=8025))
+    secret_key: Secret = field(default=UNSET, metadata=_key(web_secret))
+    session_max_age: Seconds = field(default=8 * HOUR, metadata=_key(longer_than_zero))
+    session_idle_timeout: Seconds = field(default=HOUR, metadata=_key(longer_than_zero))
     tls_cert: str = ""
     tls_key: str = ""
-    metrics_token: str = field(default="", metadata=_check(web_secret, secret=True))
+    metrics_token: Secret = field(default=UNSET, metadata=_key(web_secret))
 
 
 @dataclass(frozen=True)
@@ -192,21 +208,28 @@ class Settings:
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
     def redacted(self) -> dict[str, dict[str, Any]]:
-        """The effective configuration for the start-up log, secrets hidden."""
+        """The effective configuration for the start-up log: durations and addresses as they
+        are written, a secret as "********" when it is set and "" when it is not."""
         shown: dict[str, dict[str, Any]] = {}
-        for name, _ in _sections():
+        for name, cls in _sections():
             values = getattr(self, name)
+            hints = typing.get_type_hints(cls, include_extras=True)
             shown[name] = {
-                key_name(f): "********"
-                if f.metadata.get("secret")
-                else _plain(getattr(values, f.name))
-                for f in fields(values)
+                key_name(f): _shown(getattr(values, f.name), hints[f.name]) for f in fields(values)
             }
         return shown
 
 
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def _shown(value: Any, hint: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_shown(item, None) for item in value]
+    if reading.is_duration(hint):
+        return describe_duration(value)
+    if isinstance(value, HostPort | Secret):
+        return str(value)
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
 
 
 _NOT_SECTIONS = frozenset({"base_dir", "source"})
@@ -218,7 +241,8 @@ def _sections() -> list[tuple[str, Any]]:
 
 
 def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings; raise ConfigError naming the key and the problem."""
+    """Build the settings; raise ConfigError naming the key and the problem. Every check,
+    the ones across keys included, runs here: before any socket is bound or worker started."""
     env = os.environ if environ is None else environ
     if path is None and env.get(CONFIG_ENV):
         path = env[CONFIG_ENV]
@@ -248,11 +272,13 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         if not isinstance(table, dict):
             raise ConfigError(name, "must be a table")
         built[name] = _build_section(name, cls, table, env)
-    return Settings(**built, base_dir=base_dir, source=source)
+    settings = Settings(**built, base_dir=base_dir, source=source)
+    check_across_keys(settings)
+    return settings
 
 
 def _build_section(name: str, cls: Any, table: dict[str, Any], env: Mapping[str, str]) -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {key_name(f) for f in fields(cls)}
     for key in table:
         if key not in names:
@@ -262,10 +288,12 @@ def _build_section(name: str, cls: Any, table: dict[str, Any], env: Mapping[str,
         key = key_name(f)
         key_path = f"{name}.{key}"
         env_name = f"{ENV_PREFIX}{name}_{key}".upper()
+        default_port = f.metadata.get("default_port", 0)
         if env_name in env:
-            value = _from_env(env[env_name], hints[f.name], f"{key_path} (from {env_name})")
+            where = f"{key_path} (from {env_name})"
+            value = reading.from_env(env[env_name], hints[f.name], where, default_port)
         elif key in table:
-            value = _coerce(table[key], hints[f.name], key_path)
+            value = reading.from_toml(table[key], hints[f.name], key_path, default_port)
         else:
             continue
         check = f.metadata.get("check")
@@ -276,57 +304,25 @@ def _build_section(name: str, cls: Any, table: dict[str, Any], env: Mapping[str,
     return cls(**values)
 
 
-def _coerce(value: Any, hint: Any, key_path: str) -> Any:
-    """Check a TOML value against the field's type. TOML's types are exact, so no guessing:
-    only an integer may stand for a float."""
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(key_path, "must be a list")
-        (item_hint, _) = typing.get_args(hint)
-        return tuple(_coerce(item, item_hint, f"{key_path}[{i}]") for i, item in enumerate(value))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key_path, "must be true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key_path, "must be a whole number")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(key_path, "must be a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(key_path, "must be a string")
-        return value
-    raise ConfigError(key_path, f"unsupported type {hint}")  # pragma: no cover
+def check_across_keys(settings: Settings) -> None:
+    """The checks that need more than one key; each names the key to change."""
+    web, relay, review = settings.web, settings.relay, settings.review
+    _both_or_neither("web.tls_cert", bool(web.tls_cert), "web.tls_key", bool(web.tls_key))
+    _both_or_neither("relay.username", bool(relay.username), "relay.password", bool(relay.password))
+    if relay.ca_file and relay.tls is RelayTls.NONE:
+        raise ConfigError("relay.ca_file", "is used only with tls = starttls or implicit")
+    if web.enabled and web.listen == settings.smtp.listen:
+        raise ConfigError("web.listen", "must differ from smtp.listen")
+    if review.escalate_after > review.expire_after:
+        # A hold would expire before anyone was alerted that it waits.
+        raise ConfigError("review.escalate_after", "must not be longer than review.expire_after")
 
 
-def _from_env(text: str, hint: Any, key_path: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        items = [item.strip() for item in text.split(",") if item.strip()]
-        (item_hint, _) = typing.get_args(hint)
-        return tuple(_from_env(item, item_hint, key_path) for item in items)
-    if hint is bool:
-        lowered = text.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(key_path, "must be true or false")
-    if hint is int:
-        if not text.strip().isdigit():
-            raise ConfigError(key_path, "must be a whole number")
-        return int(text)
-    if hint is float:
-        try:
-            return float(text)
-        except ValueError as exc:
-            raise ConfigError(key_path, "must be a number") from exc
-    return text
+def _both_or_neither(first: str, has_first: bool, second: str, has_second: bool) -> None:
+    if has_first != has_second:
+        missing = second if has_first else first
+        pair = f"{first.rpartition('.')[2]} and {second.rpartition('.')[2]}"
+        raise ConfigError(missing, f"give both {pair}, or neither")
 
 
 def keys() -> list[str]:
@@ -334,4 +330,22 @@ def keys() -> list[str]:
     return [f"{name}.{key_name(f)}" for name, cls in _sections() for f in fields(cls)]
 
 
-__all__ = ["ConfigError", "Settings", "keys", "load"]
+__all__ = [
+    "AllowlistSettings",
+    "ClassifySettings",
+    "ConfigError",
+    "DnsSettings",
+    "LogSettings",
+    "MtaStsSettings",
+    "NotifySettings",
+    "PolicySettings",
+    "RelaySettings",
+    "ReviewSettings",
+    "Settings",
+    "SmtpSettings",
+    "StoreSettings",
+    "WebSettings",
+    "check_across_keys",
+    "keys",
+    "load",
+]

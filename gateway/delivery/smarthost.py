@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import aiosmtplib
 
 from gateway.config.settings import RelaySettings
+from gateway.config.values import RelayTls
 from gateway.errors import GatewayError
 
 
@@ -119,11 +120,11 @@ class Relay:
             port=s.port,
             timeout=s.timeout,
             local_hostname=self._local_hostname,
-            use_tls=s.tls == "implicit",
-            start_tls=s.tls == "starttls",
+            use_tls=s.tls is RelayTls.IMPLICIT,
+            start_tls=s.tls is RelayTls.STARTTLS,
             tls_context=self._tls_context,
             username=s.username or None,
-            password=(s.password or None) if s.username else None,
+            password=(s.password.reveal() or None) if s.username else None,
         )
         try:
             await client.connect()

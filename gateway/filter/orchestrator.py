@@ -21,6 +21,7 @@ from typing import Any
 from gateway import logs, metrics
 from gateway.audit import events as audit
 from gateway.config.settings import Settings
+from gateway.config.values import OnDnsError, Scope
 from gateway.core import classify, headers
 from gateway.core.addresses import AddressError, address_domain, normalise_domain
 from gateway.core.allowlist import MatchStatus
@@ -73,7 +74,7 @@ class Filter:
         self._store = store
         self._relay = relay
         self._hostname = hostname
-        self._notices = Notices(settings, hostname)
+        self._notices = Notices(settings.notify, settings.review, hostname)
         # Canonical, like the domains they are compared with ("School.Test." is school.test).
         self._local_domains = frozenset(normalise_domain(d) for d in settings.policy.local_domains)
         # Called after a new hold, so its notices go out now rather than at the next sweep.
@@ -101,7 +102,7 @@ class Filter:
             flagged=flagged,
             findings=[str(f) for f in findings],
         )
-        if flagged or self._settings.policy.scope == "all":
+        if flagged or self._settings.policy.scope is Scope.ALL:
             decisions, assessments = await self._decide(incoming, parsed)
         else:
             decisions = tuple(
@@ -157,7 +158,9 @@ class Filter:
         assessments = dict(zip(domains, results, strict=True))
         sender = check_sender(self._sender_domains(incoming, parsed), self._sender_allowed)
         on_temporary = (
-            Action.TEMPFAIL if self._settings.policy.on_dns_error == "tempfail" else Action.HOLD
+            Action.TEMPFAIL
+            if self._settings.policy.on_dns_error is OnDnsError.TEMPFAIL
+            else Action.HOLD
         )
         verdicts = {d: a.verdict for d, a in assessments.items()}
         return decide_recipients(recipients, verdicts, sender, on_temporary), assessments

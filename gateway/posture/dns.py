@@ -26,7 +26,6 @@ import dns.rdtypes.tlsabase
 import dns.resolver
 from dns.rdatatype import RdataType
 
-from gateway.config.checks import parse_hostport
 from gateway.config.settings import DnsSettings
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.model import DnsAnswer, DnsStatus, MxRecord, TlsaRecord
@@ -61,8 +60,7 @@ class DnsResolver:
             resolver = dns.asyncresolver.Resolver(configure=False)
             servers: list[str | dns.nameserver.Nameserver] = []
             for item in settings.nameservers:
-                host, port = parse_hostport(item, 53)
-                servers.append(dns.nameserver.Do53Nameserver(host, port))
+                servers.append(dns.nameserver.Do53Nameserver(item.host, item.port))
             resolver.nameservers = servers
         else:
             resolver = dns.asyncresolver.Resolver()  # the system's /etc/resolv.conf

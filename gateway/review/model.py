@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from gateway import logs, metrics
 from gateway.audit import events as audit
-from gateway.config.checks import parse_duration
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry
 from gateway.core.headers import trace_headers
@@ -89,13 +88,13 @@ class Review:
         self._relay = relay
         self._hostname = hostname
         self._clock = clock
-        self.notices = Notices(settings, hostname)
+        self.notices = Notices(settings.notify, settings.review, hostname)
         self._outbox = Outbox(store, relay)
         self._log = logs.get("gateway.review")
         review = settings.review
-        self._escalate_after = parse_duration(review.escalate_after)
-        self._expire_after = parse_duration(review.expire_after)
-        self._retention = parse_duration(review.retention)
+        self._escalate_after = review.escalate_after
+        self._expire_after = review.expire_after
+        self._retention = review.retention
         # A release delivery not finished in this time is taken over by another process.
         self._lease = settings.relay.timeout * 4 + 60
         self._witnessed: tuple[int, str] | None = None

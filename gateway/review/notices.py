@@ -15,7 +15,8 @@ import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.config.settings import Settings
+from gateway.config.settings import NotifySettings, ReviewSettings
+from gateway.config.values import describe_duration
 from gateway.core.reasons import sender_words
 from gateway.core.timefmt import day_and_time
 from gateway.store import HeldRecipient, Hold, NewNotice
@@ -35,26 +36,27 @@ def reason_words(reason: str, recipient: HeldRecipient) -> str:
 class Notices:
     """Builds the notices; what it returns goes into the outbox with the event."""
 
-    settings: Settings
+    notify: NotifySettings
+    review: ReviewSettings
     hostname: str
 
     @property
     def sender(self) -> str:
-        return self.settings.notify.from_ or f"postmaster@{self.hostname}"
+        return self.notify.from_ or f"postmaster@{self.hostname}"
 
     @property
     def escalation_contacts(self) -> list[str]:
         """Who is told when a hold waits too long: the escalation contacts, then the
         reviewers, each once."""
-        review = self.settings.review
+        review = self.review
         return list(dict.fromkeys([*review.escalation_contacts, *review.reviewers]))
 
     @property
     def organisation(self) -> str:
-        return self.settings.notify.organisation or self.hostname
+        return self.notify.organisation or self.hostname
 
     def _subject(self, text: str, hold: Hold) -> str:
-        if self.settings.notify.include_subject and hold.subject:
+        if self.notify.include_subject and hold.subject:
             return f"{text}: {hold.subject}"
         return text
 
@@ -77,7 +79,7 @@ class Notices:
         self, kind: str, hold: Hold, to: Sequence[str], subject: str, body: str
     ) -> list[NewNotice]:
         recipients = [address for address in to if address]
-        if not self.settings.notify.enabled or not recipients:
+        if not self.notify.enabled or not recipients:
             return []  # a bounce (null sender) is never answered with a notice
         message = self._message(recipients, self._subject(subject, hold), body, hold)
         return [NewNotice(kind, hold.id, self.sender, tuple(recipients), message)]
@@ -119,7 +121,7 @@ class Notices:
         return to_sender + self._reviewers(hold)
 
     def _reviewers(self, hold: Hold) -> list[NewNotice]:
-        review = self.settings.review
+        review = self.review
         lines = [
             f"A message from {hold.sender or '(no sender)'} is held for review.",
             "",
@@ -133,8 +135,8 @@ class Notices:
             "",
             f"Review it with: gateway held show {hold.id}",
             "Release needs a written rationale; a reject needs a reason the sender is told.",
-            f"If nobody reviews it within {review.escalate_after}, it is escalated; "
-            f"after {review.expire_after} it expires unsent.",
+            f"If nobody reviews it within {describe_duration(review.escalate_after)}, it is "
+            f"escalated; after {describe_duration(review.expire_after)} it expires unsent.",
         ]
         return self._notice(
             "held-reviewers",
@@ -183,8 +185,8 @@ class Notices:
         body = "\n".join(
             [
                 f"Your message held on {day_and_time(hold.created_at)} (reference {hold.id}) "
-                f"was not reviewed within {self.settings.review.expire_after} and has not been "
-                f"sent to {recipients}.",
+                f"was not reviewed within {describe_duration(self.review.expire_after)} and has "
+                f"not been sent to {recipients}.",
                 "",
                 "If the information still needs to reach them, speak to your designated "
                 "safeguarding lead now about a secure way to share it.",
@@ -193,7 +195,7 @@ class Notices:
         return self._notice("expired", hold, [hold.sender], "Not sent: review time ran out", body)
 
     def escalated(self, hold: Hold, waited: float) -> list[NewNotice]:
-        review = self.settings.review
+        review = self.review
         body = "\n".join(
             [
                 f"A safeguarding hold has waited {waited / 3600:.1f} hours for review.",
@@ -203,7 +205,7 @@ class Notices:
                 f"Reasons: {', '.join(hold.reasons)}",
                 "",
                 f"Review it with: gateway held show {hold.id}",
-                f"It expires unsent after {review.expire_after}.",
+                f"It expires unsent after {describe_duration(review.expire_after)}.",
             ]
         )
         return self._notice(

@@ -14,8 +14,8 @@ from pathlib import Path
 import structlog
 
 from gateway import logs
-from gateway.config.checks import parse_duration, parse_hostport
 from gateway.config.settings import Settings
+from gateway.config.values import RelayTls
 from gateway.core.allowlist import Allowlist
 from gateway.delivery.smarthost import Relay
 from gateway.filter.orchestrator import Filter
@@ -82,7 +82,7 @@ def open_store(settings: Settings) -> SqliteStore:
 
 def open_relay(settings: Settings) -> Relay:
     relay_ca = settings.path(settings.relay.ca_file) if settings.relay.ca_file else None
-    relay_tls = tls_context(relay_ca) if settings.relay.tls != "none" else None
+    relay_tls = tls_context(relay_ca) if settings.relay.tls is not RelayTls.NONE else None
     return Relay(settings.relay, hostname(settings), relay_tls)
 
 
@@ -114,14 +114,13 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: 
     # Every worker sends the notices of its own holds at once (the outbox lets only one send
     # each); only the leader sweeps.
     scheduler = asyncio.create_task(_scheduler(review, settings, wake, stop, sweep=leader))
-    supervisor = Supervisor(settings, settings.smtp.workers - 1) if leader else None
+    supervisor = Supervisor(settings.source, settings.smtp.workers - 1) if leader else None
     web_ui = None
     try:
         async with posture(settings, loaded.allowlist) as checker:
             filter_ = Filter(settings, checker, store, relay, name, on_hold=wake.set)
             handler = Handler(filter_, settings.smtp.max_recipients)
             admission = Admission(settings.smtp.trusted_networks, settings.smtp.max_connections)
-            host, port = parse_hostport(settings.smtp.listen, 10025)
             server = await loop.create_server(
                 lambda: GatewaySMTP(
                     handler,
@@ -132,8 +131,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: 
                     decode_data=False,
                     timeout=settings.smtp.command_timeout,
                 ),
-                host,
-                port,
+                settings.smtp.listen.host,
+                settings.smtp.listen.port,
                 reuse_address=True,
                 reuse_port=settings.smtp.workers > 1,
             )
@@ -145,7 +144,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: 
                 web_ui = await start_in_serve(settings, review, store, checker, wake.set)
             log.info(
                 "listening",
-                smtp=settings.smtp.listen,
+                smtp=str(settings.smtp.listen),
                 relay=f"{settings.relay.host}:{settings.relay.port}",
                 data_dir=str(folder),
             )
@@ -185,7 +184,7 @@ async def _scheduler(
 ) -> None:
     """Sweep every [review] sweep_interval; send notices at once when a hold wakes us."""
     log = logs.get("gateway.scheduler")
-    interval = parse_duration(settings.review.sweep_interval)
+    interval = settings.review.sweep_interval
     next_sweep = 0.0 if sweep else float("inf")
     while not stop.is_set():
         wake.clear()  # before the work: a hold that arrives during it wakes the next round

@@ -15,15 +15,14 @@ import signal
 import sys
 
 from gateway import logs
-from gateway.config.settings import Settings
 
 RESTART_DELAY = 1.0
 STOP_GRACE = 15.0
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, count: int) -> None:
-        self._settings = settings
+    def __init__(self, config_file: str, count: int) -> None:
+        self._config_file = config_file  # "" when the defaults and environment alone serve
         self._count = count
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = False
@@ -32,8 +31,8 @@ class Supervisor:
 
     def _command(self, index: int) -> list[str]:
         command = [sys.executable, "-m", "gateway", "serve", "--worker", str(index)]
-        if self._settings.source:
-            command += ["--config", self._settings.source]
+        if self._config_file:
+            command += ["--config", self._config_file]
         return command
 
     async def start(self) -> None:

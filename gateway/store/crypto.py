@@ -48,7 +48,7 @@ def load_key(settings: Settings, data_dir: Path) -> bytes:
     """The store key: [store] key (GATEWAY_STORE_KEY), else key_file, else <data_dir>/store.key,
     created with mode 0600 at first start."""
     if settings.store.key:
-        key = decode_key(settings.store.key)
+        key = decode_key(settings.store.key.reveal())
         assert key is not None  # validated with the configuration
         return key
     if settings.store.key_file:

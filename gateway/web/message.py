@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.audit import events as audit
-from gateway.config.checks import parse_duration
+from gateway.config.values import describe_duration
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.messageview import attachment_bytes
 from gateway.store import Hold, NewNotice, Status
@@ -84,7 +84,7 @@ async def page(request: Request, session: Session) -> Response:
         )
     entries = [e for e in await web.review.audit_entries() if e.hold_id == hold.id]
     now = web.clock()
-    escalate_after = parse_duration(web.settings.review.escalate_after)
+    escalate_after = web.settings.review.escalate_after
     return render(
         request,
         session,
@@ -95,8 +95,8 @@ async def page(request: Request, session: Session) -> Response:
         entries=list(reversed(entries)),
         age=now - hold.created_at,
         overdue=hold.status is Status.HELD and now - hold.created_at >= escalate_after,
-        expires_at=hold.created_at + parse_duration(web.settings.review.expire_after),
-        escalate_after=web.settings.review.escalate_after,
+        expires_at=hold.created_at + web.settings.review.expire_after,
+        escalate_after=describe_duration(web.settings.review.escalate_after),
     )
 
 

@@ -18,7 +18,7 @@ async def healthz(request: Request) -> Response:
 
 async def metrics_page(request: Request) -> Response:
     web = web_of(request)
-    token = web.settings.web.metrics_token
+    token = web.settings.web.metrics_token.reveal()
     given = request.headers.get("authorization", "")
     scheme, _, credentials = given.partition(" ")
     if given:

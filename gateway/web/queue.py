@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.config.checks import parse_duration
+from gateway.config.values import describe_duration
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.model import Reason
 from gateway.core.reasons import label
@@ -96,7 +96,7 @@ async def dashboard(request: Request, session: Session) -> Response:
     def this_week(status: Status) -> int:
         return sum(1 for h in holds if h.status is status and (h.decided_at or 0) >= week)
 
-    escalate_after = parse_duration(web.settings.review.escalate_after)
+    escalate_after = web.settings.review.escalate_after
     waiting = rows(sorted(held, key=lambda h: h.created_at), now, escalate_after)
     return render(
         request,
@@ -110,8 +110,8 @@ async def dashboard(request: Request, session: Session) -> Response:
         expired=this_week(Status.EXPIRED),
         oldest=waiting[0] if waiting else None,
         waiting=waiting[:5],
-        escalate_after=web.settings.review.escalate_after,
-        expire_after=web.settings.review.expire_after,
+        escalate_after=describe_duration(web.settings.review.escalate_after),
+        expire_after=describe_duration(web.settings.review.expire_after),
     )
 
 
@@ -144,7 +144,7 @@ async def queue(request: Request, session: Session) -> Response:
             newer_than=newer,
         )
     )
-    escalate_after = parse_duration(web.settings.review.escalate_after)
+    escalate_after = web.settings.review.escalate_after
     filtered = bool(sender or domain or reason or age or status != "held")
     return render(
         request,
@@ -164,5 +164,5 @@ async def queue(request: Request, session: Session) -> Response:
         reasons=REASONS,
         ages={k: v[2] for k, v in AGES.items()},
         sorts=SORTS,
-        escalate_after=web.settings.review.escalate_after,
+        escalate_after=describe_duration(web.settings.review.escalate_after),
     )

@@ -44,7 +44,7 @@ def load_secret(settings: Settings, data_dir: Path) -> str:
     """[web] secret_key (GATEWAY_WEB_SECRET_KEY), else <data_dir>/web.key, created with mode
     0600 at first start; like the store key."""
     if settings.web.secret_key:
-        return settings.web.secret_key
+        return settings.web.secret_key.reveal()
     path = data_dir / KEY_FILE
     text = read_key_file(path, "web.secret_key", lambda: secrets.token_hex(32).encode() + b"\n")
     if len(text) < 32:

@@ -23,8 +23,8 @@ from starlette.applications import Starlette
 
 from gateway import logs
 from gateway.accounts.users import USERS_DB, Accounts, Throttle
-from gateway.config.checks import parse_duration, parse_hostport
 from gateway.config.settings import Settings
+from gateway.config.values import HostPort
 from gateway.errors import ConfigError
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
@@ -43,7 +43,6 @@ from gateway.web.security import load_secret
 from gateway.web.sessions import Sessions
 from gateway.web.templating import environment
 
-DEFAULT_PORT = 8025
 STOP_TIMEOUT = 5  # seconds for requests in progress when the gateway stops
 
 
@@ -62,8 +61,8 @@ def build(
     sessions = Sessions(
         users,
         secret,
-        parse_duration(settings.web.session_max_age),
-        parse_duration(settings.web.session_idle_timeout),
+        settings.web.session_max_age,
+        settings.web.session_idle_timeout,
         clock,
     )
     web = Web(
@@ -82,14 +81,11 @@ def build(
 
 
 def tls_files(settings: Settings) -> tuple[str, str] | None:
-    """The certificate and key, checked now so that a mistake stops the start with the key's
-    name rather than failing in the middle of serving."""
+    """The certificate and key, loaded now so that a mistake stops the start with the key's
+    name rather than failing in the middle of serving. (``config.load`` saw both or neither.)"""
     cert, key = settings.web.tls_cert, settings.web.tls_key
-    if not cert and not key:
+    if not cert:
         return None
-    if not cert or not key:
-        missing = "web.tls_cert" if not cert else "web.tls_key"
-        raise ConfigError(missing, "give both tls_cert and tls_key, or neither")
     cert_path, key_path = str(settings.path(cert)), str(settings.path(key))
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
@@ -119,8 +115,8 @@ class WebServer:
             logs.get("gateway.web").exception("web server stopped with an error")
 
 
-def _bind(listen: str) -> tuple[socket.socket, str]:
-    host, port = parse_hostport(listen, DEFAULT_PORT)
+def _bind(listen: HostPort) -> tuple[socket.socket, str]:
+    host, port = listen.host, listen.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -183,7 +179,7 @@ async def start_in_serve(
     try:
         server = await start(settings, app)
     except OSError as exc:
-        log.error("web UI not started", listen=settings.web.listen, error=str(exc))
+        log.error("web UI not started", listen=str(settings.web.listen), error=str(exc))
         return None
     log.info("web UI listening", url=server.url)
     return server

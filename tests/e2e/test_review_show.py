@@ -106,10 +106,14 @@ def test_list_filters(gw: Gateway, cli: ReviewCli) -> None:
     assert ids(
         ("--sender", "FILTER-B"),  # part of the address, any case; --status held by default
         ("--domain", "TESTING.test"),
-        ("--reason", "not-allowlisted", "--older-than", "0"),  # hours
+        ("--reason", "not-allowlisted", "--older-than", "0h"),
     ) == [{unlisted, testing}, {testing}, {unlisted}]
     # Nothing in this gateway's store is an hour old.
-    assert cli.ok("held", "list", "--older-than", "1").stdout == "no holds\n"
+    assert cli.ok("held", "list", "--older-than", "1h").stdout == "no holds\n"
+    # A bare number is refused: hours or days? The unit says.
+    bare = cli.run("held", "list", "--older-than", "1")
+    assert bare.code == 2, str(bare)
+    assert "a number and s, m, h, d or w" in bare.stderr
 
     cli.ok("held", "reject", testing, "--reason", "Wrong recipient", "--by", "Jo")
     # The table takes the same filters; --status picks the decided ones.

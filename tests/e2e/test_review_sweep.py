@@ -180,7 +180,7 @@ def test_purge_deletes_the_bodies_of_decided_holds_only(serve: Serve) -> None:
     def blob(hold: str) -> Path:
         return gw.data_dir / "held" / f"{hold}.msg"
 
-    ran = cli.ok("held", "purge", "--older-than", "0", "--by", "Sam (records)")
+    ran = cli.ok("held", "purge", "--older-than", "0d", "--by", "Sam (records)")
     assert ran.stdout == "purged 2 bodies\n", str(ran)
     assert blob(waiting).exists()
     assert not blob(released).exists()

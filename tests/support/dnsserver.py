@@ -8,7 +8,7 @@ The data is a plain table, in the spirit of mox's ``dns/mock.go``::
         ("_smtp._tls.good.test", "TXT"): ["v=TLSRPTv1; rua=mailto:r@good.test"],  # one string
     }
     async with DnsServer(records, servfail={"broken.test"}, secure={"good.test"}) as server:
-        DnsSettings(nameservers=(server.nameserver,))
+        DnsSettings(nameservers=(HostPort.parse(server.nameserver, 53),))
 
 Rules, so that a test reads like a zone:
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.config.settings import DnsSettings
+from gateway.config.values import HostPort
 from gateway.posture.dns import DnsResolver
 from support.dnsserver import DnsServer
 
@@ -19,7 +20,7 @@ def resolver_for(
     that tests see every query the gateway makes."""
     return DnsResolver(
         DnsSettings(
-            nameservers=(server.nameserver,),
+            nameservers=(HostPort.parse(server.nameserver, 53),),
             timeout=timeout,
             trust_ad=trust_ad,
             max_concurrency=max_concurrency,
