@@ -30,13 +30,29 @@ class Outbox:
     async def _send(self, notice: Notice, now: float) -> int:
         """Send one notice; 1 if the upstream took it. A failure is kept for a retry with
         back-off (temporary) or for an operator to read (permanent)."""
+        # RFC 6531 §3.4: a non-ASCII address (a sender who wrote with SMTPUTF8) needs SMTPUTF8.
+        utf8 = not all(a.isascii() for a in (notice.sender, *notice.recipients))
         transaction = Transaction(
             sender=notice.sender,
             recipients=tuple(Recipient(r) for r in notice.recipients),
             data=notice.message,
+            mail_options=("SMTPUTF8",) if utf8 else (),
+            smtputf8=utf8,
         )
         try:
             result = await self._relay.send(transaction)
+        except UnicodeError as exc:
+            # A notice that cannot be put on the wire never will be: kept for an operator,
+            # so that it does not block the notices queued behind it.
+            await self._store.notice_failed(notice.id, f"cannot be encoded: {exc}", None)
+            self._log.warning(
+                "notice not sent",
+                notice=notice.kind,
+                hold_id=notice.hold_id,
+                error=f"cannot be encoded: {exc}",
+                retry=False,
+            )
+            return 0
         except RelayFailed as exc:
             retry = now + _backoff(notice.attempts) if exc.temporary else None
             await self._store.notice_failed(notice.id, str(exc.reply), retry)
