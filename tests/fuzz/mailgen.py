@@ -288,6 +288,8 @@ def _mime_tree(draw: st.DrawFn, depth: int = 0) -> EmailMessage:
     container.make_mixed() if draw(st.booleans()) else container.make_alternative()
     for _ in range(draw(st.integers(1, 3))):
         container.attach(draw(_mime_tree(depth + 1)))
+    # Drawn, not left to the email package (which would use the random module).
+    container.set_boundary(f"=_b{depth}_{draw(st.integers(0, 10**6))}")
     return container
 
 

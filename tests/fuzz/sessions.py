@@ -164,10 +164,9 @@ class SmtpSessions(RuleBasedStateMachine):
         """DATA, then (on 354) the body, dot-stuffed, and the end-of-data line."""
 
         def on_reply(reply: Reply) -> None:
+            # A refused DATA leaves the transaction as it was (RFC 5321 §4.1.1.4).
             if reply.code == 354:
                 self._send_body(body)
-            else:
-                self.tx = Transaction()
 
         return b"DATA", on_reply
 
