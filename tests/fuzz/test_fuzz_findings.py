@@ -74,3 +74,16 @@ def test_a_non_ascii_address_without_smtputf8_gets_553_5_6_7(
         reply = session.command(command.encode() + b"\r\n")
     assert reply.code == 553, reply
     assert reply.text.startswith("5.6.7"), reply
+
+
+@pytest.mark.xfail(
+    reason="issue 14 item 2: control characters in a local part get 250, then 451",
+    strict=False,
+)
+def test_a_recipient_with_control_characters_gets_553(fuzz_gateway: Gateway) -> None:
+    """Found by the fuzzer: the relay then fails on it with an unexpected error."""
+    with raw_session(fuzz_gateway.address) as (session, _):
+        session.expect("EHLO client.school.test", 250)
+        session.expect("MAIL FROM:<head@school.test>", 250)
+        reply = session.command(b"RCPT TO:<e\x17\x7f@school.test>\r\n")
+    assert reply.code == 553, reply
