@@ -28,7 +28,7 @@ fuzz: $(STAMP) e2e-deps
 
 ## demo: test DNS/HTTPS servers and a printing upstream for the README's walkthrough
 demo: $(STAMP) e2e-deps
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m scripts.demo
 
 ## check: ruff and mypy
 check: $(STAMP)

@@ -1,19 +1,18 @@
-"""Small helpers shared by the harness: ports, binaries, waiting for a server."""
+"""Small helpers shared by the harness: ports, binaries, waiting for a server. The rig (rig/)
+is the tests' own, imported as a package: run the bench from the repository root
+(`python -m bench`, as `make bench` does)."""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "tests") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tests"))  # the test rig (rig.*) lives there
+from rig.ports import LOOPBACK, free_port
 
-from rig.ports import LOOPBACK, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["LOOPBACK", "ROOT", "free_port", "need", "wait_smtp"]
 

@@ -7,7 +7,6 @@ and an enforce policy covering both, TLS-RPT, and an allowlist entry.
 
 from __future__ import annotations
 
-from bench.tools import ROOT  # noqa: F401  (puts tests/ on sys.path for rig)
 from rig.zones import ZONES, Domain, Policy
 
 COLD_COUNT = 200

@@ -10,7 +10,8 @@ never further in, and the library's exception is kept as the cause (``raise ... 
     ├── DeliveryFailed       the upstream did not take a message (stage, its reply; at the end)
     ├── ReviewError          a review action that cannot be done (say why to the reviewer)
     ├── UserError            an account change that cannot be made (say why to the person)
-    └── DecryptError         a held message's blob cannot be opened (wrong key, damage)
+    ├── DecryptError         a held message's blob cannot be opened (wrong key, damage)
+    └── WorkerFailed         a worker process stopped while `gateway serve` started
 
 The SMTP face never shows an error's text: whoever is at the other end of the connection gets a
 deliberately generic reply, and the operator gets the detail and its cause in the log. A
@@ -107,3 +108,30 @@ class UserError(GatewayError):
 
 class DecryptError(GatewayError):
     """A held message's blob that cannot be decrypted: the wrong key, or a damaged file."""
+
+
+class DeliveryFailed(GatewayError):
+    """A delivery transaction failed as a whole: nothing was delivered.
+
+    ``code`` and ``text`` are the upstream's reply, or the one a transport stands in when there
+    was none (421 when it could not connect, 451 when the connection dropped or timed out
+    mid-transaction); ``stage`` says where (connect, MAIL, DATA); ``outcome`` names what
+    happened (``refused``, ``deferred``, ``unreachable``, ``timed-out``: the values of
+    ``gateway.delivery.transport.Outcome``). Only a permanent refusal is not ``temporary``.
+    """
+
+    def __init__(self, code: int, text: str, stage: str, outcome: str) -> None:
+        super().__init__(f"upstream {stage}: {code} {text}")
+        self.code = code
+        self.text = text
+        self.stage = stage
+        self.outcome = outcome
+        self.temporary = outcome != "refused"
+
+    def log_fields(self) -> dict[str, object]:
+        fields = {"stage": self.stage, "upstream": f"{self.code} {self.text}"}
+        return {**super().log_fields(), **fields, "outcome": self.outcome}
+
+
+class WorkerFailed(GatewayError):
+    """A worker process exited, or never said it was listening, while the gateway started."""

@@ -1,8 +1,8 @@
 """A sandbox for the README's walkthrough: the test rig's DNS and HTTPS servers (knot, unbound,
-nginx on loopback, serving the .test domains of tests/rig/zones.py), an upstream on
+nginx on loopback, serving the .test domains of rig/zones.py), an upstream on
 127.0.0.1:10026 that prints what it receives, and a gateway configuration that uses them.
 
-    make demo      # then follow README.md, "Five minutes with the gateway"
+    make demo      # (python -m scripts.demo) then follow README.md, "Five minutes with the gateway"
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from rig.rig import running_rig
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from aiosmtpd.controller import Controller  # noqa: E402
-from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
-
-from rig.rig import running_rig  # noqa: E402
 
 WORK = ROOT / "var" / "demo"
 UPSTREAM_PORT = 10026

@@ -8,16 +8,18 @@ import email.message
 import email.policy
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from gateway.audit import events as audit
 from gateway.config import settings as config
-from gateway.delivery.smarthost import Relay
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.smarthost import Smarthost
 from gateway.errors import ReviewError
-from gateway.review.model import HoldFilter, Review
-from gateway.store import HeldRecipient, NewHold, Status
+from gateway.review.model import Review
+from gateway.store import HeldRecipient, HoldQuery, NewHold, Status
 from gateway.store.crypto import Sealer
 from gateway.store.sqlite import SqliteStore
 from rig.upstream import Upstream
@@ -63,8 +65,9 @@ async def review(tmp_path: Path, upstream: Upstream, clock: Clock) -> AsyncItera
         },
     )
     store = SqliteStore(tmp_path, Sealer(b"k" * 32), clock)
-    relay = Relay(settings.relay, "gateway.school.test")
-    model = Review(settings, store, relay, "gateway.school.test", clock)
+    relay = Smarthost(settings.relay, "gateway.school.test")
+    delivery = Delivery(relay, store, "gateway.school.test")
+    model = Review(settings, store, delivery, "gateway.school.test", clock)
     yield model
     await relay.close()
     await store.close()
@@ -255,14 +258,15 @@ async def test_filters(review: Review, clock: Clock) -> None:
     first = await held(review, "a")
     clock.now += 2 * HOUR
     second = await held(review, "b")
-    by_age = await review.holds(HoldFilter(older_than=HOUR))
+    held_now = HoldQuery.of(Status.HELD)
+    by_age = await review.holds(replace(held_now, created_before=clock.now - HOUR))
     assert [h.id for h in by_age] == [first]
-    assert {h.id for h in await review.holds(HoldFilter(reason="not-allowlisted"))} == {
+    assert {h.id for h in await review.holds(replace(held_now, reason="not-allowlisted"))} == {
         first,
         second,
     }
-    assert await review.holds(HoldFilter(recipient_domain="elsewhere.test")) == []
-    assert len(await review.holds(HoldFilter(sender="TEACHER@"))) == 2
+    assert await review.holds(replace(held_now, recipient_domain="elsewhere.test")) == []
+    assert len(await review.holds(replace(held_now, sender="TEACHER@"))) == 2
 
 
 async def test_audit_verify_names_an_edited_or_deleted_entry(

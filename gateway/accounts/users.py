@@ -10,26 +10,44 @@ failures each further one doubles the wait before the next attempt is even check
 ``MAX_DELAY``; a success clears the account's count, and failures are forgotten ``FORGET_AFTER``
 the last one.
 
-Every call is synchronous and opens its own connection: the web UI runs them in a worker
-thread (argon2 is meant to be slow), the command line calls them directly.
+Every call is synchronous: the web UI runs them in a worker thread (argon2 is meant to be
+slow), the command line calls them directly. The file is kept by ``gateway.store.sqlite.accounts``
+(one connection per file, on its own thread; the schema runs once).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.errors import UserError
+from gateway.store.accounts import Role, User
+from gateway.store.protocols import SignInFailures, UserRecords
+from gateway.store.sqlite.accounts import accounts_store
+
+__all__ = [
+    "FORGET_AFTER",
+    "FREE_FAILURES",
+    "MAX_DELAY",
+    "MAX_PASSWORD",
+    "MIN_PASSWORD",
+    "USERS_DB",
+    "Accounts",
+    "Role",
+    "Throttle",
+    "User",
+    "UserError",
+    "check_password",
+    "delay_after",
+    "normalise_name",
+    "throttle_keys",
+]
 
 USERS_DB = "users.sqlite3"
 MIN_PASSWORD = 12
@@ -40,42 +58,6 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}\Z")
 FREE_FAILURES = {"user": 3, "addr": 10}  # a school's staff may share one public address
 MAX_DELAY = 900.0
 FORGET_AFTER = 86400.0
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    name         TEXT PRIMARY KEY,
-    role         TEXT NOT NULL,
-    hash         TEXT NOT NULL,
-    disabled     INTEGER NOT NULL DEFAULT 0,
-    created_at   REAL NOT NULL,
-    password_at  REAL NOT NULL,
-    signed_in_at REAL
-);
-CREATE TABLE IF NOT EXISTS sign_in_failures (
-    key          TEXT PRIMARY KEY,  -- "user:<name>" or "addr:<ip>"
-    failures     INTEGER NOT NULL,
-    last_at      REAL NOT NULL
-);
-"""
-
-
-class Role(StrEnum):
-    REVIEWER = "reviewer"
-    ADMIN = "admin"
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    role: Role
-    disabled: bool
-    created_at: float
-    password_at: float
-    signed_in_at: float | None = None
-
-    @property
-    def admin(self) -> bool:
-        return self.role is Role.ADMIN
 
 
 def normalise_name(name: str) -> str:
@@ -96,35 +78,6 @@ def check_password(password: str) -> None:
         raise UserError(f"a password may have at most {MAX_PASSWORD} characters")
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection to the accounts file, created with mode 0600 on first use."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    db = sqlite3.connect(path, timeout=10, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=10000")
-    return db
-
-
-@contextlib.contextmanager
-def transaction(path: Path, schema: str = SCHEMA) -> Iterator[sqlite3.Connection]:
-    """One write transaction (BEGIN IMMEDIATE: writers queue, also across processes)."""
-    db = connect(path)
-    try:
-        db.executescript(schema)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-    finally:
-        db.close()
-
-
 class Accounts:
     def __init__(
         self,
@@ -137,6 +90,10 @@ class Accounts:
         self._hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 low-memory profile
         self._dummy: str | None = None
 
+    @property
+    def _records(self) -> UserRecords:
+        return accounts_store(self.path)
+
     # --- reading -------------------------------------------------------------------------
 
     def get(self, name: str) -> User | None:
@@ -144,14 +101,11 @@ class Accounts:
             folded = normalise_name(name)
         except UserError:
             return None
-        with transaction(self.path) as db:
-            row = db.execute(_SELECT_ONE, (folded,)).fetchone()
-        return user_from_row(row) if row else None
+        found = self._records.user(folded)
+        return found[0] if found else None
 
     def all(self) -> list[User]:
-        with transaction(self.path) as db:
-            rows = db.execute(_SELECT_ALL).fetchall()
-        return [user_from_row(row) for row in rows]
+        return self._records.users()
 
     # --- changes -------------------------------------------------------------------------
 
@@ -164,14 +118,8 @@ class Accounts:
             raise UserError(f"{role!r} is not a role: reviewer or admin") from exc
         digest = self._hasher.hash(password)
         now = self._clock()
-        with transaction(self.path) as db:
-            if db.execute("SELECT 1 FROM users WHERE name = ?", (folded,)).fetchone():
-                raise UserError(f"there is already an account {folded!r}")
-            db.execute(
-                "INSERT INTO users (name, role, hash, created_at, password_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (folded, role.value, digest, now, now),
-            )
+        if not self._records.add_user(User(folded, role, False, now, now), digest):
+            raise UserError(f"there is already an account {folded!r}")
         user = self.get(folded)
         assert user is not None
         return user
@@ -179,21 +127,17 @@ class Accounts:
     def set_password(self, name: str, password: str) -> User:
         check_password(password)
         digest = self._hasher.hash(password)
-        return self._change(
-            name, "UPDATE users SET hash = ?, password_at = ? WHERE name = ?", digest, self._clock()
-        )
+        folded = normalise_name(name)
+        return self._changed(folded, self._records.set_password(folded, digest, self._clock()))
 
     def set_disabled(self, name: str, disabled: bool) -> User:
-        return self._change(name, "UPDATE users SET disabled = ? WHERE name = ?", int(disabled))
-
-    def _change(self, name: str, sql: str, *values: object) -> User:
         folded = normalise_name(name)
-        with transaction(self.path) as db:
-            changed = db.execute(sql, (*values, folded)).rowcount
-        if not changed:
+        return self._changed(folded, self._records.set_disabled(folded, disabled))
+
+    def _changed(self, folded: str, changed: bool) -> User:
+        user = self.get(folded) if changed else None
+        if user is None:
             raise UserError(f"there is no account {folded!r}")
-        user = self.get(folded)
-        assert user is not None
         return user
 
     # --- signing in ----------------------------------------------------------------------
@@ -209,25 +153,18 @@ class Accounts:
             folded = normalise_name(name)
         except UserError:
             folded = ""
-        row = None
-        if folded:
-            with transaction(self.path) as db:
-                row = db.execute(_SELECT_WITH_HASH, (folded,)).fetchone()
-        if row is None:
+        found = self._records.user(folded) if folded else None
+        if found is None:
             self._verify(self._dummy_hash(), password)
             return None, "unknown-account"
-        user, digest = user_from_row(row[:-1]), str(row[-1])
+        user, digest = found
         if not self._verify(digest, password):
             return user, "wrong-password"
         if user.disabled:
             return user, "disabled"
         if self._hasher.check_needs_rehash(digest):  # the defaults grew stronger: follow them
             digest = self._hasher.hash(password)
-        with transaction(self.path) as db:
-            db.execute(
-                "UPDATE users SET signed_in_at = ?, hash = ? WHERE name = ?",
-                (self._clock(), digest, folded),
-            )
+        self._records.signed_in(folded, self._clock(), digest)
         return user, ""
 
     def password_is(self, name: str, password: str) -> bool:
@@ -236,9 +173,8 @@ class Accounts:
             folded = normalise_name(name)
         except UserError:
             return False
-        with transaction(self.path) as db:
-            row = db.execute("SELECT hash FROM users WHERE name = ?", (folded,)).fetchone()
-        return self._verify(str(row[0]) if row else self._dummy_hash(), password) and bool(row)
+        found = self._records.user(folded)
+        return self._verify(found[1] if found else self._dummy_hash(), password) and bool(found)
 
     def _verify(self, digest: str, password: str) -> bool:
         try:
@@ -250,32 +186,6 @@ class Accounts:
         if self._dummy is None:
             self._dummy = self._hasher.hash("not a password: a dummy for unknown names")
         return self._dummy
-
-
-_SELECT_ALL = (
-    "SELECT name, role, disabled, created_at, password_at, signed_in_at FROM users ORDER BY name"
-)
-_SELECT_ONE = (
-    "SELECT name, role, disabled, created_at, password_at, signed_in_at FROM users WHERE name = ?"
-)
-_SELECT_WITH_HASH = (
-    "SELECT name, role, disabled, created_at, password_at, signed_in_at, hash"
-    " FROM users WHERE name = ?"
-)
-
-
-def user_from_row(row: Sequence[object]) -> User:
-    """An account from its columns in the order the queries above name them (the web
-    sessions' join reads them the same way)."""
-    name, role, disabled, created_at, password_at, signed_in_at = row
-    return User(
-        name=str(name),
-        role=Role(str(role)),
-        disabled=bool(disabled),
-        created_at=float(str(created_at)),
-        password_at=float(str(password_at)),
-        signed_in_at=float(str(signed_in_at)) if signed_in_at is not None else None,
-    )
 
 
 # --- the sign-in throttle ----------------------------------------------------------------------
@@ -301,34 +211,24 @@ class Throttle:
         self.path = path
         self._clock = clock
 
+    @property
+    def _records(self) -> SignInFailures:
+        return accounts_store(self.path)
+
     def wait(self, keys: Iterable[str]) -> float:
         """Seconds before another attempt under any of ``keys`` may be checked (0: now)."""
         now = self._clock()
         waits = [0.0]
-        with transaction(self.path) as db:
-            for key in keys:
-                row = db.execute(
-                    "SELECT failures, last_at FROM sign_in_failures WHERE key = ?", (key,)
-                ).fetchone()
-                if row is None or now - row[1] >= FORGET_AFTER:
-                    continue
-                delay = delay_after(int(row[0]), FREE_FAILURES[key.split(":", 1)[0]])
-                waits.append(float(row[1]) + delay - now)
+        for key, failures, last_at in self._records.failures(list(keys)):
+            if now - last_at >= FORGET_AFTER:
+                continue
+            delay = delay_after(failures, FREE_FAILURES[key.split(":", 1)[0]])
+            waits.append(last_at + delay - now)
         return max(waits)
 
     def failed(self, keys: Iterable[str]) -> None:
         now = self._clock()
-        with transaction(self.path) as db:
-            stale = now - FORGET_AFTER
-            db.execute("DELETE FROM sign_in_failures WHERE last_at <= ?", (stale,))
-            for key in keys:
-                db.execute(
-                    "INSERT INTO sign_in_failures (key, failures, last_at) VALUES (?, 1, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at,"
-                    " failures = CASE WHEN last_at <= ? THEN 1 ELSE failures + 1 END",
-                    (key, now, stale),
-                )
+        self._records.add_failure(list(keys), now, now - FORGET_AFTER)
 
     def succeeded(self, key: str) -> None:
-        with transaction(self.path) as db:
-            db.execute("DELETE FROM sign_in_failures WHERE key = ?", (key,))
+        self._records.clear_failures(key)

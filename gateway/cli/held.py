@@ -13,15 +13,14 @@ from typing import Any
 
 from gateway.audit import events as audit
 from gateway.cli.actor import acting
+from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config.settings import Settings
 from gateway.config.values import parse_duration
 from gateway.core.timefmt import iso_utc, or_dash, start_of_day
 from gateway.errors import GatewayError, ReviewError
-from gateway.review.model import HoldFilter, Review
-from gateway.runtime.serve import review_session
-from gateway.store import Hold, Status
-
-EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
+from gateway.review.model import Review
+from gateway.runtime.parts import review_session
+from gateway.store import AuditQuery, Hold, HoldQuery, Status, schema
 
 Runner = Callable[[Review, argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -50,6 +49,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="held at least this long, with its unit: 90m, 4h, 7d",
     )
+    listing.add_argument("--limit", type=int, default=None, metavar="N", help="at most N holds")
+    listing.add_argument("--offset", type=int, default=0, metavar="N", help="skip the first N")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(run=_command(list_holds))
 
@@ -156,14 +157,22 @@ def hold_json(hold: Hold) -> dict[str, Any]:
         "refused": hold.refused,
         "purged": hold.purged_at is not None,
         "last_error": hold.last_error or None,
+        "assessments": [schema.assessment_json(a) for a in hold.facts.assessments],
+        "upstream_refusals": dict(hold.facts.upstream_refusals),
     }
 
 
 async def list_holds(review: Review, args: argparse.Namespace) -> int:
-    status = None if args.status == "all" else Status(args.status)
+    older = args.older_than
     holds = await review.holds(
-        HoldFilter(
-            status, args.sender, args.domain.lower(), args.reason, older_than=args.older_than
+        HoldQuery(
+            statuses=frozenset() if args.status == "all" else frozenset({Status(args.status)}),
+            sender=args.sender,
+            recipient_domain=args.domain.lower(),
+            reason=args.reason,
+            created_before=time.time() - older if older is not None else None,
+            limit=args.limit,
+            offset=args.offset,
         )
     )
     if args.json:
@@ -205,6 +214,7 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
     for recipient in hold.recipients:
         lines.append(f"  {recipient.address}: {', '.join(recipient.reasons)}")
     lines.append(f"Why flagged: {', '.join(hold.findings) or '(all mail is checked)'}")
+    lines += [f"  {line}" for line in assessment_lines(hold)]
     if hold.decided_by:
         lines.append(f"Decided by {hold.decided_by} at {_when(hold.decided_at)}: {hold.decision}")
     if hold.last_error:
@@ -222,6 +232,18 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
         lines += [f"  {a.filename} ({a.content_type}, {a.size} bytes)" for a in message.attachments]
     print(_printable("\n".join(lines)))
     return EXIT_OK
+
+
+def assessment_lines(hold: Hold) -> list[str]:
+    """What the gateway found about each held recipient domain when it held the message."""
+    lines = []
+    for a in hold.facts.assessments:
+        mx = ", ".join(a.mx_hosts) or a.mx_status or "-"
+        sts = f"MTA-STS {a.sts_mode or a.sts_policy or a.sts_record or '-'}"
+        lines.append(f"{a.domain}: {a.verdict} via {a.transport}; MX {mx}; {sts}; DANE {a.dane}")
+    for address, reply in hold.facts.upstream_refusals.items():
+        lines.append(f"{address}: the upstream refused it: {reply}")
+    return lines
 
 
 def _printable(text: str) -> str:
@@ -285,10 +307,9 @@ async def sweep_once(review: Review, args: argparse.Namespace) -> int:
 
 
 async def audit_list(review: Review, args: argparse.Namespace) -> int:
-    entries = await review.audit_entries(args.since)
+    query = AuditQuery(hold_id=args.hold, since=args.since, oldest_first=True)
+    entries, _ = await review.audit_page(query)
     for entry in entries:
-        if args.hold and entry.hold_id != args.hold:
-            continue
         data = json.dumps(dict(entry.data), sort_keys=True, ensure_ascii=False)
         print(
             f"{entry.seq:>6}  {_when(entry.at)}  {entry.event:<17}  {entry.hold_id or '-':<16}"

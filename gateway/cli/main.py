@@ -1,5 +1,6 @@
 """`gateway ...`: the command line. Exit status 0 success, 1 a finding (an insecure domain, a bad
-allowlist entry), 2 a usage or configuration error."""
+allowlist entry) or a service that could not start, 2 a usage or configuration error
+(``gateway.cli.exits``). The commands take their parts from the runtime."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import datetime as dt
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import uvloop
@@ -17,19 +18,18 @@ import uvloop
 from gateway import __version__, logs
 from gateway.cli import held as reviewcli
 from gateway.cli import users as usercli
+from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config import settings as config
 from gateway.config.settings import Settings
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import lint
 from gateway.core.policy import today_utc
-from gateway.errors import ConfigError
+from gateway.core.stscache import CachedPolicy
+from gateway.errors import ConfigError, WorkerFailed
 from gateway.posture import allowlists, report
 from gateway.posture.assessment import Assessment
-from gateway.runtime import serve as app
-from gateway.runtime.serve import POLICY_DB, data_dir, load_allowlist, posture
-from gateway.store.policycache import PolicyDb
-
-EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
+from gateway.runtime.parts import data_dir, load_allowlist, open_policy_cache, open_posture
+from gateway.runtime.serve import serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser(
+    serving = commands.add_parser(
         "serve", parents=[common], help="run the SMTP filter (and the review web UI: [web])"
     )
-    serve.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
-    serve.set_defaults(run=run_serve)
+    serving.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    serving.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    serving.set_defaults(run=run_serve)
 
     web = commands.add_parser(
         "web", parents=[common], help="run the review web UI on its own ([web] listen)"
@@ -134,28 +135,25 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         f"{settings.relay.host}:{settings.relay.port}, data in {data_dir(settings)}",
         file=sys.stderr,
     )
-    try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(app.serve(settings, worker=args.worker))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"gateway: cannot start: {exc}", file=sys.stderr)
-        return EXIT_FINDING
-    return EXIT_OK
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return _run_service(lambda: runner.run(serve(settings, None, args.worker, args.ready_fd)))
 
 
 def run_web(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.web.server import serve_alone  # the web stack loads only when it is used
+    from gateway.runtime.webui import serve_web  # the web stack loads only when it is used
 
     print(f"gateway: review web UI on {settings.web.listen}", file=sys.stderr)
+    return _run_service(lambda: asyncio.run(serve_web(settings)))
+
+
+def _run_service(run: Callable[[], object]) -> int:
+    """Run `gateway serve` or `gateway web` to its end; a start that fails says why."""
     try:
-        asyncio.run(serve_alone(settings))
+        run()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as exc:
+    except (OSError, WorkerFailed) as exc:
         print(f"gateway: cannot start: {exc}", file=sys.stderr)
         return EXIT_FINDING
     return EXIT_OK
@@ -171,8 +169,8 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("allowlist problem", problem=str(problem))
 
     async def assess_all() -> list[Assessment]:
-        async with posture(settings, loaded.allowlist) as checker:
-            return list(await asyncio.gather(*(checker.assess(d) for d in domains)))
+        async with open_posture(settings, loaded.allowlist) as posture:
+            return list(await asyncio.gather(*(posture.assess(d) for d in domains)))
 
     assessments = asyncio.run(assess_all())
     if args.json:
@@ -207,19 +205,20 @@ def run_lint(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_cache_list(args: argparse.Namespace, settings: Settings) -> int:
-    db = PolicyDb(data_dir(settings) / POLICY_DB)
-    try:
-        for domain in db.domains():
-            cached = db.policy(domain)
-            if cached is None:
-                continue
-            expires = dt.datetime.fromtimestamp(cached.expires_at, dt.UTC)
-            print(
-                f"{domain}  id={cached.id}  mode={cached.policy.mode.value}  "
-                f"mx={','.join(cached.policy.mx)}  expires={expires:%Y-%m-%dT%H:%M:%SZ}"
-            )
-    finally:
-        db.close()
+    async def read() -> list[CachedPolicy]:
+        db = open_policy_cache(settings)
+        try:
+            found = [await db.policy(domain) for domain in await db.domains()]
+        finally:
+            await db.close()
+        return [cached for cached in found if cached is not None]
+
+    for cached in asyncio.run(read()):
+        expires = dt.datetime.fromtimestamp(cached.expires_at, dt.UTC)
+        print(
+            f"{cached.domain}  id={cached.id}  mode={cached.policy.mode.value}  "
+            f"mx={','.join(cached.policy.mx)}  expires={expires:%Y-%m-%dT%H:%M:%SZ}"
+        )
     return EXIT_OK
 
 
@@ -227,11 +226,15 @@ def run_cache_purge(args: argparse.Namespace, settings: Settings) -> int:
     domains = _domains(args.domains)
     if domains is None:
         return EXIT_USAGE
-    db = PolicyDb(data_dir(settings) / POLICY_DB)
-    try:
-        count = sum(db.forget(d) for d in domains) if domains else db.forget()
-    finally:
-        db.close()
+
+    async def purge(wanted: list[str]) -> int:
+        db = open_policy_cache(settings)
+        try:
+            return sum([await db.forget(d) for d in wanted]) if wanted else await db.forget()
+        finally:
+            await db.close()
+
+    count = asyncio.run(purge(domains))
     print(f"forgot {count} cached polic{'y' if count == 1 else 'ies'}")
     return EXIT_OK
 

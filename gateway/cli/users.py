@@ -16,17 +16,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from gateway.accounts.users import USERS_DB, Accounts, Role, User
+from gateway.accounts.users import Accounts, Role, User
 from gateway.audit import events as audit
 from gateway.cli.actor import acting
+from gateway.cli.exits import EXIT_OK, EXIT_USAGE
 from gateway.config.settings import Settings
 from gateway.core.timefmt import iso_utc, or_dash
 from gateway.errors import UserError
-from gateway.runtime.serve import data_dir, open_store
+from gateway.runtime.parts import open_accounts, open_store
 from gateway.store import AuditRecord
 from gateway.web.sessions import end_sessions_of
-
-EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -68,7 +67,7 @@ Runner = Callable[[Accounts, argparse.Namespace, Settings], int]
 
 def _command(runner: Runner) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        accounts = Accounts(data_dir(settings) / USERS_DB)
+        accounts = open_accounts(settings)
         try:
             return runner(accounts, args, settings)
         except UserError as exc:

@@ -1,10 +1,10 @@
-"""The upstream smarthost: aiosmtplib, connections kept open and reused, one result per
-recipient.
+"""The smarthost transport: the organisation's upstream relay over aiosmtplib, connections
+kept open and reused, one result per recipient.
 
 The result keeps what the upstream said apart: recipients accepted, recipients refused (with
 the code, so 4xx and 5xx stay distinct), or the whole transaction failed (connection, MAIL,
-DATA) with temporary or permanent cause. Nothing is retried after DATA has been sent: a
-duplicate delivery is worse than a 4xx the sending MTA retries.
+DATA), raised as ``DeliveryFailed`` with its ``Outcome``. Nothing is retried after DATA has
+been sent: a duplicate delivery is worse than a 4xx the sending MTA retries.
 """
 
 from __future__ import annotations
@@ -12,59 +12,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import aiosmtplib
 
 from gateway.config.settings import RelaySettings
 from gateway.config.values import RelayTls
-from gateway.errors import GatewayError
-
-
-@dataclass(frozen=True)
-class Reply:
-    code: int
-    text: str
-
-    @property
-    def temporary(self) -> bool:
-        return 400 <= self.code < 500
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}"
-
-
-@dataclass(frozen=True)
-class Recipient:
-    address: str
-    options: tuple[str, ...] = ()  # NOTIFY=, ORCPT= (RFC 3461)
-
-
-@dataclass(frozen=True)
-class Transaction:
-    sender: str  # "" for the null reverse-path
-    recipients: tuple[Recipient, ...]
-    data: bytes
-    mail_options: tuple[str, ...] = ()  # RET=, ENVID= (RFC 3461), BODY=, SMTPUTF8
-    smtputf8: bool = False
-
-
-@dataclass
-class RelayResult:
-    accepted: list[str] = field(default_factory=list)
-    refused: dict[str, Reply] = field(default_factory=dict)
-    reply: Reply | None = None  # the upstream's final reply to DATA
-
-
-class RelayFailed(GatewayError):
-    """The whole transaction failed; nothing was delivered."""
-
-    def __init__(self, reply: Reply, stage: str) -> None:
-        super().__init__(f"upstream {stage}: {reply}")
-        self.reply = reply
-        self.stage = stage
-        self.temporary = reply.code < 500
-
+from gateway.delivery.transport import Outcome, Reply, Sent, Transaction, failure
 
 # Options we pass on only when the upstream advertises the extension they belong to.
 _EXTENSION_OF = {"RET": "dsn", "ENVID": "dsn", "NOTIFY": "dsn", "ORCPT": "dsn"}
@@ -81,7 +34,9 @@ def supported(options: Sequence[str], client: aiosmtplib.SMTP) -> list[str]:
     return kept
 
 
-class Relay:
+class Smarthost:
+    """A ``Transport`` through the configured upstream ([relay] host and port)."""
+
     def __init__(
         self,
         settings: RelaySettings,
@@ -94,7 +49,7 @@ class Relay:
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.max_connections)
 
-    async def send(self, transaction: Transaction) -> RelayResult:
+    async def send(self, transaction: Transaction) -> Sent:
         async with self._slots:
             client, reused = await self._checkout()
             try:
@@ -133,32 +88,34 @@ class Relay:
                 # upstream's extensions before MAIL to pass on DSN, 8BITMIME and SMTPUTF8.
                 await client.ehlo()
         except aiosmtplib.SMTPResponseException as exc:
-            raise RelayFailed(Reply(exc.code, exc.message), "connect") from None
+            raise failure(Reply(exc.code, exc.message), "connect") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise RelayFailed(Reply(421, f"cannot reach the upstream: {exc}"), "connect") from None
+            reply = Reply(421, f"cannot reach the upstream: {exc}")
+            raise failure(reply, "connect", _no_answer(exc)) from exc
         return client
 
     async def _transact(
         self, client: aiosmtplib.SMTP, t: Transaction, reused: bool
-    ) -> tuple[RelayResult, aiosmtplib.SMTP]:
+    ) -> tuple[Sent, aiosmtplib.SMTP]:
         encoding = "utf-8" if t.smtputf8 else "ascii"
         try:
             await client.mail(
                 t.sender, options=supported(t.mail_options, client), encoding=encoding
             )
-        except aiosmtplib.SMTPServerDisconnected:
+        except aiosmtplib.SMTPServerDisconnected as exc:
             if not reused:
-                raise RelayFailed(Reply(421, "upstream closed the connection"), "MAIL") from None
+                reply = Reply(421, "upstream closed the connection")
+                raise failure(reply, "MAIL", Outcome.UNREACHABLE) from exc
             # An idle connection the upstream closed: nothing was sent yet, so start afresh.
             await _discard(client)
             return await self._transact(await self._connect(), t, reused=False)
         except aiosmtplib.SMTPResponseException as exc:
             await _reset(client)
-            raise RelayFailed(Reply(exc.code, exc.message), "MAIL") from None
+            raise failure(Reply(exc.code, exc.message), "MAIL") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise RelayFailed(Reply(421, f"upstream failed: {exc}"), "MAIL") from None
+            raise failure(Reply(421, f"upstream failed: {exc}"), "MAIL", _no_answer(exc)) from exc
 
-        result = RelayResult()
+        result = Sent()
         try:
             for recipient in t.recipients:
                 try:
@@ -177,12 +134,12 @@ class Relay:
             result.reply = Reply(response.code, response.message)
         except aiosmtplib.SMTPResponseException as exc:
             await _reset(client)
-            raise RelayFailed(Reply(exc.code, exc.message), "DATA") from None
+            raise failure(Reply(exc.code, exc.message), "DATA") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Timeout or disconnect during the transaction: the upstream may or may not have
             # the message; the sending MTA retries, and the relay journal stops a second copy
             # only if we learned of the first. RFC 5321 §6.1 accepts that rare duplicate.
-            raise RelayFailed(Reply(451, f"upstream failed: {exc}"), "DATA") from None
+            raise failure(Reply(451, f"upstream failed: {exc}"), "DATA", _no_answer(exc)) from exc
         return result, client
 
     async def close(self) -> None:
@@ -192,6 +149,12 @@ class Relay:
                 await client.quit()
             except (aiosmtplib.SMTPException, OSError):
                 client.close()
+
+
+def _no_answer(exc: BaseException) -> Outcome:
+    # aiosmtplib's timeouts are TimeoutErrors; anything else without a reply is a lost
+    # (or never made) connection.
+    return Outcome.TIMED_OUT if isinstance(exc, TimeoutError) else Outcome.UNREACHABLE
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:

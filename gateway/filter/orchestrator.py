@@ -10,70 +10,67 @@ upstream accepted stops a retry from relaying a second copy.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import hashlib
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway import logs, metrics
 from gateway.audit import events as audit
 from gateway.config.settings import Settings
 from gateway.config.values import OnDnsError, Scope
 from gateway.core import classify, headers
-from gateway.core.addresses import AddressError, address_domain, normalise_domain
-from gateway.core.allowlist import MatchStatus
-from gateway.core.model import Action, Reason, RecipientDecision, Transport
+from gateway.core.addresses import normalise_domain
+from gateway.core.allowlist import Allowlist, MatchStatus
+from gateway.core.model import Action, Reason, RecipientDecision
 from gateway.core.policy import check_sender, decide_recipients, today_utc
-from gateway.delivery.smarthost import (
-    Recipient,
-    Relay,
-    RelayFailed,
-    RelayResult,
-    Reply,
-    Transaction,
+from gateway.delivery.deliver import Delivery, Report, Trace
+from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
+from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary
+from gateway.filter.replies import (
+    TEMPFAIL_DNS,
+    TEMPFAIL_STORE,
+    outcome,
+    upstream_reply,
 )
-from gateway.posture import report
-from gateway.posture.assessment import Assessment, Posture
+from gateway.posture.assessment import Assessment, record_of
 from gateway.review.notices import Notices
 from gateway.smtp.reply import SmtpReply
-from gateway.store import AuditRecord, HeldRecipient, Hold, HoldStore, NewHold, NewNotice
+from gateway.store import (
+    AuditRecord,
+    HeldRecipient,
+    Hold,
+    HoldFacts,
+    HoldStore,
+    NewHold,
+    NewNotice,
+    schema,
+)
 
 
-@dataclass(frozen=True)
-class Incoming:
-    client_ip: str
-    helo: str
-    esmtp: bool
-    sender: str  # "" for the null reverse-path
-    mail_options: tuple[str, ...]
-    recipients: tuple[Recipient, ...]
-    data: bytes
-    smtputf8: bool = False
+class PostureSource(Protocol):
+    """What the filter asks of the posture stage: a domain's assessment, and the allowlist
+    (for the sender's domain)."""
 
+    allowlist: Allowlist
 
-TEMPFAIL_DNS = SmtpReply(451, "4.4.3", "Recipient security could not be verified; try later")
-TEMPFAIL_STORE = SmtpReply(451, "4.3.0", "Could not store the message; try again later")
-TEMPFAIL_UPSTREAM = SmtpReply(451, "4.4.1", "Upstream unavailable; try again later")
+    async def assess(self, domain: str) -> Assessment: ...
 
 
 class Filter:
     def __init__(
         self,
         settings: Settings,
-        posture: Posture,
+        posture: PostureSource,
         store: HoldStore,
-        relay: Relay,
+        delivery: Delivery,
         hostname: str,
         on_hold: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._posture = posture
         self._store = store
-        self._relay = relay
-        self._hostname = hostname
+        self._delivery = delivery
         self._notices = Notices(settings.notify, settings.review, hostname)
         # Canonical, like the domains they are compared with ("School.Test." is school.test).
         self._local_domains = frozenset(normalise_domain(d) for d in settings.policy.local_domains)
@@ -126,9 +123,9 @@ class Filter:
             log.info("message temp-failed", reason="recipient posture undetermined")
             metrics.MESSAGES.labels("tempfailed").inc()
             return TEMPFAIL_DNS
-        work = _Work(queue_id, incoming, data, parsed, findings, decisions, assessments)
+        work = Work(queue_id, incoming, data, parsed, findings, decisions, assessments)
         reply = await self._deliver(work, log)
-        metrics.MESSAGES.labels(_outcome(reply, decisions)).inc()
+        metrics.MESSAGES.labels(outcome(reply, decisions)).inc()
         return reply
 
     async def _classify(self, parsed: headers.Headers, data: bytes) -> tuple[classify.Finding, ...]:
@@ -152,7 +149,7 @@ class Filter:
     async def _decide(
         self, incoming: Incoming, parsed: headers.Headers
     ) -> tuple[tuple[RecipientDecision, ...], dict[str, Assessment]]:
-        recipients = [(r.address, _domain_or_none(r.address)) for r in incoming.recipients]
+        recipients = [(r.address, domain_or_none(r.address)) for r in incoming.recipients]
         domains = sorted({d for _, d in recipients if d is not None})
         results = await asyncio.gather(*(self._posture.assess(d) for d in domains))
         assessments = dict(zip(domains, results, strict=True))
@@ -169,14 +166,14 @@ class Filter:
         """The envelope sender (unless null) and every From: address must be allowed."""
         domains: list[str | None] = []
         if incoming.sender:
-            domains.append(_domain_or_none(incoming.sender))
+            domains.append(domain_or_none(incoming.sender))
         from_values = parsed.get_all("From")
         if len(from_values) != 1:
             return [*domains, None]  # RFC 5322 §3.6: exactly one From: field
         from_addresses = headers.addresses(from_values[0])
         if not from_addresses:
             return [*domains, None]
-        domains.extend(_domain_or_none(a) for a in from_addresses)
+        domains.extend(domain_or_none(a) for a in from_addresses)
         return domains
 
     def _sender_allowed(self, domain: str) -> bool:
@@ -185,7 +182,7 @@ class Filter:
         today = today_utc(time.time())
         return self._posture.allowlist.match(domain, today).status is MatchStatus.ALLOWED
 
-    async def _deliver(self, work: _Work, log: Any) -> SmtpReply:
+    async def _deliver(self, work: Work, log: Any) -> SmtpReply:
         to_hold = [d for d in work.decisions if d.action is Action.HOLD]
         to_relay = [d for d in work.decisions if d.action is Action.RELAY]
         hold_id = ""
@@ -198,52 +195,58 @@ class Filter:
         if not to_relay:
             return SmtpReply(250, "2.0.0", f"Ok: held for review as {hold_id}")
 
-        already = await self._store.relayed(work.key)
-        pending = [d for d in to_relay if d.recipient not in already]
-        result = RelayResult(accepted=[d.recipient for d in to_relay if d.recipient in already])
-        if pending:
-            try:
-                sent = await self._relay.send(self._transaction(work, pending))
-            except RelayFailed as exc:
-                log.warning("relay failed", stage=exc.stage, upstream=str(exc.reply))
-                if exc.temporary or not to_hold:
-                    return _upstream_reply(exc.reply)
-                sent = RelayResult(refused={d.recipient: exc.reply for d in pending})
-            result.accepted += sent.accepted
-            result.refused.update(sent.refused)
-            if sent.accepted:
-                log.info("relayed", recipients=sent.accepted, upstream=str(sent.reply or ""))
-                await self._journal(work, sent.accepted, log)
-        return await self._after_relay(work, to_hold, result, hold_id, log)
+        report = await self._delivery.deliver(
+            self._transaction(work, to_relay),
+            work.key,
+            trace=Trace(
+                helo=work.incoming.helo,
+                client_ip=work.incoming.client_ip,
+                protocol=protocol(work.incoming),
+                queue_id=work.queue_id,
+                summary=summary(work, to_relay),
+            ),
+            audit=lambda accepted: self._relayed_audit(work, accepted),
+        )
+        if report.failure is not None:
+            upstream = failure_reply(report.failure)
+            log.warning("relay failed", stage=report.failure.stage, upstream=str(upstream))
+            if report.failure.temporary or not to_hold:
+                return upstream_reply(upstream)
+            # Refused for good while part of the message is held: the refused recipients
+            # are held too (below), never dropped.
+        if report.sent:
+            log.info("relayed", recipients=list(report.sent), upstream=str(report.reply or ""))
+        return await self._after_relay(work, to_hold, report, hold_id, log)
 
     async def _after_relay(
         self,
-        work: _Work,
+        work: Work,
         to_hold: Sequence[RecipientDecision],
-        result: RelayResult,
+        result: Report,
         hold_id: str,
         log: Any,
     ) -> SmtpReply:
-        if not result.refused:
+        refusals = result.refusals
+        if not refusals:
             held = f", held for review as {hold_id}" if hold_id else ""
             return SmtpReply(250, "2.0.0", f"Ok: relayed as {work.queue_id}{held}")
-        log.warning("upstream refused", refused={a: str(r) for a, r in result.refused.items()})
+        log.warning("upstream refused", refused={a: str(r) for a, r in refusals.items()})
         if not result.accepted and not to_hold:
             # Nothing was delivered or held: hand the upstream's answer back, so the sending
             # MTA retries (4xx) or bounces (5xx) exactly as it would have without us.
-            replies = list(result.refused.values())
+            replies = list(refusals.values())
             worst = next((r for r in replies if r.temporary), replies[0])
-            return _upstream_reply(worst)
+            return upstream_reply(worst)
         # Part of the message is delivered or held; the refused recipients must not be
         # dropped: hold them, with the upstream's words, for review and notice.
         refused = [
             RecipientDecision(
-                address, _domain_or_none(address) or "", Action.HOLD, (Reason.UPSTREAM_REFUSED,)
+                address, domain_or_none(address) or "", Action.HOLD, (Reason.UPSTREAM_REFUSED,)
             )
-            for address in result.refused
+            for address in refusals
         ]
         try:
-            refused_id = await self._hold(work, refused, "refused", log, result.refused)
+            refused_id = await self._hold(work, refused, "refused", log, refusals)
         except Exception:
             log.exception("hold failed")
             return TEMPFAIL_STORE
@@ -253,20 +256,21 @@ class Filter:
 
     async def _hold(
         self,
-        work: _Work,
+        work: Work,
         decisions: Sequence[RecipientDecision],
         kind: str,
         log: Any,
         refusals: dict[str, Reply] | None = None,
     ) -> str:
         options = {r.address: r.options for r in work.incoming.recipients}
-        facts: dict[str, Any] = {
-            domain: report.assessment_json(assessment)
-            for domain, assessment in work.assessments.items()
-            if any(d.domain == domain for d in decisions)
-        }
-        if refusals:
-            facts["upstream_refusals"] = {a: str(r) for a, r in refusals.items()}
+        facts = HoldFacts(
+            tuple(
+                record_of(assessment)
+                for domain, assessment in work.assessments.items()
+                if any(d.domain == domain for d in decisions)
+            ),
+            {a: str(r) for a, r in (refusals or {}).items()},
+        )
         new = NewHold(
             key=f"{work.key}:{kind}",
             sender=work.incoming.sender,
@@ -317,113 +321,42 @@ class Filter:
         )
         return hold.id
 
-    def _subject(self, work: _Work) -> str:
+    def _subject(self, work: Work) -> str:
         try:
             return headers.decode_words(work.parsed.first("Subject") or "")[:200]
         except headers.HeaderDecodeError:
             return ""
 
-    async def _journal(self, work: _Work, accepted: Sequence[str], log: Any) -> None:
-        records: list[AuditRecord] = []
-        if work.assessments:  # checked mail: the trail shows why each recipient was secure
-            facts = {
-                d.domain: report.assessment_json(work.assessments[d.domain])
+    def _relayed_audit(self, work: Work, accepted: Sequence[str]) -> list[AuditRecord]:
+        """For checked mail, the trail shows why each recipient it relayed to was secure."""
+        if not work.assessments:
+            return []
+        facts = schema.assessments_json(
+            [
+                record_of(work.assessments[d.domain])
                 for d in work.decisions
                 if d.recipient in accepted and d.domain in work.assessments
-            }
-            records.append(
-                audit.relayed(
-                    work.queue_id,
-                    work.parsed.first("Message-ID") or "",
-                    work.incoming.sender,
-                    accepted,
-                    [str(f) for f in work.findings],
-                    facts,
-                )
-            )
-        try:
-            await self._store.record_relayed(work.key, accepted, records)
-        except Exception:
-            # Delivered all the same: the only cost is a possible duplicate on a retry.
-            log.exception("relay journal write failed")
-
-    def _transaction(self, work: _Work, decisions: Sequence[RecipientDecision]) -> Transaction:
-        options = {r.address: r.options for r in work.incoming.recipients}
-        prefix = headers.trace_headers(
-            helo=work.incoming.helo,
-            client_ip=work.incoming.client_ip,
-            hostname=self._hostname,
-            protocol=_protocol(work.incoming),
-            queue_id=work.queue_id,
-            date=email.utils.formatdate(localtime=False, usegmt=True),
-            summary=_summary(work, decisions),
+            ]
         )
+        return [
+            audit.relayed(
+                work.queue_id,
+                work.parsed.first("Message-ID") or "",
+                work.incoming.sender,
+                accepted,
+                [str(f) for f in work.findings],
+                facts,
+            )
+        ]
+
+    def _transaction(self, work: Work, decisions: Sequence[RecipientDecision]) -> Transaction:
+        options = {r.address: r.options for r in work.incoming.recipients}
         return Transaction(
             sender=work.incoming.sender,
             recipients=tuple(
                 Recipient(d.recipient, options.get(d.recipient, ())) for d in decisions
             ),
-            data=prefix + work.data,
+            data=work.data,
             mail_options=work.incoming.mail_options,
             smtputf8=work.incoming.smtputf8,
         )
-
-
-@dataclass(frozen=True)
-class _Work:
-    queue_id: str
-    incoming: Incoming
-    data: bytes
-    parsed: headers.Headers
-    findings: tuple[classify.Finding, ...]
-    decisions: tuple[RecipientDecision, ...]
-    assessments: dict[str, Assessment]
-
-    @property
-    def key(self) -> str:
-        """Idempotency key: the same message from the same sender to the same recipients."""
-        digest = hashlib.sha256()
-        digest.update(self.incoming.sender.encode("utf-8", "surrogateescape") + b"\0")
-        for recipient in sorted(r.address for r in self.incoming.recipients):
-            digest.update(recipient.encode("utf-8", "surrogateescape") + b"\0")
-        digest.update(self.data)
-        return digest.hexdigest()
-
-
-def _summary(work: _Work, decisions: Sequence[RecipientDecision]) -> str:
-    if not work.assessments:
-        return f"not flagged; relayed unchecked; id={work.queue_id}"
-    lowest = min((d.transport for d in decisions), default=Transport.NONE)
-    label = "flagged" if work.findings else "checked"
-    return f"{label}; relayed to secure recipients; transport={lowest.label}; id={work.queue_id}"
-
-
-def _outcome(reply: SmtpReply, decisions: Sequence[RecipientDecision]) -> str:
-    if reply.code >= 500:
-        return "refused"
-    if reply.code >= 400:
-        return "tempfailed"
-    actions = {d.action for d in decisions}
-    if actions == {Action.RELAY}:
-        return "relayed"
-    return "held" if actions == {Action.HOLD} else "split"
-
-
-def _protocol(incoming: Incoming) -> str:
-    # RFC 3848 / RFC 6531 §3.7.3 protocol types for the Received: "with" clause.
-    if incoming.smtputf8:
-        return "UTF8SMTP"
-    return "ESMTP" if incoming.esmtp else "SMTP"
-
-
-def _upstream_reply(reply: Reply) -> SmtpReply:
-    if reply.temporary or reply.code < 400:
-        return TEMPFAIL_UPSTREAM
-    return SmtpReply(reply.code, "5.0.0", f"Upstream refused: {reply.text[:200]}")
-
-
-def _domain_or_none(address: str) -> str | None:
-    try:
-        return address_domain(address)
-    except AddressError:
-        return None

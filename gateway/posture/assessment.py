@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 from gateway.config.settings import Settings
 from gateway.core.allowlist import Allowlist, AllowlistMatch
-from gateway.core.model import DomainFacts, DomainVerdict
+from gateway.core.model import DaneHostStatus, DomainFacts, DomainVerdict
+from gateway.core.mtasts import uncovered_hosts
 from gateway.core.policy import decide_domain, today_utc
 from gateway.posture.domaincheck import DomainChecker
+from gateway.store.assessment import AssessmentRecord, DaneHostRecord
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,55 @@ class Assessment:
     match: AllowlistMatch
     facts: DomainFacts
     verdict: DomainVerdict
+
+
+def record_of(a: Assessment) -> AssessmentRecord:
+    """What the hold store and the audit trail keep of an assessment."""
+    facts, policy = a.facts, a.facts.sts_policy.policy
+    return AssessmentRecord(
+        domain=facts.domain,
+        verdict=a.verdict.verdict.value,
+        transport=a.verdict.transport.label,
+        reasons=tuple(reason.value for reason in a.verdict.reasons),
+        allowlist=a.match.status.value,
+        allowlist_entry=a.match.entry.name if a.match.entry else "",
+        mx_status=facts.mx.status.value,
+        mx_hosts=facts.mx.hosts,
+        mx_dnssec=facts.mx.dnssec,
+        sts_record=facts.sts_record.status.value,
+        sts_id=facts.sts_record.id,
+        sts_policy=facts.sts_policy.status.value,
+        sts_mode=policy.mode.value if policy else "",
+        sts_mx=tuple(policy.mx) if policy else (),
+        sts_covers_mx=not uncovered_hosts(policy, mx_hosts(facts)) if policy else None,
+        tls_rpt=facts.tls_rpt.status.value,
+        tls_rpt_rua=facts.tls_rpt.rua,
+        dane=dane_summary(facts),
+        dane_hosts=tuple(
+            DaneHostRecord(h.host, h.status.value, tuple(str(r) for r in h.tlsa))
+            for h in facts.dane.hosts
+        ),
+    )
+
+
+def mx_hosts(facts: DomainFacts) -> tuple[str, ...]:
+    return facts.mx.hosts if facts.mx.hosts else (facts.domain,)
+
+
+def dane_summary(facts: DomainFacts) -> str:
+    if not facts.dane.resolver_trusted:
+        return "resolver-untrusted"
+    if not facts.dane.hosts:
+        return "not-dnssec"
+    statuses = {host.status for host in facts.dane.hosts}
+    if statuses == {DaneHostStatus.USABLE}:
+        return "usable"
+    for status in (DaneHostStatus.TEMPORARY, DaneHostStatus.UNUSABLE):
+        if status in statuses:
+            return status.value
+    if DaneHostStatus.USABLE in statuses:
+        return "partial"
+    return "none"
 
 
 class Posture:

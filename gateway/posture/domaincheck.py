@@ -38,7 +38,7 @@ from gateway.errors import PolicyFetchError
 from gateway.posture import fetchlock
 from gateway.posture.dns import Resolver
 from gateway.posture.stsfetch import PolicyFetcher
-from gateway.store.policycache import PolicyDb
+from gateway.store.protocols import PolicyCache
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -49,7 +49,7 @@ class DomainChecker:
         self,
         resolver: Resolver,
         fetcher: PolicyFetcher,
-        cache: PolicyDb,
+        cache: PolicyCache,
         clock: Clock = time.time,
         lock_dir: Path | None = None,
         lock_timeout: float = 30.0,
@@ -105,22 +105,22 @@ class DomainChecker:
     async def _sts(self, domain: str) -> tuple[StsRecordFacts, StsPolicyFacts]:
         answer = await self._resolver.txt(f"_mta-sts.{domain}")
         record = sts_record_facts(answer)
-        plan, failure = self._plan(domain, record)
+        plan, failure = await self._plan(domain, record)
         if plan.step is stscache.Step.FETCH and self._lock_dir is not None:
             # One fetch per domain across all worker processes: whoever waited for the lock
             # finds the policy the holder fetched and uses it from the cache.
             try:
                 async with fetchlock.locked(self._lock_dir, domain, self._lock_timeout):
-                    plan, failure = self._plan(domain, record)
+                    plan, failure = await self._plan(domain, record)
                     return record, await self._apply(domain, record, plan, failure)
             except fetchlock.LockTimeout:
                 pass  # the holder is stuck: fetch ourselves rather than fail the check
         return record, await self._apply(domain, record, plan, failure)
 
-    def _plan(
+    async def _plan(
         self, domain: str, record: StsRecordFacts
     ) -> tuple[stscache.Plan, stscache.FetchFailure | None]:
-        cached, failure = self._cache.policy(domain), self._cache.failure(domain)
+        cached, failure = await self._cache.policy(domain), await self._cache.failure(domain)
         return stscache.plan(record, cached, failure, self._clock()), failure
 
     async def _apply(
@@ -159,7 +159,7 @@ class DomainChecker:
             cached = stscache.CachedPolicy(
                 domain, record_id, policy, text, now, now + policy.max_age
             )
-            self._cache.store_policy(cached)
+            await self._cache.store_policy(cached)
             return StsPolicyFacts(
                 PolicyStatus.OK,
                 policy,
@@ -167,7 +167,7 @@ class DomainChecker:
                 fetched_at=cached.fetched_at,
                 expires_at=cached.expires_at,
             )
-        self._cache.store_failure(domain, failure)
+        await self._cache.store_failure(domain, failure)
         return stscache.after_fetch_failure(plan, failure)
 
     # --- TLS-RPT -----------------------------------------------------------------------------

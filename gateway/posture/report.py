@@ -11,10 +11,10 @@ from typing import Any
 
 from gateway.core.addresses import to_unicode
 from gateway.core.allowlist import AllowlistEntry
-from gateway.core.model import DaneHostStatus, DomainFacts, PolicyStatus, StsPolicyFacts
+from gateway.core.model import DomainFacts, PolicyStatus, StsPolicyFacts
 from gateway.core.mtasts import uncovered_hosts
 from gateway.core.timefmt import iso_utc
-from gateway.posture.assessment import Assessment
+from gateway.posture.assessment import Assessment, dane_summary, mx_hosts
 
 JSON_VERSION = 1
 
@@ -100,26 +100,6 @@ def _policy_json(facts: DomainFacts) -> dict[str, Any]:
         "temporary": p.temporary if p.status is not PolicyStatus.OK else None,
         "error": p.error or None,
     }
-
-
-def mx_hosts(facts: DomainFacts) -> tuple[str, ...]:
-    return facts.mx.hosts if facts.mx.hosts else (facts.domain,)
-
-
-def dane_summary(facts: DomainFacts) -> str:
-    if not facts.dane.resolver_trusted:
-        return "resolver-untrusted"
-    if not facts.dane.hosts:
-        return "not-dnssec"
-    statuses = {host.status for host in facts.dane.hosts}
-    if statuses == {DaneHostStatus.USABLE}:
-        return "usable"
-    for status in (DaneHostStatus.TEMPORARY, DaneHostStatus.UNUSABLE):
-        if status in statuses:
-            return status.value
-    if DaneHostStatus.USABLE in statuses:
-        return "partial"
-    return "none"
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -11,7 +11,6 @@ same command again) finishes it without delivering twice to a recipient the upst
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,41 +18,26 @@ from dataclasses import dataclass, field
 from gateway import logs, metrics
 from gateway.audit import events as audit
 from gateway.config.settings import Settings
-from gateway.core.auditchain import Entry
-from gateway.core.headers import trace_headers
-from gateway.delivery.smarthost import Recipient, Relay, RelayFailed, Transaction
+from gateway.core.auditchain import Entry, Problem
+from gateway.delivery.deliver import Delivery, Trace
+from gateway.delivery.transport import Recipient, Transaction, failure_reply
 from gateway.errors import ReviewError
 from gateway.review.messageview import MessageView, view
 from gateway.review.notices import Notices
 from gateway.review.outbox import Outbox
-from gateway.store import HeldRecipient, Hold, HoldStore, Status
+from gateway.store import (
+    DECIDED,
+    AuditQuery,
+    Decide,
+    DeliveryDone,
+    DeliveryPending,
+    Escalate,
+    Hold,
+    HoldQuery,
+    HoldStore,
+    Status,
+)
 from gateway.store.ownership import owner_dead, process_owner
-
-DECIDED = frozenset({Status.RELEASED, Status.REJECTED, Status.EXPIRED})
-
-
-@dataclass(frozen=True)
-class HoldFilter:
-    status: Status | None = Status.HELD
-    sender: str = ""  # part of the sender's address, any case
-    recipient_domain: str = ""
-    reason: str = ""
-    older_than: float | None = None  # seconds
-    newer_than: float | None = None
-
-    def matches(self, hold: Hold, now: float) -> bool:
-        age = now - hold.created_at
-        return (
-            (self.status is None or hold.status is self.status)
-            and self.sender.lower() in hold.sender.lower()
-            and (
-                not self.recipient_domain
-                or any(r.domain == self.recipient_domain.lower() for r in hold.recipients)
-            )
-            and (not self.reason or self.reason in hold.reasons)
-            and (self.older_than is None or age >= self.older_than)
-            and (self.newer_than is None or age <= self.newer_than)
-        )
 
 
 @dataclass(frozen=True)
@@ -79,17 +63,17 @@ class Review:
         self,
         settings: Settings,
         store: HoldStore,
-        relay: Relay,
+        delivery: Delivery,
         hostname: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._store = store
-        self._relay = relay
+        self._delivery = delivery
         self._hostname = hostname
         self._clock = clock
         self.notices = Notices(settings.notify, settings.review, hostname)
-        self._outbox = Outbox(store, relay)
+        self._outbox = Outbox(store, delivery)
         self._log = logs.get("gateway.review")
         review = settings.review
         self._escalate_after = review.escalate_after
@@ -101,10 +85,11 @@ class Review:
 
     # --- reading -----------------------------------------------------------------------------
 
-    async def holds(self, holds_filter: HoldFilter) -> list[Hold]:
-        now = self._clock()
-        holds = await self._store.holds(holds_filter.status)
-        return [h for h in holds if holds_filter.matches(h, now)]
+    async def holds(self, query: HoldQuery) -> Sequence[Hold]:
+        return await self._store.holds(query)
+
+    async def count(self, query: HoldQuery) -> int:
+        return await self._store.count_holds(query)
 
     async def get(self, hold_id: str) -> Hold:
         hold = await self._store.get(hold_id)
@@ -123,15 +108,27 @@ class Review:
 
     async def refresh_gauges(self) -> None:
         """Set the gauges that describe the store, for a scrape of /metrics."""
-        held = await self._store.holds(Status.HELD)
-        metrics.HOLDS_AWAITING.set(len(held))
-        metrics.HOLDS_ESCALATED.set(sum(1 for h in held if h.escalated_at is not None))
+        held = HoldQuery.of(Status.HELD)
+        metrics.HOLDS_AWAITING.set(await self._store.count_holds(held))
+        escalated = HoldQuery(statuses=held.statuses, escalated=True)
+        metrics.HOLDS_ESCALATED.set(await self._store.count_holds(escalated))
 
     async def audit_head(self) -> tuple[int, str] | None:
         return await self._store.audit_head()
 
     async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
         return await self._store.audit_entries(since)
+
+    async def audit_page(self, query: AuditQuery) -> tuple[Sequence[Entry], int]:
+        """The entries of one page, and how many match in all."""
+        return await self._store.audit_query(query), await self._store.count_audit(query)
+
+    async def audit_events(self) -> Sequence[str]:
+        return await self._store.audit_events()
+
+    async def verify_audit(self) -> tuple[int, Problem | None]:
+        """How many entries, and where the hash chain breaks (None: it holds)."""
+        return await self._store.verify_audit()
 
     async def raw_message(self, hold_id: str) -> bytes:
         try:
@@ -152,12 +149,7 @@ class Review:
             changed = await self._store.update(
                 hold_id,
                 frozenset({Status.HELD}),
-                {
-                    "status": Status.RELEASING,
-                    "decided_at": now,
-                    "decided_by": by,
-                    "decision": rationale,
-                },
+                Decide(Status.RELEASING, now, by, rationale),
                 audit=[audit.release_requested(hold, by, rationale)],
             )
             if changed is None:
@@ -178,12 +170,7 @@ class Review:
         changed = await self._store.update(
             hold_id,
             frozenset({Status.HELD}),
-            {
-                "status": Status.REJECTED,
-                "decided_at": self._clock(),
-                "decided_by": by,
-                "decision": reason,
-            },
+            Decide(Status.REJECTED, self._clock(), by, reason),
             audit=[audit.rejected(hold, by, reason)],
             notices=self.notices.rejected(hold, by, reason),
         )
@@ -196,13 +183,11 @@ class Review:
     async def purge(self, older_than: float, by: str) -> list[str]:
         """Delete the bodies of decided holds older than ``older_than`` seconds (counted from
         the decision); the metadata and the audit trail stay."""
-        now = self._clock()
+        query = HoldQuery(statuses=DECIDED, purged=False, decided_before=self._clock() - older_than)
         purged = []
-        for hold in await self._store.holds():
-            decided = hold.decided_at or hold.created_at
-            if hold.status in DECIDED and hold.purged_at is None and now - decided >= older_than:
-                await self._store.purge_body(hold.id, [audit.purged(hold, _name(by))])
-                purged.append(hold.id)
+        for hold in await self._store.holds(query):
+            await self._store.purge_body(hold.id, [audit.purged(hold, _name(by))])
+            purged.append(hold.id)
         return purged
 
     # --- delivery of a release ---------------------------------------------------------------
@@ -215,43 +200,35 @@ class Review:
         if claimed is None:
             return ReleaseOutcome(hold, False, error="another process is delivering it now")
         hold = claimed
-        key = f"release:{hold.id}"
-        done = set(hold.delivered) | await self._store.relayed(key)
-        pending = [r for r in hold.recipients if r.address not in done]
+        report = await self._delivery.deliver(
+            await self._transaction(hold),
+            f"release:{hold.id}",
+            trace=Trace(
+                helo=self._hostname,
+                client_ip="127.0.0.1",
+                protocol="ESMTP",
+                queue_id=hold.id,
+                summary=f"released after review; hold={hold.id}; by={hold.decided_by}",
+            ),
+            delivered=hold.delivered,
+        )
+        if report.failure is not None and report.failure.temporary:
+            return await self._pending(hold, str(failure_reply(report.failure)))
+        done = set(report.accepted)
         refused = dict(hold.refused)
         temporary = ""
-        if pending:
-            try:
-                result = await self._relay.send(await self._transaction(hold, pending))
-            except RelayFailed as exc:
-                if exc.temporary:
-                    return await self._pending(hold, str(exc.reply))
-                refused.update({r.address: str(exc.reply) for r in pending})
+        for address, reply in report.refusals.items():
+            if report.results[address].outcome.temporary:
+                temporary = str(reply)
             else:
-                if result.accepted:
-                    await self._store.record_relayed(key, result.accepted)
-                    done.update(result.accepted)
-                for address, reply in result.refused.items():
-                    if reply.temporary:
-                        temporary = str(reply)
-                    else:
-                        refused[address] = str(reply)
+                refused[address] = str(reply)
         delivered = tuple(r.address for r in hold.recipients if r.address in done)
         if temporary:
-            await self._store.update(
-                hold.id, frozenset({Status.RELEASING}), {"delivered": delivered}
-            )
             return await self._pending(hold, temporary, delivered)
         finished = await self._store.update(
             hold.id,
             frozenset({Status.RELEASING}),
-            {
-                "status": Status.RELEASED,
-                "delivered": delivered,
-                "refused": refused,
-                "last_error": "",
-                "attempt_at": None,
-            },
+            DeliveryDone(delivered, refused),
             audit=[audit.released(hold, hold.decided_by, hold.decision, delivered, refused)],
             notices=self.notices.released(hold, hold.decided_by, delivered, refused),
         )
@@ -267,30 +244,20 @@ class Review:
         return ReleaseOutcome(finished, True, delivered, refused)
 
     async def _pending(
-        self, hold: Hold, error: str, delivered: Sequence[str] = ()
+        self, hold: Hold, error: str, delivered: tuple[str, ...] | None = None
     ) -> ReleaseOutcome:
         # Leave the claim open again so the sweep (or the same command) retries at once.
         changed = await self._store.update(
-            hold.id, frozenset({Status.RELEASING}), {"last_error": error, "attempt_at": None}
+            hold.id, frozenset({Status.RELEASING}), DeliveryPending(error, delivered)
         )
         self._log.warning("release pending", hold_id=hold.id, upstream=error)
-        return ReleaseOutcome(changed or hold, False, tuple(delivered), error=error)
+        return ReleaseOutcome(changed or hold, False, delivered or (), error=error)
 
-    async def _transaction(self, hold: Hold, recipients: Sequence[HeldRecipient]) -> Transaction:
-        message = await self.raw_message(hold.id)
-        prefix = trace_headers(
-            helo=self._hostname,
-            client_ip="127.0.0.1",
-            hostname=self._hostname,
-            protocol="ESMTP",
-            queue_id=hold.id,
-            date=email.utils.formatdate(usegmt=True),
-            summary=f"released after review; hold={hold.id}; by={hold.decided_by}",
-        )
+    async def _transaction(self, hold: Hold) -> Transaction:
         return Transaction(
             sender=hold.sender,
-            recipients=tuple(Recipient(r.address, r.options) for r in recipients),
-            data=prefix + message,
+            recipients=tuple(Recipient(r.address, r.options) for r in hold.recipients),
+            data=await self.raw_message(hold.id),
             mail_options=hold.mail_options,
             smtputf8=any(o == "SMTPUTF8" for o in hold.mail_options),
         )
@@ -301,13 +268,13 @@ class Review:
         """Escalate, expire, purge past retention, retry pending releases, send notices."""
         now = self._clock()
         report = SweepReport()
-        for hold in await self._store.holds(Status.HELD):
+        for hold in await self._store.holds(HoldQuery.of(Status.HELD)):
             waited = now - hold.created_at
             if waited >= self._expire_after:
                 changed = await self._store.update(
                     hold.id,
                     frozenset({Status.HELD}),
-                    {"status": Status.EXPIRED, "decided_at": now, "decided_by": audit.GATEWAY},
+                    Decide(Status.EXPIRED, now, audit.GATEWAY),
                     audit=[audit.expired(hold, self._expire_after)],
                     notices=self.notices.expired(hold),
                 )
@@ -318,14 +285,14 @@ class Review:
                 changed = await self._store.update(
                     hold.id,
                     frozenset({Status.HELD}),
-                    {"escalated_at": now},
+                    Escalate(now),
                     audit=[audit.escalated(hold, self.notices.escalation_contacts, waited)],
                     notices=self.notices.escalated(hold, waited),
                 )
                 if changed is not None:
                     report.escalated.append(hold.id)
                     metrics.DECISIONS.labels("escalated").inc()
-        for hold in await self._store.holds(Status.RELEASING):
+        for hold in await self._store.holds(HoldQuery.of(Status.RELEASING)):
             stale = hold.attempt_at is None or hold.attempt_at < now - self._lease
             if stale or owner_dead(hold.attempt_by):
                 outcome = await self._deliver(hold)

@@ -1,19 +1,21 @@
-"""The outbox: notices queued in the store with their event, sent through the upstream."""
+"""The outbox: notices queued in the store with their event, sent through the one delivery
+path (so a notice, too, reaches each of its recipients once)."""
 
 from __future__ import annotations
 
 from gateway import logs
 from gateway.audit import events as audit
-from gateway.delivery.smarthost import Recipient, Relay, RelayFailed, Transaction
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.transport import Recipient, Transaction, failure_reply
 from gateway.store import HoldStore, Notice
 
 
 class Outbox:
-    """Sends queued notices through the upstream; a failure is retried with back-off."""
+    """Sends queued notices; a failure is retried with back-off."""
 
-    def __init__(self, store: HoldStore, relay: Relay) -> None:
+    def __init__(self, store: HoldStore, delivery: Delivery) -> None:
         self._store = store
-        self._relay = relay
+        self._delivery = delivery
         self._log = logs.get("gateway.notify")
 
     async def drain(self, now: float) -> int:
@@ -40,7 +42,7 @@ class Outbox:
             smtputf8=utf8,
         )
         try:
-            result = await self._relay.send(transaction)
+            report = await self._delivery.deliver(transaction, f"notice:{notice.id}")
         except UnicodeError as exc:
             # A notice that cannot be put on the wire never will be: kept for an operator,
             # so that it does not block the notices queued behind it.
@@ -53,32 +55,33 @@ class Outbox:
                 retry=False,
             )
             return 0
-        except RelayFailed as exc:
-            retry = now + _backoff(notice.attempts) if exc.temporary else None
-            await self._store.notice_failed(notice.id, str(exc.reply), retry)
+        if report.failure is not None:
+            upstream = str(failure_reply(report.failure))
+            retry = now + _backoff(notice.attempts) if report.failure.temporary else None
+            await self._store.notice_failed(notice.id, upstream, retry)
             self._log.warning(
                 "notice not sent",
                 notice=notice.kind,
                 hold_id=notice.hold_id,
-                upstream=str(exc.reply),
+                upstream=upstream,
                 retry=retry is not None,
             )
             return 0
-        if not result.accepted:
-            replies = "; ".join(f"{a}: {r}" for a, r in result.refused.items())
-            temporary = any(r.temporary for r in result.refused.values())
+        if not report.accepted:
+            refusals = report.refusals
+            replies = "; ".join(f"{a}: {r}" for a, r in refusals.items())
+            temporary = any(report.results[a].outcome.temporary for a in refusals)
             retry = now + _backoff(notice.attempts) if temporary else None
             await self._store.notice_failed(notice.id, replies, retry)
             self._log.warning(
                 "notice refused", notice=notice.kind, hold_id=notice.hold_id, upstream=replies
             )
             return 0
+        accepted = list(report.accepted)
         await self._store.notice_sent(
-            notice.id, [audit.notice_sent(notice.kind, notice.hold_id, result.accepted)]
+            notice.id, [audit.notice_sent(notice.kind, notice.hold_id, accepted)]
         )
-        self._log.info(
-            "notice sent", notice=notice.kind, hold_id=notice.hold_id, to=result.accepted
-        )
+        self._log.info("notice sent", notice=notice.kind, hold_id=notice.hold_id, to=accepted)
         return 1
 
 

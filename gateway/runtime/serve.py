@@ -1,178 +1,159 @@
-"""The composition root: builds the gateway's parts from the settings, and nothing else does."""
+"""`gateway serve`: the SMTP filter, its scheduler, the web UI and the worker processes, built
+from the runtime's parts and run until SIGTERM or SIGINT.
+
+The order keeps every start-up check ahead of the first socket: the settings are loaded, the
+parts opened and the web UI built (its secret and TLS pair loaded) before the SMTP and web
+ports are bound, and both are bound before a worker starts. Whatever fails, everything started
+so far is stopped again, the workers included.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from gateway import logs
 from gateway.config.settings import Settings
-from gateway.config.values import RelayTls
-from gateway.core.allowlist import Allowlist
-from gateway.delivery.smarthost import Relay
 from gateway.filter.orchestrator import Filter
-from gateway.posture import allowlists
-from gateway.posture.assessment import Posture
-from gateway.posture.dns import DnsResolver
-from gateway.posture.domaincheck import DomainChecker
-from gateway.posture.stsfetch import PolicyFetcher, default_client, tls_context
 from gateway.review.model import Review
-from gateway.runtime.workers import Supervisor
+from gateway.runtime.lifecycle import Running, lifecycle
+from gateway.runtime.parts import data_dir
+from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
 from gateway.smtp.server import Admission, GatewaySMTP, Handler
-from gateway.store.crypto import Sealer, load_key
-from gateway.store.policycache import PolicyDb
-from gateway.store.sqlite import SqliteStore
 
-POLICY_DB = "sts-cache.sqlite3"
+if TYPE_CHECKING:
+    from gateway.runtime.webui import EmbeddedWeb
 
-
-def data_dir(settings: Settings) -> Path:
-    return settings.path(settings.store.data_dir)
+SESSION_DRAIN = 10.0  # seconds for sessions in progress when the gateway stops
 
 
-def load_allowlist(settings: Settings) -> allowlists.Loaded:
-    return allowlists.load(allowlists.expand(settings.allowlist.paths, settings.base_dir))
-
-
-@asynccontextmanager
-async def posture(settings: Settings, allowlist: Allowlist) -> AsyncIterator[Posture]:
-    ca_file = settings.path(settings.mta_sts.ca_file) if settings.mta_sts.ca_file else None
-    resolver = DnsResolver(settings.dns)
-    cache = PolicyDb(data_dir(settings) / POLICY_DB)
-    try:
-        async with default_client(tls_context(ca_file), settings.mta_sts.fetch_timeout) as client:
-            workers = settings.smtp.workers
-            # The bound on concurrent fetches holds for all worker processes together.
-            fetcher = PolicyFetcher(
-                resolver, settings.mta_sts, client, max_concurrency=max(1, 16 // workers)
-            )
-            locks = data_dir(settings) / "sts-locks" if workers > 1 else None
-            if locks is not None:
-                locks.mkdir(parents=True, exist_ok=True)
-            checker = DomainChecker(
-                resolver,
-                fetcher,
-                cache,
-                lock_dir=locks,
-                lock_timeout=settings.mta_sts.fetch_timeout * 2,
-            )
-            yield Posture(settings, allowlist, checker)
-    finally:
-        cache.close()
-
-
-def hostname(settings: Settings) -> str:
-    # socket.gethostname, not getfqdn: getfqdn asks DNS, behind the operator's back.
-    return settings.smtp.hostname or socket.gethostname()
-
-
-def open_store(settings: Settings) -> SqliteStore:
-    folder = data_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(folder, Sealer(load_key(settings, folder)))
-
-
-def open_relay(settings: Settings) -> Relay:
-    relay_ca = settings.path(settings.relay.ca_file) if settings.relay.ca_file else None
-    relay_tls = tls_context(relay_ca) if settings.relay.tls is not RelayTls.NONE else None
-    return Relay(settings.relay, hostname(settings), relay_tls)
-
-
-async def serve(settings: Settings, ready: asyncio.Event | None = None, worker: int = 0) -> None:
+async def serve(
+    settings: Settings,
+    ready: asyncio.Event | None = None,
+    worker: int = 0,
+    ready_fd: int | None = None,
+) -> None:
     """Run the SMTP filter until SIGTERM or SIGINT; then stop accepting, let sessions in
-    progress finish (briefly), and close. Worker 0 leads: it also runs the scheduler, the web
-    UI and, with [smtp] workers > 1, the other workers."""
+    progress finish (briefly), and close. Worker 0 leads: it also runs the sweeps, the web UI
+    and, with [smtp] workers > 1, the other workers; a worker tells it on ``ready_fd`` that it
+    listens."""
     leader = worker == 0
+    if not leader:
+        die_with_leader()
     if settings.smtp.workers > 1:
         structlog.contextvars.bind_contextvars(worker=worker)
     log = logs.get("gateway")
-    loaded = load_allowlist(settings)
-    for problem in loaded.problems:
-        log.warning("allowlist problem", problem=str(problem))
-    log.info(
-        "allowlist loaded",
-        files=[str(f) for f in loaded.files],
-        entries=len(loaded.allowlist.entries),
-    )
-    folder = data_dir(settings)
-    store, relay = open_store(settings), open_relay(settings)
-    name = hostname(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    review = Review(settings, store, relay, name)
-    wake = asyncio.Event()
-    # Every worker sends the notices of its own holds at once (the outbox lets only one send
-    # each); only the leader sweeps.
-    scheduler = asyncio.create_task(_scheduler(review, settings, wake, stop, sweep=leader))
-    supervisor = Supervisor(settings.source, settings.smtp.workers - 1) if leader else None
-    web_ui = None
-    try:
-        async with posture(settings, loaded.allowlist) as checker:
-            filter_ = Filter(settings, checker, store, relay, name, on_hold=wake.set)
-            handler = Handler(filter_, settings.smtp.max_recipients)
-            admission = Admission(settings.smtp.trusted_networks, settings.smtp.max_connections)
-            server = await loop.create_server(
-                lambda: GatewaySMTP(
-                    handler,
-                    admission,
-                    hostname=name,
-                    data_size_limit=settings.smtp.max_message_size,
-                    enable_SMTPUTF8=True,
-                    decode_data=False,
-                    timeout=settings.smtp.command_timeout,
-                ),
-                settings.smtp.listen.host,
-                settings.smtp.listen.port,
-                reuse_address=True,
-                reuse_port=settings.smtp.workers > 1,
-            )
-            if supervisor is not None:
-                await supervisor.start()
-            if settings.web.enabled and leader:
-                from gateway.web.server import start_in_serve  # loads the web stack
-
-                web_ui = await start_in_serve(settings, review, store, checker, wake.set)
-            log.info(
-                "listening",
-                smtp=str(settings.smtp.listen),
-                relay=f"{settings.relay.host}:{settings.relay.port}",
-                data_dir=str(folder),
-            )
-            if ready is not None:
-                ready.set()
-            await stop.wait()
-            log.info("stopping", sessions=admission.active)
-            server.close()
-            if supervisor is not None:
-                await supervisor.stop()
-            if web_ui is not None:
-                await web_ui.stop()
-                web_ui = None
-            for _ in range(100):  # up to 10 s for sessions in progress
-                if admission.active == 0:
-                    break
-                await asyncio.sleep(0.1)
-    finally:
-        stop.set()
-        wake.set()
+    async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as started:
+        wake = asyncio.Event()
+        web_ui = _web_ui(settings, running, wake) if leader else None
+        admission = Admission(settings.smtp.trusted_networks, settings.smtp.max_connections)
+        server = await _listen(settings, running, admission, wake)
+        started.callback(server.close)
+        if web_ui is not None:
+            web_ui.bind()
+            started.push_async_callback(web_ui.stop)
+        supervisor = await _start_workers(settings, started) if leader else None
+        if ready_fd is not None:
+            tell_leader(ready_fd)
+        # Every worker sends the notices of its own holds at once (the outbox lets only one
+        # send each); only the leader sweeps.
+        scheduler = asyncio.create_task(
+            _scheduler(running.review, settings, wake, running.stop, sweep=leader)
+        )
+        started.push_async_callback(_stop_scheduler, scheduler, running.stop, wake)
+        if web_ui is not None:
+            await web_ui.start()
+        log.info(
+            "listening",
+            smtp=str(settings.smtp.listen),
+            relay=f"{settings.relay.host}:{settings.relay.port}",
+            data_dir=str(data_dir(settings)),
+        )
+        if ready is not None:
+            ready.set()
+        await running.stop.wait()
+        log.info("stopping", sessions=admission.active)
+        server.close()
+        if supervisor is not None:
+            await supervisor.stop()
         if web_ui is not None:
             await web_ui.stop()
-        await scheduler
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-        await relay.close()
-        await store.close()
-        log.info("stopped")
+        await _drain(admission)  # then the scheduler stops and the parts close
+
+
+async def _start_workers(
+    settings: Settings, started: contextlib.AsyncExitStack
+) -> Supervisor | None:
+    """The other worker processes, listening when this returns; WorkerFailed if one is not."""
+    if settings.smtp.workers <= 1:
+        return None
+    supervisor = Supervisor(settings.source, settings.smtp.workers - 1)
+    started.push_async_callback(supervisor.stop)
+    await supervisor.start()
+    return supervisor
+
+
+def _web_ui(settings: Settings, running: Running, wake: asyncio.Event) -> EmbeddedWeb | None:
+    """The web UI, built (its secret and TLS pair loaded) before anything listens."""
+    if not settings.web.enabled:
+        return None
+    from gateway.runtime.webui import EmbeddedWeb  # loads the web stack
+
+    return EmbeddedWeb(settings, running.review, running.store, running.posture, wake.set)
+
+
+async def _listen(
+    settings: Settings, running: Running, admission: Admission, wake: asyncio.Event
+) -> asyncio.Server:
+    """Bind the SMTP port and accept sessions; OSError if it is taken."""
+    filter_ = Filter(
+        settings,
+        running.posture,
+        running.store,
+        running.delivery,
+        running.hostname,
+        on_hold=wake.set,
+    )
+    handler = Handler(filter_, settings.smtp.max_recipients)
+
+    def session() -> Any:
+        return GatewaySMTP(
+            handler,
+            admission,
+            hostname=running.hostname,
+            data_size_limit=settings.smtp.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            timeout=settings.smtp.command_timeout,
+        )
+
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        session,
+        settings.smtp.listen.host,
+        settings.smtp.listen.port,
+        reuse_address=True,
+        reuse_port=settings.smtp.workers > 1,
+    )
+
+
+async def _drain(admission: Admission) -> None:
+    for _ in range(int(SESSION_DRAIN * 10)):
+        if admission.active == 0:
+            break
+        await asyncio.sleep(0.1)
+
+
+async def _stop_scheduler(
+    scheduler: asyncio.Task[None], stop: asyncio.Event, wake: asyncio.Event
+) -> None:
+    stop.set()
+    wake.set()
+    await scheduler
 
 
 async def _scheduler(
@@ -211,14 +192,3 @@ async def _scheduler(
         with contextlib.suppress(TimeoutError):
             timeout = min(max(0.0, next_sweep - time.monotonic()), interval)
             await asyncio.wait_for(wake.wait(), timeout)
-
-
-@asynccontextmanager
-async def review_session(settings: Settings) -> AsyncIterator[Review]:
-    """The review model with its store and relay, for the one-shot commands."""
-    store, relay = open_store(settings), open_relay(settings)
-    try:
-        yield Review(settings, store, relay, hostname(settings))
-    finally:
-        await relay.close()
-        await store.close()

@@ -18,8 +18,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway import errors, logs
 from gateway.core.addresses import AddressError, split_address
-from gateway.delivery.smarthost import Recipient
-from gateway.filter.orchestrator import Filter, Incoming
+from gateway.delivery.transport import Recipient
+from gateway.filter.message import Incoming
+from gateway.filter.orchestrator import Filter
 from gateway.smtp.reply import SmtpReply
 
 IDENT = "Safeguarding Mail Gateway"

@@ -3,18 +3,23 @@ gateway learned. The rules for using it are in ``gateway.core.stscache``.
 
 The raw policy text is stored, not a parsed form: on load it is parsed again, so a cache written
 by an older release can never smuggle in a policy today's parser would refuse.
+
+The cache is read on the SMTP hot path (every flagged message's MTA-STS step), so, like every
+store, its SQLite calls run on the file's own thread (``Database``), never on the event loop:
+a busy file delays the sessions that wait for it, not every session.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.core.model import PolicyStatus
 from gateway.core.mtasts import StsError, parse_policy
 from gateway.core.stscache import CachedPolicy, FetchFailure
+from gateway.store.sqlite.database import Database, script
 
-_SCHEMA = """
+_VERSION_1 = """
 CREATE TABLE IF NOT EXISTS sts_policy (
     domain      TEXT PRIMARY KEY,
     id          TEXT NOT NULL,
@@ -34,18 +39,22 @@ CREATE TABLE IF NOT EXISTS sts_failure (
 
 
 class PolicyDb:
+    """Implements ``gateway.store.PolicyCache``."""
+
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
         # A lost cache write costs one refetch, so no fsync per write.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._file = Database(
+            path, (script(_VERSION_1),), synchronous="NORMAL", timeout=5.0, name="policy-cache"
+        )
+        self._db = self._file.db
 
-    def close(self) -> None:
-        self._db.close()
+    async def close(self) -> None:
+        await self._file.close()
 
-    def policy(self, domain: str) -> CachedPolicy | None:
+    async def policy(self, domain: str) -> CachedPolicy | None:
+        return await self._file.run(lambda: self._policy(domain))
+
+    def _policy(self, domain: str) -> CachedPolicy | None:
         row = self._db.execute(
             "SELECT id, policy, fetched_at, expires_at FROM sts_policy WHERE domain = ?",
             (domain,),
@@ -56,42 +65,53 @@ class PolicyDb:
         try:
             policy = parse_policy(text)
         except StsError:
-            self.forget(domain)
+            self._forget(domain)
             return None
         return CachedPolicy(domain, record_id, policy, text, fetched_at, expires_at)
 
-    def failure(self, domain: str) -> FetchFailure | None:
-        row = self._db.execute(
-            "SELECT id, at, status, error, temporary FROM sts_failure WHERE domain = ?",
-            (domain,),
-        ).fetchone()
-        if row is None:
-            return None
-        record_id, at, status, error, temporary = row
-        return FetchFailure(record_id, at, PolicyStatus(status), error, bool(temporary))
+    async def failure(self, domain: str) -> FetchFailure | None:
+        def read() -> FetchFailure | None:
+            row = self._db.execute(
+                "SELECT id, at, status, error, temporary FROM sts_failure WHERE domain = ?",
+                (domain,),
+            ).fetchone()
+            if row is None:
+                return None
+            record_id, at, status, error, temporary = row
+            return FetchFailure(record_id, at, PolicyStatus(status), error, bool(temporary))
 
-    def store_policy(self, cached: CachedPolicy) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO sts_policy VALUES (?, ?, ?, ?, ?)",
-            (cached.domain, cached.id, cached.text, cached.fetched_at, cached.expires_at),
+        return await self._file.run(read)
+
+    async def store_policy(self, cached: CachedPolicy) -> None:
+        def write() -> None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO sts_policy VALUES (?, ?, ?, ?, ?)",
+                (cached.domain, cached.id, cached.text, cached.fetched_at, cached.expires_at),
+            )
+            self._db.execute("DELETE FROM sts_failure WHERE domain = ?", (cached.domain,))
+
+        await self._file.run(lambda: self._file.write(write))
+
+    async def store_failure(self, domain: str, failure: FetchFailure) -> None:
+        row = (
+            domain,
+            failure.id,
+            failure.at,
+            failure.status.value,
+            failure.error,
+            int(failure.temporary),
         )
-        self._db.execute("DELETE FROM sts_failure WHERE domain = ?", (cached.domain,))
-
-    def store_failure(self, domain: str, failure: FetchFailure) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO sts_failure VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                domain,
-                failure.id,
-                failure.at,
-                failure.status.value,
-                failure.error,
-                int(failure.temporary),
-            ),
+        await self._file.run(
+            lambda: self._db.execute(
+                "INSERT OR REPLACE INTO sts_failure VALUES (?, ?, ?, ?, ?, ?)", row
+            )
         )
 
-    def forget(self, domain: str | None = None) -> int:
+    async def forget(self, domain: str | None = None) -> int:
         """Purge one domain's cached policy and failure, or all of them. Returns how many."""
+        return await self._file.run(lambda: self._file.write(lambda: self._forget(domain)))
+
+    def _forget(self, domain: str | None) -> int:
         if domain is None:
             count = self._db.execute("DELETE FROM sts_policy").rowcount
             self._db.execute("DELETE FROM sts_failure")
@@ -100,5 +120,8 @@ class PolicyDb:
         self._db.execute("DELETE FROM sts_failure WHERE domain = ?", (domain,))
         return int(count)
 
-    def domains(self) -> list[str]:
-        return [row[0] for row in self._db.execute("SELECT domain FROM sts_policy ORDER BY 1")]
+    async def domains(self) -> Sequence[str]:
+        def read() -> list[str]:
+            return [row[0] for row in self._db.execute("SELECT domain FROM sts_policy ORDER BY 1")]
+
+        return await self._file.run(read)

@@ -1,90 +1,118 @@
-"""The embedded store's tables, and how a hold is written to and read from a row."""
+"""How the store writes its records as JSON, the same for every backend.
+
+An assessment record is a versioned object of its own (``ASSESSMENT_VERSION``). Holds written
+by releases before it kept the ``gateway check --json`` object (version 1 of that format);
+``assessment_from_json`` reads both, since the fields the record keeps sit at the same places.
+"""
 
 from __future__ import annotations
 
-import json
-import sqlite3
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.store import HeldRecipient, Hold, Status
+from gateway.store.assessment import AssessmentRecord, DaneHostRecord, HoldFacts
+from gateway.store.records import HeldRecipient
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS holds (
-    id           TEXT PRIMARY KEY,
-    key          TEXT NOT NULL UNIQUE,
-    status       TEXT NOT NULL,
-    created_at   REAL NOT NULL,
-    sender       TEXT NOT NULL,
-    recipients   TEXT NOT NULL,   -- JSON list of {address, domain, reasons, options}
-    mail_options TEXT NOT NULL,   -- JSON list
-    size         INTEGER NOT NULL,
-    client       TEXT NOT NULL,
-    message_id   TEXT NOT NULL,
-    findings     TEXT NOT NULL,   -- JSON list
-    facts        TEXT NOT NULL,   -- JSON object
-    subject      TEXT NOT NULL DEFAULT '',
-    decided_at   REAL,
-    decided_by   TEXT NOT NULL DEFAULT '',
-    decision     TEXT NOT NULL DEFAULT '',
-    escalated_at REAL,
-    purged_at    REAL,
-    delivered    TEXT NOT NULL DEFAULT '[]',
-    refused      TEXT NOT NULL DEFAULT '{}',
-    last_error   TEXT NOT NULL DEFAULT '',
-    attempt_at   REAL,
-    attempt_by   TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS holds_status ON holds (status, created_at);
-CREATE TABLE IF NOT EXISTS relay_journal (
-    key          TEXT NOT NULL,
-    recipient    TEXT NOT NULL,
-    at           REAL NOT NULL,
-    PRIMARY KEY (key, recipient)
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq          INTEGER PRIMARY KEY,
-    at           REAL NOT NULL,
-    event        TEXT NOT NULL,
-    hold_id      TEXT NOT NULL,
-    actor        TEXT NOT NULL,
-    data         TEXT NOT NULL,   -- JSON object
-    prev         TEXT NOT NULL,
-    hash         TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_hold ON audit (hold_id);
-CREATE TABLE IF NOT EXISTS outbox (
-    id           TEXT PRIMARY KEY,
-    kind         TEXT NOT NULL,
-    hold_id      TEXT NOT NULL,
-    sender       TEXT NOT NULL,
-    recipients   TEXT NOT NULL,   -- JSON list
-    message      BLOB NOT NULL,   -- encrypted: a notice may name people
-    created_at   REAL NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    next_at      REAL NOT NULL,
-    sent_at      REAL,
-    last_error   TEXT NOT NULL DEFAULT '',
-    claimed_by   TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_at);
-"""
-INSERT_HOLD = (
-    "INSERT INTO holds (id, key, status, created_at, sender, recipients, mail_options, size,"
-    " client, message_id, findings, facts, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_JSON_COLUMNS = {"delivered", "refused"}
-UPDATABLE = {
-    "status", "decided_at", "decided_by", "decision", "escalated_at", "delivered", "refused",
-    "last_error", "attempt_at", "attempt_by",
-}  # fmt: skip
+ASSESSMENT_VERSION = 2  # 1 was the `gateway check --json` layout this one grew out of
 
 
-def column_value(name: str, value: Any) -> Any:
-    if name in _JSON_COLUMNS:
-        return json.dumps(list(value) if isinstance(value, tuple) else value)
-    if isinstance(value, Status):
-        return value.value
-    return value
+def assessment_json(record: AssessmentRecord) -> dict[str, Any]:
+    return {
+        "version": ASSESSMENT_VERSION,
+        "domain": record.domain,
+        "verdict": record.verdict,
+        "transport": record.transport,
+        "reasons": list(record.reasons),
+        "allowlist": {"status": record.allowlist, "entry": record.allowlist_entry or None},
+        "mx": {
+            "status": record.mx_status,
+            "hosts": list(record.mx_hosts),
+            "dnssec": record.mx_dnssec,
+        },
+        "mta_sts": {
+            "record": {"status": record.sts_record, "id": record.sts_id or None},
+            "policy": {
+                "status": record.sts_policy,
+                "mode": record.sts_mode or None,
+                "mx": list(record.sts_mx),
+                "covers_mx": record.sts_covers_mx,
+            },
+        },
+        "tls_rpt": {"status": record.tls_rpt, "rua": list(record.tls_rpt_rua)},
+        "dane": {
+            "status": record.dane,
+            "hosts": [
+                {"host": h.host, "status": h.status, "tlsa": list(h.tlsa)}
+                for h in record.dane_hosts
+            ],
+        },
+    }
+
+
+def assessment_from_json(data: Mapping[str, Any]) -> AssessmentRecord:
+    """A record from this module's JSON, or from the check JSON of earlier releases."""
+    allowlist = _part(data, "allowlist")
+    mx = _part(data, "mx")
+    sts = _part(data, "mta_sts")
+    record, policy = _part(sts, "record"), _part(sts, "policy")
+    rpt, dane = _part(data, "tls_rpt"), _part(data, "dane")
+    entry = allowlist.get("entry")
+    if isinstance(entry, Mapping):  # the check JSON kept the whole allowlist entry
+        entry = entry.get("name")
+    return AssessmentRecord(
+        domain=str(data.get("domain", "")),
+        verdict=str(data.get("verdict", "")),
+        transport=str(data.get("transport", "")),
+        reasons=_strings(data.get("reasons")),
+        allowlist=str(allowlist.get("status") or ""),
+        allowlist_entry=str(entry or ""),
+        mx_status=str(mx.get("status") or ""),
+        mx_hosts=_strings(mx.get("hosts")),
+        mx_dnssec=bool(mx.get("dnssec")),
+        sts_record=str(record.get("status") or ""),
+        sts_id=str(record.get("id") or ""),
+        sts_policy=str(policy.get("status") or ""),
+        sts_mode=str(policy.get("mode") or ""),
+        sts_mx=_strings(policy.get("mx")),
+        sts_covers_mx=_optional_bool(policy.get("covers_mx")),
+        tls_rpt=str(rpt.get("status") or ""),
+        tls_rpt_rua=_strings(rpt.get("rua")),
+        dane=str(dane.get("status") or ""),
+        dane_hosts=tuple(
+            DaneHostRecord(
+                str(h.get("host", "")), str(h.get("status", "")), _strings(h.get("tlsa"))
+            )
+            for h in dane.get("hosts") or ()
+            if isinstance(h, Mapping)
+        ),
+    )
+
+
+def assessments_json(records: Sequence[AssessmentRecord]) -> dict[str, Any]:
+    """Domain -> record: the form the audit trail's "relayed" entries carry."""
+    return {record.domain: assessment_json(record) for record in records}
+
+
+def facts_json(facts: HoldFacts) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "version": ASSESSMENT_VERSION,
+        "assessments": [assessment_json(r) for r in facts.assessments],
+    }
+    if facts.upstream_refusals:
+        data["upstream_refusals"] = dict(facts.upstream_refusals)
+    return data
+
+
+def facts_from_json(data: Mapping[str, Any]) -> HoldFacts:
+    """A hold's facts; also the form earlier releases wrote (domain -> check JSON, beside
+    "upstream_refusals")."""
+    refusals = data.get("upstream_refusals")
+    refused = {str(k): str(v) for k, v in refusals.items()} if isinstance(refusals, Mapping) else {}
+    if "assessments" in data:
+        found = [r for r in data["assessments"] if isinstance(r, Mapping)]
+    else:
+        found = [v for k, v in data.items() if k != "upstream_refusals" and isinstance(v, Mapping)]
+    return HoldFacts(tuple(assessment_from_json(r) for r in found), refused)
 
 
 def recipient_json(recipient: HeldRecipient) -> dict[str, Any]:
@@ -96,35 +124,20 @@ def recipient_json(recipient: HeldRecipient) -> dict[str, Any]:
     }
 
 
-def hold_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Hold:
-    (hold_id, key, status, created_at, sender, recipients, mail_options, size, client,
-     message_id, findings, facts, subject, decided_at, decided_by, decision, escalated_at,
-     purged_at, delivered, refused, last_error, attempt_at, attempt_by) = row  # fmt: skip
-    return Hold(
-        id=hold_id,
-        key=key,
-        status=Status(status),
-        created_at=created_at,
-        sender=sender,
-        recipients=tuple(
-            HeldRecipient(r["address"], r["domain"], tuple(r["reasons"]), tuple(r["options"]))
-            for r in json.loads(recipients)
-        ),
-        mail_options=tuple(json.loads(mail_options)),
-        size=size,
-        client=client,
-        message_id=message_id,
-        findings=tuple(json.loads(findings)),
-        facts=json.loads(facts),
-        subject=subject,
-        decided_at=decided_at,
-        decided_by=decided_by,
-        decision=decision,
-        escalated_at=escalated_at,
-        purged_at=purged_at,
-        delivered=tuple(json.loads(delivered)),
-        refused=json.loads(refused),
-        last_error=last_error,
-        attempt_at=attempt_at,
-        attempt_by=attempt_by,
+def recipient_from_json(data: Mapping[str, Any]) -> HeldRecipient:
+    return HeldRecipient(
+        data["address"], data["domain"], tuple(data["reasons"]), tuple(data.get("options", ()))
     )
+
+
+def _part(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
+
+
+def _optional_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)

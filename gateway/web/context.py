@@ -1,5 +1,6 @@
 """What every page handler reaches: the review model, the store (for the audit trail), the
-accounts, the sessions, the templates. Built once by ``gateway.web.app.create_app``."""
+accounts, the sessions, the templates. Built once by the runtime (``gateway.runtime.webui``)
+and handed to ``gateway.web.app.create_app``."""
 
 from __future__ import annotations
 

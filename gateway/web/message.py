@@ -19,7 +19,7 @@ from gateway.audit import events as audit
 from gateway.config.values import describe_duration
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.messageview import attachment_bytes
-from gateway.store import Hold, NewNotice, Status
+from gateway.store import AuditQuery, Hold, NewNotice, Status
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
 from gateway.web.security import content_disposition
@@ -27,6 +27,7 @@ from gateway.web.sessions import Session
 from gateway.web.templating import reason_words
 
 MAX_TEXT = 5000  # characters of a rationale or reason
+TRAIL = 100  # a hold's newest audit entries shown on its page; the rest via /audit?hold=
 ACTIONS = ("release", "reject")
 
 
@@ -82,7 +83,7 @@ async def page(request: Request, session: Session) -> Response:
             title="This message cannot be shown",
             message=f"{exc}. Ask whoever runs the gateway to check its store key.",
         )
-    entries = [e for e in await web.review.audit_entries() if e.hold_id == hold.id]
+    entries, total = await web.review.audit_page(AuditQuery(hold_id=hold.id, limit=TRAIL))
     now = web.clock()
     escalate_after = web.settings.review.escalate_after
     return render(
@@ -92,7 +93,8 @@ async def page(request: Request, session: Session) -> Response:
         hold=hold,
         view=view,
         reasons=reasons(hold),
-        entries=list(reversed(entries)),
+        entries=entries,
+        trail_total=total,
         age=now - hold.created_at,
         overdue=hold.status is Status.HELD and now - hold.created_at >= escalate_after,
         expires_at=hold.created_at + web.settings.review.expire_after,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,14 +14,15 @@ from gateway.config.values import describe_duration
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.model import Reason
 from gateway.core.reasons import label
-from gateway.review.model import HoldFilter
-from gateway.store import Hold, Status
+from gateway.store import Hold, HoldOrder, HoldQuery, Status
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
 from gateway.web.sessions import Session
 
 WEEK = 7 * 86400
 HOUR = 3600.0
+PAGE = 100  # rows of the queue on one page
+WAITING = 5  # the longest-waiting holds the dashboard lists
 
 # value -> (older than, newer than, label); seconds
 AGES: dict[str, tuple[float | None, float | None, str]] = {
@@ -71,45 +73,33 @@ def rows(holds: Sequence[Hold], now: float, escalate_after: float) -> list[Row]:
     ]
 
 
-def _first_domain(hold: Hold) -> str:
-    return hold.recipients[0].domain if hold.recipients else ""
-
-
-def sort_holds(holds: list[Hold], order: str) -> list[Hold]:
-    keys = {
-        "newest": lambda h: -h.created_at,
-        "sender": lambda h: (h.sender.lower(), h.created_at),
-        "domain": lambda h: (_first_domain(h), h.created_at),
-        "reason": lambda h: (h.reasons[0] if h.reasons else "", h.created_at),
-    }
-    return sorted(holds, key=keys.get(order, lambda h: h.created_at))
-
-
 @guard()
 async def dashboard(request: Request, session: Session) -> Response:
     web = web_of(request)
     now = web.clock()
-    holds = await web.review.holds(HoldFilter(status=None))
-    held = [h for h in holds if h.status is Status.HELD]
     week = now - WEEK
 
-    def this_week(status: Status) -> int:
-        return sum(1 for h in holds if h.status is status and (h.decided_at or 0) >= week)
+    async def count(
+        status: Status, escalated: bool | None = None, since: float | None = None
+    ) -> int:
+        query = HoldQuery(statuses=frozenset({status}), escalated=escalated, decided_after=since)
+        return await web.review.count(query)
 
     escalate_after = web.settings.review.escalate_after
-    waiting = rows(sorted(held, key=lambda h: h.created_at), now, escalate_after)
+    oldest_first = HoldQuery(statuses=frozenset({Status.HELD}), limit=WAITING)
+    waiting = rows(await web.review.holds(oldest_first), now, escalate_after)
     return render(
         request,
         session,
         "dashboard.html",
-        held=len(held),
-        escalated=sum(1 for h in held if h.escalated_at is not None),
-        releasing=sum(1 for h in holds if h.status is Status.RELEASING),
-        released=this_week(Status.RELEASED),
-        rejected=this_week(Status.REJECTED),
-        expired=this_week(Status.EXPIRED),
+        held=await count(Status.HELD),
+        escalated=await count(Status.HELD, escalated=True),
+        releasing=await count(Status.RELEASING),
+        released=await count(Status.RELEASED, since=week),
+        rejected=await count(Status.REJECTED, since=week),
+        expired=await count(Status.EXPIRED, since=week),
         oldest=waiting[0] if waiting else None,
-        waiting=waiting[:5],
+        waiting=waiting,
         escalate_after=describe_duration(web.settings.review.escalate_after),
         expire_after=describe_duration(web.settings.review.expire_after),
     )
@@ -134,23 +124,32 @@ async def queue(request: Request, session: Session) -> Response:
     if domain:
         with contextlib.suppress(AddressError):  # else it matches nothing, as it should
             wanted_domain = normalise_domain(domain)
-    holds = await web.review.holds(
-        HoldFilter(
-            status=None if status == "all" else Status(status),
-            sender=sender,
-            recipient_domain=wanted_domain,
-            reason=reason,
-            older_than=older,
-            newer_than=newer,
-        )
+    now = web.clock()
+    number = _page_number(query.get("page", ""))
+    wanted = HoldQuery(
+        statuses=frozenset() if status == "all" else frozenset({Status(status)}),
+        sender=sender,
+        recipient_domain=wanted_domain,
+        reason=reason,
+        created_before=None if older is None else now - older,
+        created_after=None if newer is None else now - newer,
+        order=HoldOrder(order),
+        limit=PAGE,
+        offset=(number - 1) * PAGE,
     )
+    holds = await web.review.holds(wanted)
+    total = await web.review.count(wanted)
     escalate_after = web.settings.review.escalate_after
     filtered = bool(sender or domain or reason or age or status != "held")
     return render(
         request,
         session,
         "queue.html",
-        rows=rows(sort_holds(list(holds), order), web.clock(), escalate_after),
+        rows=rows(holds, now, escalate_after),
+        total=total,
+        first=wanted.offset + 1,
+        previous=_page_link(query, number - 1) if number > 1 else "",
+        next=_page_link(query, number + 1) if wanted.offset + len(holds) < total else "",
         filtered=filtered,
         form={
             "status": status,
@@ -166,3 +165,15 @@ async def queue(request: Request, session: Session) -> Response:
         sorts=SORTS,
         escalate_after=describe_duration(web.settings.review.escalate_after),
     )
+
+
+def _page_number(text: str) -> int:
+    return max(1, min(int(text), 1_000_000)) if text.isdigit() else 1
+
+
+def _page_link(query: Mapping[str, str], number: int) -> str:
+    """The same filters, another page."""
+    params = {k: v for k, v in query.items() if k != "page"}
+    if number > 1:
+        params["page"] = str(number)
+    return "/held?" + urlencode(params) if params else "/held"

@@ -22,29 +22,13 @@ from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from gateway.accounts.users import SCHEMA, User, transaction, user_from_row
+from gateway.accounts.users import User
+from gateway.store.accounts import NewSession
+from gateway.store.protocols import SessionRecords
+from gateway.store.sqlite.accounts import accounts_store
 
-_SESSIONS = """
-CREATE TABLE IF NOT EXISTS sessions (
-    key          TEXT PRIMARY KEY,   -- SHA-256 of the session id, hex
-    user         TEXT NOT NULL,
-    csrf         TEXT NOT NULL,
-    client       TEXT NOT NULL,
-    created_at   REAL NOT NULL,
-    seen_at      REAL NOT NULL,
-    flash        TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
-"""
-_SCHEMA = SCHEMA + _SESSIONS
 SIGNIN_FORM_AGE = 3600  # seconds a sign-in form stays valid
 _TOUCH_EVERY = 30.0  # seconds: don't write on every request to note that it was used
-
-_LOAD = (
-    "SELECT s.key, s.csrf, s.created_at, s.seen_at, s.flash,"
-    " u.name, u.role, u.disabled, u.created_at, u.password_at, u.signed_in_at"
-    " FROM sessions s JOIN users u ON u.name = s.user WHERE s.key = ?"
-)
 
 
 @dataclass(frozen=True)
@@ -112,23 +96,18 @@ class Sessions:
 
     # --- the rows --------------------------------------------------------------------------
 
+    @property
+    def _records(self) -> SessionRecords:
+        return accounts_store(self.path)
+
     def create(self, user: str, client: str, replacing: str | None = None) -> str:
         """A new session for ``user``; returns its id (for the cookie). ``replacing``: the id
         the browser had before, dropped."""
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
-        with transaction(self.path, _SCHEMA) as db:
-            if replacing:
-                db.execute("DELETE FROM sessions WHERE key = ?", (_key(replacing),))
-            db.execute(
-                "DELETE FROM sessions WHERE created_at < ? OR seen_at < ?",
-                (now - self.max_age, now - self.idle),
-            )
-            db.execute(
-                "INSERT INTO sessions (key, user, csrf, client, created_at, seen_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (_key(session_id), user, secrets.token_urlsafe(32), client, now, now),
-            )
+        new = NewSession(_key(session_id), user, secrets.token_urlsafe(32), client, now)
+        stale = (now - self.max_age, now - self.idle)
+        self._records.add_session(new, _key(replacing) if replacing else "", stale)
         return session_id
 
     def load(self, session_id: str | None, take_flash: bool = False) -> Session | None:
@@ -136,50 +115,39 @@ class Sessions:
         also takes its one-time message."""
         if not session_id:
             return None
-        key = _key(session_id)
         now = self._clock()
-        with transaction(self.path, _SCHEMA) as db:
-            row = db.execute(_LOAD, (key,)).fetchone()
-            if row is None:
-                return None
-            _, csrf, created_at, seen_at, flash_json, *account = row
-            user = user_from_row(account)
-            if user.disabled or now - created_at >= self.max_age or now - seen_at >= self.idle:
-                db.execute("DELETE FROM sessions WHERE key = ?", (key,))
-                return None
-            flash = None
-            if take_flash and flash_json:
-                data = json.loads(flash_json)
-                flash = Flash(str(data["kind"]), str(data["text"]))
-                db.execute("UPDATE sessions SET flash = '', seen_at = ? WHERE key = ?", (now, key))
-            elif now - seen_at >= _TOUCH_EVERY:
-                db.execute("UPDATE sessions SET seen_at = ? WHERE key = ?", (now, key))
-        return Session(key, user, csrf, created_at, flash)
+        found = self._records.session(_key(session_id))
+        if found is None:
+            return None
+        if (
+            found.user.disabled
+            or now - found.created_at >= self.max_age
+            or now - found.seen_at >= self.idle
+        ):
+            self._records.end_session(found.key)
+            return None
+        flash = None
+        if take_flash and found.flash:
+            data = json.loads(found.flash)
+            flash = Flash(str(data["kind"]), str(data["text"]))
+            self._records.touch_session(found.key, now, clear_flash=True)
+        elif now - found.seen_at >= _TOUCH_EVERY:
+            self._records.touch_session(found.key, now)
+        return Session(found.key, found.user, found.csrf, found.created_at, flash)
 
     def flash(self, session: Session, kind: str, text: str) -> None:
         """A message for the next page this session sees ("released; sent to ...")."""
-        with transaction(self.path, _SCHEMA) as db:
-            db.execute(
-                "UPDATE sessions SET flash = ? WHERE key = ?",
-                (json.dumps({"kind": kind, "text": text}), session.key),
-            )
+        self._records.set_flash(session.key, json.dumps({"kind": kind, "text": text}))
 
     def end(self, session: Session) -> None:
-        with transaction(self.path, _SCHEMA) as db:
-            db.execute("DELETE FROM sessions WHERE key = ?", (session.key,))
+        self._records.end_session(session.key)
 
     def end_all(self, user: str, keep: Session | None = None) -> int:
         """End every session of ``user`` (but ``keep``): after a password change or when the
         account is disabled."""
-        with transaction(self.path, _SCHEMA) as db:
-            cursor = db.execute(
-                "DELETE FROM sessions WHERE user = ? AND key != ?",
-                (user, keep.key if keep else ""),
-            )
-            return int(cursor.rowcount)
+        return self._records.end_sessions(user, keep.key if keep else "")
 
 
 def end_sessions_of(path: Path, user: str) -> int:
     """For the command line, which has no web key: end every session of ``user``."""
-    with transaction(path, _SCHEMA) as db:
-        return int(db.execute("DELETE FROM sessions WHERE user = ?", (user,)).rowcount)
+    return accounts_store(path).end_sessions(user)

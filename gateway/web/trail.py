@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.audit import events as audit
-from gateway.core.auditchain import Entry
 from gateway.core.timefmt import start_of_day
+from gateway.store import AuditQuery
 from gateway.web.auth import guard
 from gateway.web.context import render, web_of
 from gateway.web.sessions import Session
@@ -24,20 +21,6 @@ def _since(text: str) -> float | None:
         return None
 
 
-def matches(entry: Entry, words: list[str], event: str, actor: str, hold: str) -> bool:
-    if event and entry.event != event:
-        return False
-    if actor and actor.lower() not in entry.actor.lower():
-        return False
-    if hold and entry.hold_id != hold:
-        return False
-    if words:
-        data = json.dumps(dict(entry.data), ensure_ascii=False)
-        haystack = " ".join([entry.event, entry.hold_id, entry.actor, data]).lower()
-        return all(word in haystack for word in words)
-    return True
-
-
 @guard()
 async def trail(request: Request, session: Session) -> Response:
     web = web_of(request)
@@ -48,26 +31,28 @@ async def trail(request: Request, session: Session) -> Response:
     hold = query.get("hold", "").strip()[:64]
     since_text = query.get("since", "").strip()
     since = _since(since_text) if since_text else None
-    entries = list(await web.review.audit_entries())
-    problem = audit.verify(entries)
-    events = sorted({e.event for e in entries})
-    words = text.lower().split()
-    found = [
-        e
-        for e in reversed(entries)
-        if (since is None or e.at >= since) and matches(e, words, event, actor, hold)
-    ]
+    wanted = AuditQuery(
+        hold_id=hold,
+        event=event,
+        actor=actor,
+        words=tuple(text.lower().split()),
+        since=since,
+        limit=SHOWN,
+    )
+    found, total = await web.review.audit_page(wanted)
+    count, problem = await web.review.verify_audit()
+    head = await web.review.audit_head()
     return render(
         request,
         session,
         "audit.html",
-        entries=found[:SHOWN],
-        total=len(found),
+        entries=found,
+        total=total,
         shown=SHOWN,
-        count=len(entries),
+        count=count,
         problem=str(problem) if problem else "",
-        head=entries[-1].hash if entries else "",
-        events=events,
+        head=head[1] if head else "",
+        events=await web.review.audit_events(),
         form={"q": text, "event": event, "actor": actor, "hold": hold, "since": since_text},
         bad_since=bool(since_text) and since is None,
     )

@@ -112,7 +112,7 @@ async def world(tmp_path: Path, handler: RecordingHandler) -> AsyncIterator[Worl
             yield built
         finally:
             for db in built.dbs:
-                db.close()
+                await db.close()
 
 
 def set_sts_id(world: World, record_id: str) -> None:
@@ -159,7 +159,7 @@ async def test_cached_policy_survives_a_restart(world: World, handler: Recording
     first = world.checker()
     await first.facts("good.test")
     assert first.policy_fetches == 1
-    world.dbs[-1].close()
+    await world.dbs[-1].close()
     world.clock.advance(3600)
 
     second = world.checker()  # new resolver, new PolicyDb on the same file

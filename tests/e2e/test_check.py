@@ -1,6 +1,6 @@
 """`gateway check` end to end: the real CLI against real DNS (DNSSEC) and HTTPS servers.
 
-The zone table in tests/rig/zones.py states, per domain, the verdict and reasons expected here.
+The zone table in rig/zones.py states, per domain, the verdict and reasons expected here.
 """
 
 import json

@@ -7,7 +7,6 @@ decision stands (status "releasing"); re-running the same command, or the sweep 
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,15 +85,6 @@ def released_state(gw: Gateway, hold: str) -> list[str]:
     return [e["event"] for e in trail]
 
 
-def wait_sweep_released(gw: Gateway, hold: str, timeout: float = 15.0) -> None:
-    """Wait for the "sweep" log line that names `hold` as released. The sweep logs it after
-    it has sent the hold's notices, so a test that saw the notice may still be early."""
-    deadline = time.monotonic() + timeout
-    while not any(hold in e["released"] for e in gw.proc.events("sweep")):
-        assert time.monotonic() < deadline, f"no sweep released {hold}\n{gw.proc.output()}"
-        time.sleep(0.05)
-
-
 def one_copy(gw: Gateway, original: bytes) -> None:
     [copy] = gw.relayed(of=original)
     assert copy.rcpt_tos == (INSECURE,)
@@ -152,14 +142,13 @@ def test_upstream_down_leaves_the_release_pending_and_serve_finishes_it(
     assert status(gw, hold) == "releasing"
 
     gw.upstream.start()
-    # The sweep sends the notice before it logs what it did: wait for each event in turn.
     [notice] = wait_notices_of(gw, hold, 1, "Released after review", timeout=15)
     assert notice.rcpt_tos == (SENDER,)
     one_copy(gw, original)
     events = released_state(gw, hold)
     assert events.count("released") == 1
-    # The scheduler's sweep did it.
-    wait_sweep_released(gw, hold)
+    # The scheduler's sweep did it (its log line follows the notices it sent: wait for it).
+    assert gw.proc.wait_event("sweep", released=[hold])
 
 
 # ---- the releasing command killed
@@ -225,4 +214,4 @@ def test_release_killed_midway_is_finished_by_the_sweep_of_serve(
     events = released_state(gw, hold)
     assert events.count("release-requested") == 1
     assert events.count("released") == 1
-    wait_sweep_released(gw, hold)
+    assert gw.proc.wait_event("sweep", timeout=15, released=[hold])  # logged after the notice

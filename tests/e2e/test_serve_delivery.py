@@ -2,7 +2,7 @@
 
 The gateway runs as a process against the rig's DNS (knot + unbound) and HTTPS (nginx) servers
 and a recording upstream on loopback; clients are smtplib and swaks. Domains come from the zone
-table (tests/rig/zones.py): secure.test is secure, nosts.test is not secure, unlisted.test has
+table (rig/zones.py): secure.test is secure, nosts.test is not secure, unlisted.test has
 a secure transport but is not on the allowlist, servfail.test cannot be resolved (SERVFAIL).
 """
 

@@ -9,7 +9,8 @@ import pytest
 from aiosmtpd.smtp import Session
 
 from gateway.errors import DecryptError, GatewayError, LookupFailed
-from gateway.filter.orchestrator import Filter, Incoming
+from gateway.filter.message import Incoming
+from gateway.filter.orchestrator import Filter
 from gateway.smtp.reply import SmtpReply
 from gateway.smtp.server import DsnEnvelope, Handler
 

@@ -16,13 +16,14 @@ from gateway.audit import events as audit
 from gateway.config import settings as config
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry
-from gateway.delivery.smarthost import Relay
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.smarthost import Smarthost
 from gateway.review.model import Review
-from gateway.runtime.serve import data_dir, open_relay
+from gateway.runtime.parts import data_dir, open_relay
+from gateway.runtime.webui import build_web
 from gateway.store import HeldRecipient, Hold, NewHold
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.sqlite import SqliteStore
-from gateway.web.server import build
 from rig.upstream import Upstream
 from support.fakes import FakeClock
 from web import mail
@@ -61,7 +62,7 @@ def write_config(folder: Path, upstream_port: int, **web: object) -> Path:
 class Site:
     settings: Settings
     store: SqliteStore
-    relay: Relay
+    relay: Smarthost
     review: Review
     accounts: Accounts
     upstream: Upstream
@@ -129,10 +130,12 @@ async def open_site(folder: Path, upstream: Upstream, **web: object) -> Site:
     folder.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(folder, Sealer(load_key(settings, folder)), clock)
     relay = open_relay(settings)
-    review = Review(settings, store, relay, "gateway.test", clock=clock)
+    review = Review(
+        settings, store, Delivery(relay, store, "gateway.test"), "gateway.test", clock=clock
+    )
     # argon2id still, but cheap: the tests sign in often (the real cost is tested elsewhere).
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    app = build(settings, review, store, None, clock=clock, hasher=hasher)
+    app = build_web(settings, review, store, None, clock=clock, hasher=hasher)
     accounts = Accounts(folder / USERS_DB, clock, hasher)
     return Site(
         settings, store, relay, review, accounts, upstream, clock, httpx.ASGITransport(app=app)

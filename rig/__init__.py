@@ -1,4 +1,8 @@
-"""A rig of real servers on loopback for end-to-end tests.
+"""A rig of real servers on loopback for end-to-end tests, and for the bench and the demo.
+
+A package of its own at the top of the repository (not shipped in the wheel): the tests import
+it through pytest's ``pythonpath``, ``python -m bench`` and ``python -m scripts.demo`` from the
+repository root.
 
 knotd serves and DNSSEC-signs the ``test.`` zones, unbound validates them (so the AD bit is real),
 nginx serves the MTA-STS policies over HTTPS with certificates from a throw-away CA. One table,

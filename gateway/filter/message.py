@@ -1,0 +1,70 @@
+"""A message as the filter sees it: what the SMTP face hands over (``Incoming``), the work in
+progress once it is classified and decided (``Work``), and what is derived from them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.core import classify, headers
+from gateway.core.addresses import AddressError, address_domain
+from gateway.core.model import RecipientDecision
+from gateway.core.model import Transport as Route
+from gateway.delivery.transport import Recipient
+from gateway.posture.assessment import Assessment
+
+
+@dataclass(frozen=True)
+class Incoming:
+    client_ip: str
+    helo: str
+    esmtp: bool
+    sender: str  # "" for the null reverse-path
+    mail_options: tuple[str, ...]
+    recipients: tuple[Recipient, ...]
+    data: bytes
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True)
+class Work:
+    queue_id: str
+    incoming: Incoming
+    data: bytes
+    parsed: headers.Headers
+    findings: tuple[classify.Finding, ...]
+    decisions: tuple[RecipientDecision, ...]
+    assessments: dict[str, Assessment]
+
+    @property
+    def key(self) -> str:
+        """Idempotency key: the same message from the same sender to the same recipients."""
+        digest = hashlib.sha256()
+        digest.update(self.incoming.sender.encode("utf-8", "surrogateescape") + b"\0")
+        for recipient in sorted(r.address for r in self.incoming.recipients):
+            digest.update(recipient.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(self.data)
+        return digest.hexdigest()
+
+
+def summary(work: Work, decisions: Sequence[RecipientDecision]) -> str:
+    if not work.assessments:
+        return f"not flagged; relayed unchecked; id={work.queue_id}"
+    lowest = min((d.transport for d in decisions), default=Route.NONE)
+    label = "flagged" if work.findings else "checked"
+    return f"{label}; relayed to secure recipients; transport={lowest.label}; id={work.queue_id}"
+
+
+def protocol(incoming: Incoming) -> str:
+    # RFC 3848 / RFC 6531 §3.7.3 protocol types for the Received: "with" clause.
+    if incoming.smtputf8:
+        return "UTF8SMTP"
+    return "ESMTP" if incoming.esmtp else "SMTP"
+
+
+def domain_or_none(address: str) -> str | None:
+    try:
+        return address_domain(address)
+    except AddressError:
+        return None

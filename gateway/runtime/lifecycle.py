@@ -1,0 +1,72 @@
+"""The life of a long-running gateway process, shared by `gateway serve` and `gateway web`:
+load the allowlist, open the store, the relay (and the delivery over it) and the posture, stop
+on SIGTERM or SIGINT, and close everything in reverse order however the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config.settings import Settings
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.smarthost import Smarthost
+from gateway.posture.assessment import Posture
+from gateway.review.model import Review
+from gateway.runtime.parts import hostname, load_allowlist, open_posture, open_relay, open_store
+from gateway.store.sqlite import SqliteStore
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclass(frozen=True)
+class Running:
+    """The parts of a running process, and the event its stop signals set."""
+
+    settings: Settings
+    store: SqliteStore
+    relay: Smarthost
+    delivery: Delivery
+    posture: Posture
+    review: Review
+    hostname: str
+    stop: asyncio.Event
+
+
+@contextlib.asynccontextmanager
+async def lifecycle(settings: Settings, log: Any) -> AsyncIterator[Running]:
+    loaded = load_allowlist(settings)
+    for problem in loaded.problems:
+        log.warning("allowlist problem", problem=str(problem))
+    log.info(
+        "allowlist loaded",
+        files=[str(f) for f in loaded.files],
+        entries=len(loaded.allowlist.entries),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        async with contextlib.AsyncExitStack() as parts:
+            store = open_store(settings)
+            parts.push_async_callback(store.close)
+            relay = open_relay(settings)
+            parts.push_async_callback(relay.close)
+            posture = await parts.enter_async_context(open_posture(settings, loaded.allowlist))
+            name = hostname(settings)
+            delivery = Delivery(relay, store, name)
+            review = Review(settings, store, delivery, name)
+            for signum in STOP_SIGNALS:
+                loop.add_signal_handler(signum, stop.set)
+            parts.callback(_default_signals, loop)
+            yield Running(settings, store, relay, delivery, posture, review, name, stop)
+    finally:
+        log.info("stopped")
+
+
+def _default_signals(loop: asyncio.AbstractEventLoop) -> None:
+    for signum in STOP_SIGNALS:
+        loop.remove_signal_handler(signum)

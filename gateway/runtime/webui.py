@@ -1,0 +1,149 @@
+"""The review web UI's parts and its two ways of running: beside the SMTP filter in
+`gateway serve`, or alone as `gateway web`. Imported only when the web UI is used, so that the
+other commands do not load Starlette, Jinja2 and uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+
+from argon2 import PasswordHasher
+from starlette.applications import Starlette
+
+from gateway import logs
+from gateway.accounts.users import USERS_DB, Accounts, Throttle
+from gateway.config.settings import Settings
+from gateway.errors import ConfigError
+from gateway.posture.assessment import Posture
+from gateway.review.model import Review
+from gateway.runtime.lifecycle import lifecycle
+from gateway.runtime.parts import data_dir
+from gateway.store import HoldStore
+from gateway.web import server
+from gateway.web.app import create_app
+from gateway.web.context import Web
+from gateway.web.security import load_secret
+from gateway.web.sessions import Sessions
+from gateway.web.templating import environment
+
+
+def build_web(
+    settings: Settings,
+    review: Review,
+    store: HoldStore,
+    posture: Posture | None,
+    after_decision: Callable[[], Awaitable[object]] | None = None,
+    clock: Callable[[], float] = time.time,
+    hasher: PasswordHasher | None = None,
+) -> Starlette:
+    """The web app with its secret, sessions, accounts, throttle and templates. ConfigError
+    for an unreadable or unsafe secret key file."""
+    folder = data_dir(settings)
+    secret = load_secret(settings, folder)
+    users = folder / USERS_DB
+    sessions = Sessions(
+        users,
+        secret,
+        settings.web.session_max_age,
+        settings.web.session_idle_timeout,
+        clock,
+    )
+    web = Web(
+        settings=settings,
+        review=review,
+        store=store,
+        accounts=Accounts(users, clock, hasher),
+        throttle=Throttle(users, clock),
+        sessions=sessions,
+        templates=environment(),
+        posture=posture,
+        after_decision=after_decision,
+        clock=clock,
+    )
+    return create_app(web)
+
+
+def load_web_tls(settings: Settings) -> server.TlsPair | None:
+    """The certificate and key, loaded now so that a mistake stops the start with the key's
+    name, before anything listens, rather than failing in the middle of serving.
+    (``config.load`` has seen both or neither.)"""
+    cert, key = settings.web.tls_cert, settings.web.tls_key
+    if not cert:
+        return None
+    cert_path, key_path = str(settings.path(cert)), str(settings.path(key))
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
+    except (OSError, ssl.SSLError) as exc:
+        problem = f"cannot load {cert_path} with {key_path}: {exc}"
+        raise ConfigError("web.tls_cert", problem) from exc
+    return server.TlsPair(cert_path, key_path)
+
+
+class EmbeddedWeb:
+    """The web UI inside `gateway serve`: built and its TLS pair loaded before anything
+    listens; its port bound with the SMTP port; served once the workers are up. A port in use
+    is logged and the SMTP filter runs on without it (mail keeps flowing; `gateway held` still
+    reviews)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        review: Review,
+        store: HoldStore,
+        posture: Posture,
+        wake: Callable[[], None],
+    ) -> None:
+        async def wake_scheduler() -> None:
+            wake()  # the scheduler sends the notices at once
+
+        self._listen = settings.web.listen
+        self._tls = load_web_tls(settings)
+        self._app = build_web(settings, review, store, posture, wake_scheduler)
+        self._listener: server.Listener | None = None
+        self._server: server.WebServer | None = None
+        self._log = logs.get("gateway.web")
+
+    def bind(self) -> None:
+        try:
+            self._listener = server.bind(self._listen)
+        except OSError as exc:
+            self._log.error("web UI not started", listen=str(self._listen), error=str(exc))
+
+    async def start(self) -> None:
+        if self._listener is None:
+            return
+        try:
+            self._server = await server.start(self._app, self._listener, self._tls)
+        except OSError as exc:
+            self._log.error("web UI not started", listen=str(self._listen), error=str(exc))
+            return
+        self._log.info("web UI listening", url=self._server.url)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+        elif self._listener is not None:
+            self._listener.close()
+        self._listener = None
+
+
+async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """`gateway web`: the review UI without the SMTP filter, until SIGTERM or SIGINT. ConfigError
+    or OSError (a port in use) before anything is served."""
+    log = logs.get("gateway.web")
+    async with lifecycle(settings, log) as running:
+        tls = load_web_tls(settings)
+        app = build_web(settings, running.review, running.store, running.posture)
+        web_ui = await server.start(app, server.bind(settings.web.listen), tls)
+        try:
+            log.info("web UI listening", url=web_ui.url, data_dir=str(data_dir(settings)))
+            if ready is not None:
+                ready.set()
+            await running.stop.wait()
+            log.info("stopping")
+        finally:
+            await web_ui.stop()

@@ -1,0 +1,206 @@
+"""The store's interfaces, one per concern. A backend may implement several (the embedded
+``SqliteStore`` implements the four of the hold store); each component is typed against the
+ones it uses. Every method is a coroutine: backends do their I/O off the event loop. The
+account records are the exception: their callers are synchronous and already off the loop (a
+worker thread of the web UI, where argon2 runs; the command line).
+
+Writes that take ``audit`` (and ``notices``) commit them in the same transaction as the change,
+so the trail never misses an event that happened, nor records one that did not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from gateway.core.auditchain import Entry, Problem
+from gateway.core.stscache import CachedPolicy, FetchFailure
+from gateway.store.accounts import NewSession, SessionRecord, User
+from gateway.store.changes import HoldChange
+from gateway.store.queries import AuditQuery, HoldQuery
+from gateway.store.records import (
+    AuditRecord,
+    Consequences,
+    Hold,
+    NewHold,
+    NewNotice,
+    Notice,
+    Status,
+)
+
+
+class Holds(Protocol):
+    """Held messages: the encrypted body, its metadata, and its state."""
+
+    async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
+        """Durably store the message (encrypted, fsync'd) and its metadata, with what ``then``
+        makes of the new hold, in one transaction. Returns the hold and whether it was created
+        now (False: an earlier delivery of the same message made it; ``then`` is not run)."""
+        ...
+
+    async def get(self, hold_id: str) -> Hold | None: ...
+
+    async def message(self, hold_id: str) -> bytes:
+        """The decrypted held message; KeyError if its body was purged."""
+        ...
+
+    async def holds(self, query: HoldQuery) -> Sequence[Hold]:
+        """The holds that match, in the query's order, at most ``query.limit`` of them."""
+        ...
+
+    async def count_holds(self, query: HoldQuery) -> int:
+        """How many holds match (``limit`` and ``offset`` ignored)."""
+        ...
+
+    async def update(
+        self,
+        hold_id: str,
+        expect: frozenset[Status],
+        change: HoldChange,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Hold | None:
+        """Apply ``change`` if the hold's status is one of ``expect`` (compare and set), with
+        its audit entries and notices; the changed hold, or None if it was not changed."""
+        ...
+
+    async def claim(
+        self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
+    ) -> Hold | None:
+        """Take the right to deliver a release: only one process relays a hold at a time.
+        Succeeds when nobody holds the claim, it is stale, it is ours, or its owner is dead."""
+        ...
+
+    async def purge_body(self, hold_id: str, audit: Sequence[AuditRecord] = ()) -> bool:
+        """Delete the held body (the metadata stays); True if there was one."""
+        ...
+
+
+class RelayJournal(Protocol):
+    """Which recipients of a message the upstream already took: never deliver twice."""
+
+    async def relayed(self, key: str) -> frozenset[str]:
+        """Recipients of this message already accepted by the upstream (relay journal)."""
+        ...
+
+    async def record_relayed(
+        self, key: str, recipients: Sequence[str], audit: Sequence[AuditRecord] = ()
+    ) -> None: ...
+
+
+class AuditTrail(Protocol):
+    """The hash-chained trail (``gateway.core.auditchain``): appends are serialised."""
+
+    async def append_audit(self, audit: Sequence[AuditRecord]) -> None: ...
+
+    async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
+        """Every entry at or after ``since``, oldest first: for verifying and exporting."""
+        ...
+
+    async def audit_query(self, query: AuditQuery) -> Sequence[Entry]:
+        """The entries that match, in the query's order, at most ``query.limit``."""
+        ...
+
+    async def count_audit(self, query: AuditQuery) -> int: ...
+
+    async def audit_events(self) -> Sequence[str]:
+        """The kinds of event the trail holds, sorted."""
+        ...
+
+    async def verify_audit(self) -> tuple[int, Problem | None]:
+        """How many entries the trail holds, and the first that breaks the hash chain."""
+        ...
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        """The newest entry's number and hash."""
+        ...
+
+
+class NoticeOutbox(Protocol):
+    """Notices waiting to be sent (to senders, reviewers), committed with what caused them."""
+
+    async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]: ...
+
+    async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None: ...
+
+    async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None: ...
+
+
+class HoldStore(Holds, RelayJournal, AuditTrail, NoticeOutbox, Protocol):
+    """The hold store as one service: holds, journal, trail and outbox share a transaction."""
+
+    async def close(self) -> None: ...
+
+
+class PolicyCache(Protocol):
+    """MTA-STS policies learned (RFC 8461 §5.1) and fetch failures, kept across restarts."""
+
+    async def policy(self, domain: str) -> CachedPolicy | None: ...
+
+    async def failure(self, domain: str) -> FetchFailure | None: ...
+
+    async def store_policy(self, cached: CachedPolicy) -> None: ...
+
+    async def store_failure(self, domain: str, failure: FetchFailure) -> None: ...
+
+    async def forget(self, domain: str | None = None) -> int:
+        """Purge one domain's cached policy and failure, or all of them. Returns how many."""
+        ...
+
+    async def domains(self) -> Sequence[str]: ...
+
+    async def close(self) -> None: ...
+
+
+class UserRecords(Protocol):
+    """Reviewer and admin accounts with their argon2 hashes; disabled, never deleted."""
+
+    def user(self, name: str) -> tuple[User, str] | None:
+        """The account and its password hash."""
+        ...
+
+    def users(self) -> list[User]: ...
+
+    def add_user(self, user: User, digest: str) -> bool:
+        """False when the name is taken."""
+        ...
+
+    def set_password(self, name: str, digest: str, at: float) -> bool: ...
+
+    def set_disabled(self, name: str, disabled: bool) -> bool: ...
+
+    def signed_in(self, name: str, at: float, digest: str) -> None: ...
+
+
+class SignInFailures(Protocol):
+    """Failed sign-ins in a row, per account name and per client address."""
+
+    def failures(self, keys: Sequence[str]) -> list[tuple[str, int, float]]:
+        """(key, failures in a row, when the last was) for each key that has failures."""
+        ...
+
+    def add_failure(self, keys: Sequence[str], at: float, forget_before: float) -> None: ...
+
+    def clear_failures(self, key: str) -> None: ...
+
+
+class SessionRecords(Protocol):
+    """Web sessions, under the SHA-256 of their id."""
+
+    def add_session(self, new: NewSession, replacing: str, stale: tuple[float, float]) -> None:
+        """Store a new session; drop ``replacing`` (a key) and the stale sessions."""
+        ...
+
+    def session(self, key: str) -> SessionRecord | None: ...
+
+    def touch_session(self, key: str, at: float, clear_flash: bool = False) -> None: ...
+
+    def set_flash(self, key: str, flash: str) -> None: ...
+
+    def end_session(self, key: str) -> None: ...
+
+    def end_sessions(self, user: str, keep: str = "") -> int: ...
+
+
+class AccountStore(UserRecords, SignInFailures, SessionRecords, Protocol):
+    """Accounts, throttle and sessions: one file (one database) for the three."""

@@ -1,0 +1,82 @@
+"""The outbox's table: notices queued with what caused them, claimed, sent or failed, for
+SqliteStore. Functions of a connection, run on the store's thread inside its transactions."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.store.crypto import Sealer
+from gateway.store.ownership import owner_dead, process_owner
+from gateway.store.records import NewNotice, Notice
+
+# How long a process may take to send the notices it claimed before another may send them.
+NOTICE_LEASE = 300.0
+
+
+def enqueue(
+    db: sqlite3.Connection, sealer: Sealer, now: float, notices: Sequence[NewNotice]
+) -> None:
+    for notice in notices:
+        notice_id = secrets.token_hex(8)
+        db.execute(
+            "INSERT INTO outbox (id, kind, hold_id, sender, recipients, message, created_at,"
+            " next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                notice_id,
+                notice.kind,
+                notice.hold_id,
+                notice.sender,
+                json.dumps(list(notice.recipients)),
+                sealer.seal(f"notice:{notice_id}", notice.message),  # a notice may name people
+                now,
+                now,
+            ),
+        )
+
+
+def claim_due(db: sqlite3.Connection, now: float, limit: int) -> list[tuple[Any, ...]]:
+    """Notices due for sending, claimed for NOTICE_LEASE seconds: another process (the CLI
+    beside gateway serve) does not pick the same notice meanwhile."""
+    rows = db.execute(
+        "SELECT id, kind, hold_id, sender, recipients, message, attempts, created_at,"
+        " next_at, claimed_by FROM outbox WHERE sent_at IS NULL"
+        " AND (next_at <= ? OR claimed_by != '') ORDER BY created_at",
+        (now,),
+    ).fetchall()
+    # Due, or claimed by a process that died before it could send (a crash).
+    due = [r for r in rows if r[8] <= now or owner_dead(r[9])][:limit]
+    db.executemany(
+        "UPDATE outbox SET next_at = ?, claimed_by = ? WHERE id = ?",
+        [(now + NOTICE_LEASE, process_owner(), row[0]) for row in due],
+    )
+    return [row[:8] for row in due]
+
+
+def opened(sealer: Sealer, rows: Sequence[tuple[Any, ...]]) -> list[Notice]:
+    return [
+        Notice(
+            nid, kind, hold_id, sender, tuple(json.loads(recipients)),
+            sealer.open(f"notice:{nid}", message), attempts, created_at,
+        )
+        for nid, kind, hold_id, sender, recipients, message, attempts, created_at in rows
+    ]  # fmt: skip
+
+
+def sent(db: sqlite3.Connection, notice_id: str, now: float) -> None:
+    db.execute(
+        "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?", (now, notice_id)
+    )
+
+
+def failed(db: sqlite3.Connection, notice_id: str, error: str, retry_at: float | None) -> None:
+    # No retry_at: the notice can never be sent (a permanent refusal); it stays in the
+    # outbox, marked, for an operator to read.
+    db.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ?,"
+        " claimed_by = '' WHERE id = ?",
+        (error[:500], retry_at if retry_at is not None else float("inf"), notice_id),
+    )

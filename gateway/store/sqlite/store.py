@@ -1,0 +1,277 @@
+"""The embedded hold store: SQLite (WAL, synchronous=FULL) plus one encrypted file per hold.
+
+Order of a hold: the encrypted blob is written atomically and fsync'd, then the metadata row
+is committed with its audit entries and notices in one transaction. A crash between the two
+leaves a blob without a row (harmless), never a row without its message. SQLite calls run on
+the file's dedicated thread (``Database``), off the event loop; ``BEGIN IMMEDIATE`` serialises
+writers, also across processes, so the audit chain stays one chain.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from gateway import logs
+from gateway.core.auditchain import Entry, Problem
+from gateway.store.changes import HoldChange
+from gateway.store.crypto import Sealer
+from gateway.store.queries import AuditQuery, HoldQuery
+from gateway.store.records import (
+    AuditRecord,
+    Consequences,
+    Hold,
+    NewHold,
+    NewNotice,
+    Notice,
+    Status,
+)
+from gateway.store.safeio import fsync_dir, write_atomic
+from gateway.store.sqlite import outbox, queries, tables, trail
+from gateway.store.sqlite.database import Database
+
+T = TypeVar("T")
+HELD_DB = "held.sqlite3"
+# Journal entries outlive any MTA retry schedule (Postfix gives up after 5 days by default).
+JOURNAL_DAYS = 7
+
+
+class SqliteStore:
+    """Implements ``Holds``, ``RelayJournal``, ``AuditTrail`` and ``NoticeOutbox``."""
+
+    def __init__(self, data_dir: Path, sealer: Sealer, clock: Callable[[], float] = time.time):
+        self._dir = data_dir / "held"
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._sealer = sealer
+        self._clock = clock
+        self._log = logs.get("gateway.store")
+        self._file = Database(data_dir / HELD_DB, tables.MIGRATIONS, name="hold-store")
+        self._db = self._file.db
+        self._db.create_function("data_text", 1, trail.data_text, deterministic=True)
+        cutoff = clock() - JOURNAL_DAYS * 86400
+        self._file.call(
+            lambda: self._db.execute("DELETE FROM relay_journal WHERE at < ?", (cutoff,))
+        )
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for diagnostics (tracing statements); the store's thread
+        runs every statement of its own."""
+        return self._db
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        return await self._file.run(work)
+
+    def _write(self, work: Callable[[], T]) -> T:
+        return self._file.write(work)
+
+    def blob_path(self, hold_id: str) -> Path:
+        return self._dir / f"{hold_id}.msg"
+
+    # --- holds -----------------------------------------------------------------------------
+
+    async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
+        return await self._run(lambda: self._hold(new, then))
+
+    def _hold(self, new: NewHold, then: Consequences | None) -> tuple[Hold, bool]:
+        existing = self._get_by_key(new.key)
+        if existing is not None:
+            return existing, False
+        hold_id = secrets.token_hex(8)
+        write_atomic(self.blob_path(hold_id), self._sealer.seal(hold_id, new.message))
+        row = tables.hold_row(hold_id, self._clock(), new)
+
+        def insert() -> Hold:
+            self._db.execute(tables.INSERT_HOLD, row)
+            hold = self._get(hold_id)
+            assert hold is not None
+            if then is not None:
+                audit, notices = then(hold)
+                self._append(audit)
+                outbox.enqueue(self._db, self._sealer, self._clock(), notices)
+            return hold
+
+        try:
+            return self._write(insert), True
+        except sqlite3.IntegrityError:
+            # Another process stored the same message between our look and our write.
+            self.blob_path(hold_id).unlink(missing_ok=True)
+            existing = self._get_by_key(new.key)
+            if existing is None:
+                raise
+            return existing, False
+
+    async def get(self, hold_id: str) -> Hold | None:
+        return await self._run(lambda: self._get(hold_id))
+
+    def _get(self, hold_id: str) -> Hold | None:
+        sql = f"SELECT {tables.COLUMNS} FROM holds WHERE id = ?"  # noqa: S608
+        row = self._db.execute(sql, (hold_id,)).fetchone()
+        return tables.hold_from_row(row) if row else None
+
+    def _get_by_key(self, key: str) -> Hold | None:
+        sql = f"SELECT {tables.COLUMNS} FROM holds WHERE key = ?"  # noqa: S608
+        row = self._db.execute(sql, (key,)).fetchone()
+        return tables.hold_from_row(row) if row else None
+
+    async def message(self, hold_id: str) -> bytes:
+        def read() -> bytes:
+            try:
+                return self.blob_path(hold_id).read_bytes()
+            except FileNotFoundError as exc:
+                raise KeyError(hold_id) from exc
+
+        return self._sealer.open(hold_id, await self._run(read))
+
+    async def holds(self, query: HoldQuery) -> Sequence[Hold]:
+        sql, values = queries.select_holds(tables.COLUMNS, query)
+        return await self._run(
+            lambda: [tables.hold_from_row(row) for row in self._db.execute(sql, values)]
+        )
+
+    async def count_holds(self, query: HoldQuery) -> int:
+        sql, values = queries.count_holds(query)
+        return await self._run(lambda: int(self._db.execute(sql, values).fetchone()[0]))
+
+    async def update(
+        self,
+        hold_id: str,
+        expect: frozenset[Status],
+        change: HoldChange,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Hold | None:
+        columns = tables.change_columns(change)
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        statuses = sorted(s.value for s in expect)
+        sql = (
+            f"UPDATE holds SET {assignments} WHERE id = ?"  # noqa: S608
+            f" AND status IN ({', '.join('?' for _ in statuses)})"
+        )
+
+        def change_it() -> Hold | None:
+            if self._db.execute(sql, (*columns.values(), hold_id, *statuses)).rowcount != 1:
+                return None
+            self._append(audit)
+            outbox.enqueue(self._db, self._sealer, self._clock(), notices)
+            return self._get(hold_id)
+
+        return await self._run(lambda: self._write(change_it))
+
+    async def claim(
+        self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
+    ) -> Hold | None:
+        def take() -> bool:
+            cursor = self._db.execute(
+                "UPDATE holds SET attempt_at = ?, attempt_by = ? WHERE id = ?"
+                " AND status = 'releasing' AND (attempt_at IS NULL OR attempt_at < ?"
+                " OR attempt_by = ? OR (? != '' AND attempt_by = ?))",
+                (now, owner, hold_id, stale_before, owner, dead_owner, dead_owner),
+            )
+            return cursor.rowcount == 1
+
+        def run() -> Hold | None:
+            return self._get(hold_id) if self._write(take) else None
+
+        return await self._run(run)
+
+    async def purge_body(self, hold_id: str, audit: Sequence[AuditRecord] = ()) -> bool:
+        def purge() -> bool:
+            path = self.blob_path(hold_id)
+            existed = path.exists()
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
+
+            def mark() -> None:
+                self._db.execute(
+                    "UPDATE holds SET purged_at = ? WHERE id = ? AND purged_at IS NULL",
+                    (self._clock(), hold_id),
+                )
+                self._append(audit)
+
+            self._write(mark)
+            return existed
+
+        return await self._run(purge)
+
+    # --- relay journal ---------------------------------------------------------------------
+
+    async def relayed(self, key: str) -> frozenset[str]:
+        def query() -> frozenset[str]:
+            rows = self._db.execute("SELECT recipient FROM relay_journal WHERE key = ?", (key,))
+            return frozenset(row[0] for row in rows)
+
+        return await self._run(query)
+
+    async def record_relayed(
+        self, key: str, recipients: Sequence[str], audit: Sequence[AuditRecord] = ()
+    ) -> None:
+        def insert() -> None:
+            now = self._clock()
+            self._db.executemany(
+                "INSERT OR IGNORE INTO relay_journal VALUES (?, ?, ?)",
+                [(key, recipient, now) for recipient in recipients],
+            )
+            self._append(audit)
+
+        await self._run(lambda: self._write(insert))
+
+    # --- audit trail -----------------------------------------------------------------------
+
+    async def append_audit(self, audit: Sequence[AuditRecord]) -> None:
+        await self._run(lambda: self._write(lambda: self._append(audit)))
+
+    def _append(self, records: Sequence[AuditRecord]) -> None:
+        for entry in trail.append(self._db, self._clock(), records):
+            # The log is the witness for the chain's head: a copy kept elsewhere shows if
+            # the newest entries were ever cut off.
+            self._log.info(
+                "audit appended",
+                seq=entry.seq,
+                audit_event=entry.event,
+                hold_id=entry.hold_id,
+                head=entry.hash,
+            )
+
+    async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
+        return await self._run(lambda: trail.since(self._db, since))
+
+    async def audit_query(self, query: AuditQuery) -> Sequence[Entry]:
+        return await self._run(lambda: trail.select(self._db, query))
+
+    async def count_audit(self, query: AuditQuery) -> int:
+        return await self._run(lambda: trail.count(self._db, query))
+
+    async def audit_events(self) -> Sequence[str]:
+        return await self._run(lambda: trail.events(self._db))
+
+    async def verify_audit(self) -> tuple[int, Problem | None]:
+        return await self._run(lambda: trail.verify(self._db))
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        return await self._run(lambda: trail.head(self._db))
+
+    # --- outbox ----------------------------------------------------------------------------
+
+    async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
+        rows = await self._run(lambda: self._write(lambda: outbox.claim_due(self._db, now, limit)))
+        return outbox.opened(self._sealer, rows)
+
+    async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None:
+        def mark() -> None:
+            outbox.sent(self._db, notice_id, self._clock())
+            self._append(audit)
+
+        await self._run(lambda: self._write(mark))
+
+    async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None:
+        await self._run(
+            lambda: self._write(lambda: outbox.failed(self._db, notice_id, error, retry_at))
+        )
+
+    async def close(self) -> None:
+        await self._file.close()

@@ -1,0 +1,164 @@
+"""The hold store's tables, their migrations, and how a hold is written to and read from a row.
+
+Version 1 is the schema of releases before versioning (every statement ``IF NOT EXISTS``, so
+a data directory from then is taken up as it is); each later change is a new step at the end
+of ``MIGRATIONS``, never an edit of an old one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from gateway.store import schema
+from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalate, HoldChange
+from gateway.store.records import Hold, NewHold, Status
+from gateway.store.sqlite.database import Migration, script
+
+VERSION_1 = """
+CREATE TABLE IF NOT EXISTS holds (
+    id           TEXT PRIMARY KEY,
+    key          TEXT NOT NULL UNIQUE,
+    status       TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    sender       TEXT NOT NULL,
+    recipients   TEXT NOT NULL,   -- JSON list of {address, domain, reasons, options}
+    mail_options TEXT NOT NULL,   -- JSON list
+    size         INTEGER NOT NULL,
+    client       TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    findings     TEXT NOT NULL,   -- JSON list
+    facts        TEXT NOT NULL,   -- JSON object
+    subject      TEXT NOT NULL DEFAULT '',
+    decided_at   REAL,
+    decided_by   TEXT NOT NULL DEFAULT '',
+    decision     TEXT NOT NULL DEFAULT '',
+    escalated_at REAL,
+    purged_at    REAL,
+    delivered    TEXT NOT NULL DEFAULT '[]',
+    refused      TEXT NOT NULL DEFAULT '{}',
+    last_error   TEXT NOT NULL DEFAULT '',
+    attempt_at   REAL,
+    attempt_by   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS holds_status ON holds (status, created_at);
+CREATE TABLE IF NOT EXISTS relay_journal (
+    key          TEXT NOT NULL,
+    recipient    TEXT NOT NULL,
+    at           REAL NOT NULL,
+    PRIMARY KEY (key, recipient)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq          INTEGER PRIMARY KEY,
+    at           REAL NOT NULL,
+    event        TEXT NOT NULL,
+    hold_id      TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    data         TEXT NOT NULL,   -- JSON object
+    prev         TEXT NOT NULL,
+    hash         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_hold ON audit (hold_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id           TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    hold_id      TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    recipients   TEXT NOT NULL,   -- JSON list
+    message      BLOB NOT NULL,   -- encrypted: a notice may name people
+    created_at   REAL NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL NOT NULL,
+    sent_at      REAL,
+    last_error   TEXT NOT NULL DEFAULT '',
+    claimed_by   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_at);
+"""
+# Pages of one hold's trail, newest first, without reading the rest of the trail.
+VERSION_2 = "CREATE INDEX IF NOT EXISTS audit_hold_seq ON audit (hold_id, seq)"
+
+MIGRATIONS: tuple[Migration, ...] = (script(VERSION_1), script(VERSION_2))
+
+COLUMNS = (
+    "id, key, status, created_at, sender, recipients, mail_options, size, client, message_id,"
+    " findings, facts, subject, decided_at, decided_by, decision, escalated_at, purged_at,"
+    " delivered, refused, last_error, attempt_at, attempt_by"
+)
+INSERT_HOLD = (
+    "INSERT INTO holds (id, key, status, created_at, sender, recipients, mail_options, size,"
+    " client, message_id, findings, facts, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def hold_row(hold_id: str, created_at: float, new: NewHold) -> tuple[Any, ...]:
+    return (
+        hold_id,
+        new.key,
+        Status.HELD.value,
+        created_at,
+        new.sender,
+        json.dumps([schema.recipient_json(r) for r in new.recipients]),
+        json.dumps(list(new.mail_options)),
+        len(new.message),
+        new.client,
+        new.message_id,
+        json.dumps(list(new.findings)),
+        json.dumps(schema.facts_json(new.facts)),
+        new.subject,
+    )
+
+
+def change_columns(change: HoldChange) -> dict[str, Any]:
+    """The columns a change writes, with their stored values."""
+    match change:
+        case Decide(status, at, by, text):
+            return {"status": status.value, "decided_at": at, "decided_by": by, "decision": text}
+        case Escalate(at):
+            return {"escalated_at": at}
+        case DeliveryPending(error, delivered):
+            columns: dict[str, Any] = {"last_error": error, "attempt_at": None}
+            if delivered is not None:
+                columns["delivered"] = json.dumps(list(delivered))
+            return columns
+        case DeliveryDone(delivered, refused):
+            return {
+                "status": Status.RELEASED.value,
+                "delivered": json.dumps(list(delivered)),
+                "refused": json.dumps(dict(refused)),
+                "last_error": "",
+                "attempt_at": None,
+            }
+    raise TypeError(f"not a hold change: {change!r}")
+
+
+def hold_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Hold:
+    (hold_id, key, status, created_at, sender, recipients, mail_options, size, client,
+     message_id, findings, facts, subject, decided_at, decided_by, decision, escalated_at,
+     purged_at, delivered, refused, last_error, attempt_at, attempt_by) = row  # fmt: skip
+    return Hold(
+        id=hold_id,
+        key=key,
+        status=Status(status),
+        created_at=created_at,
+        sender=sender,
+        recipients=tuple(schema.recipient_from_json(r) for r in json.loads(recipients)),
+        mail_options=tuple(json.loads(mail_options)),
+        size=size,
+        client=client,
+        message_id=message_id,
+        findings=tuple(json.loads(findings)),
+        facts=schema.facts_from_json(json.loads(facts)),
+        subject=subject,
+        decided_at=decided_at,
+        decided_by=decided_by,
+        decision=decision,
+        escalated_at=escalated_at,
+        purged_at=purged_at,
+        delivered=tuple(json.loads(delivered)),
+        refused=json.loads(refused),
+        last_error=last_error,
+        attempt_at=attempt_at,
+        attempt_by=attempt_by,
+    )

@@ -1,0 +1,1 @@
+"""Scripts run from the repository root as modules: `python -m scripts.demo`."""

@@ -1,0 +1,320 @@
+"""The filter's SMTP reply, in process: every combination of verdicts and of what the upstream
+and the store do, against a fake transport and a real SQLite store in a temporary folder.
+
+The promise under test is RFC 5321 §6.1's: 250 only when every recipient is relayed or durably
+held; 4xx when anything is left undone, so the sending MTA keeps the message and retries; 5xx
+only for what a retry can never fix. Each case says the reply, what the upstream received,
+what the store holds, and what the relay journal remembers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from gateway.config import settings as config
+from gateway.core.allowlist import Allowlist, AllowlistEntry
+from gateway.core.model import (
+    DaneFacts,
+    DomainFacts,
+    DomainVerdict,
+    MxFacts,
+    MxStatus,
+    PolicyStatus,
+    Reason,
+    RecordStatus,
+    StsPolicyFacts,
+    StsRecordFacts,
+    TlsRptFacts,
+    Transport,
+    Verdict,
+)
+from gateway.delivery.deliver import Delivery
+from gateway.delivery.transport import Recipient, Reply
+from gateway.filter.message import Incoming
+from gateway.filter.orchestrator import Filter
+from gateway.posture.assessment import Assessment
+from gateway.smtp.reply import SmtpReply
+from gateway.store import HoldQuery
+from gateway.store.crypto import Sealer
+from gateway.store.sqlite import SqliteStore
+from support.transports import (
+    DATA_DEFERRED,
+    DATA_REFUSED,
+    DEFER_RCPT,
+    DOWN,
+    MAIL_DEFERRED,
+    MAIL_REFUSED,
+    REFUSE_RCPT,
+    TIMEOUT,
+    Fail,
+    FakeTransport,
+)
+
+SENDER = "head@school.test"
+SECURE = "colleague@secure.test"
+SECURE_2 = "nurse@secure.test"
+INSECURE = "officer@nosts.test"
+UNDETERMINED = "worker@slow.test"
+
+# What the posture stage would say of each domain.
+VERDICTS = {
+    "secure.test": DomainVerdict("secure.test", Verdict.SECURE, (), Transport.MTA_STS_ENFORCE),
+    "nosts.test": DomainVerdict("nosts.test", Verdict.NOT_SECURE, (Reason.STS_NO_RECORD,)),
+    "slow.test": DomainVerdict("slow.test", Verdict.UNDETERMINED, (Reason.DNS_TEMPORARY_ERROR,)),
+}
+
+
+class FakePosture:
+    """The posture stage as the filter sees it: the allowlist, and a canned assessment per
+    recipient domain."""
+
+    def __init__(self) -> None:
+        self.allowlist = Allowlist([AllowlistEntry("school.test", wildcard=False)])
+        self.asked: list[str] = []
+
+    async def assess(self, domain: str) -> Assessment:
+        self.asked.append(domain)
+        verdict = VERDICTS[domain]
+        facts = DomainFacts(
+            domain,
+            MxFacts(MxStatus.FOUND, (f"mx.{domain}",)),
+            StsRecordFacts(RecordStatus.FOUND, "20260101"),
+            StsPolicyFacts(PolicyStatus.NOT_FETCHED),
+            TlsRptFacts(RecordStatus.FOUND),
+            DaneFacts(resolver_trusted=False),
+        )
+        return Assessment(self.allowlist.match(domain, _TODAY), facts, verdict)
+
+
+_TODAY = dt.date(2026, 1, 1)
+
+
+def message(to: tuple[str, ...], flagged: bool = True) -> bytes:
+    subject = "[SECURE] Referral for J" if flagged else "Timetable"
+    return (
+        f"From: {SENDER}\r\nTo: {', '.join(to)}\r\nSubject: {subject}\r\n"
+        "Message-ID: <m1@school.test>\r\n\r\nThe notes from today's meeting.\r\n"
+    ).encode()
+
+
+@dataclass
+class Rig:
+    filter: Filter
+    transport: FakeTransport
+    store: SqliteStore
+    posture: FakePosture
+    folder: Path
+
+    async def send(self, to: tuple[str, ...], flagged: bool = True) -> SmtpReply:
+        incoming = Incoming(
+            client_ip="192.0.2.10",
+            helo="mta.school.test",
+            esmtp=True,
+            sender=SENDER,
+            mail_options=(),
+            recipients=tuple(Recipient(a) for a in to),
+            data=message(to, flagged),
+        )
+        return await self.filter.handle(incoming)
+
+    async def held(self) -> dict[str, tuple[str, ...]]:
+        """Every held recipient, with its reasons."""
+        return {
+            r.address: r.reasons
+            for hold in await self.store.holds(HoldQuery())
+            for r in hold.recipients
+        }
+
+    def journal(self) -> set[str]:
+        db = sqlite3.connect(self.folder / "held.sqlite3")
+        try:
+            return {row[0] for row in db.execute("SELECT recipient FROM relay_journal")}
+        finally:
+            db.close()
+
+
+@pytest.fixture
+def make_rig(tmp_path: Path) -> Callable[..., Rig]:
+    stores: list[SqliteStore] = []
+
+    def make(on_dns_error: str = "hold") -> Rig:
+        settings = config.load(
+            None,
+            environ={
+                "GATEWAY_POLICY_ON_DNS_ERROR": on_dns_error,
+                "GATEWAY_NOTIFY_FROM": "gateway@school.test",
+                "GATEWAY_REVIEW_REVIEWERS": "dsl@school.test",
+            },
+        )
+        store = SqliteStore(tmp_path, Sealer(b"k" * 32))
+        stores.append(store)
+        transport = FakeTransport()
+        posture = FakePosture()
+        delivery = Delivery(transport, store, "gateway.school.test")
+        filter_ = Filter(settings, posture, store, delivery, "gateway.school.test")
+        return Rig(filter_, transport, store, posture, tmp_path)
+
+    return make
+
+
+@pytest.fixture
+async def rig(make_rig: Callable[..., Rig]) -> AsyncIterator[Rig]:
+    made = make_rig()
+    yield made
+    await made.store.close()
+
+
+QID = r"[0-9a-f]{12}"
+HID = r"[0-9a-f]{16}"
+RELAYED = rf"2\.0\.0 Ok: relayed as {QID}"
+HELD = rf"2\.0\.0 Ok: held for review as ({HID})"
+SPLIT = rf"2\.0\.0 Ok: relayed as {QID}, held for review as ({HID})"
+REFUSALS_HELD = rf"2\.0\.0 Ok: relayed as {QID}, upstream refusals held as ({HID})"
+UPSTREAM_DOWN = r"4\.4\.1 Upstream unavailable; try again later"
+DNS_TEMPFAIL = r"4\.4\.3 Recipient security could not be verified; try later"
+STORE_TEMPFAIL = r"4\.3\.0 Could not store the message; try again later"
+NOT_SECURE = ("sts-no-record",)
+REFUSED = ("upstream-refused",)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    to: tuple[str, ...]
+    code: int
+    text: str  # a regex for "enhanced-code text"; its groups are hold ids the reply names
+    delivered: tuple[tuple[str, ...], ...] = ()  # the recipients of each copy upstream
+    held: dict[str, tuple[str, ...]] = field(default_factory=dict)  # address -> reasons
+    journal: frozenset[str] = frozenset()
+    flagged: bool = True
+    answers: dict[str, Reply] = field(default_factory=dict)  # the upstream's RCPT replies
+    calls: tuple[Fail, ...] = ()  # the upstream failing whole transactions, call by call
+    on_dns_error: str = "hold"
+
+
+CASES = [
+    # --- verdicts, the upstream taking everything
+    Case("relayed", (SECURE,), 250, RELAYED, ((SECURE,),), journal=frozenset({SECURE})),
+    Case("relayed-unflagged", (INSECURE,), 250, RELAYED, ((INSECURE,),), flagged=False,
+         journal=frozenset({INSECURE})),
+    Case("held", (INSECURE,), 250, HELD, held={INSECURE: NOT_SECURE}),
+    Case("split", (SECURE, INSECURE), 250, SPLIT, ((SECURE,),), {INSECURE: NOT_SECURE},
+         frozenset({SECURE})),
+    # --- the upstream refusing recipients at RCPT
+    Case("only-recipient-5xx", (SECURE,), 550, r"5\.0\.0 Upstream refused: 5\.1\.1 No such user",
+         answers={SECURE: REFUSE_RCPT}),
+    Case("only-recipient-4xx", (SECURE,), 451, UPSTREAM_DOWN, answers={SECURE: DEFER_RCPT}),
+    Case("unflagged-4xx", (INSECURE,), 451, UPSTREAM_DOWN, flagged=False,
+         answers={INSECURE: DEFER_RCPT}),
+    Case("one-of-two-5xx", (SECURE, SECURE_2), 250, REFUSALS_HELD, ((SECURE,),),
+         {SECURE_2: REFUSED}, frozenset({SECURE}), answers={SECURE_2: REFUSE_RCPT}),
+    Case("one-of-two-4xx", (SECURE, SECURE_2), 250, REFUSALS_HELD, ((SECURE,),),
+         {SECURE_2: REFUSED}, frozenset({SECURE}), answers={SECURE_2: DEFER_RCPT}),
+    Case("split-relay-refused", (SECURE, INSECURE), 250, REFUSALS_HELD,
+         held={INSECURE: NOT_SECURE, SECURE: REFUSED}, answers={SECURE: REFUSE_RCPT}),
+    # --- the upstream failing the whole transaction
+    Case("down", (SECURE,), 451, UPSTREAM_DOWN, calls=(DOWN,)),
+    Case("down-split", (SECURE, INSECURE), 451, UPSTREAM_DOWN, held={INSECURE: NOT_SECURE},
+         calls=(DOWN,)),
+    Case("timeout", (SECURE,), 451, UPSTREAM_DOWN, calls=(TIMEOUT,)),
+    Case("mail-4xx", (SECURE,), 451, UPSTREAM_DOWN, calls=(MAIL_DEFERRED,)),
+    Case("mail-5xx", (SECURE,), 550, r"5\.0\.0 Upstream refused: 5\.7\.1 Sender rejected",
+         calls=(MAIL_REFUSED,)),
+    Case("mail-5xx-split", (SECURE, INSECURE), 250, REFUSALS_HELD,
+         held={INSECURE: NOT_SECURE, SECURE: REFUSED}, calls=(MAIL_REFUSED,)),
+    Case("data-4xx", (SECURE,), 451, UPSTREAM_DOWN, calls=(DATA_DEFERRED,)),
+    Case("data-5xx", (SECURE,), 554, r"5\.0\.0 Upstream refused: 5\.6\.0 Message rejected",
+         calls=(DATA_REFUSED,)),
+    # --- DNS that could not answer: hold, or temp-fail the whole message
+    Case("dns-temporary-hold", (UNDETERMINED,), 250, HELD,
+         held={UNDETERMINED: ("dns-temporary-error",)}),
+    Case("dns-temporary-split", (SECURE, UNDETERMINED), 250, SPLIT, ((SECURE,),),
+         {UNDETERMINED: ("dns-temporary-error",)}, frozenset({SECURE})),
+    Case("dns-temporary-tempfail", (UNDETERMINED,), 451, DNS_TEMPFAIL, on_dns_error="tempfail"),
+    Case("dns-temporary-tempfail-mixed", (SECURE, UNDETERMINED), 451, DNS_TEMPFAIL,
+         on_dns_error="tempfail"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_reply_for_each_outcome(make_rig: Callable[..., Rig], case: Case) -> None:
+    rig = make_rig(case.on_dns_error)
+    try:
+        rig.transport.answers.update(case.answers)
+        rig.transport.calls_then(*case.calls)
+        reply = await rig.send(case.to, case.flagged)
+        assert reply.code == case.code, reply
+        matched = re.fullmatch(case.text, f"{reply.enhanced} {reply.text}")
+        assert matched, reply
+        assert tuple(rig.transport.received) == case.delivered
+        assert await rig.held() == case.held
+        named = set(matched.groups())
+        assert named <= {h.id for h in await rig.store.holds(HoldQuery())}
+        assert rig.journal() == case.journal
+    finally:
+        await rig.store.close()
+
+
+async def test_store_failure_tempfails_and_relays_nothing(rig: Rig) -> None:
+    held = rig.folder / "held"
+    held.rmdir()
+    held.write_text("not a folder: the encrypted copy cannot be written\n")
+    reply = await rig.send((SECURE, INSECURE))
+    assert (reply.code, f"{reply.enhanced} {reply.text}") == (
+        451,
+        "4.3.0 Could not store the message; try again later",
+    )
+    assert rig.transport.attempts == []
+    assert await rig.store.holds(HoldQuery()) == []
+    assert rig.journal() == set()
+
+
+@pytest.mark.parametrize(
+    "failure", [DOWN, TIMEOUT, MAIL_DEFERRED, DATA_DEFERRED], ids=["down", "timeout", "4xx", "data"]
+)
+async def test_retry_after_a_tempfail_delivers_once_and_holds_once(rig: Rig, failure: Fail) -> None:
+    rig.transport.calls_then(failure)
+    first = await rig.send((SECURE, INSECURE))
+    assert first.code == 451, first
+    [hold] = await rig.store.holds(HoldQuery())
+
+    retry = await rig.send((SECURE, INSECURE))
+    assert retry.code == 250, retry
+    assert hold.id in retry.text
+    assert rig.transport.received == [(SECURE,)]
+    # Our 250 lost on the way: the MTA sends again, and nothing more leaves or is held.
+    again = await rig.send((SECURE, INSECURE))
+    assert again.code == 250, again
+    assert rig.transport.received == [(SECURE,)]
+    assert len(rig.transport.attempts) == 2
+    assert [h.id for h in await rig.store.holds(HoldQuery())] == [hold.id]
+
+
+async def test_copy_upstream_is_the_original_with_the_trace_fields_on_top(rig: Rig) -> None:
+    reply = await rig.send((SECURE, INSECURE))
+    assert reply.code == 250, reply
+    [copy] = rig.transport.delivered
+    original = message((SECURE, INSECURE))
+    assert copy.transaction.data.endswith(original)
+    trace = copy.transaction.data[: -len(original)].decode()
+    assert trace.startswith("Received: from mta.school.test ([192.0.2.10])\r\n")
+    assert "by gateway.school.test (Safeguarding Mail Gateway) with ESMTP id " in trace
+    assert trace.count("Received:") == 1
+    summary = "X-Safeguarding-Gateway: flagged; relayed to secure recipients;"
+    assert f"{summary} transport=mta-sts-enforce; id=" in trace
+    assert copy.transaction.sender == SENDER
+
+
+async def test_unflagged_mail_is_not_checked(rig: Rig) -> None:
+    reply = await rig.send((INSECURE,), flagged=False)
+    assert reply.code == 250, reply
+    assert rig.posture.asked == []
+    [copy] = rig.transport.delivered
+    assert b"X-Safeguarding-Gateway: not flagged; relayed unchecked;" in copy.transaction.data
