@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test fuzz check demo bench e2e-deps clean
+.PHONY: run test fuzz check demo bench screenshots e2e-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ fuzz: $(STAMP) e2e-deps
 ## demo: test DNS/HTTPS servers and a printing upstream for the README's walkthrough
 demo: $(STAMP) e2e-deps
 	$(BIN)/python -m scripts.demo
+
+## screenshots: refresh docs/screenshots/ from the browser tests
+screenshots: $(STAMP) e2e-deps
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest tests/web/test_browser.py
 
 ## check: ruff and mypy
 check: $(STAMP)
