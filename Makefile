@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check demo bench screenshots e2e-deps clean
+.PHONY: run test fuzz check demo bench screenshots e2e-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ run: $(STAMP)
 ## test: install what the tests need (Python and Debian packages), then run them all
 test: $(STAMP) e2e-deps
 	$(BIN)/pytest
+
+## fuzz: the stateful SMTP fuzzer against `gateway serve`, random seeds, for FUZZ_MINUTES
+## (`make test` runs a bounded, derandomised profile of it)
+FUZZ_MINUTES ?= 20
+fuzz: $(STAMP) e2e-deps
+	GATEWAY_FUZZ_MINUTES=$(FUZZ_MINUTES) $(BIN)/pytest -p no:cacheprovider tests/fuzz/test_smtp_sessions.py
 
 ## demo: test DNS/HTTPS servers and a printing upstream for the README's walkthrough
 demo: $(STAMP) e2e-deps
