@@ -23,6 +23,7 @@ from gateway.store import HeldRecipient, HoldQuery, NewHold, Status
 from gateway.store.crypto import Sealer
 from gateway.store.sqlite import SqliteStore
 from rig.upstream import Upstream
+from support.clock import Clock
 
 HOUR = 3600.0
 BODY = b"Body with the child's details: J. Doe, 12 Oak Street.\r\n"
@@ -30,14 +31,6 @@ MESSAGE = (
     b"From: teacher@school.test\r\nTo: b@nosts.test, c@other.test\r\n"
     b"Subject: [SECURE] Referral for J\r\nMessage-ID: <m1@school.test>\r\n\r\n" + BODY
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -18,18 +18,11 @@ from gateway.store import HeldRecipient, NewHold
 from gateway.store.crypto import Sealer
 from gateway.store.sqlite import SqliteStore
 from rig.upstream import Upstream
+from support.clock import Clock
 
 DAY = 86400.0
 MESSAGE = b"From: a@school.test\r\nSubject: x\r\nX-Safeguarding: yes\r\n\r\nBody\r\n"
 REVIEWER = "dsl@school.test"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -22,17 +22,10 @@ from gateway.review.notices import audit_head_notice
 from gateway.store.crypto import Sealer
 from gateway.store.sqlite import SqliteStore
 from rig.upstream import Upstream
+from support.clock import Clock
 
 DAY = 86400.0
 DPO = "dpo@school.test"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
