@@ -159,11 +159,16 @@ def send_held(
     reply = gateway.send(sender, to, original, mail_options, rcpt_options)
     held = hold_id(reply)
     # Sent, and their sending recorded in the trail (just after the upstream's reply).
-    deadline = time.monotonic() + 10
-    while events(gateway, held).count("notice-sent") < 2:
-        assert time.monotonic() < deadline, f"the notices of {held} were not sent"
-        time.sleep(0.02)
+    wait_events(gateway, held, "notice-sent", 2)
     return held, original
+
+
+def wait_events(gateway: Gateway, hold: str, event: str, count: int, timeout: float = 10.0) -> None:
+    """Wait until the trail holds ``count`` ``event`` entries about ``hold``; fail if not."""
+    deadline = time.monotonic() + timeout
+    while events(gateway, hold).count(event) < count:
+        assert time.monotonic() < deadline, f"{count} {event!r} entries of {hold}: not there"
+        time.sleep(0.02)
 
 
 def notice_subject(notice: Message) -> str:

@@ -33,10 +33,10 @@ from rig.heldcli import (
     ReviewCli,
     audit_db,
     cli_for,
-    events,
     review_gateway,
     send_held,
     state,
+    wait_events,
 )
 from rig.ports import LOOPBACK, free_port
 
@@ -260,17 +260,8 @@ def test_verify_names_an_edited_or_a_deleted_entry(gw: Gateway, cli: ReviewCli) 
 # ---- the keyed chain and its witnessed head
 
 
-def settled(gw: Gateway, hold: str) -> None:
-    """Wait for the hold's two notices to be sent: then the trail's end stands still."""
-    deadline = time.monotonic() + 10
-    while events(gw, hold).count("notice-sent") < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert events(gw, hold).count("notice-sent") == 2, events(gw, hold)
-
-
 def test_an_edit_re_hashed_without_the_key_fails_verify(gw: Gateway, cli: ReviewCli) -> None:
-    hold, _ = send_held(gw)
-    settled(gw, hold)
+    hold, _ = send_held(gw)  # its two notices sent: the trail's end stands still
     _, sent, *_ = [e["seq"] for e in state(gw, hold)[1]]
     with contextlib.closing(audit_db(gw)) as db:
         original = db.execute("SELECT * FROM audit WHERE seq >= ? ORDER BY seq", (sent,)).fetchall()
@@ -300,9 +291,7 @@ def test_an_edit_re_hashed_without_the_key_fails_verify(gw: Gateway, cli: Review
 def test_verify_head_shows_the_newest_entries_were_cut_off(gw: Gateway, cli: ReviewCli) -> None:
     hold, _ = send_held(gw)
     cli.ok("held", "reject", hold, "--reason", "Not needed", "--by", "Jo")
-    deadline = time.monotonic() + 10
-    while events(gw, hold).count("notice-sent") < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_events(gw, hold, "notice-sent", 3)  # the reject's notice too
     head = cli.ok("audit", "head").stdout.strip()
     seq, digest = head.split(":")
     assert {e["seq"]: e["hash"] for e in entries(gw)}[int(seq)] == digest
@@ -337,7 +326,7 @@ def test_serve_logs_an_error_and_counts_it_when_the_head_goes_backwards(
     port = free_port()
     web = {"enabled": True, "listen": f"{LOOPBACK}:{port}", "metrics_token": METRICS_TOKEN}
     with review_gateway(rig, tmp_path, web=web) as gateway:
-        settled(gateway, send_held(gateway)[0])
+        send_held(gateway)  # with its notices sent, the trail's end stands still
         last = entries(gateway)[-1]
         pid = gateway.proc.pid
         assert pid is not None
@@ -365,7 +354,7 @@ def test_serve_logs_an_error_and_counts_it_when_the_head_goes_backwards(
 def test_serve_sends_the_head_to_the_witnesses(rig: Rig, tmp_path: Path) -> None:
     witness = "dpo@school.test"
     with review_gateway(rig, tmp_path, audit={"witnesses": [witness]}) as gateway:
-        settled(gateway, send_held(gateway)[0])  # a trail with a head (a new one has none)
+        send_held(gateway)  # a trail with a head (a new one has none), its notices sent
         pid = gateway.proc.pid
         assert pid is not None
         os.kill(pid, signal.SIGUSR1)  # or at the next [audit] head_interval
