@@ -118,15 +118,19 @@ class DeliveryFailed(GatewayError):
     mid-transaction); ``stage`` says where (connect, MAIL, DATA); ``outcome`` names what
     happened (``refused``, ``deferred``, ``unreachable``, ``timed-out``: the values of
     ``gateway.delivery.transport.Outcome``). Only a permanent refusal is not ``temporary``.
+    ``hosts`` says, one line per MX host tried, why each was not used (direct delivery).
     """
 
-    def __init__(self, code: int, text: str, stage: str, outcome: str) -> None:
+    def __init__(
+        self, code: int, text: str, stage: str, outcome: str, hosts: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(f"upstream {stage}: {code} {text}")
         self.code = code
         self.text = text
         self.stage = stage
         self.outcome = outcome
         self.temporary = outcome != "refused"
+        self.hosts = hosts
 
     def log_fields(self) -> dict[str, object]:
         fields = {"stage": self.stage, "upstream": f"{self.code} {self.text}"}

@@ -12,6 +12,15 @@ and can be told to fail:
   that has not yet committed the message (``aborted`` counts these);
 * ``stop()``: not listening at all (connection refused) until ``start()`` again, same port.
 
+TLS: given ``tls`` (a server ``ssl.SSLContext``) it offers STARTTLS (RFC 3207), or speaks TLS
+from the first byte with ``implicit = True`` (RFC 8314). ``offer_starttls = False`` hides the
+offer (a downgrade on the path looks like this); ``fail_starttls = 454`` refuses the command;
+``requiretls = True`` advertises REQUIRETLS (RFC 8689 §4: only once TLS is up). Input
+pipelined after STARTTLS is discarded, as RFC 3207 §4.2 requires. Every recorded message says
+whether and how TLS carried it (``tls_version``, ``cipher``). ``host`` binds another loopback
+address (127.0.0.x), so several servers can stand in for a domain's MX hosts on one port;
+``name`` is the name in the greeting.
+
 ``lenient_data_end = True`` makes it end DATA at a lone dot between *any* line endings (bare LF
 or bare CR too), like the receivers that SMTP smuggling exploits, so a gateway that passes bare
 line endings through would show up as a second, smuggled message.
@@ -25,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -59,6 +69,8 @@ class Message:
     mail_line: str  # the MAIL command exactly as received
     rcpt_lines: tuple[str, ...]  # the accepted RCPT commands exactly as received
     helo: str
+    tls_version: str = ""  # "TLSv1.3"; empty when the message came in plaintext
+    cipher: str = ""
 
 
 @dataclass
@@ -79,6 +91,20 @@ class _Connection:
         self.writer = writer
         self.buffer = b""
         self.eof = False
+        self.tls_version = ""
+        self.cipher = ""
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Upgrade the connection; whatever the client pipelined before is thrown away."""
+        self.buffer = b""
+        await self.writer.start_tls(context)
+        self.note_tls()
+
+    def note_tls(self) -> None:
+        tls = self.writer.get_extra_info("ssl_object")
+        if tls is not None:
+            self.tls_version = tls.version() or ""
+            self.cipher = (tls.cipher() or ("",))[0]
 
     async def _fill(self) -> bool:
         if self.eof:
@@ -147,9 +173,23 @@ class Upstream:
     """The recording server; see the module docstring. ``start()`` before use, ``close()``
     after; ``port`` stays the same across ``stop()``/``start()``."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.host = LOOPBACK
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = LOOPBACK,
+        tls: ssl.SSLContext | None = None,
+        *,
+        implicit: bool = False,
+        name: str = HOSTNAME,
+    ) -> None:
+        self.host = host
         self.port = port
+        self.name = name
+        self.tls = tls
+        self.implicit = implicit
+        self.offer_starttls = True
+        self.fail_starttls: int | None = None
+        self.requiretls = False
         self.fail_mail: int | None = None
         self.fail_rcpt: dict[str, int] = {}
         self.fail_data: int | None = None
@@ -202,6 +242,9 @@ class Upstream:
         self.fail_rcpt = {}
         self.fail_data = None
         self.data_delay = 0.0
+        self.offer_starttls = True
+        self.fail_starttls = None
+        self.requiretls = False
         self.data_received.clear()
 
     def clear(self) -> None:
@@ -250,7 +293,11 @@ class Upstream:
         if self._server is not None:
             return
         self._server = await asyncio.start_server(
-            self._handle, self.host, self.port, reuse_address=True
+            self._handle,
+            self.host,
+            self.port,
+            reuse_address=True,
+            ssl=self.tls if self.implicit else None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -268,8 +315,10 @@ class Upstream:
         self._writers.add(writer)
         self.connections += 1
         try:
-            await self._session(_Connection(reader, writer))
-        except (ConnectionError, OSError):
+            conn = _Connection(reader, writer)
+            conn.note_tls()
+            await self._session(conn)
+        except (ConnectionError, OSError, ssl.SSLError):
             pass
         finally:
             self._writers.discard(writer)
@@ -278,7 +327,7 @@ class Upstream:
                 await writer.wait_closed()
 
     async def _session(self, conn: _Connection) -> None:
-        await conn.reply(f"220 {HOSTNAME} ESMTP recording upstream")
+        await conn.reply(f"220 {self.name} ESMTP recording upstream")
         helo = ""
         tx = _Transaction()
         while True:
@@ -290,10 +339,18 @@ class Upstream:
             verb = line.split(" ", 1)[0].upper()
             if verb == "EHLO":
                 helo, tx = line[5:].strip(), _Transaction()
-                await conn.reply(f"250 {HOSTNAME}", *(f"250 {e}" for e in EXTENSIONS))
+                await conn.reply(f"250 {self.name}", *(f"250 {e}" for e in self._extensions(conn)))
             elif verb == "HELO":
                 helo, tx = line[5:].strip(), _Transaction()
-                await conn.reply(f"250 {HOSTNAME}")
+                await conn.reply(f"250 {self.name}")
+            elif verb == "STARTTLS" and self._starttls_offered(conn):
+                if self.fail_starttls is not None:
+                    await conn.reply(_reply(self.fail_starttls, "TLS not available now"))
+                    continue
+                await conn.reply("220 2.0.0 Ready to start TLS")
+                assert self.tls is not None
+                await conn.start_tls(self.tls)
+                helo, tx = "", _Transaction()  # RFC 3207 §4.2: forget what came before
             elif verb == "MAIL":
                 await conn.reply(self._mail(line, helo, tx))
             elif verb == "RCPT":
@@ -316,6 +373,17 @@ class Upstream:
                 return
             else:
                 await conn.reply("502 5.5.2 Command not recognised")
+
+    def _starttls_offered(self, conn: _Connection) -> bool:
+        return self.tls is not None and self.offer_starttls and not conn.tls_version
+
+    def _extensions(self, conn: _Connection) -> tuple[str, ...]:
+        extensions = EXTENSIONS
+        if self._starttls_offered(conn):
+            extensions += ("STARTTLS",)
+        if self.requiretls and conn.tls_version:
+            extensions += ("REQUIRETLS",)
+        return extensions
 
     def _mail(self, line: str, helo: str, tx: _Transaction) -> str:
         if not helo:
@@ -378,6 +446,8 @@ class Upstream:
             mail_line=tx.mail_line,
             rcpt_lines=tuple(tx.rcpt_lines),
             helo=helo,
+            tls_version=conn.tls_version,
+            cipher=conn.cipher,
         )
         # Committed, then answered: the 250 goes to a client that was there a moment ago.
         with self._changed:

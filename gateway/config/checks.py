@@ -39,6 +39,19 @@ def network_list(value: Any) -> str | None:
     return None
 
 
+def optional_listen(value: Any) -> str | None:
+    """An "ip:port" to listen on, or empty for none."""
+    from gateway.config.values import HostPort
+
+    if not value:
+        return None
+    try:
+        HostPort.parse(value, 0)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def domain_list(value: Any) -> str | None:
     from gateway.core.addresses import AddressError, normalise_domain
 

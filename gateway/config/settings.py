@@ -28,6 +28,7 @@ from gateway.config.checks import (
     network_list,
     non_negative,
     optional_address,
+    optional_listen,
     port,
     positive,
     store_key,
@@ -37,12 +38,14 @@ from gateway.config.values import (
     DAY,
     HOUR,
     MINUTE,
+    DirectDelivery,
     HostPort,
     LogFormat,
     LogLevel,
     MinimumTransport,
     OnDnsError,
     RelayTls,
+    RequireTlsMode,
     Scope,
     Seconds,
     Secret,
@@ -81,6 +84,18 @@ class SmtpSettings:
     max_connections: int = field(default=100, metadata=_key(positive))
     command_timeout: float = field(default=300.0, metadata=_key(positive))
     workers: int = field(default=1, metadata=_key(positive))
+    # Inbound TLS (RFC 3207 STARTTLS; RFC 8314 implicit TLS) and client identity.
+    tls_cert: str = ""
+    tls_key: str = ""
+    implicit_tls_listen: str = field(default="", metadata=_key(optional_listen))
+    require_tls: bool = False
+    tls_exempt_networks: tuple[str, ...] = field(default=(), metadata=_key(network_list))
+    trusted_client_names: tuple[str, ...] = field(default=(), metadata=_key(domain_list))
+    client_ca_file: str = ""
+
+    @property
+    def implicit_tls_address(self) -> HostPort | None:
+        return HostPort.parse(self.implicit_tls_listen, 465) if self.implicit_tls_listen else None
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,20 @@ class RelaySettings:
     password: Secret = UNSET
     timeout: float = field(default=60.0, metadata=_key(positive))
     max_connections: int = field(default=8, metadata=_key(positive))
+    # The name the smarthost's certificate must carry; empty: [relay] host.
+    tls_name: str = ""
+    requiretls: RequireTlsMode = RequireTlsMode.WHEN_OFFERED
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    direct: DirectDelivery = DirectDelivery.NONE
+    mx_port: int = field(default=25, metadata=_key(port))
+    allow_private_addresses: bool = False
+    ca_file: str = ""
+    retry_after: Seconds = field(default=5 * MINUTE, metadata=_key(longer_than_zero))
+    give_up_after: Seconds = field(default=4 * HOUR, metadata=_key(longer_than_zero))
+    timeout: Seconds = field(default=MINUTE, metadata=_key(longer_than_zero))
 
 
 @dataclass(frozen=True)
@@ -173,6 +202,7 @@ class NotifySettings:
     enabled: bool = True
     from_: str = field(default="", metadata=_key(optional_address, key="from"))
     include_subject: bool = False
+    confirm_delivery: bool = False
     organisation: str = ""
 
 
@@ -200,6 +230,7 @@ class WebSettings:
 class Settings:
     smtp: SmtpSettings = SmtpSettings()
     relay: RelaySettings = RelaySettings()
+    delivery: DeliverySettings = DeliverySettings()
     classify: ClassifySettings = ClassifySettings()
     dns: DnsSettings = DnsSettings()
     mta_sts: MtaStsSettings = MtaStsSettings()
@@ -324,6 +355,18 @@ def check_across_keys(settings: Settings) -> None:
     _both_or_neither("relay.username", bool(relay.username), "relay.password", bool(relay.password))
     if relay.ca_file and relay.tls is RelayTls.NONE:
         raise ConfigError("relay.ca_file", "is used only with tls = starttls or implicit")
+    smtp = settings.smtp
+    _both_or_neither("smtp.tls_cert", bool(smtp.tls_cert), "smtp.tls_key", bool(smtp.tls_key))
+    if smtp.implicit_tls_listen and not smtp.tls_cert:
+        raise ConfigError("smtp.implicit_tls_listen", "needs smtp.tls_cert and smtp.tls_key")
+    if smtp.require_tls and not smtp.tls_cert:
+        raise ConfigError("smtp.require_tls", "needs smtp.tls_cert and smtp.tls_key")
+    if smtp.trusted_client_names and not smtp.client_ca_file:
+        raise ConfigError("smtp.trusted_client_names", "needs smtp.client_ca_file")
+    if smtp.client_ca_file and not smtp.tls_cert:
+        raise ConfigError("smtp.client_ca_file", "needs smtp.tls_cert and smtp.tls_key")
+    if settings.delivery.retry_after > settings.delivery.give_up_after:
+        raise ConfigError("delivery.retry_after", "must not be longer than delivery.give_up_after")
     if web.enabled and web.listen == settings.smtp.listen:
         raise ConfigError("web.listen", "must differ from smtp.listen")
     if review.escalate_after > review.expire_after:
@@ -348,6 +391,7 @@ __all__ = [
     "AuditSettings",
     "ClassifySettings",
     "ConfigError",
+    "DeliverySettings",
     "DnsSettings",
     "LogSettings",
     "MtaStsSettings",

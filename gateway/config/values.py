@@ -155,6 +155,22 @@ class MinimumTransport(StrEnum):
         return Transport.from_label(self.value)
 
 
+class DirectDelivery(StrEnum):
+    """Which messages the gateway delivers to the recipients' MX hosts itself."""
+
+    NONE = "none"  # everything through [relay]
+    FLAGGED = "flagged"  # flagged mail direct, with the TLS its verdict relied on
+    ALL = "all"  # all mail direct; unflagged mail as a good MTA sends it
+
+
+class RequireTlsMode(StrEnum):
+    """RFC 8689 REQUIRETLS towards the smarthost, for flagged mail."""
+
+    OFF = "off"
+    WHEN_OFFERED = "when-offered"
+    REQUIRE = "require"
+
+
 class LogLevel(StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -172,12 +188,14 @@ __all__ = [
     "HOUR",
     "MINUTE",
     "WEEK",
+    "DirectDelivery",
     "HostPort",
     "LogFormat",
     "LogLevel",
     "MinimumTransport",
     "OnDnsError",
     "RelayTls",
+    "RequireTlsMode",
     "Scope",
     "Seconds",
     "Secret",
