@@ -83,6 +83,8 @@ def delivered_words(data: Mapping[str, Any], with_reply: bool = True) -> str:
         text += f" over {version}, {_AUTH_WORDS.get(auth, auth)}"
     elif host:
         text += " without TLS"
+    else:
+        text += " (the transport did not report how)"
     at = _clock(str(data.get("at") or ""))
     if at:
         text += f", at {at}"
