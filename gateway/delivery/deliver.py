@@ -10,6 +10,11 @@ The trace fields (``Received:``, ``X-Safeguarding-Gateway:``) are prepended here
 never by re-serialising the message (DKIM signatures over the original survive). What the
 transport said comes back as one ``Result`` per recipient, its ``Outcome`` mapped once, in
 ``transport``.
+
+For flagged mail (``Transaction.flagged``) the journal write also carries the proof of
+delivery: one ``delivered`` audit entry per recipient taken, from the transport's ``Evidence``
+(TRANSPORT-SECURITY.md, "Delivery"), so the trail's proof and the journal's "sent" are one
+commit and cannot disagree. ``Report.proof`` hands the same to the caller (confirmations).
 """
 
 from __future__ import annotations
