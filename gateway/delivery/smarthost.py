@@ -100,12 +100,7 @@ class Smarthost:
 
     async def send(self, transaction: Transaction) -> Sent:
         async with self._slots:
-            client, reused = await self._checkout()
-            try:
-                options = self._mail_options(client, transaction)
-            except DeliveryFailed:
-                self._idle.append(client)  # nothing was said to it: the connection is good
-                raise
+            client, options, reused = await self._ready(transaction)
             try:
                 result, client = await self._transact(client, transaction, options, reused)
             except BaseException:
@@ -114,6 +109,25 @@ class Smarthost:
             if client.is_connected:
                 self._idle.append(client)
             return result
+
+    async def _ready(self, t: Transaction) -> tuple[aiosmtplib.SMTP, list[str], bool]:
+        """A connection that may carry ``t``, with its MAIL parameters."""
+        client, reused = await self._checkout()
+        try:
+            return client, self._mail_options(client, t), reused
+        except DeliveryFailed:
+            if not reused:
+                self._idle.append(client)  # nothing was said to it: the connection is good
+                raise
+        # A pooled connection's extensions are those of its EHLO, maybe long ago: the
+        # smarthost may offer REQUIRETLS now. Ask a fresh connection before refusing.
+        await _discard(client)
+        client = await self._connect()
+        try:
+            return client, self._mail_options(client, t), False
+        except DeliveryFailed:
+            self._idle.append(client)
+            raise
 
     async def _checkout(self) -> tuple[aiosmtplib.SMTP, bool]:
         while self._idle:
