@@ -232,7 +232,7 @@ class MxTransport:
         except (ssl.SSLError, aiosmtplib.SMTPException, ConnectionError) as exc:
             if not requirement.mandatory:
                 raise _Plaintext from exc
-            raise _HostFailed(TLS, _tls_reason(exc, host)) from exc
+            raise _HostFailed(TLS, peer.handshake_failure(exc, host)) from exc
         tls = client.get_transport_info("ssl_object")
         auth = _authenticate(candidate, tls)
         await client.ehlo()  # RFC 3207 §4.2: what we knew before TLS is forgotten
@@ -321,20 +321,6 @@ def _authenticate(candidate: Candidate, tls: Any) -> PeerAuth:
     if auth is None:
         raise _HostFailed(TLS, "certificate does not match the TLSA records")
     return auth
-
-
-def _tls_reason(exc: BaseException, host: str) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        message = (exc.verify_message or "").lower()
-        if "hostname mismatch" in message or "ip address mismatch" in message:
-            return f"certificate does not name {host}"
-        if "expired" in message:
-            return "certificate expired"
-        if "self-signed" in message or "self signed" in message or "issuer" in message:
-            return "certificate not signed by a trusted authority"
-        return f"certificate not valid: {exc.verify_message}"
-    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-    return f"TLS handshake failed: {reason}"
 
 
 def _next_host_or_fail(reply: Reply, stage: str, where: str, attempts: _Attempts) -> None:

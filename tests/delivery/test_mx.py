@@ -9,13 +9,15 @@ publishes them, opportunistic TLS elsewhere. No recorded flagged message ever ca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from gateway.config import settings as config
+from gateway.delivery.mx import MxTransport
 from gateway.delivery.transport import Outcome, PeerAuth, Recipient, Sent, Transaction
 from gateway.errors import DeliveryFailed
 from gateway.runtime import parts
@@ -48,11 +50,53 @@ class Result:
         return [m.tls_version for s in self.servers.servers.values() for m in s.messages]
 
 
+@contextlib.asynccontextmanager
+async def direct(
+    rig: Rig, tmp_path: Path, servers: MxServers, *, private: bool = True
+) -> AsyncIterator[MxTransport]:
+    """The transport as the runtime builds it, over the rig's DNS and policies."""
+    path = rig.write_config(
+        tmp_path / "gateway.toml",
+        delivery={
+            "mx_port": servers.port,
+            "allow_private_addresses": private,
+            "ca_file": rig.ca_file,
+            "timeout": "2s",
+        },
+    )
+    settings = config.load(path)
+    allowlist = parts.load_allowlist(settings).allowlist
+    async with parts.open_posture(settings, allowlist) as posture:
+        transport = parts.build_mx_transport(settings, posture)
+        try:
+            yield transport
+        finally:
+            await transport.close()
+
+
+def servers_for(
+    rig: Rig, domain: str, behaviours: tuple[str, ...]
+) -> contextlib.AbstractContextManager[MxServers]:
+    row = rig.domain(domain)
+    hosts = {h: (row.address(h), b) for h, b in zip(row.mx_hosts, behaviours, strict=True)}
+    leaves = {h: rig.certs[self_signed(h)] for h in hosts if self_signed(h) in rig.certs}
+    return mx.mx_servers(rig.ca, hosts, leaves)
+
+
+def transaction(domain: str, *, recipients: tuple[str, ...] = (), **flags: bool) -> Transaction:
+    return Transaction(
+        "head@school.test",
+        tuple(Recipient(r) for r in (recipients or (f"lead@{domain}",))),
+        DATA,
+        **flags,
+    )
+
+
 async def deliver(
     rig: Rig,
     tmp_path: Path,
     domain: str,
-    behaviours: tuple[str, str],
+    behaviours: tuple[str, ...],
     *,
     flagged: bool = True,
     requiretls: bool = False,
@@ -60,38 +104,15 @@ async def deliver(
     tweak: Callable[[MxServers], None] | None = None,
     recipients: tuple[str, ...] = (),
 ) -> Result:
-    row = rig.domain(domain)
-    hosts = {h: (row.address(h), b) for h, b in zip(row.mx_hosts, behaviours, strict=True)}
-    leaves = {h: rig.certs[self_signed(h)] for h in hosts if self_signed(h) in rig.certs}
-    with mx.mx_servers(rig.ca, hosts, leaves) as servers:
+    with servers_for(rig, domain, behaviours) as servers:
         if tweak is not None:
             tweak(servers)
-        path = rig.write_config(
-            tmp_path / "gateway.toml",
-            delivery={
-                "mx_port": servers.port,
-                "allow_private_addresses": private,
-                "ca_file": rig.ca_file,
-                "timeout": "2s",
-            },
-        )
-        settings = config.load(path)
-        allowlist = parts.load_allowlist(settings).allowlist
-        transaction = Transaction(
-            "head@school.test",
-            tuple(Recipient(r) for r in (recipients or (f"lead@{domain}",))),
-            DATA,
-            flagged=flagged,
-            requiretls=requiretls,
-        )
-        async with parts.open_posture(settings, allowlist) as posture:
-            transport = parts.build_mx_transport(settings, posture)
+        t = transaction(domain, recipients=recipients, flagged=flagged, requiretls=requiretls)
+        async with direct(rig, tmp_path, servers, private=private) as transport:
             try:
-                return Result(await transport.send(transaction), None, servers)
+                return Result(await transport.send(t), None, servers)
             except DeliveryFailed as exc:
                 return Result(None, exc, servers)
-            finally:
-                await transport.close()
 
 
 def mx1(domain: str) -> str:
@@ -431,3 +452,41 @@ async def test_one_transaction_one_domain(rig: Rig, tmp_path: Path) -> None:
         mixed = (Recipient(f"a@{STS}"), Recipient(f"b@{DANE}"))
         with pytest.raises(ValueError, match="one recipient domain"):
             await transport.send(Transaction("a@school.test", mixed, DATA))
+
+
+async def test_a_4xx_then_250_on_the_next_attempt(rig: Rig, tmp_path: Path) -> None:
+    with servers_for(rig, STS, (mx.TEMPFAIL, mx.TEMPFAIL)) as servers:
+        async with direct(rig, tmp_path, servers) as transport:
+            with pytest.raises(DeliveryFailed) as first:
+                await transport.send(transaction(STS, flagged=True))
+            assert first.value.temporary
+            servers[mx1(STS)].fail_mail = None
+            sent = await transport.send(transaction(STS, flagged=True))
+    assert sent.evidence is not None
+    assert sent.evidence.host == mx1(STS)
+    [message] = servers[mx1(STS)].messages
+    assert message.tls_version
+    assert not servers[mx2(STS)].messages
+
+
+UNUSABLE = "daneunusable.test"  # its TLSA records are PKIX-only: TLS mandatory, unauthenticated
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "flagged", "delivered"),
+    [(mx.GOOD, True, False), (mx.SELF_SIGNED, False, True), (mx.NO_STARTTLS, False, False)],
+    ids=["flagged-not-a-candidate", "unflagged-encrypted", "unflagged-no-plaintext-fallback"],
+)
+async def test_unusable_tlsa_makes_tls_mandatory_but_proves_nothing(
+    rig: Rig, tmp_path: Path, behaviour: str, flagged: bool, delivered: bool
+) -> None:
+    result = await deliver(rig, tmp_path, UNUSABLE, (behaviour,), flagged=flagged)
+    if delivered:
+        assert result.sent is not None
+        assert result.sent.evidence is not None
+        assert result.sent.evidence.authenticated is PeerAuth.NONE
+        assert all(result.recorded_tls())
+        return
+    assert result.failed is not None
+    assert result.failed.stage == "tls"
+    assert result.delivered_to() is None
