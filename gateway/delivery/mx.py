@@ -115,18 +115,19 @@ class MxTransport:
             attempts.add(line, _HostFailed(TLS, line))
         for candidate in plan.candidates:
             for address in await self._dialable(candidate.host, attempts):
+                log = self._log.bind(
+                    host=candidate.host,
+                    address=address,
+                    requirement=candidate.requirement.value,
+                )
                 try:
-                    return await self._deliver(candidate, address, transaction, attempts)
+                    return await self._deliver(candidate, address, transaction, attempts, log)
                 except _HostFailed as exc:
                     attempts.add(f"{candidate.host} [{address}]: {exc.why}", exc)
-                    self._log.info(
-                        "mx-host-failed",
-                        domain=domain,
-                        host=candidate.host,
-                        address=address,
-                        requirement=candidate.requirement.value,
-                        reason=exc.why,
-                    )
+                    log.info("mx-attempt", outcome="skipped", reason=exc.why)
+                except DeliveryFailed as exc:
+                    log.info("mx-attempt", outcome=exc.outcome, stage=exc.stage, reply=exc.code)
+                    raise
         raise _give_up(transaction, attempts)
 
     async def close(self) -> None:
@@ -151,17 +152,17 @@ class MxTransport:
         return allowed
 
     async def _deliver(
-        self, candidate: Candidate, address: str, t: Transaction, attempts: _Attempts
+        self, candidate: Candidate, address: str, t: Transaction, attempts: _Attempts, log: Any
     ) -> Sent:
         client, evidence = await self._open(candidate, address)
         try:
             sent = await self._transact(client, t, evidence, attempts)
         finally:
             await _quit(client)
-        self._log.info(
-            "mx-delivered",
-            host=candidate.host,
-            address=address,
+        # One line per host tried; never the subject or body (they are never in scope here).
+        log.info(
+            "mx-attempt",
+            outcome="delivered" if sent.reply is not None else "refused",
             tls=evidence.tls_version or "none",
             auth=evidence.authenticated.value,
             accepted=len(sent.accepted),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 
 from gateway.config import settings as config
 from gateway.delivery.mx import MxTransport
@@ -490,3 +491,18 @@ async def test_unusable_tlsa_makes_tls_mandatory_but_proves_nothing(
     assert result.failed is not None
     assert result.failed.stage == "tls"
     assert result.delivered_to() is None
+
+
+async def test_each_host_tried_is_logged_without_subject_or_body(rig: Rig, tmp_path: Path) -> None:
+    with structlog.testing.capture_logs() as events:
+        result = await deliver(rig, tmp_path, STS, (mx.EXPIRED, mx.GOOD))
+    assert result.sent is not None
+    attempts = [e for e in events if e["event"] == "mx-attempt"]
+    assert [(e["host"], e["outcome"]) for e in attempts] == [
+        (mx1(STS), "skipped"),
+        (mx2(STS), "delivered"),
+    ]
+    assert attempts[1]["auth"] == PeerAuth.MTA_STS.value
+    assert attempts[1]["tls"].startswith("TLSv1.")
+    assert "referral" not in repr(events)
+    assert "Confidential" not in repr(events)
