@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import aiosmtplib
 
@@ -236,7 +236,13 @@ class MxTransport:
             raise _HostFailed(TLS, peer.handshake_failure(exc, host)) from exc
         tls = client.get_transport_info("ssl_object")
         auth = _authenticate(candidate, tls)
-        await client.ehlo()  # RFC 3207 §4.2: what we knew before TLS is forgotten
+        try:
+            await client.ehlo()  # RFC 3207 §4.2: what we knew before TLS is forgotten
+        except aiosmtplib.SMTPResponseException as exc:
+            reply = Reply(exc.code, exc.message)
+            raise _HostFailed(SMTP, f"EHLO after STARTTLS: {reply}", reply, "connect") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _lost(exc, "EHLO after STARTTLS") from exc
         cipher = tls.cipher() if tls is not None else None
         return Evidence(
             host,
@@ -324,7 +330,7 @@ def _authenticate(candidate: Candidate, tls: Any) -> PeerAuth:
     return auth
 
 
-def _next_host_or_fail(reply: Reply, stage: str, where: str, attempts: _Attempts) -> None:
+def _next_host_or_fail(reply: Reply, stage: str, where: str, attempts: _Attempts) -> NoReturn:
     """A 4xx: try the next host (RFC 5321 §4.5.4.1). A 5xx is the domain's answer: final."""
     if reply.temporary:
         raise _HostFailed(SMTP, f"{stage}: {reply}", reply, stage)
