@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from gateway.core import dane
 from gateway.core.model import StsMode, StsPolicy, TlsaRecord
 from gateway.core.mtasts import mx_matches
-from gateway.delivery.peer import dane_match, peer_chain
+from gateway.delivery.peer import dane_context, dane_match, peer_chain
 from gateway.delivery.transport import PeerAuth
 from gateway.posture.certinfo import Certificate, describe_certificate
 
@@ -329,15 +329,9 @@ class _Smtp:
 
 
 def _inspecting_context() -> ssl.SSLContext:
-    """Accepts any certificate and old TLS versions, to tell what a refused server offers;
-    never used to send mail."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with contextlib.suppress(ValueError, ssl.SSLError):
-        context.minimum_version = ssl.TLSVersion.TLSv1
-        context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    return context
+    """Accepts any certificate, to tell what a refused one is; never used to send mail.
+    The same TLS 1.2 floor as delivery: an older server shows as a failed handshake."""
+    return dane_context()
 
 
 def _frozen(
