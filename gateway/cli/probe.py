@@ -184,18 +184,26 @@ def _why(c: Checked) -> str:
     return c.probe.summary if c.probe is not None else ""
 
 
+def _probe_column(probe: DomainProbe | None) -> str:
+    """What the MX hosts did, apart from the DNS posture (the column before)."""
+    met = {host.meets for host in probe.hosts} if probe is not None else set()
+    if False in met:
+        return "FAILS"
+    return "met" if True in met else "-"
+
+
 def _allowlist_text(rows: Sequence[tuple[AllowlistEntry, Checked | None]], live: bool) -> str:
     bad = [(e, c) for e, c in rows if c is not None and not c.secure]
     wildcards = [e for e, c in rows if e.wildcard]
     width = max([len(e.name) for e, _ in bad] + [5])
     lines = []
     if bad:
-        lines.append(f"{'ENTRY':<{width}}  {'DNS POSTURE':<12}  {'PROBE':<10}  WHY")
+        lines.append(f"{'ENTRY':<{width}}  {'DNS POSTURE':<12}  {'MX PROBE':<8}  WHY")
     for e, c in bad:
         assert c is not None
         verdict = c.assessment.verdict.verdict.value
-        probed = "-" if c.probe is None else ("secure" if c.probe.secure else "NOT SECURE")
-        lines.append(f"{e.name:<{width}}  {verdict:<12}  {probed:<10}  {_why(c)}")
+        probed = _probe_column(c.probe)
+        lines.append(f"{e.name:<{width}}  {verdict:<12}  {probed:<8}  {_why(c)}")
         lines.append(f"{'':<{width}}  from {e.file}:{e.line}")
     for e in wildcards:
         lines.append(
