@@ -341,7 +341,7 @@ def _frozen(
     if webpki_error.startswith("Hostname mismatch") and certificate is not None:
         # OpenSSL's words name only the host; the names the certificate does carry say more.
         carried = ", ".join(certificate.names) or "no DNS name"
-        webpki_error = f"the certificate names {carried}, not {base.host}"
+        webpki_error = f"it names {carried}, not {base.host}"
     matched: PeerAuth | None = None
     if base.tlsa and facts.chain:
         matched = dane_match(base.tlsa, facts.chain, (base.host,)) or PeerAuth.NONE

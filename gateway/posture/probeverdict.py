@@ -79,7 +79,7 @@ def _sts_failure(p: HostProbe) -> str:
     if failure:
         return failure
     if not p.webpki:
-        return f"certificate does not verify for {p.host}: {p.webpki_error or 'unknown'}"
+        return f"certificate does not verify: {p.webpki_error or 'no reason given'}"
     return ""
 
 

@@ -99,7 +99,7 @@ CASES = [
         "wrong-name",
         cert="other-name",
         meets=False,
-        why="the certificate names mx.elsewhere.test, not mx-wrong-name.probe-partner.test",
+        why="does not verify: it names mx.elsewhere.test, not mx-wrong-name.probe-partner.test",
         expect={"webpki": False, "tls_version": "TLSv1.3"},
     ),
     Case("expired", cert="expired", meets=False, why="certificate has expired"),
