@@ -18,6 +18,7 @@ import uvloop
 
 from gateway import __version__, logs
 from gateway.cli import held as reviewcli
+from gateway.cli import probe as probecli
 from gateway.cli import trace as tracecli
 from gateway.cli import users as usercli
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("domains", nargs="+", metavar="DOMAIN")
     check.add_argument("--json", action="store_true", help="print the stable JSON form")
+    check.add_argument(
+        "--probe", action="store_true", help="also dial each MX host: STARTTLS, certificate, TLSA"
+    )
     check.set_defaults(run=run_check)
 
     allowlist = commands.add_parser("allowlist", parents=[common], help="allowlist files")
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="*", metavar="PATH", help="files (default: [allowlist] paths)"
     )
     lint_parser.set_defaults(run=run_lint)
+    probecli.add_allowlist_check(allowlist_commands, common)
 
     reviewcli.add_commands(commands, common)
     tracecli.add_command(commands, common)
@@ -169,6 +174,8 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
     domains = _domains(args.domains)
     if domains is None:
         return EXIT_USAGE
+    if args.probe:
+        return probecli.run_check_probe(args, settings, domains)
     loaded = load_allowlist(settings)
     log = logs.get("gateway.check")
     for problem in loaded.problems:

@@ -66,7 +66,8 @@ class DomainChecker:
 
     @property
     def resolver(self) -> Resolver:
-        """The one resolver the facts came from; direct delivery resolves MX hosts with it."""
+        """The one resolver the facts came from; direct delivery and the active probe resolve
+        MX hosts with it."""
         return self._resolver
 
     async def facts(self, domain: str) -> DomainFacts:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from gateway.store.assessment import AssessmentRecord, DaneHostRecord, HoldFacts
 from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalate, HoldChange
+from gateway.store.probes import ProbeRecord
 from gateway.store.protocols import (
     AccountStore,
     AuditTrail,
@@ -19,6 +20,7 @@ from gateway.store.protocols import (
     HoldStore,
     NoticeOutbox,
     PolicyCache,
+    ProbeResults,
     RelayJournal,
     SessionRecords,
     SignInFailures,
@@ -63,6 +65,8 @@ __all__ = [
     "Notice",
     "NoticeOutbox",
     "PolicyCache",
+    "ProbeRecord",
+    "ProbeResults",
     "RelayJournal",
     "SessionRecords",
     "SignInFailures",

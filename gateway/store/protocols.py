@@ -1,5 +1,5 @@
 """The store's interfaces, one per concern. A backend may implement several (the embedded
-``SqliteStore`` implements the four of the hold store); each component is typed against the
+``SqliteStore`` implements the five of the hold store); each component is typed against the
 ones it uses. Every method is a coroutine: backends do their I/O off the event loop. The
 account records are the exception: their callers are synchronous and already off the loop (a
 worker thread of the web UI, where argon2 runs; the command line).
@@ -10,13 +10,14 @@ so the trail never misses an event that happened, nor records one that did not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from gateway.core.auditchain import Entry, Problem
 from gateway.core.stscache import CachedPolicy, FetchFailure
 from gateway.store.accounts import NewSession, SessionRecord, User
 from gateway.store.changes import HoldChange
+from gateway.store.probes import ProbeRecord
 from gateway.store.queries import AuditQuery, HoldQuery
 from gateway.store.records import (
     AuditRecord,
@@ -138,7 +139,17 @@ class NoticeOutbox(Protocol):
     async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None: ...
 
 
-class HoldStore(Holds, RelayJournal, AuditTrail, NoticeOutbox, Protocol):
+class ProbeResults(Protocol):
+    """The last active probe of each domain (`gateway allowlist check --live`)."""
+
+    async def record_probes(self, probes: Sequence[ProbeRecord]) -> None:
+        """Keep these, each replacing its domain's previous one."""
+        ...
+
+    async def last_probes(self) -> Mapping[str, ProbeRecord]: ...
+
+
+class HoldStore(Holds, RelayJournal, AuditTrail, NoticeOutbox, ProbeResults, Protocol):
     """The hold store as one service: holds, journal, trail and outbox share a transaction."""
 
     async def close(self) -> None: ...

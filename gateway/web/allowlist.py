@@ -1,5 +1,6 @@
 """The allowlist, read-only, with each domain's live posture: the same assessment as
-`gateway check`, and its text report for one domain on request."""
+`gateway check`, and its text report for one domain on request; beside it, each entry's last
+active probe (`gateway allowlist check --live`), from the store."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ async def page(request: Request, session: Session) -> Response:
         lines=lines,
         unavailable=False,
         minimum=web.settings.policy.minimum_transport,
+        probes=await web.store.last_probes(),
     )
 
 

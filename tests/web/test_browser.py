@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import ssl
 import subprocess
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -22,7 +24,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from rig.cli import clean_env, gateway_script
+from rig import tomlwrite
+from rig.cli import clean_env, gateway_script, run_gateway
 from rig.gatewayproc import Gateway, is_notice, start_gateway
 from rig.ports import LOOPBACK, free_port
 from rig.rig import Rig
@@ -460,6 +463,47 @@ def test_allowlist_with_live_posture(page: Page, live: Live) -> None:
     secure.locator("a:has-text('Details')").click()
     expect(page.locator("#report")).to_contain_text("secure.test  SECURE via mta-sts-enforce")
     expect(page.locator("#report")).to_contain_text("mx patterns")
+
+
+def _probe_allowlist(rig: Rig, live: Live, mx_port: int) -> subprocess.CompletedProcess[str]:
+    """`gateway allowlist check --live` on the serving gateway's store, its MX hosts at port
+    `mx_port` on 127.0.0.1 (where the rig's MX names resolve)."""
+    config = live.gateway.proc.config
+    document = tomllib.loads(config.read_text())
+    document["delivery"] = {
+        "mx_port": mx_port,
+        "ca_file": str(rig.ca_file),
+        "allow_private_addresses": True,
+    }
+    probing = config.with_name("probe.toml")
+    probing.write_text(tomlwrite.tables(document))
+    return run_gateway(gateway_script(), "allowlist", "check", "--live", "--config", probing)
+
+
+def test_allowlist_shows_each_entry_last_probe(page: Page, live: Live, rig: Rig) -> None:
+    sign_in(page, live, "alice", "/allowlist")
+    secure = page.locator("tr[data-domain='secure.test'] td.probe")
+    expect(secure).to_have_text("never probed")
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    leaf = rig.ca.issue(("mx1.secure.test", "mx2.secure.test"), stem="browser-probe")
+    tls.load_cert_chain(leaf.cert_file, leaf.key_file)
+    mx = Upstream(port=free_port(), tls=tls, name="mx1.secure.test").start()
+    try:
+        result = _probe_allowlist(rig, live, mx.port)
+    finally:
+        mx.close()
+    assert result.returncode == 1, result.stdout + result.stderr  # the rig has insecure entries
+
+    page.reload()
+    expect(secure.locator(".badge")).to_have_text("secure")
+    expect(secure).to_contain_text("2 of 2 MX host(s) met the domain's policy")
+    dane = page.locator("tr[data-domain='dane.test'] td.probe")
+    expect(dane.locator(".badge")).to_have_text("not secure")
+    expect(dane).to_contain_text("certificate matches none of its 1 usable TLSA record(s)")
+    nosts = page.locator("tr[data-domain='nosts.test'] td.probe")
+    expect(nosts).to_contain_text("the DNS posture is not-secure (sts-no-record)")
+    shot(page, "allowlist-probed", full_page=True)
 
 
 def test_metrics_and_health(page: Page, live: Live) -> None:

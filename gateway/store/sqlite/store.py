@@ -21,6 +21,7 @@ from gateway.core.auditchain import Entry, Problem
 from gateway.store.auditkey import default_key
 from gateway.store.changes import HoldChange
 from gateway.store.crypto import Sealer
+from gateway.store.probes import ProbeRecord
 from gateway.store.queries import AuditQuery, HoldQuery
 from gateway.store.records import (
     AuditRecord,
@@ -32,7 +33,7 @@ from gateway.store.records import (
     Status,
 )
 from gateway.store.safeio import fsync_dir, private_dir, write_atomic
-from gateway.store.sqlite import outbox, queries, tables, trail
+from gateway.store.sqlite import outbox, probes, queries, tables, trail
 from gateway.store.sqlite.database import Database
 
 T = TypeVar("T")
@@ -42,7 +43,8 @@ JOURNAL_DAYS = 7
 
 
 class SqliteStore:
-    """Implements ``Holds``, ``RelayJournal``, ``AuditTrail`` and ``NoticeOutbox``."""
+    """Implements ``Holds``, ``RelayJournal``, ``AuditTrail``, ``NoticeOutbox`` and
+    ``ProbeResults``."""
 
     def __init__(
         self,
@@ -297,6 +299,18 @@ class SqliteStore:
         await self._run(
             lambda: self._write(lambda: outbox.failed(self._db, notice_id, error, retry_at))
         )
+
+    # --- probe results -----------------------------------------------------------------------
+
+    async def record_probes(self, found: Sequence[ProbeRecord]) -> None:
+        def write() -> None:
+            for probe in found:
+                probes.record(self._db, probe)
+
+        await self._run(lambda: self._write(write))
+
+    async def last_probes(self) -> dict[str, ProbeRecord]:
+        return await self._run(lambda: probes.last(self._db))
 
     async def close(self) -> None:
         await self._file.close()

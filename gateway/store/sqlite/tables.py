@@ -80,12 +80,27 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_at);
 """
 # Pages of one hold's trail, newest first, without reading the rest of the trail.
 VERSION_2 = "CREATE INDEX IF NOT EXISTS audit_hold_seq ON audit (hold_id, seq)"
+# The last active probe of each domain (``gateway.store.probes``); no mail in it.
+PROBE_RESULTS = """
+CREATE TABLE IF NOT EXISTS probe_results (
+    domain       TEXT PRIMARY KEY,
+    at           REAL NOT NULL,
+    secure       INTEGER NOT NULL,
+    summary      TEXT NOT NULL,
+    hosts        TEXT NOT NULL    -- JSON list of per-host facts
+)
+"""
 
 
 def migrations(audit_key: bytes, clock: Callable[[], float]) -> tuple[Migration, ...]:
     """Every step, in order. Version 3 keys the audit chain (``trail.keying_migration``), so
     the steps need the audit key; a later step goes at the end, after it."""
-    return (script(VERSION_1), script(VERSION_2), trail.keying_migration(audit_key, clock))
+    return (
+        script(VERSION_1),
+        script(VERSION_2),
+        trail.keying_migration(audit_key, clock),
+        script(PROBE_RESULTS),
+    )
 
 
 COLUMNS = (
