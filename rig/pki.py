@@ -108,8 +108,12 @@ class RigCA:
         """TLSA association data for the root itself (as a trust anchor, usage 0 or 2)."""
         return tlsa_digest(_spki(self.cert) if selector == 1 else self.cert_der, mtype)
 
-    def issue(self, names: tuple[str, ...], stem: str | None = None) -> Leaf:
-        """A server certificate whose subjectAltName lists exactly `names` (DNS names)."""
+    def issue(self, names: tuple[str, ...], stem: str | None = None, client: bool = False) -> Leaf:
+        """A server certificate whose subjectAltName lists exactly `names` (DNS names); with
+        `client`, one for TLS client authentication too (an MTA presenting it as a client)."""
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if client:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         key = ec.generate_private_key(ec.SECP256R1())
         public = key.public_key()
         ca_ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -139,7 +143,7 @@ class RigCA:
                 ),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),

@@ -54,6 +54,7 @@ class Trace:
     protocol: str  # RFC 3848 / RFC 6531 §3.7.3: SMTP, ESMTP, UTF8SMTP
     queue_id: str
     summary: str
+    comment: str = ""  # RFC 3848: the session's TLS version and cipher, the AUTH account
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class Delivery:
                 queue_id=trace.queue_id,
                 date=email.utils.formatdate(usegmt=True),
                 summary=trace.summary,
+                comment=trace.comment,
             )
             data = prefix + data
         return replace(transaction, recipients=pending, data=data)

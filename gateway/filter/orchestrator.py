@@ -26,7 +26,7 @@ from gateway.core.model import Action, Reason, RecipientDecision
 from gateway.core.policy import check_sender, decide_recipients, today_utc
 from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
-from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary
+from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary, trace_comment
 from gateway.filter.replies import (
     TEMPFAIL_DNS,
     TEMPFAIL_STORE,
@@ -204,6 +204,7 @@ class Filter:
                 protocol=protocol(work.incoming),
                 queue_id=work.queue_id,
                 summary=summary(work, to_relay),
+                comment=trace_comment(work.incoming),
             ),
             audit=lambda accepted: self._relayed_audit(work, accepted),
         )
@@ -364,4 +365,5 @@ class Filter:
             data=work.data,
             mail_options=work.incoming.mail_options,
             smtputf8=work.incoming.smtputf8,
+            requiretls=work.incoming.requiretls,
         )
