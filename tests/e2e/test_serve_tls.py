@@ -78,9 +78,8 @@ def test_a_client_held_to_tls_1_1_cannot_start_tls(serve: Callable[..., Gateway]
         context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
         context.maximum_version = ssl.TLSVersion.TLSv1_1
     context.set_ciphers("ALL:@SECLEVEL=0")
-    with gw.smtp() as client:
-        with pytest.raises(ssl.SSLError):
-            client.starttls(context=context)
+    with gw.smtp() as client, pytest.raises(ssl.SSLError):
+        client.starttls(context=context)
     [failed] = gw.proc.wait_event("tls handshake failed")
     assert "UNSUPPORTED_PROTOCOL" in failed["problem"], failed
     assert not gw.proc.events("unexpected error")
