@@ -2,6 +2,7 @@
 
 import datetime as dt
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,14 @@ class Leaf:
     def tlsa_data(self, selector: int, mtype: int) -> str:
         """The hex association data of a TLSA record with this selector and matching type."""
         return tlsa_digest(self.spki_der if selector == 1 else self.cert_der, mtype)
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    """An IP address SAN for an address (a server reached by IP), a DNS name otherwise."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def tlsa_digest(data: bytes, mtype: int) -> str:
@@ -109,8 +118,9 @@ class RigCA:
         return tlsa_digest(_spki(self.cert) if selector == 1 else self.cert_der, mtype)
 
     def issue(self, names: tuple[str, ...], stem: str | None = None, client: bool = False) -> Leaf:
-        """A server certificate whose subjectAltName lists exactly `names` (DNS names); with
-        `client`, one for TLS client authentication too (an MTA presenting it as a client)."""
+        """A server certificate whose subjectAltName lists exactly `names` (DNS names, or IP
+        addresses given as such); with `client`, one for TLS client authentication too (an MTA
+        presenting it as a client)."""
         usages = [ExtendedKeyUsageOID.SERVER_AUTH]
         if client:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
@@ -126,7 +136,7 @@ class RigCA:
             .not_valid_before(self._now - _BACKDATE)
             .not_valid_after(self._now + _LIFETIME)
             .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+                x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False
             )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(

@@ -365,5 +365,6 @@ class Filter:
             data=work.data,
             mail_options=work.incoming.mail_options,
             smtputf8=work.incoming.smtputf8,
+            flagged=bool(work.findings),
             requiretls=work.incoming.requiretls,
         )
