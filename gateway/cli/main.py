@@ -18,6 +18,7 @@ import uvloop
 
 from gateway import __version__, logs
 from gateway.cli import held as reviewcli
+from gateway.cli import trace as tracecli
 from gateway.cli import users as usercli
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config import settings as config
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     lint_parser.set_defaults(run=run_lint)
 
     reviewcli.add_commands(commands, common)
+    tracecli.add_command(commands, common)
     usercli.add_commands(commands, common)
 
     cache = commands.add_parser("sts-cache", parents=[common], help="the MTA-STS policy cache")
