@@ -118,11 +118,18 @@ class RigCA:
         return tlsa_digest(_spki(self.cert) if selector == 1 else self.cert_der, mtype)
 
     def issue(
-        self, names: tuple[str, ...], stem: str | None = None, *, expired: bool = False
+        self,
+        names: tuple[str, ...],
+        stem: str | None = None,
+        *,
+        expired: bool = False,
+        client: bool = False,
     ) -> Leaf:
         """A server certificate whose subjectAltName lists exactly `names` (DNS names, or IP
-        addresses given as such); `expired`: its validity ended a day ago."""
-        return _leaf(names, stem, self.directory, (self.cert, self._key), self._now, expired)
+        addresses given as such); `expired`: its validity ended a day ago; `client`: good for
+        TLS client authentication too (an MTA presenting it as a client)."""
+        issuer = (self.cert, self._key)
+        return _leaf(names, stem, self.directory, issuer, self._now, expired, client)
 
     def self_signed(self, names: tuple[str, ...], stem: str | None = None) -> Leaf:
         """A leaf signed by its own key, trusted by nobody: what a DANE-EE host may present."""
@@ -136,7 +143,11 @@ def _leaf(
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
     now: dt.datetime,
     expired: bool,
+    client: bool = False,
 ) -> Leaf:
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+    if client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
@@ -175,7 +186,7 @@ def _leaf(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),

@@ -1,7 +1,8 @@
 """Accounts for the review web UI, and the sign-in throttle.
 
 One SQLite file, ``<data_dir>/users.sqlite3`` (mode 0600: it holds password hashes). An account
-has a name, a role (``reviewer`` reviews held mail; ``admin`` also manages accounts), an
+has a name, a role (``reviewer`` reviews held mail; ``admin`` also manages accounts; ``submit``
+only submits mail by SMTP AUTH and cannot sign in to the web UI), an
 argon2id password hash (argon2-cffi's defaults, RFC 9106) and a disabled flag; accounts are
 disabled, never deleted, so the audit trail's names keep pointing at someone.
 
@@ -116,7 +117,7 @@ class Accounts:
         try:
             role = Role(role)
         except ValueError as exc:
-            raise UserError(f"{role!r} is not a role: reviewer or admin") from exc
+            raise UserError(f"{role!r} is not a role: reviewer, admin or submit") from exc
         digest = self._hasher.hash(password)
         now = self._clock()
         if not self._records.add_user(User(folded, role, False, now, now), digest):

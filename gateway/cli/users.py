@@ -1,4 +1,5 @@
-"""`gateway users add|passwd|disable|enable|list`: accounts for the review web UI.
+"""`gateway users add|passwd|disable|enable|list`: accounts for the review web UI and for
+SMTP AUTH (role ``submit``).
 
 Passwords are never arguments (they would sit in the shell's history and in `ps`): on a
 terminal they are asked for twice, without echo; otherwise the first line of standard input is
@@ -29,7 +30,9 @@ from gateway.web.sessions import end_sessions_of
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    users = commands.add_parser("users", parents=[common], help="accounts for the review web UI")
+    users = commands.add_parser(
+        "users", parents=[common], help="accounts for the web UI and SMTP AUTH"
+    )
     actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     add = actions.add_parser("add", parents=[common], help="add an account (asks a password)")
@@ -38,7 +41,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "--role",
         choices=[r.value for r in Role],
         default=Role.REVIEWER.value,
-        help="reviewer (reviews held mail; the default) or admin (also manages accounts)",
+        help="reviewer (reviews held mail; the default), admin (also manages accounts) or "
+        "submit (sends mail by SMTP AUTH after STARTTLS; no web sign-in)",
     )
     add.add_argument("--by", default=None, help="who is adding it (default: your user name)")
     add.set_defaults(run=_command(add_user))

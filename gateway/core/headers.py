@@ -141,14 +141,18 @@ def trace_headers(
     queue_id: str,
     date: str,
     summary: str,
+    comment: str = "",
 ) -> bytes:
     """The lines the gateway prepends: a Received: trace field (RFC 5321 §4.4) and
     X-Safeguarding-Gateway with the verdict. Prepended as bytes, never by re-serialising the
-    message, so DKIM signatures over the original survive."""
+    message, so DKIM signatures over the original survive. ``comment`` (the session's TLS and
+    AUTH, RFC 3848) goes on a line of its own after the "from" clause."""
     helo = _header_safe(helo) or "unknown"
+    comment = _header_safe(comment)
     received = (
         f"Received: from {helo} ([{client_ip}])\r\n"
-        f"\tby {hostname} (Safeguarding Mail Gateway) with {protocol} id {queue_id};\r\n"
+        + (f"\t{comment}\r\n" if comment else "")
+        + f"\tby {hostname} (Safeguarding Mail Gateway) with {protocol} id {queue_id};\r\n"
         f"\t{date}\r\n"
     )
     return (received + f"X-Safeguarding-Gateway: {_header_safe(summary)}\r\n").encode("utf-8")

@@ -66,6 +66,7 @@ class Trace:
     summary: str
     message_id: str = ""  # for the proof of delivery in the audit trail
     hold_id: str = ""  # a release: the hold the proof belongs to
+    comment: str = ""  # RFC 3848: the session's TLS version and cipher, the AUTH account
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ class Delivery:
                 queue_id=trace.queue_id,
                 date=email.utils.formatdate(usegmt=True),
                 summary=trace.summary,
+                comment=trace.comment,
             )
             data = prefix + data
         return replace(transaction, recipients=pending, data=data)

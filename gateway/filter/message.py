@@ -25,6 +25,12 @@ class Incoming:
     recipients: tuple[Recipient, ...]
     data: bytes
     smtputf8: bool = False
+    # The session's TLS ("" for plaintext) and SMTP AUTH account ("" for none), for the
+    # Received: field; and the client's RFC 8689 REQUIRETLS (only ever set over TLS).
+    tls_version: str = ""
+    cipher: str = ""
+    auth_user: str = ""
+    requiretls: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,28 @@ def summary(work: Work, decisions: Sequence[RecipientDecision]) -> str:
 
 
 def protocol(incoming: Incoming) -> str:
-    # RFC 3848 / RFC 6531 §3.7.3 protocol types for the Received: "with" clause.
+    """RFC 3848 / RFC 6531 §3.7.3 protocol types for the Received: "with" clause: an "S"
+    for TLS, an "A" for SMTP AUTH (ESMTPSA, UTF8SMTPSA)."""
     if incoming.smtputf8:
-        return "UTF8SMTP"
-    return "ESMTP" if incoming.esmtp else "SMTP"
+        base = "UTF8SMTP"
+    elif incoming.esmtp or incoming.tls_version:
+        base = "ESMTP"
+    else:
+        return "SMTP"
+    if incoming.tls_version:
+        base += "SA" if incoming.auth_user else "S"
+    return base
+
+
+def trace_comment(incoming: Incoming) -> str:
+    """The Received: field's comments on TLS and AUTH: the version and cipher, and the
+    account (its name only, never anything of the password)."""
+    parts = []
+    if incoming.tls_version:
+        parts.append(f"(using {incoming.tls_version} with cipher {incoming.cipher or 'unknown'})")
+    if incoming.auth_user:
+        parts.append(f"(authenticated as {incoming.auth_user})")
+    return " ".join(parts)
 
 
 def domain_or_none(address: str) -> str | None:

@@ -26,7 +26,7 @@ from gateway.core.model import Action, Reason, RecipientDecision
 from gateway.core.policy import check_sender, decide_recipients, today_utc
 from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
-from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary
+from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary, trace_comment
 from gateway.filter.replies import (
     TEMPFAIL_DNS,
     TEMPFAIL_STORE,
@@ -205,6 +205,7 @@ class Filter:
                 queue_id=work.queue_id,
                 summary=summary(work, to_relay),
                 message_id=work.parsed.first("Message-ID") or "",
+                comment=trace_comment(work.incoming),
             ),
             audit=lambda accepted: self._relayed_audit(work, accepted, first=not to_hold),
         )
@@ -410,4 +411,5 @@ class Filter:
             mail_options=work.incoming.mail_options,
             smtputf8=work.incoming.smtputf8,
             flagged=bool(work.findings),
+            requiretls=work.incoming.requiretls,
         )

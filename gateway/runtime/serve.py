@@ -1,10 +1,10 @@
 """`gateway serve`: the SMTP filter, its scheduler, the web UI and the worker processes, built
-from the runtime's parts and run until SIGTERM or SIGINT.
+from the runtime's parts and run until SIGTERM or SIGINT; SIGHUP reloads the SMTP certificate.
 
 The order keeps every start-up check ahead of the first socket: the settings are loaded, the
-parts opened and the web UI built (its secret and TLS pair loaded) before the SMTP and web
-ports are bound, and both are bound before a worker starts. Whatever fails, everything started
-so far is stopped again, the workers included.
+parts opened, the SMTP certificate loaded and the web UI built (its secret and TLS pair loaded)
+before the SMTP and web ports are bound, and all are bound before a worker starts. Whatever
+fails, everything started so far is stopped again, the workers included.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from gateway import logs
+from gateway.accounts.users import Throttle
 from gateway.audit import witness
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Head
@@ -25,9 +26,12 @@ from gateway.filter.orchestrator import Filter
 from gateway.review.model import Review
 from gateway.review.notices import audit_head_notice
 from gateway.runtime.lifecycle import Running, lifecycle
-from gateway.runtime.parts import data_dir
+from gateway.runtime.parts import data_dir, open_accounts
 from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
-from gateway.smtp.server import Admission, GatewaySMTP, Handler
+from gateway.smtp.admission import Admission, Identity
+from gateway.smtp.auth import SubmitAuth
+from gateway.smtp.server import GatewaySMTP, Handler
+from gateway.smtp.tls import ServerTls
 
 if TYPE_CHECKING:
     from gateway.runtime.webui import EmbeddedWeb
@@ -54,13 +58,17 @@ async def serve(
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as started:
         wake = asyncio.Event()
         web_ui = _web_ui(settings, running, wake) if leader else None
-        admission = Admission(settings.smtp.trusted_networks, settings.smtp.max_connections)
-        server = await _listen(settings, running, admission, wake)
-        started.callback(server.close)
+        server_tls = ServerTls(settings) if settings.smtp.tls_cert else None
+        admission = _admission(settings, server_tls)
+        servers = await _listen(settings, running, admission, wake, server_tls)
+        for server in servers:
+            started.callback(server.close)
         if web_ui is not None:
             web_ui.bind()
             started.push_async_callback(web_ui.stop)
         supervisor = await _start_workers(settings, started) if leader else None
+        _on_hangup(server_tls, supervisor, log)
+        started.callback(asyncio.get_running_loop().remove_signal_handler, signal.SIGHUP)
         if ready_fd is not None:
             tell_leader(ready_fd)
         # Every worker sends the notices of its own holds at once (the outbox lets only one
@@ -77,6 +85,8 @@ async def serve(
         log.info(
             "listening",
             smtp=str(settings.smtp.listen),
+            smtps=str(settings.smtp.implicit_tls_address or "") or None,
+            starttls=server_tls is not None,
             relay=f"{settings.relay.host}:{settings.relay.port}",
             data_dir=str(data_dir(settings)),
         )
@@ -84,7 +94,8 @@ async def serve(
             ready.set()
         await running.stop.wait()
         log.info("stopping", sessions=admission.active)
-        server.close()
+        for server in servers:
+            server.close()
         if supervisor is not None:
             await supervisor.stop()
         if web_ui is not None:
@@ -113,10 +124,54 @@ def _web_ui(settings: Settings, running: Running, wake: asyncio.Event) -> Embedd
     return EmbeddedWeb(settings, running.review, running.store, running.posture, wake.set)
 
 
+def _admission(settings: Settings, server_tls: ServerTls | None) -> Admission:
+    """Who may send: trusted networks; with inbound TLS also client certificates and SMTP
+    AUTH for submit accounts (whose file is the web UI's accounts file)."""
+    smtp = settings.smtp
+    submit = None
+    if server_tls is not None:
+        accounts = open_accounts(settings)
+        submit = SubmitAuth(accounts, Throttle(accounts.path))
+    identity = Identity(
+        tls=server_tls is not None,
+        require_tls=smtp.require_tls,
+        trusted_client_names=smtp.trusted_client_names,
+        auth=submit,
+    )
+    return Admission(
+        smtp.trusted_networks, smtp.max_connections, identity, smtp.tls_exempt_networks
+    )
+
+
+def _on_hangup(server_tls: ServerTls | None, supervisor: Supervisor | None, log: Any) -> None:
+    """SIGHUP reloads the certificate files (for new handshakes; sessions in progress keep
+    theirs) in this process, and the leader passes it on to every worker. A file that does not
+    load keeps the certificate in service. SIGHUP never stops the gateway."""
+
+    def reload() -> None:
+        if supervisor is not None:
+            supervisor.send_signal(signal.SIGHUP)
+        if server_tls is None:
+            log.info("reload: nothing to reload (no smtp.tls_cert)")
+            return
+        problem = server_tls.reload()
+        if problem:
+            log.error("certificate reload failed; the old certificate stays", problem=problem)
+        else:
+            log.info("certificate reloaded", cert=server_tls.cert_file)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+
+
 async def _listen(
-    settings: Settings, running: Running, admission: Admission, wake: asyncio.Event
-) -> asyncio.Server:
-    """Bind the SMTP port and accept sessions; OSError if it is taken."""
+    settings: Settings,
+    running: Running,
+    admission: Admission,
+    wake: asyncio.Event,
+    server_tls: ServerTls | None,
+) -> list[asyncio.Server]:
+    """Bind the SMTP port (STARTTLS offered when there is a certificate) and the implicit TLS
+    port when configured (RFC 8314), and accept sessions; OSError if one is taken."""
     filter_ = Filter(
         settings,
         running.posture,
@@ -126,26 +181,50 @@ async def _listen(
         on_hold=wake.set,
     )
     handler = Handler(filter_, settings.smtp.max_recipients, settings.policy.local_domains)
+    context = server_tls.context if server_tls is not None else None
 
-    def session() -> Any:
+    def session(implicit: bool) -> Any:
         return GatewaySMTP(
             handler,
             admission,
+            implicit=implicit,
             hostname=running.hostname,
             data_size_limit=settings.smtp.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
             timeout=settings.smtp.command_timeout,
+            tls_context=None if implicit else context,
         )
 
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        session,
-        settings.smtp.listen.host,
-        settings.smtp.listen.port,
-        reuse_address=True,
-        reuse_port=settings.smtp.workers > 1,
-    )
+    reuse_port = settings.smtp.workers > 1
+    listen = settings.smtp.listen
+    servers = [
+        await loop.create_server(
+            lambda: session(False),
+            listen.host,
+            listen.port,
+            reuse_address=True,
+            reuse_port=reuse_port,
+        )
+    ]
+    implicit = settings.smtp.implicit_tls_address
+    if implicit is not None and context is not None:
+        try:
+            servers.append(
+                await loop.create_server(
+                    lambda: session(True),
+                    implicit.host,
+                    implicit.port,
+                    ssl=context,
+                    reuse_address=True,
+                    reuse_port=reuse_port,
+                )
+            )
+        except BaseException:
+            servers[0].close()
+            raise
+    return servers
 
 
 async def _drain(admission: Admission) -> None:

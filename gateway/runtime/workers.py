@@ -9,7 +9,7 @@ A start has every worker or none: each worker writes one byte on its ready pipe 
 listens, and if one exits (or stalls) before that, the leader stops them all and the start
 fails. A worker never outlives its leader: it asks the kernel for SIGTERM when the leader dies,
 however it dies (``PR_SET_PDEATHSIG``). A worker that dies later is started again; on SIGTERM
-the leader stops them all.
+the leader stops them all, and SIGHUP it passes on (each reloads the SMTP certificate).
 """
 
 from __future__ import annotations
@@ -116,6 +116,13 @@ class Supervisor:
             problem = await self._spawn(index)
             if problem:
                 self._log.error("worker not started", worker=index, problem=problem)
+
+    def send_signal(self, signum: int) -> None:
+        """Pass a signal on to every running worker (SIGHUP: reload the certificate)."""
+        for child in self._children.values():
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signum)
 
     async def stop(self) -> None:
         self._stopping = True

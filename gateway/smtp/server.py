@@ -1,143 +1,81 @@
 """The SMTP face of the gateway (aiosmtpd, on the main event loop).
 
-Limits and admission live here: trusted networks (anyone else gets 554 5.7.1 in place of the
-greeting, RFC 5321 §3.1: never an open relay), the connection cap (421), SIZE (552), the
-recipient cap (452). Envelope addresses are checked by ``paths`` with the reply each refusal
-needs; DATA is read by ``data``, which takes lines of any length. DSN parameters (RFC 3461:
-RET, ENVID, NOTIFY, ORCPT), which stock aiosmtpd refuses with 555, are taken off the command
-with their case kept, checked, and passed on.
+Limits and identity: who is trusted and when TLS is required (``admission``: trusted networks,
+client certificates, SMTP AUTH by ``auth``), the connection cap (421), SIZE (552), the
+recipient cap (452). TLS (``tls``): STARTTLS (RFC 3207) or implicit TLS (RFC 8314); AUTH and
+REQUIRETLS (RFC 8689) are offered only inside it. Envelope addresses are checked by ``paths``
+with the reply each refusal needs; DATA is read by ``data``, which takes lines of any length.
+DSN parameters and REQUIRETLS, which stock aiosmtpd refuses with 555, are taken off the
+command by ``params`` with their case kept, checked, and passed on.
 Any unexpected error becomes 451 4.3.0 with no internals in the reply.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
 
 from gateway import errors, logs
 from gateway.core.addresses import normalise_domain
 from gateway.delivery.transport import Recipient
 from gateway.filter.message import Incoming
 from gateway.filter.orchestrator import Filter
-from gateway.smtp import paths
+from gateway.smtp import auth, paths
+from gateway.smtp.admission import Admission
 from gateway.smtp.data import read_data
+from gateway.smtp.params import DSN_MAIL, DSN_RCPT, path_end, split_params, take_flag
 from gateway.smtp.reply import SmtpReply
+from gateway.smtp.tls import TlsFacts, names_match, tls_facts
 
 IDENT = "Safeguarding Mail Gateway"
 
-# The replies of this face (aiosmtpd's hooks take them as strings: str(reply)).
-NOT_TRUSTED = SmtpReply(554, "5.7.1", "Relay access denied: not a trusted network")
-TOO_MANY_CONNECTIONS = SmtpReply(421, "4.3.2", "Too many connections; try again later")
+# The replies of this face (aiosmtpd's hooks take them as strings: str(reply)); the ones about
+# who may send are in admission, those of AUTH in auth.
 BAD_SENDER = paths.BAD_SENDER
 BAD_RECIPIENT = paths.BAD_RECIPIENT
 TOO_MANY_RECIPIENTS = SmtpReply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.10
 SENDER_OK = SmtpReply(250, "2.1.0", "Ok")
 RECIPIENT_OK = SmtpReply(250, "2.1.5", "Ok")
 TOO_MUCH_DATA = SmtpReply(552, "5.3.4", "Message too big for system")  # RFC 3463 §3.4
-
-
-def malformed_parameter(name: str) -> SmtpReply:
-    return SmtpReply(501, "5.5.4", f"Malformed {name} parameter")
-
-
-# RFC 3461 §4.1-4.4 and §5.2: the parameters' syntax. xtext is printable ASCII except "+"
-# and "=", which travel as "+XX" hex escapes.
-_XTEXT = r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})+"
-_DSN_MAIL = {
-    "RET": re.compile(r"(?:FULL|HDRS)\Z", re.IGNORECASE),
-    "ENVID": re.compile(rf"{_XTEXT}\Z"),
-}
-_DSN_RCPT = {
-    "NOTIFY": re.compile(
-        r"(?:NEVER|(?:SUCCESS|FAILURE|DELAY)(?:,(?:SUCCESS|FAILURE|DELAY))*)\Z", re.IGNORECASE
-    ),
-    "ORCPT": re.compile(rf"[A-Za-z0-9-]+;{_XTEXT}\Z"),
-}
-
-
-class Admission:
-    """Who may connect, and how many at once."""
-
-    def __init__(self, trusted_networks: Sequence[str], max_connections: int) -> None:
-        self._networks = [ipaddress.ip_network(n, strict=False) for n in trusted_networks]
-        self._max = max_connections
-        self.active = 0
-
-    def trusted(self, peer: Any) -> bool:
-        try:
-            address = ipaddress.ip_address(peer[0])
-        except (TypeError, ValueError, IndexError):
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._networks)
-
-    def refusal(self, peer: Any) -> SmtpReply | None:
-        if not self.trusted(peer):
-            return NOT_TRUSTED
-        if self.active >= self._max:
-            return TOO_MANY_CONNECTIONS
-        return None
-
-
-def path_end(arg: str) -> int:
-    """Where the <path> of a MAIL/RCPT argument ends: the first ">" outside a quoted local
-    part (RFC 5321 §4.1.2), not the last one: an xtext value such as ENVID may hold ">"."""
-    start = arg.find("<")
-    if start < 0:
-        return -1
-    quoted = escaped = False
-    for index in range(start + 1, len(arg)):
-        char = arg[index]
-        if escaped:
-            escaped = False
-        elif char == "\\" and quoted:
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == ">" and not quoted:
-            return index
-    return -1
-
-
-def split_params(
-    arg: str, known: dict[str, re.Pattern[str]]
-) -> tuple[str, list[str], SmtpReply | None]:
-    """Take the parameters in ``known`` off a MAIL/RCPT argument, keeping their case.
-    Returns the rest of the argument, the parameters, and an error reply if one is malformed."""
-    end = path_end(arg)
-    head, tail = (arg[: end + 1], arg[end + 1 :]) if end >= 0 else ("", arg)
-    kept, taken = [], []
-    for token in tail.split():
-        name, _, value = token.partition("=")
-        pattern = known.get(name.upper())
-        if pattern is None:
-            kept.append(token)
-        elif not value or not pattern.match(value):
-            return arg, [], malformed_parameter(name.upper())
-        else:
-            taken.append(f"{name.upper()}={value}")
-    return " ".join([head, *kept]).strip(), taken, None
+TLS_ACTIVE = SmtpReply(503, "5.5.1", "TLS already active")
+# RFC 8689 §4 and RFC 5248: REQUIRETLS is a promise about TLS; over plaintext it is refused.
+REQUIRETLS_NEEDS_TLS = SmtpReply(530, "5.7.10", "REQUIRETLS needs TLS: issue STARTTLS first")
+AUTH_IN_TRANSACTION = SmtpReply(503, "5.5.1", "AUTH not permitted during a mail transaction")
 
 
 class DsnEnvelope(Envelope):
-    """aiosmtpd's envelope plus the DSN parameters, per recipient in RCPT order."""
+    """aiosmtpd's envelope plus the DSN parameters, per recipient in RCPT order, and the
+    REQUIRETLS flag (RFC 8689 §4)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.dsn_mail: list[str] = []
         self.dsn_rcpt: list[tuple[str, ...]] = []
+        self.requiretls = False
 
 
 class GatewaySMTP(SMTP):
-    def __init__(self, handler: Handler, admission: Admission, **kwargs: Any) -> None:
+    """One session. ``tls_context`` offers STARTTLS; ``implicit`` says the listener spoke TLS
+    from the first byte (RFC 8314). Trust, TLS facts and the AUTH account belong to the
+    connection, not to aiosmtpd's Session, which STARTTLS replaces (RFC 3207 §4.2)."""
+
+    def __init__(
+        self, handler: Handler, admission: Admission, implicit: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(handler, ident=IDENT, **kwargs)
         self._admission = admission
+        self._implicit = implicit
+        self.tls: TlsFacts | None = None
+        self.trusted_as = ""  # "network", "certificate NAME" or "account NAME"; "": untrusted
+        self.auth_user = ""
+        self._log = logs.get("gateway.smtp")
+
+    @property
+    def secure(self) -> bool:
+        return self.tls is not None
 
     def _create_envelope(self) -> DsnEnvelope:
         return DsnEnvelope()
@@ -151,35 +89,145 @@ class GatewaySMTP(SMTP):
         assert self.transport is not None
         refusal = self._admission.refusal(self.session.peer)
         if refusal is not None:
-            log = logs.get("gateway.smtp")
-            log.info("connection refused", peer=str(self.session.peer), reply=str(refusal))
+            self._log.info("connection refused", peer=str(self.session.peer), reply=str(refusal))
             await self.push(str(refusal))
             self.transport.close()
             return
+        if self._admission.trusted(self.session.peer):
+            self.trusted_as = "network"
+        if self._implicit:
+            self._tls_started()
         self._admission.active += 1
         try:
             await super()._handle_client()
         finally:
             self._admission.active -= 1
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        if self.secure:
+            await self.push(str(TLS_ACTIVE))
+            return
+        # aiosmtpd's own: it answers 220, waits for the handshake, and (1.4.6) throws away
+        # whatever the client pipelined after STARTTLS in plaintext (RFC 3207 §4.2; the
+        # CVE-2024-34083 class): only commands sent inside TLS are read.
+        try:
+            await super().smtp_STARTTLS(arg)
+        except TLSSetupException as exc:
+            # The client's to fix (an old TLS version, a certificate that does not verify):
+            # no reply can reach it now, so the session ends.
+            assert self.session is not None
+            problem = str(exc.__cause__ or exc)
+            self._log.info("tls handshake failed", peer=str(self.session.peer), problem=problem)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self._tls_protocol is not None:
+            self._tls_started()
+
+    def _tls_started(self) -> None:
+        assert self.session is not None
+        self.tls = tls_facts(self.transport)
+        if self.tls is None:
+            return
+        named = names_match(self.tls.client_names, self._admission.identity.trusted_client_names)
+        if named and not self.trusted_as:
+            self.trusted_as = f"certificate {named}"
+        self._log.info(
+            "tls started",
+            peer=str(self.session.peer),
+            version=self.tls.version,
+            cipher=self.tls.cipher,
+            client_certificate=list(self.tls.client_names) or None,
+            trusted=self.trusted_as or None,
+        )
+
+    def extensions(self, responses: list[str]) -> list[str]:
+        """The EHLO reply: AUTH and REQUIRETLS only inside TLS (RFC 4954 §4, RFC 8689 §4)."""
+        lines = [line for line in responses if not line.startswith("250-AUTH")]
+        extra = []
+        if self.secure and self._admission.identity.auth is not None:
+            extra.append("250-AUTH " + " ".join(auth.MECHANISMS))
+        if self.secure:
+            extra.append("250-REQUIRETLS")
+        return [*lines[:-1], *extra, *lines[-1:]]
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        assert self.session is not None
+        if await self.check_helo_needed("EHLO"):
+            return
+        reply = self._auth_refusal(arg)
+        if reply is None:
+            reply = await self._check_credentials((arg or "").split())
+        if reply is not None:
+            await self.push(str(reply))
+
+    def _auth_refusal(self, arg: str | None) -> SmtpReply | None:
+        assert self.session is not None
+        checker = self._admission.identity.auth
+        if checker is None or not self.session.extended_smtp:
+            return auth.AUTH_UNAVAILABLE  # never advertised
+        if not self.secure:
+            return auth.ENCRYPTION_REQUIRED
+        if self.auth_user:
+            return auth.ALREADY_AUTHENTICATED
+        if self._dsn_envelope().mail_from is not None:
+            return AUTH_IN_TRANSACTION
+        words = (arg or "").split()
+        if not 1 <= len(words) <= 2:
+            return auth.AUTH_SYNTAX
+        if words[0].upper() not in auth.MECHANISMS:
+            return auth.UNKNOWN_MECHANISM
+        return None
+
+    async def _check_credentials(self, words: list[str]) -> SmtpReply | None:
+        assert self.session is not None
+        assert self.session.peer is not None
+        checker = self._admission.identity.auth
+        assert checker is not None
+        initial = words[1] if len(words) == 2 else None
+        given = await auth.read_credentials(self, words[0].upper(), initial)
+        if isinstance(given, SmtpReply):
+            return given
+        name, reply = await checker.check(given, str(self.session.peer[0]))
+        if name:
+            self.auth_user = name
+            self.session.authenticated = True
+            self.trusted_as = self.trusted_as or f"account {name}"
+        return reply
+
     async def smtp_MAIL(self, arg: str | None) -> None:
-        if arg is None:
+        assert self.session is not None
+        if arg is None or not self.session.host_name:
             await super().smtp_MAIL(arg)
             return
-        rest, dsn, error = split_params(arg, _DSN_MAIL)
-        if error is not None:
-            await self.push(str(error))
+        rest, requiretls, flag_error = take_flag(arg, "REQUIRETLS")
+        rest, dsn, dsn_error = split_params(rest, DSN_MAIL)
+        peer = self.session.peer
+        refusal = (
+            self._admission.mail_refusal(peer, self.secure, bool(self.trusted_as))
+            or flag_error
+            or dsn_error
+        )
+        if refusal is None and requiretls and not self.secure:
+            refusal = REQUIRETLS_NEEDS_TLS
+        if refusal is not None:
+            self._log.info("mail refused", peer=str(peer), reply=str(refusal))
+            await self.push(str(refusal))
             return
-        before = self._dsn_envelope().mail_from
+        envelope = self._dsn_envelope()
+        before = envelope.mail_from
         await super().smtp_MAIL(rest)
-        if self._dsn_envelope().mail_from and not before:
-            self._dsn_envelope().dsn_mail = dsn
+        if envelope.mail_from and not before:
+            envelope.dsn_mail = dsn
+            envelope.requiretls = requiretls
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         if arg is None:
             await super().smtp_RCPT(arg)
             return
-        rest, dsn, error = split_params(arg, _DSN_RCPT)
+        rest, dsn, error = split_params(arg, DSN_RCPT)
         if error is not None:
             await self.push(str(error))
             return
@@ -251,6 +299,17 @@ class Handler:
         )
         self._log = logs.get("gateway.smtp")
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # as aiosmtpd does when there is no EHLO hook
+        return server.extensions(responses) if isinstance(server, GatewaySMTP) else responses
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
@@ -311,6 +370,8 @@ class Handler:
             recipients=recipients,
             data=envelope.original_content or b"",
             smtputf8=bool(envelope.smtp_utf8),
+            requiretls=envelope.requiretls,
+            **_tls_fields(server),
         )
         try:
             reply = await self._filter.handle(incoming)
@@ -324,3 +385,14 @@ class Handler:
     async def handle_exception(self, error: Exception) -> str:
         self._log.error("unexpected error", exc_info=error, **errors.log_fields(error))
         return str(errors.reply_for(error))
+
+
+def _tls_fields(server: SMTP) -> dict[str, str]:
+    """What the Received: field says of the session's TLS and AUTH (RFC 3848)."""
+    if not isinstance(server, GatewaySMTP) or server.tls is None:
+        return {}
+    return {
+        "tls_version": server.tls.version,
+        "cipher": server.tls.cipher,
+        "auth_user": server.auth_user,
+    }

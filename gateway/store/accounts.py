@@ -1,4 +1,4 @@
-"""What the store keeps of people: reviewer accounts and their web sessions.
+"""What the store keeps of people: reviewer (and submit) accounts and their web sessions.
 
 The rules (names, passwords, argon2, the throttle's waits, session lifetimes) live in
 ``gateway.accounts`` and ``gateway.web.sessions``; these are the records they read and write.
@@ -13,6 +13,7 @@ from enum import StrEnum
 class Role(StrEnum):
     REVIEWER = "reviewer"
     ADMIN = "admin"
+    SUBMIT = "submit"  # submits mail by SMTP AUTH (RFC 4954); never signs in to the web UI
 
 
 @dataclass(frozen=True)

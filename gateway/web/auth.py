@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.accounts.users import User, throttle_keys
+from gateway.accounts.users import Role, User, throttle_keys
 from gateway.audit import events as audit
 from gateway.web.context import client_address, render, web_of
 from gateway.web.security import new_token, same_origin, same_token
@@ -206,6 +206,8 @@ async def signin(request: Request) -> Response:
         return _form(request, 429, notice, name)
 
     user, why = await web.blocking(lambda: web.accounts.authenticate(name, password))
+    if not why and user is not None and user.role is Role.SUBMIT:
+        why = "submit-only"  # an account for SMTP AUTH: no web sign-in
     if why or user is None:
         await _failed(request, user, client, why or "unknown-account")
         notice = Flash("error", "That name and password do not match an active account.")

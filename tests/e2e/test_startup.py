@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from rig.cli import clean_env, gateway_script
+from rig.pki import RigCA
 from rig.ports import LOOPBACK, free_port
 
 EXIT_FINDING, EXIT_USAGE = 1, 2
@@ -112,6 +113,10 @@ def _unsafe_web_key(folder: Path) -> None:
     (folder / "data" / "web.key").chmod(0o644)
 
 
+def _smtp_certificate(folder: Path) -> None:
+    RigCA(folder / "pki").issue(("gateway.test",), stem="gateway")
+
+
 def _file_where_data_dir_goes(folder: Path) -> None:
     (folder / "not-a-folder").write_text("")
 
@@ -128,6 +133,25 @@ CASES = [
         {"web": {"tls_cert": "missing.crt", "tls_key": "missing.key"}},
         EXIT_USAGE,
         "config error: web.tls_cert: cannot load",
+    ),
+    Case(
+        "an SMTP certificate file that does not exist",
+        {"smtp": {"tls_cert": "missing.crt", "tls_key": "missing.key"}},
+        EXIT_USAGE,
+        "config error: smtp.tls_cert: cannot load",
+    ),
+    Case(
+        "a client CA file that does not exist",
+        {
+            "smtp": {
+                "tls_cert": "pki/gateway.crt",
+                "tls_key": "pki/gateway.key",
+                "client_ca_file": "missing-ca.pem",
+            }
+        },
+        EXIT_USAGE,
+        "config error: smtp.client_ca_file: cannot load",
+        _smtp_certificate,
     ),
     Case(
         "a web secret key readable by others",

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
 from gateway.filter.orchestrator import Filter, Incoming
+from gateway.smtp.admission import Admission, Identity
 from gateway.smtp.reply import SmtpReply
-from gateway.smtp.server import Admission, GatewaySMTP, Handler
+from gateway.smtp.server import GatewaySMTP, Handler
 
 ACCEPTED = SmtpReply(250, "2.0.0", "Ok: recorded")
 
@@ -82,14 +84,18 @@ StartFace = Callable[..., Awaitable[Face]]
 
 @contextlib.asynccontextmanager
 async def faces() -> AsyncIterator[StartFace]:
-    """``await start(local_domains=(...), max_message_size=N)`` gives a listening face; all
-    are closed at the end."""
+    """``await start(local_domains=(...), max_message_size=N, tls=context)`` gives a listening
+    face (offering STARTTLS with ``tls``); all are closed at the end."""
     servers: list[tuple[asyncio.Server, Face]] = []
 
-    async def start(local_domains: Sequence[str] = (), max_message_size: int = 100_000) -> Face:
+    async def start(
+        local_domains: Sequence[str] = (),
+        max_message_size: int = 100_000,
+        tls: ssl.SSLContext | None = None,
+    ) -> Face:
         recorder = RecordingFilter()
         handler = Handler(cast(Filter, recorder), 10, local_domains)
-        admission = Admission(["127.0.0.0/8"], 10)
+        admission = Admission(["127.0.0.0/8"], 10, Identity(tls=tls is not None))
         server = await asyncio.get_running_loop().create_server(
             lambda: GatewaySMTP(
                 handler,
@@ -98,6 +104,7 @@ async def faces() -> AsyncIterator[StartFace]:
                 data_size_limit=max_message_size,
                 enable_SMTPUTF8=True,
                 decode_data=False,
+                tls_context=tls,
             ),
             "127.0.0.1",
             0,

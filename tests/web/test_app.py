@@ -121,6 +121,17 @@ async def test_sign_in_is_throttled_per_account_with_a_growing_wait(site: Site) 
     assert [e.actor for e in throttled] == ["alice", "alice"]
 
 
+async def test_a_submit_account_cannot_sign_in(site: Site) -> None:
+    site.add_user("scanner", "submit")  # for SMTP AUTH only
+    async with site.client() as client:
+        refused = await site.sign_in(client, "scanner")
+        assert refused.status_code == 401
+        assert "do not match an active account" in refused.text
+        assert (await client.get("/held")).status_code == 303
+    [failed] = events(await site.trail(), "sign-in-failed")
+    assert (failed.actor, failed.data["why"]) == ("scanner", "submit-only")
+
+
 async def test_sign_in_is_throttled_per_client_address(site: Site) -> None:
     async with site.client(address="198.51.100.7") as client:
         for n in range(FREE_FAILURES["addr"]):
