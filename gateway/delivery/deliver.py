@@ -54,6 +54,7 @@ class Trace:
     protocol: str  # RFC 3848 / RFC 6531 §3.7.3: SMTP, ESMTP, UTF8SMTP
     queue_id: str
     summary: str
+    message_id: str = ""  # the message's Message-ID, for the proof of delivery in the trail
 
 
 @dataclass(frozen=True)

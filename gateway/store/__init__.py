@@ -15,6 +15,7 @@ from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalat
 from gateway.store.protocols import (
     AccountStore,
     AuditTrail,
+    DeliveryQueue,
     Holds,
     HoldStore,
     NoticeOutbox,
@@ -25,6 +26,7 @@ from gateway.store.protocols import (
     UserRecords,
 )
 from gateway.store.queries import AuditQuery, HoldOrder, HoldQuery
+from gateway.store.queued import NewQueued, Queued, QueuedRecipient, RecipientState
 from gateway.store.records import (
     DECIDED,
     AuditRecord,
@@ -49,6 +51,7 @@ __all__ = [
     "Decide",
     "DeliveryDone",
     "DeliveryPending",
+    "DeliveryQueue",
     "Escalate",
     "HeldRecipient",
     "Hold",
@@ -60,9 +63,13 @@ __all__ = [
     "Holds",
     "NewHold",
     "NewNotice",
+    "NewQueued",
     "Notice",
     "NoticeOutbox",
     "PolicyCache",
+    "Queued",
+    "QueuedRecipient",
+    "RecipientState",
     "RelayJournal",
     "SessionRecords",
     "SignInFailures",

@@ -81,11 +81,34 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_at);
 # Pages of one hold's trail, newest first, without reading the rest of the trail.
 VERSION_2 = "CREATE INDEX IF NOT EXISTS audit_hold_seq ON audit (hold_id, seq)"
 
+# The delivery queue ([delivery] direct): one row per message, its recipients' states as JSON;
+# the body is an encrypted file beside the holds' (sqlite.queue).
+VERSION_4 = """
+CREATE TABLE IF NOT EXISTS queue (
+    id           TEXT PRIMARY KEY,
+    key          TEXT NOT NULL UNIQUE,
+    created_at   REAL NOT NULL,
+    entry        TEXT NOT NULL,   -- JSON: sender, recipients and their states, options, ...
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL NOT NULL,
+    last_error   TEXT NOT NULL DEFAULT '',
+    lease_until  REAL,
+    lease_by     TEXT NOT NULL DEFAULT '',
+    done_at      REAL
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue (done_at, next_at)
+"""
+
 
 def migrations(audit_key: bytes, clock: Callable[[], float]) -> tuple[Migration, ...]:
     """Every step, in order. Version 3 keys the audit chain (``trail.keying_migration``), so
     the steps need the audit key; a later step goes at the end, after it."""
-    return (script(VERSION_1), script(VERSION_2), trail.keying_migration(audit_key, clock))
+    return (
+        script(VERSION_1),
+        script(VERSION_2),
+        trail.keying_migration(audit_key, clock),
+        script(VERSION_4),
+    )
 
 
 COLUMNS = (
