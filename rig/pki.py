@@ -108,54 +108,81 @@ class RigCA:
         """TLSA association data for the root itself (as a trust anchor, usage 0 or 2)."""
         return tlsa_digest(_spki(self.cert) if selector == 1 else self.cert_der, mtype)
 
-    def issue(self, names: tuple[str, ...], stem: str | None = None) -> Leaf:
-        """A server certificate whose subjectAltName lists exactly `names` (DNS names)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        public = key.public_key()
-        ca_ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(self.cert.subject)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self._now - _BACKDATE)
-            .not_valid_after(self._now + _LIFETIME)
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                critical=False,
-            )
-            .sign(self._key, hashes.SHA256())
+    def issue(
+        self, names: tuple[str, ...], stem: str | None = None, *, expired: bool = False
+    ) -> Leaf:
+        """A server certificate whose subjectAltName lists exactly `names` (DNS names);
+        `expired`: its validity ended a day ago."""
+        return _leaf(names, stem, self.directory, (self.cert, self._key), self._now, expired)
+
+    def self_signed(self, names: tuple[str, ...], stem: str | None = None) -> Leaf:
+        """A leaf signed by its own key, trusted by nobody: what a DANE-EE host may present."""
+        return _leaf(names, stem or f"self-{names[0]}", self.directory, None, self._now, False)
+
+
+def _leaf(
+    names: tuple[str, ...],
+    stem: str | None,
+    directory: Path,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    now: dt.datetime,
+    expired: bool,
+) -> Leaf:
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    issuer_cert, issuer_key = issuer if issuer is not None else (None, key)
+    issuer_name = issuer_cert.subject if issuer_cert is not None else subject
+    ca_ski = (
+        issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        if issuer_cert is not None
+        else x509.SubjectKeyIdentifier.from_public_key(public)
+    )
+    ends = now - dt.timedelta(days=1) if expired else now + _LIFETIME
+    starts = ends - dt.timedelta(days=2) if expired else now - _BACKDATE
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(starts)
+        .not_valid_after(ends)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
         )
-        base = self.directory / _safe_stem(stem or names[0])
-        cert_file = base.with_name(base.name + ".crt")
-        key_file = base.with_name(base.name + ".key")
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(_pem_key(key))
-        key_file.chmod(0o600)
-        return Leaf(
-            names=names,
-            cert_file=cert_file,
-            key_file=key_file,
-            cert_der=cert.public_bytes(serialization.Encoding.DER),
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
         )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+    base = directory / _safe_stem(stem or names[0])
+    cert_file = base.with_name(base.name + ".crt")
+    key_file = base.with_name(base.name + ".key")
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(_pem_key(key))
+    key_file.chmod(0o600)
+    return Leaf(
+        names=names,
+        cert_file=cert_file,
+        key_file=key_file,
+        cert_der=cert.public_bytes(serialization.Encoding.DER),
+    )

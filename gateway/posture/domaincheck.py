@@ -64,6 +64,11 @@ class DomainChecker:
         self._inflight: dict[str, asyncio.Future[DomainFacts]] = {}
         self.policy_fetches = 0
 
+    @property
+    def resolver(self) -> Resolver:
+        """The one resolver the facts came from; direct delivery resolves MX hosts with it."""
+        return self._resolver
+
     async def facts(self, domain: str) -> DomainFacts:
         """``domain`` must be canonical (``core.addresses.normalise_domain``)."""
         future = self._inflight.get(domain)

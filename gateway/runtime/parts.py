@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from gateway.accounts.users import USERS_DB, Accounts
@@ -18,6 +19,7 @@ from gateway.config.settings import Settings
 from gateway.config.values import RelayTls
 from gateway.core.allowlist import Allowlist
 from gateway.delivery.deliver import Delivery
+from gateway.delivery.mx import MxTransport
 from gateway.delivery.smarthost import Smarthost
 from gateway.posture import allowlists
 from gateway.posture.assessment import Posture
@@ -94,6 +96,15 @@ def open_relay(settings: Settings) -> Smarthost:
     relay_ca = settings.path(settings.relay.ca_file) if settings.relay.ca_file else None
     relay_tls = tls_context(relay_ca) if settings.relay.tls is not RelayTls.NONE else None
     return Smarthost(settings.relay, hostname(settings), relay_tls)
+
+
+def build_mx_transport(settings: Settings, posture: Posture) -> MxTransport:
+    """Direct delivery ([delivery]), seeing each domain as the posture's verdict saw it."""
+    delivery = settings.delivery
+    if delivery.ca_file:
+        delivery = replace(delivery, ca_file=str(settings.path(delivery.ca_file)))
+    checker = posture.checker
+    return MxTransport(delivery, checker, checker.resolver, hostname(settings))
 
 
 def open_accounts(settings: Settings) -> Accounts:

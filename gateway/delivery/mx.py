@@ -1,0 +1,401 @@
+"""Direct delivery to a recipient domain's MX hosts, with the TLS its policy demands.
+
+``MxTransport.send`` takes one transaction whose recipients share a domain, plans the hosts
+(``mxplan``: DANE, else MTA-STS enforce, else opportunistic for unflagged mail only), and
+tries them in preference order, each of its addresses in turn. A host that cannot prove what
+its plan requires is skipped with a line saying why ("mx1.x.test [192.0.2.1]: certificate
+does not name mx1.x.test"); so is one that answers 4xx (RFC 5321 §4.5.4.1). Nothing is ever
+sent in plaintext, or to an unauthenticated peer, where the plan asks for more.
+
+What happened when every host failed (``DeliveryFailed``): stage ``tls`` when every reason was
+TLS or authentication (the queue turns that into ``delivery-tls-failed``), otherwise the stage
+of the SMTP reply or connection failure. A 5xx is final: no other host is tried. A timeout or
+a dropped connection after DATA was sent is never retried on another host here, since the
+first may have the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosmtplib
+
+from gateway import logs
+from gateway.config.settings import DeliverySettings
+from gateway.core import dane
+from gateway.core.addresses import AddressError, address_domain
+from gateway.core.model import DnsAnswer, DnsStatus, DomainFacts
+from gateway.delivery import mxplan, peer
+from gateway.delivery.mxplan import Candidate, Requirement
+from gateway.delivery.smarthost import supported
+from gateway.delivery.transport import (
+    Evidence,
+    Outcome,
+    PeerAuth,
+    Reply,
+    Sent,
+    Transaction,
+    failure,
+)
+from gateway.errors import DeliveryFailed
+
+
+class FactsSource(Protocol):
+    """A domain's transport facts as the verdict saw them (``posture.DomainChecker``)."""
+
+    async def facts(self, domain: str) -> DomainFacts: ...
+
+
+class AddressSource(Protocol):
+    """An MX host's A and AAAA records (``posture.dns.DnsResolver``)."""
+
+    async def addresses(self, name: str) -> DnsAnswer[str]: ...
+
+
+# Why a host was passed over; "tls" covers every authentication reason.
+TLS, REQUIRETLS, CONNECT, SMTP = "tls", "requiretls", "connect", "smtp"
+
+
+class _HostFailed(Exception):
+    def __init__(
+        self, kind: str, why: str, reply: Reply | None = None, stage: str = "connect"
+    ) -> None:
+        super().__init__(why)
+        self.kind = kind
+        self.why = why
+        self.reply = reply
+        self.stage = stage
+        self.timed_out = False
+
+
+@dataclass
+class _Attempts:
+    """The lines and reasons gathered while trying the hosts of one transaction."""
+
+    lines: list[str] = field(default_factory=list)
+    failures: list[_HostFailed] = field(default_factory=list)
+
+    def add(self, line: str, reason: _HostFailed) -> None:
+        self.lines.append(line)
+        self.failures.append(reason)
+
+
+class MxTransport:
+    """A ``Transport`` that delivers to the recipients' MX hosts itself ([delivery])."""
+
+    def __init__(
+        self,
+        settings: DeliverySettings,
+        facts: FactsSource,
+        addresses: AddressSource,
+        local_hostname: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._facts = facts
+        self._addresses = addresses
+        self._local_hostname = local_hostname
+        self._clock = clock
+        self._webpki = peer.webpki_context(Path(settings.ca_file) if settings.ca_file else None)
+        self._log = logs.get("gateway.delivery.mx")
+
+    async def send(self, transaction: Transaction) -> Sent:
+        domain = _one_domain(transaction)
+        facts = await self._facts.facts(domain)
+        plan = mxplan.plan(facts, transaction.flagged)
+        attempts = _Attempts()
+        for line in plan.passed_over:
+            attempts.add(line, _HostFailed(TLS, line))
+        for candidate in plan.candidates:
+            for address in await self._dialable(candidate.host, attempts):
+                try:
+                    return await self._deliver(candidate, address, transaction, attempts)
+                except _HostFailed as exc:
+                    attempts.add(f"{candidate.host} [{address}]: {exc.why}", exc)
+                    self._log.info(
+                        "mx-host-failed",
+                        domain=domain,
+                        host=candidate.host,
+                        address=address,
+                        requirement=candidate.requirement.value,
+                        reason=exc.why,
+                    )
+        raise _give_up(transaction, attempts)
+
+    async def close(self) -> None:
+        """Nothing to close: one connection per transaction, closed when it ends."""
+
+    async def _dialable(self, host: str, attempts: _Attempts) -> list[str]:
+        answer = await self._addresses.addresses(host)
+        if answer.status is DnsStatus.TEMPORARY:
+            why = f"address lookup failed: {answer.error or 'temporary DNS error'}"
+            attempts.add(f"{host}: {why}", _HostFailed(CONNECT, why))
+            return []
+        if not answer.records:
+            attempts.add(f"{host}: no address records", _HostFailed(CONNECT, "no address"))
+            return []
+        allowed = []
+        for address in answer.records:
+            if self._settings.allow_private_addresses or _public(address):
+                allowed.append(address)
+            else:
+                why = "private or loopback address, not dialled"
+                attempts.add(f"{host} [{address}]: {why}", _HostFailed(CONNECT, why))
+        return allowed
+
+    async def _deliver(
+        self, candidate: Candidate, address: str, t: Transaction, attempts: _Attempts
+    ) -> Sent:
+        client, evidence = await self._open(candidate, address)
+        try:
+            sent = await self._transact(client, t, evidence, attempts)
+        finally:
+            await _quit(client)
+        self._log.info(
+            "mx-delivered",
+            host=candidate.host,
+            address=address,
+            tls=evidence.tls_version or "none",
+            auth=evidence.authenticated.value,
+            accepted=len(sent.accepted),
+            refused=len(sent.refused),
+        )
+        return sent
+
+    async def _open(self, candidate: Candidate, address: str) -> tuple[aiosmtplib.SMTP, Evidence]:
+        """A connection that meets ``candidate``'s requirement, after the EHLO that follows
+        STARTTLS; the evidence of how it was made."""
+        try:
+            return await self._open_once(candidate, address, plaintext=False)
+        except _Plaintext:
+            # RFC 7435 §3: opportunistic TLS that fails to negotiate falls back to plaintext
+            # on a new connection, as Postfix does; never for a host whose TLS is mandatory.
+            return await self._open_once(candidate, address, plaintext=True)
+
+    async def _open_once(
+        self, candidate: Candidate, address: str, plaintext: bool
+    ) -> tuple[aiosmtplib.SMTP, Evidence]:
+        s = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=address,
+            port=s.mx_port,
+            timeout=s.timeout,
+            local_hostname=self._local_hostname,
+            use_tls=False,
+            start_tls=False,
+        )
+        host = candidate.host
+        plain = Evidence(host, address, s.mx_port)
+        try:
+            await client.connect()
+            await client.ehlo()
+        except aiosmtplib.SMTPResponseException as exc:
+            client.close()
+            reply = Reply(exc.code, exc.message)
+            raise _HostFailed(SMTP, f"greeting: {reply}", reply, "connect") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            raise _lost(exc, "connect") from exc
+        try:
+            if plaintext:
+                return client, plain
+            if not client.supports_extension("starttls"):
+                if candidate.requirement.mandatory:
+                    # RFC 7672 §2.2 / RFC 8461 §5: no fallback, that is the downgrade attack.
+                    raise _HostFailed(TLS, "STARTTLS not offered")
+                return client, plain
+            return client, await self._start_tls(client, candidate, address)
+        except BaseException:
+            client.close()
+            raise
+
+    async def _start_tls(
+        self, client: aiosmtplib.SMTP, candidate: Candidate, address: str
+    ) -> Evidence:
+        host, requirement = candidate.host, candidate.requirement
+        context = self._webpki if requirement is Requirement.MTA_STS else peer.dane_context()
+        try:
+            # SNI is the MX host: the TLSA base domain (RFC 7672 §8.1) or the name the
+            # WebPKI certificate must carry (RFC 8461 §4.2).
+            await client.starttls(server_hostname=host, tls_context=context)
+        except aiosmtplib.SMTPResponseException as exc:
+            if not requirement.mandatory:
+                raise _Plaintext from exc
+            raise _HostFailed(TLS, f"STARTTLS refused: {exc.code} {exc.message}") from exc
+        except (ssl.SSLError, aiosmtplib.SMTPException, ConnectionError) as exc:
+            if not requirement.mandatory:
+                raise _Plaintext from exc
+            raise _HostFailed(TLS, _tls_reason(exc, host)) from exc
+        tls = client.get_transport_info("ssl_object")
+        auth = _authenticate(candidate, tls)
+        await client.ehlo()  # RFC 3207 §4.2: what we knew before TLS is forgotten
+        cipher = tls.cipher() if tls is not None else None
+        return Evidence(
+            host,
+            address,
+            self._settings.mx_port,
+            tls_version=(tls.version() if tls is not None else "") or "",
+            cipher=cipher[0] if cipher else "",
+            authenticated=auth,
+        )
+
+    async def _transact(
+        self, client: aiosmtplib.SMTP, t: Transaction, evidence: Evidence, attempts: _Attempts
+    ) -> Sent:
+        where = f"{evidence.host} [{evidence.address}]"
+        options = supported(t.mail_options, client)
+        if t.requiretls:
+            # RFC 8689 §4.1: only to an authenticated peer that itself offers REQUIRETLS.
+            if evidence.authenticated is PeerAuth.NONE:
+                raise _HostFailed(REQUIRETLS, "peer not authenticated, REQUIRETLS cannot hold")
+            if not client.supports_extension("requiretls"):
+                raise _HostFailed(REQUIRETLS, "REQUIRETLS not advertised")
+            options.append("REQUIRETLS")
+        encoding = "utf-8" if t.smtputf8 else "ascii"
+        try:
+            await client.mail(t.sender, options=options, encoding=encoding)
+        except aiosmtplib.SMTPResponseException as exc:
+            _next_host_or_fail(Reply(exc.code, exc.message), "MAIL", where, attempts)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _lost(exc, "MAIL") from exc
+        sent = Sent(evidence=evidence, skipped=tuple(attempts.lines))
+        try:
+            for recipient in t.recipients:
+                try:
+                    await client.rcpt(
+                        recipient.address,
+                        options=supported(recipient.options, client),
+                        encoding=encoding,
+                    )
+                    sent.accepted.append(recipient.address)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    sent.refused[recipient.address] = Reply(exc.code, exc.message)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _lost(exc, "RCPT") from exc
+        if not sent.accepted:
+            replies = list(sent.refused.values())
+            if replies and all(r.temporary for r in replies):
+                raise _HostFailed(SMTP, f"RCPT: {replies[0]}", replies[0], "RCPT")
+            return sent
+        return await self._data(client, t, sent, where, attempts)
+
+    async def _data(
+        self, client: aiosmtplib.SMTP, t: Transaction, sent: Sent, where: str, attempts: _Attempts
+    ) -> Sent:
+        try:
+            response = await client.data(t.data)
+        except aiosmtplib.SMTPResponseException as exc:
+            _next_host_or_fail(Reply(exc.code, exc.message), "DATA", where, attempts)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            # The host may have the message: no other host now; the queue retries later,
+            # and RFC 5321 §6.1 accepts the rare duplicate that may follow.
+            reply = Reply(451, f"4.4.2 {where}: connection lost during DATA: {exc}")
+            outcome = Outcome.TIMED_OUT if isinstance(exc, TimeoutError) else Outcome.UNREACHABLE
+            lines = (*attempts.lines, f"{where}: {reply.text}")
+            raise failure(reply, "DATA", outcome, lines) from exc
+        sent.reply = Reply(response.code, response.message)
+        assert sent.evidence is not None
+        sent.evidence = dataclasses.replace(sent.evidence, at=self._clock())
+        return sent
+
+
+class _Plaintext(Exception):
+    """Opportunistic TLS did not come up: start again without it."""
+
+
+def _authenticate(candidate: Candidate, tls: Any) -> PeerAuth:
+    if candidate.requirement is Requirement.MTA_STS:
+        return PeerAuth.MTA_STS  # OpenSSL verified chain, dates and name in the handshake
+    if candidate.requirement is not Requirement.DANE:
+        return PeerAuth.NONE
+    chain = peer.peer_chain(tls)
+    names = (dane.tlsa_name(candidate.host), candidate.host)
+    auth = peer.dane_match(candidate.tlsa, chain, names)
+    if auth is None:
+        raise _HostFailed(TLS, "certificate does not match the TLSA records")
+    return auth
+
+
+def _tls_reason(exc: BaseException, host: str) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = (exc.verify_message or "").lower()
+        if "hostname mismatch" in message or "ip address mismatch" in message:
+            return f"certificate does not name {host}"
+        if "expired" in message:
+            return "certificate expired"
+        if "self-signed" in message or "self signed" in message or "issuer" in message:
+            return "certificate not signed by a trusted authority"
+        return f"certificate not valid: {exc.verify_message}"
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return f"TLS handshake failed: {reason}"
+
+
+def _next_host_or_fail(reply: Reply, stage: str, where: str, attempts: _Attempts) -> None:
+    """A 4xx: try the next host (RFC 5321 §4.5.4.1). A 5xx is the domain's answer: final."""
+    if reply.temporary:
+        raise _HostFailed(SMTP, f"{stage}: {reply}", reply, stage)
+    raise failure(reply, stage, hosts=(*attempts.lines, f"{where}: {stage}: {reply}"))
+
+
+def _lost(exc: BaseException, stage: str) -> _HostFailed:
+    what = "no connection" if stage == "connect" else f"{stage}: connection lost"
+    lost = _HostFailed(CONNECT, f"{what}: {exc}", stage=stage)
+    lost.timed_out = isinstance(exc, TimeoutError)
+    return lost
+
+
+def _give_up(t: Transaction, attempts: _Attempts) -> DeliveryFailed:
+    hosts = tuple(attempts.lines)
+    kinds = {f.kind for f in attempts.failures}
+    if t.requiretls and REQUIRETLS in kinds and kinds <= {TLS, REQUIRETLS}:
+        # RFC 8689 §4.1 / §5: no next hop can keep the promise.
+        reply = Reply(550, "5.7.30 REQUIRETLS support required")
+        return failure(reply, "tls", Outcome.REFUSED, hosts)
+    if kinds <= {TLS, REQUIRETLS}:
+        reply = Reply(451, "4.7.5 no MX host could be reached over TLS its policy authenticates")
+        return failure(reply, "tls", Outcome.DEFERRED, hosts)
+    replies = [f for f in attempts.failures if f.kind == SMTP and f.reply is not None]
+    if replies:
+        last = replies[-1]
+        assert last.reply is not None
+        return failure(last.reply, last.stage, Outcome.DEFERRED, hosts)
+    connects = [f for f in attempts.failures if f.kind == CONNECT]
+    timed_out = bool(connects) and all(f.timed_out for f in connects)
+    outcome = Outcome.TIMED_OUT if timed_out else Outcome.UNREACHABLE
+    return failure(Reply(421, "4.4.1 no MX host could be reached"), "connect", outcome, hosts)
+
+
+def _one_domain(t: Transaction) -> str:
+    try:
+        domains = {address_domain(r.address) for r in t.recipients}
+    except AddressError as exc:
+        raise ValueError(f"not a deliverable recipient: {exc}") from exc
+    if len(domains) != 1:
+        raise ValueError(f"one transaction, one recipient domain; got {sorted(domains)}")
+    return domains.pop()
+
+
+def _public(address: str) -> bool:
+    """Not loopback, private, link-local, multicast or reserved: the SSRF guard for MX hosts,
+    as for policy hosts (TRANSPORT-SECURITY.md, "Delivery")."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.is_global and not ip.is_multicast
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    if not client.is_connected:
+        return
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
