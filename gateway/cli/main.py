@@ -18,6 +18,7 @@ import uvloop
 
 from gateway import __version__, logs
 from gateway.cli import held as reviewcli
+from gateway.cli import queue as queuecli
 from gateway.cli import users as usercli
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config import settings as config
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reviewcli.add_commands(commands, common)
     usercli.add_commands(commands, common)
+    queuecli.add_commands(commands, common)
 
     cache = commands.add_parser("sts-cache", parents=[common], help="the MTA-STS policy cache")
     cache_commands = cache.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -295,3 +295,22 @@ def _in_words(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:g} hour" + ("" if seconds == 3600 else "s")
     return f"{seconds / 60:g} minute" + ("" if seconds == 60 else "s")
+
+
+async def purge(
+    store: HoldStore, notices: Notices, queue_id: str, reason: str, by: str
+) -> Queued | None:
+    """Take a waiting entry out of the queue for an operator (`gateway queue purge`): its
+    pending recipients are not delivered, the sender is told why, the trail records who. None
+    when there is no such waiting entry."""
+    entry = await store.queued(queue_id)
+    if entry is None or entry.done_at is not None:
+        return None
+    pending = [r.address for r in entry.pending]
+    removed = {address: f"removed from the queue by {by}: {reason}" for address in pending}
+    why = f"An operator at {notices.organisation} took it out of the delivery queue: {reason}"
+    told = non_delivery(notices, entry, removed, why)
+    purged = await store.purge_queued(queue_id, [trail.purged(entry, by, reason, pending)], told)
+    if purged is not None:
+        metrics.DELIVERIES.labels("purged").inc(len(pending))
+    return purged

@@ -21,6 +21,7 @@ from gateway import logs
 from gateway.audit import witness
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Head
+from gateway.delivery.queue import QueueRunner
 from gateway.filter.orchestrator import Filter
 from gateway.review.model import Review
 from gateway.review.notices import audit_head_notice
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from gateway.runtime.webui import EmbeddedWeb
 
 SESSION_DRAIN = 10.0  # seconds for sessions in progress when the gateway stops
+# The delivery queue is looked at least this often, so that `gateway queue retry` (another
+# process) takes effect soon.
+QUEUE_POLL = 15.0
 
 
 async def serve(
@@ -53,9 +57,10 @@ async def serve(
     log = logs.get("gateway")
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as started:
         wake = asyncio.Event()
+        queue_wake = asyncio.Event()
         web_ui = _web_ui(settings, running, wake) if leader else None
         admission = Admission(settings.smtp.trusted_networks, settings.smtp.max_connections)
-        server = await _listen(settings, running, admission, wake)
+        server = await _listen(settings, running, admission, wake, queue_wake)
         started.callback(server.close)
         if web_ui is not None:
             web_ui.bind()
@@ -69,6 +74,11 @@ async def serve(
             _scheduler(running.review, settings, wake, running.stop, sweep=leader)
         )
         started.push_async_callback(_stop_scheduler, scheduler, running.stop, wake)
+        if running.queue is not None:
+            delivering = asyncio.create_task(
+                _deliver_queue(running.queue, running, queue_wake, wake)
+            )
+            started.push_async_callback(_stop_scheduler, delivering, running.stop, queue_wake)
         if leader:
             witnessing = _witness(settings, running, wake)
             started.push_async_callback(_stop_witness, witnessing, running.stop)
@@ -114,7 +124,11 @@ def _web_ui(settings: Settings, running: Running, wake: asyncio.Event) -> Embedd
 
 
 async def _listen(
-    settings: Settings, running: Running, admission: Admission, wake: asyncio.Event
+    settings: Settings,
+    running: Running,
+    admission: Admission,
+    wake: asyncio.Event,
+    queue_wake: asyncio.Event,
 ) -> asyncio.Server:
     """Bind the SMTP port and accept sessions; OSError if it is taken."""
     filter_ = Filter(
@@ -124,6 +138,7 @@ async def _listen(
         running.delivery,
         running.hostname,
         on_hold=wake.set,
+        on_queue=queue_wake.set,
     )
     handler = Handler(filter_, settings.smtp.max_recipients, settings.policy.local_domains)
 
@@ -231,4 +246,27 @@ async def _scheduler(
             break
         with contextlib.suppress(TimeoutError):
             timeout = min(max(0.0, next_sweep - time.monotonic()), interval)
+            await asyncio.wait_for(wake.wait(), timeout)
+
+
+async def _deliver_queue(
+    runner: QueueRunner, running: Running, wake: asyncio.Event, notices: asyncio.Event
+) -> None:
+    """Deliver what is due in the queue; again when something is queued (``wake``), when the
+    next entry falls due, and at least every QUEUE_POLL seconds. Notices the attempts made
+    (non-delivery, held) go out at once (``notices`` wakes the scheduler)."""
+    log = logs.get("gateway.queue")
+    while not running.stop.is_set():
+        wake.clear()
+        due: float | None = None
+        try:
+            if await runner.run_due():
+                notices.set()
+            due = await running.store.next_queued_at()
+        except Exception:  # the loop must outlive a bad round; it runs again later
+            log.exception("queue run failed")
+        if running.stop.is_set():
+            break
+        timeout = QUEUE_POLL if due is None else min(QUEUE_POLL, max(0.0, due - time.time()))
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout)
