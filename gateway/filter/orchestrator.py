@@ -28,6 +28,7 @@ from gateway.core.policy import check_sender, decide_recipients, today_utc
 from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
 from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary
+from gateway.filter.queueing import queue_entry
 from gateway.filter.replies import (
     TEMPFAIL_DNS,
     TEMPFAIL_STORE,
@@ -45,8 +46,6 @@ from gateway.store import (
     HoldStore,
     NewHold,
     NewNotice,
-    NewQueued,
-    QueuedRecipient,
     schema,
 )
 
@@ -362,36 +361,8 @@ class Filter:
     async def _enqueue(self, work: Work, decisions: Sequence[RecipientDecision], log: Any) -> str:
         """Durably queue the message for direct delivery (the body encrypted and fsync'd, as
         a hold's), idempotent on the message: an MTA's retry after a lost 250 finds it."""
-        options = {r.address: r.options for r in work.incoming.recipients}
-        domains = {d.domain for d in decisions}
-        new = NewQueued(
-            key=f"{work.key}:queue",
-            sender=work.incoming.sender,
-            recipients=tuple(
-                QueuedRecipient(
-                    d.recipient,
-                    d.domain or domain_or_none(d.recipient) or "",
-                    options.get(d.recipient, ()),
-                )
-                for d in decisions
-            ),
-            mail_options=work.incoming.mail_options,
-            message=work.data,
-            client=work.incoming.client_ip,
-            helo=work.incoming.helo,
-            protocol=protocol(work.incoming),
-            message_id=work.parsed.first("Message-ID") or "",
-            findings=tuple(str(f) for f in work.findings),
-            facts=HoldFacts(
-                tuple(record_of(a) for domain, a in work.assessments.items() if domain in domains)
-            ),
-            subject=self._subject(work) if self._settings.notify.include_subject else "",
-            summary=summary(work, decisions),
-            smtputf8=work.incoming.smtputf8,
-            flagged=bool(work.findings),
-            # RFC 8689 §4.1: the client asked that every hop be authenticated TLS.
-            requiretls=any(o.upper() == "REQUIRETLS" for o in work.incoming.mail_options),
-        )
+        subject = self._subject(work) if self._settings.notify.include_subject else ""
+        new = queue_entry(work, decisions, subject)
         entry, created = await self._store.enqueue(
             new, [queue_audit.queued(new)] if new.flagged else []
         )
