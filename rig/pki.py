@@ -2,6 +2,7 @@
 
 import datetime as dt
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,14 @@ class Leaf:
     def tlsa_data(self, selector: int, mtype: int) -> str:
         """The hex association data of a TLSA record with this selector and matching type."""
         return tlsa_digest(self.spki_der if selector == 1 else self.cert_der, mtype)
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    """An IP address SAN for an address (a server reached by IP), a DNS name otherwise."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def tlsa_digest(data: bytes, mtype: int) -> str:
@@ -111,8 +120,8 @@ class RigCA:
     def issue(
         self, names: tuple[str, ...], stem: str | None = None, *, expired: bool = False
     ) -> Leaf:
-        """A server certificate whose subjectAltName lists exactly `names` (DNS names);
-        `expired`: its validity ended a day ago."""
+        """A server certificate whose subjectAltName lists exactly `names` (DNS names, or IP
+        addresses given as such); `expired`: its validity ended a day ago."""
         return _leaf(names, stem, self.directory, (self.cert, self._key), self._now, expired)
 
     def self_signed(self, names: tuple[str, ...], stem: str | None = None) -> Leaf:
@@ -149,7 +158,7 @@ def _leaf(
         .not_valid_before(starts)
         .not_valid_after(ends)
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(

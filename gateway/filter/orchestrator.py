@@ -411,4 +411,5 @@ class Filter:
             data=work.data,
             mail_options=work.incoming.mail_options,
             smtputf8=work.incoming.smtputf8,
+            flagged=bool(work.findings),
         )

@@ -276,6 +276,7 @@ class Review:
             data=await self.raw_message(hold.id),
             mail_options=hold.mail_options,
             smtputf8=any(o == "SMTPUTF8" for o in hold.mail_options),
+            flagged=bool(hold.findings),
         )
 
     # --- the sweep ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from gateway.config.values import RelayTls
 from gateway.core.allowlist import Allowlist
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.mx import MxTransport
-from gateway.delivery.smarthost import Smarthost
+from gateway.delivery.smarthost import Smarthost, relay_tls_context
 from gateway.posture import allowlists
 from gateway.posture.assessment import Posture
 from gateway.posture.dns import DnsResolver
@@ -94,7 +94,7 @@ def open_store(settings: Settings) -> SqliteStore:
 
 def open_relay(settings: Settings) -> Smarthost:
     relay_ca = settings.path(settings.relay.ca_file) if settings.relay.ca_file else None
-    relay_tls = tls_context(relay_ca) if settings.relay.tls is not RelayTls.NONE else None
+    relay_tls = relay_tls_context(relay_ca) if settings.relay.tls is not RelayTls.NONE else None
     return Smarthost(settings.relay, hostname(settings), relay_tls)
 
 
