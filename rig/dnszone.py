@@ -46,7 +46,7 @@ def domain_records(row: Domain, tlsa_data: Callable[[Tlsa], str]) -> list[Record
     for preference, host in row.mx:
         records.append(Record(row.name, "MX", f"{preference} {_fqdn(host)}"))
         if host != ".":
-            records.append(Record(host, "A", ADDRESS))
+            records.append(Record(host, "A", row.address(host)))
     records += [Record(f"_mta-sts.{row.name}", "TXT", txt_rdata(s)) for s in row.sts]
     if row.tlsrpt is not None:
         records.append(Record(f"_smtp._tls.{row.name}", "TXT", txt_rdata([row.tlsrpt])))

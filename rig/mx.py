@@ -8,10 +8,12 @@ how to misbehave.
 
 Behaviours: ``GOOD`` (STARTTLS with a rig-CA certificate for the host, chain included),
 ``NO_STARTTLS`` (TLS configured but not offered: what a downgrade looks like), ``PLAINTEXT``
-(no TLS at all), ``TLS10_ONLY`` (the handshake fails), ``OTHER_NAME`` (certificate for another
+(no TLS at all), ``TLSA_MISMATCH`` (like ``GOOD``, but never the leaf given for the host),
+``TLS10_ONLY`` (the handshake fails), ``OTHER_NAME`` (certificate for another
 host), ``EXPIRED``, ``SELF_SIGNED`` (no CA; matches a DANE-EE record made from it),
 ``TEMPFAIL`` (451 to MAIL), ``PERMFAIL`` (550 to MAIL), ``SLOW`` (DATA answered after the
-client gave up), ``DOWN`` (nothing listening).
+client gave up), ``DOWN`` (nothing listening). Every server but ``NO_REQUIRETLS`` advertises
+REQUIRETLS once TLS is up (RFC 8689 §4).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ TEMPFAIL = "tempfail"
 PERMFAIL = "permfail"
 SLOW = "slow"
 DOWN = "down"
+NO_REQUIRETLS = "no-requiretls"
+TLSA_MISMATCH = "tlsa-mismatch"  # a valid rig-CA certificate, not the one a TLSA record names
 
 SLOW_SECONDS = 30.0
 
@@ -99,7 +103,7 @@ def start_mx(
     tls = server_context(leaf) if leaf is not None else _context(ca, host, behaviour)
     server = Upstream(port=port, host=address, tls=tls, name=host)
     server.offer_starttls = behaviour != NO_STARTTLS
-    server.requiretls = True
+    server.requiretls = behaviour != NO_REQUIRETLS
     if behaviour == TEMPFAIL:
         server.fail_mail = 451
     if behaviour == PERMFAIL:

@@ -13,7 +13,7 @@ from rig.nginx import Nginx
 from rig.pki import Leaf, RigCA
 from rig.ports import LOOPBACK, free_port
 from rig.unbound import Unbound
-from rig.zones import CA, ZONES, Domain, Tlsa
+from rig.zones import CA, SELF_SIGNED, ZONES, Domain, Tlsa
 
 # The certificate nginx presents for names that have no server block of their own.
 DEFAULT_CERT_NAME = "default.rig.test"
@@ -124,7 +124,10 @@ def _issue_certs(rig: Rig) -> None:
             wanted.append(row.policy.cert_names or (row.mta_sts_host,))
         wanted += [(t.cert,) for t in row.tlsa if t.cert != CA]
     for names in dict.fromkeys(wanted):
-        rig.certs[names[0]] = rig.ca.issue(names)
+        if names[0].startswith(SELF_SIGNED):
+            rig.certs[names[0]] = rig.ca.self_signed((names[0].removeprefix(SELF_SIGNED),))
+        else:
+            rig.certs[names[0]] = rig.ca.issue(names)
 
 
 def start_rig(workdir: Path, rows: Iterable[Domain] = ZONES) -> Rig:

@@ -1,7 +1,8 @@
 """The zone spec: one row per test domain drives DNS, nginx, the allowlist and the verdicts.
 
-Every domain also gets ``mta-sts.<domain> A 127.0.0.1`` and ``A 127.0.0.1`` for each MX host.
-Adding a scenario is adding one row to ZONES.
+Every domain also gets ``mta-sts.<domain> A 127.0.0.1`` and an A record for each MX host:
+127.0.0.1 unless the row's ``addresses`` gives the host its own (the direct-delivery rows do, so
+each MX host is a server of its own). Adding a scenario is adding one row to ZONES.
 """
 
 import dataclasses
@@ -17,6 +18,13 @@ MAX_AGE = 86400
 
 # A TLSA row names the rig certificate its association data is taken from; CA means the root.
 CA = "ca"
+SELF_SIGNED = "self-signed:"  # prefix: a self-signed leaf for the host named after it
+LOOPBACK_ADDRESS = "127.0.0.1"
+
+
+def self_signed(host: str) -> str:
+    """The TLSA `cert` naming a self-signed leaf for `host` (what a DANE-EE host presents)."""
+    return SELF_SIGNED + host
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,11 @@ class Domain:
     # Served as its own zone whose DS in test. matches none of its keys: validation fails, so a
     # validating resolver answers SERVFAIL although the zone holds a complete secure setup.
     dnssec_bogus: bool = False
+    # (host, IPv4 address) for hosts that are not on 127.0.0.1.
+    addresses: tuple[tuple[str, str], ...] = ()
+
+    def address(self, host: str) -> str:
+        return dict(self.addresses).get(host, LOOPBACK_ADDRESS)
 
     @property
     def mta_sts_host(self) -> str:
@@ -266,6 +279,72 @@ ZONES: tuple[Domain, ...] = (
         tlsa=(Tlsa("mx.daneunusable.test", 0, 0, 1, cert=CA),),
     ),
 )
+
+
+def _delivery(
+    name: str,
+    verdict: str,
+    reasons: tuple[str, ...],
+    first: int,
+    *,
+    note: str,
+    policy_mx: tuple[str, ...] | None = None,
+    tlsa: tuple[Tlsa, ...] = (),
+) -> Domain:
+    """A domain for direct delivery: mx1 and mx2 on 127.0.0.<first> and <first + 1>, and an
+    enforce policy naming `policy_mx` (None: no MTA-STS at all)."""
+    hosts = (f"mx1.{name}", f"mx2.{name}")
+    return Domain(
+        name=name,
+        verdict=verdict,
+        reasons=reasons,
+        note=note,
+        mx=((10, hosts[0]), (20, hosts[1])),
+        sts=_record("20261201a") if policy_mx is not None else (),
+        policy=Policy(mx=policy_mx) if policy_mx is not None else None,
+        tlsa=tlsa,
+        addresses=((hosts[0], f"127.0.0.{first}"), (hosts[1], f"127.0.0.{first + 1}")),
+    )
+
+
+# The domains the direct-delivery tests send to, each MX host its own server (rig.mx).
+DELIVERY_ZONES: tuple[Domain, ...] = (
+    _delivery(
+        "deliver-sts.test",
+        SECURE,
+        (),
+        21,
+        note="direct delivery: enforce policy naming both MX hosts",
+        policy_mx=("mx1.deliver-sts.test", "mx2.deliver-sts.test"),
+    ),
+    _delivery(
+        "deliver-partial.test",
+        NOT_SECURE,
+        ("sts-mx-mismatch",),
+        23,
+        note="direct delivery: the policy names mx2 only",
+        policy_mx=("mx2.deliver-partial.test",),
+    ),
+    _delivery(
+        "deliver-dane.test",
+        SECURE,
+        (),
+        25,
+        note="direct delivery: DANE-EE (self-signed) for mx1, DANE-TA (rig CA) for mx2",
+        tlsa=(
+            Tlsa("mx1.deliver-dane.test", 3, 1, 1, cert=self_signed("mx1.deliver-dane.test")),
+            Tlsa("mx2.deliver-dane.test", 2, 0, 1, cert=CA),
+        ),
+    ),
+    _delivery(
+        "deliver-plain.test",
+        NOT_SECURE,
+        ("sts-no-record",),
+        27,
+        note="direct delivery: no MTA-STS, no DANE",
+    ),
+)
+ZONES += DELIVERY_ZONES
 
 
 def by_name(name: str) -> Domain:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import aiosmtplib
 
@@ -115,18 +115,19 @@ class MxTransport:
             attempts.add(line, _HostFailed(TLS, line))
         for candidate in plan.candidates:
             for address in await self._dialable(candidate.host, attempts):
+                log = self._log.bind(
+                    host=candidate.host,
+                    address=address,
+                    requirement=candidate.requirement.value,
+                )
                 try:
-                    return await self._deliver(candidate, address, transaction, attempts)
+                    return await self._deliver(candidate, address, transaction, attempts, log)
                 except _HostFailed as exc:
                     attempts.add(f"{candidate.host} [{address}]: {exc.why}", exc)
-                    self._log.info(
-                        "mx-host-failed",
-                        domain=domain,
-                        host=candidate.host,
-                        address=address,
-                        requirement=candidate.requirement.value,
-                        reason=exc.why,
-                    )
+                    log.info("mx-attempt", outcome="skipped", reason=exc.why)
+                except DeliveryFailed as exc:
+                    log.info("mx-attempt", outcome=exc.outcome, stage=exc.stage, reply=exc.code)
+                    raise
         raise _give_up(transaction, attempts)
 
     async def close(self) -> None:
@@ -151,17 +152,17 @@ class MxTransport:
         return allowed
 
     async def _deliver(
-        self, candidate: Candidate, address: str, t: Transaction, attempts: _Attempts
+        self, candidate: Candidate, address: str, t: Transaction, attempts: _Attempts, log: Any
     ) -> Sent:
         client, evidence = await self._open(candidate, address)
         try:
             sent = await self._transact(client, t, evidence, attempts)
         finally:
             await _quit(client)
-        self._log.info(
-            "mx-delivered",
-            host=candidate.host,
-            address=address,
+        # One line per host tried; never the subject or body (they are never in scope here).
+        log.info(
+            "mx-attempt",
+            outcome="delivered" if sent.reply is not None else "refused",
             tls=evidence.tls_version or "none",
             auth=evidence.authenticated.value,
             accepted=len(sent.accepted),
@@ -232,10 +233,16 @@ class MxTransport:
         except (ssl.SSLError, aiosmtplib.SMTPException, ConnectionError) as exc:
             if not requirement.mandatory:
                 raise _Plaintext from exc
-            raise _HostFailed(TLS, _tls_reason(exc, host)) from exc
+            raise _HostFailed(TLS, peer.handshake_failure(exc, host)) from exc
         tls = client.get_transport_info("ssl_object")
         auth = _authenticate(candidate, tls)
-        await client.ehlo()  # RFC 3207 §4.2: what we knew before TLS is forgotten
+        try:
+            await client.ehlo()  # RFC 3207 §4.2: what we knew before TLS is forgotten
+        except aiosmtplib.SMTPResponseException as exc:
+            reply = Reply(exc.code, exc.message)
+            raise _HostFailed(SMTP, f"EHLO after STARTTLS: {reply}", reply, "connect") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _lost(exc, "EHLO after STARTTLS") from exc
         cipher = tls.cipher() if tls is not None else None
         return Evidence(
             host,
@@ -323,21 +330,7 @@ def _authenticate(candidate: Candidate, tls: Any) -> PeerAuth:
     return auth
 
 
-def _tls_reason(exc: BaseException, host: str) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        message = (exc.verify_message or "").lower()
-        if "hostname mismatch" in message or "ip address mismatch" in message:
-            return f"certificate does not name {host}"
-        if "expired" in message:
-            return "certificate expired"
-        if "self-signed" in message or "self signed" in message or "issuer" in message:
-            return "certificate not signed by a trusted authority"
-        return f"certificate not valid: {exc.verify_message}"
-    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-    return f"TLS handshake failed: {reason}"
-
-
-def _next_host_or_fail(reply: Reply, stage: str, where: str, attempts: _Attempts) -> None:
+def _next_host_or_fail(reply: Reply, stage: str, where: str, attempts: _Attempts) -> NoReturn:
     """A 4xx: try the next host (RFC 5321 §4.5.4.1). A 5xx is the domain's answer: final."""
     if reply.temporary:
         raise _HostFailed(SMTP, f"{stage}: {reply}", reply, stage)

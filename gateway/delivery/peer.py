@@ -89,6 +89,22 @@ def peer_chain(ssl_object: Any) -> tuple[bytes, ...]:
     return (leaf,) if leaf else ()
 
 
+def handshake_failure(exc: BaseException, host: str) -> str:
+    """Why a handshake with ``host`` failed, in words for the skipped-host line and the
+    probe: the certificate's fault where OpenSSL says so, else the handshake's."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = (exc.verify_message or "").lower()
+        if "hostname mismatch" in message or "ip address mismatch" in message:
+            return f"certificate does not name {host}"
+        if "expired" in message:
+            return "certificate expired"
+        if "self-signed" in message or "self signed" in message or "issuer" in message:
+            return "certificate not signed by a trusted authority"
+        return f"certificate not valid: {exc.verify_message}"
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return f"TLS handshake failed: {reason}"
+
+
 def dane_match(
     records: Iterable[TlsaRecord],
     chain_der: Sequence[bytes],
