@@ -51,6 +51,38 @@ def relayed(
     )
 
 
+def received(
+    queue_id: str,
+    message_id: str,
+    sender: str,
+    recipients: Sequence[str],
+    client: str,
+    findings: Sequence[str],
+) -> AuditRecord:
+    """Flagged mail arrived (unflagged mail is logged, not audited): the first entry of its
+    path, committed with the first durable thing done with it (a hold, or a relay)."""
+    return AuditRecord(
+        "received",
+        "",
+        GATEWAY,
+        {
+            "queue_id": queue_id,
+            "message_id": message_id,
+            "sender": sender,
+            "recipients": list(recipients),
+            "client": client,
+            "findings": list(findings),
+        },
+    )
+
+
+def delivered(hold_id: str, proof: Mapping[str, Any]) -> AuditRecord:
+    """How one recipient's copy of flagged mail left: the proof of delivery. ``proof`` is
+    built by ``gateway.delivery.deliver`` (route, host, address, port, TLS, what
+    authenticated the peer, its reply, the time, the MX hosts passed over)."""
+    return AuditRecord("delivered", hold_id, GATEWAY, dict(proof))
+
+
 def held(queue_id: str, hold: Hold | None = None, **details: Any) -> AuditRecord:
     """Held for review, with each recipient's reasons. ``hold`` is None while the store has
     still to give it an id; the store fills it in."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway.audit import events as audit
+from gateway.audit.path import delivered_words
 from gateway.cli.actor import acting
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config.settings import Settings
@@ -328,6 +329,8 @@ async def audit_list(review: Review, args: argparse.Namespace) -> int:
     entries, _ = await review.audit_page(query)
     for entry in entries:
         data = json.dumps(dict(entry.data), sort_keys=True, ensure_ascii=False)
+        if entry.event == "delivered":  # the proof as a sentence; `audit export` has it all
+            data = visible(delivered_words(entry.data))
         print(
             f"{entry.seq:>6}  {_when(entry.at)}  {entry.event:<17}  {entry.hold_id or '-':<16}"
             f"  {entry.actor:<16}  {data}"

@@ -19,6 +19,7 @@ import uvloop
 from gateway import __version__, logs
 from gateway.cli import held as reviewcli
 from gateway.cli import queue as queuecli
+from gateway.cli import trace as tracecli
 from gateway.cli import users as usercli
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config import settings as config
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     lint_parser.set_defaults(run=run_lint)
 
     reviewcli.add_commands(commands, common)
+    tracecli.add_command(commands, common)
     usercli.add_commands(commands, common)
     queuecli.add_commands(commands, common)
 

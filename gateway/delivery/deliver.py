@@ -10,19 +10,29 @@ The trace fields (``Received:``, ``X-Safeguarding-Gateway:``) are prepended here
 never by re-serialising the message (DKIM signatures over the original survive). What the
 transport said comes back as one ``Result`` per recipient, its ``Outcome`` mapped once, in
 ``transport``.
+
+For flagged mail (``Transaction.flagged``) the journal write also carries the proof of
+delivery: one ``delivered`` audit entry per recipient taken, from the transport's ``Evidence``
+(TRANSPORT-SECURITY.md, "Delivery"), so the trail's proof and the journal's "sent" are one
+commit and cannot disagree. ``Report.proof`` hands the same to the caller (confirmations).
 """
 
 from __future__ import annotations
 
 import email.utils
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway import logs
+from gateway.audit import events
 from gateway.core.headers import trace_headers
+from gateway.core.timefmt import iso_utc
 from gateway.delivery.transport import (
+    Evidence,
     Outcome,
+    PeerAuth,
     Recipient,
     Reply,
     Sent,
@@ -54,7 +64,8 @@ class Trace:
     protocol: str  # RFC 3848 / RFC 6531 §3.7.3: SMTP, ESMTP, UTF8SMTP
     queue_id: str
     summary: str
-    message_id: str = ""  # the message's Message-ID, for the proof of delivery in the trail
+    message_id: str = ""  # for the proof of delivery in the audit trail
+    hold_id: str = ""  # a release: the hold the proof belongs to
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,8 @@ class Report:
     results: Mapping[str, Result] = field(default_factory=dict)
     failure: DeliveryFailed | None = None  # the transaction failed as a whole
     reply: Reply | None = None  # the upstream's reply to DATA, if this send got that far
+    # Flagged mail: per recipient taken in this send, the proof of delivery the trail keeps.
+    proof: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def accepted(self) -> tuple[str, ...]:
@@ -135,9 +148,14 @@ class Delivery:
             reply = failure_reply(exc)
             failed = {r.address: Result(Outcome(exc.outcome), reply) for r in pending}
             return Report(_ordered(transaction, earlier | failed), failure=exc)
+        proof = _proof(transaction, trace, sent) if transaction.flagged else {}
         if sent.accepted:
-            await self._record(key, sent.accepted, audit)
-        return Report(_ordered(transaction, earlier | _results(pending, sent)), reply=sent.reply)
+            records = list(audit(sent.accepted) if audit else ())
+            hold_id = trace.hold_id if trace else ""
+            records += [events.delivered(hold_id, p) for p in proof.values()]
+            await self._record(key, sent.accepted, records)
+        results = _ordered(transaction, earlier | _results(pending, sent))
+        return Report(results, reply=sent.reply, proof=proof)
 
     async def close(self) -> None:
         await self._transport.close()
@@ -159,9 +177,12 @@ class Delivery:
             data = prefix + data
         return replace(transaction, recipients=pending, data=data)
 
-    async def _record(self, key: str, accepted: Sequence[str], audit: AuditOf | None) -> None:
+    async def _record(
+        self, key: str, accepted: Sequence[str], records: Sequence[AuditRecord]
+    ) -> None:
+        # One transaction: the journal's "sent" and the trail's proof cannot disagree.
         try:
-            await self._journal.record_relayed(key, accepted, audit(accepted) if audit else ())
+            await self._journal.record_relayed(key, accepted, records)
         except Exception:
             # Delivered all the same: the only cost is a possible duplicate on a retry.
             self._log.exception("relay journal write failed", key=key, recipients=accepted)
@@ -178,6 +199,44 @@ def _results(pending: Sequence[Recipient], sent: Sent) -> dict[str, Result]:
             refused = reply.outcome is not Outcome.ACCEPTED
             results[address] = Result(reply.outcome if refused else Outcome.DEFERRED, reply)
     return results
+
+
+def _proof(transaction: Transaction, trace: Trace | None, sent: Sent) -> dict[str, dict[str, Any]]:
+    """Per accepted recipient, how its copy left (TRANSPORT-SECURITY.md, "Delivery"). What
+    the transport did not say is recorded as unknown ("none"), never guessed."""
+    evidence = sent.evidence
+    how: dict[str, Any] = {
+        "route": route_of(evidence),
+        "host": evidence.host if evidence else "",
+        "address": evidence.address if evidence else "",
+        "port": evidence.port if evidence else 0,
+        "tls_version": evidence.tls_version if evidence else "",
+        "cipher": evidence.cipher if evidence else "",
+        "authenticated": (evidence.authenticated if evidence else PeerAuth.NONE).value,
+        "reply": str(sent.reply) if sent.reply else "",
+        "at": iso_utc(evidence.at if evidence and evidence.at else time.time()),
+        "skipped": list(sent.skipped),
+    }
+    queue_id = trace.queue_id if trace else ""
+    message_id = trace.message_id if trace else ""
+    return {
+        address: {"queue_id": queue_id, "message_id": message_id, "recipient": address, **how}
+        for address in sent.accepted
+    }
+
+
+def route_of(evidence: Evidence | None) -> str:
+    """``mx`` or ``smarthost``. Flagged mail leaves directly only to an MX host that DANE or
+    MTA-STS authenticated (RFC 7672 §3, RFC 8461 §4): any other copy went to the smarthost,
+    and so did one whose transport gave no evidence (the direct transport always does)."""
+    if evidence is not None and evidence.authenticated in _MX_AUTH:
+        return ROUTE_MX
+    return ROUTE_SMARTHOST
+
+
+ROUTE_MX = "mx"
+ROUTE_SMARTHOST = "smarthost"
+_MX_AUTH = frozenset({PeerAuth.DANE_EE, PeerAuth.DANE_TA, PeerAuth.MTA_STS})
 
 
 def _ordered(transaction: Transaction, results: dict[str, Result]) -> dict[str, Result]:

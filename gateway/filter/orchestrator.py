@@ -221,8 +221,9 @@ class Filter:
                 protocol=protocol(work.incoming),
                 queue_id=work.queue_id,
                 summary=summary(work, to_relay),
+                message_id=work.parsed.first("Message-ID") or "",
             ),
-            audit=lambda accepted: self._relayed_audit(work, accepted),
+            audit=lambda accepted: self._relayed_audit(work, accepted, first=not to_hold),
         )
         if report.failure is not None:
             upstream = failure_reply(report.failure)
@@ -233,7 +234,31 @@ class Filter:
             # are held too (below), never dropped.
         if report.sent:
             log.info("relayed", recipients=list(report.sent), upstream=str(report.reply or ""))
+        if not to_hold and not report.refusals:
+            await self._confirm(work, report, log)
         return await self._after_relay(work, to_hold, report, hold_id, log, queue_id)
+
+    async def _confirm(self, work: Work, report: Report, log: Any) -> None:
+        """``[notify] confirm_delivery``: every recipient has it, proven in this send."""
+        if not report.proof or set(report.proof) != {r.address for r in work.incoming.recipients}:
+            return
+        subject = self._subject(work) if self._settings.notify.include_subject else ""
+        notices = self._notices.delivered(
+            work.incoming.sender,
+            work.parsed.first("Message-ID") or "",
+            list(report.proof.values()),
+            subject,
+            work.queue_id,
+        )
+        if not notices:
+            return
+        try:
+            await self._store.queue_notices(notices)
+        except Exception:  # delivered all the same; only the confirmation is lost
+            log.exception("confirmation not queued")
+            return
+        if self._on_hold is not None:
+            self._on_hold()  # send it now, not at the next sweep
 
     async def _after_relay(
         self,
@@ -331,7 +356,9 @@ class Filter:
         )
 
         def consequences(hold: Hold) -> tuple[list[AuditRecord], list[NewNotice]]:
-            return [audit.held(work.queue_id, hold, **details)], self._notices.held(
+            # The policy hold comes before any relay: the message's arrival goes with it.
+            arrival = self._received(work) if kind == "policy" else []
+            return [*arrival, audit.held(work.queue_id, hold, **details)], self._notices.held(
                 hold, relayed_to
             )
 
@@ -379,10 +406,27 @@ class Filter:
         except headers.HeaderDecodeError:
             return ""
 
-    def _relayed_audit(self, work: Work, accepted: Sequence[str]) -> list[AuditRecord]:
-        """For checked mail, the trail shows why each recipient it relayed to was secure."""
+    def _received(self, work: Work) -> list[AuditRecord]:
+        """Flagged mail's arrival, for the trail (unflagged mail is logged, not audited)."""
+        if not work.findings:
+            return []
+        return [
+            audit.received(
+                work.queue_id,
+                work.parsed.first("Message-ID") or "",
+                work.incoming.sender,
+                [r.address for r in work.incoming.recipients],
+                work.incoming.client_ip,
+                [str(f) for f in work.findings],
+            )
+        ]
+
+    def _relayed_audit(self, work: Work, accepted: Sequence[str], first: bool) -> list[AuditRecord]:
+        """For checked mail, the trail shows why each recipient it relayed to was secure;
+        with ``first`` (nothing was held before), flagged mail's arrival goes first."""
         if not work.assessments:
             return []
+        arrival = self._received(work) if first else []
         facts = schema.assessments_json(
             [
                 record_of(work.assessments[d.domain])
@@ -391,6 +435,7 @@ class Filter:
             ]
         )
         return [
+            *arrival,
             audit.relayed(
                 work.queue_id,
                 work.parsed.first("Message-ID") or "",
@@ -398,7 +443,7 @@ class Filter:
                 accepted,
                 [str(f) for f in work.findings],
                 facts,
-            )
+            ),
         ]
 
     def _transaction(self, work: Work, decisions: Sequence[RecipientDecision]) -> Transaction:

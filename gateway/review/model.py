@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from gateway import logs, metrics
 from gateway.audit import events as audit
+from gateway.audit.path import MessagePath
+from gateway.audit.path import find as find_path
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry, Problem
 from gateway.delivery.deliver import Delivery, Trace
@@ -129,6 +131,10 @@ class Review:
         """The entries of one page, and how many match in all."""
         return await self._store.audit_query(query), await self._store.count_audit(query)
 
+    async def path(self, ident: str) -> MessagePath | None:
+        """A message's path from arrival to each recipient's outcome (``audit.path``)."""
+        return await find_path(self._store, ident)
+
     async def audit_events(self) -> Sequence[str]:
         return await self._store.audit_events()
 
@@ -225,6 +231,8 @@ class Review:
                 protocol="ESMTP",
                 queue_id=hold.id,
                 summary=f"released after review; hold={hold.id}; by={hold.decided_by}",
+                message_id=hold.message_id,
+                hold_id=hold.id,
             ),
             delivered=hold.delivered,
         )
@@ -276,6 +284,7 @@ class Review:
             data=await self.raw_message(hold.id),
             mail_options=hold.mail_options,
             smtputf8=any(o == "SMTPUTF8" for o in hold.mail_options),
+            # A release of flagged mail is proven in the trail like its first delivery.
             flagged=bool(hold.findings),
         )
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import email.message
 import email.policy
 import email.utils
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gateway import logs
+from gateway.audit.path import confirmation_words
 from gateway.config.settings import NotifySettings, ReviewSettings
 from gateway.config.values import describe_duration
 from gateway.core.reasons import sender_words
@@ -231,6 +233,42 @@ class Notices:
             f"Escalated: safeguarding hold {hold.id} awaits review",
             body,
         )
+
+    def delivered(
+        self,
+        sender: str,
+        message_id: str,
+        proofs: Sequence[Mapping[str, Any]],
+        subject: str = "",
+        reference: str = "",
+    ) -> list[NewNotice]:
+        """``[notify] confirm_delivery``: once every recipient of flagged mail has it, the
+        sender is told how each copy travelled (the proof the trail keeps,
+        ``deliver.Report.proof``). For the filter's own relay, and for the delivery queue
+        when an entry completes. No body; the subject only under ``include_subject``."""
+        to = [sender] if sender else []  # a bounce (null sender) is never answered
+        if not (self.notify.enabled and self.notify.confirm_delivery and to and proofs):
+            return []
+        lines = ["Your message was delivered securely:", ""]
+        lines += [f"  {p.get('recipient', '?')}: {confirmation_words(p)}" for p in proofs]
+        lines += ["", f"Message-ID: {message_id}" if message_id else ""]
+        if reference:
+            lines.append(f"Reference: {reference}")
+        message = email.message.EmailMessage(policy=email.policy.SMTP)
+        message["From"] = f"Safeguarding Mail Gateway <{self.sender}>"
+        message["To"] = fields.address_list(to)
+        shown = fields.one_line(subject) if self.notify.include_subject else ""
+        message["Subject"] = f"Delivered: {shown}" if shown else "Delivered securely"
+        message["Date"] = email.utils.formatdate(usegmt=True)
+        message["Message-ID"] = email.utils.make_msgid("notice", self.hostname)
+        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+        message["X-Safeguarding-Gateway"] = "notice; delivered"
+        original = fields.msg_id(message_id)
+        if original:  # RFC 5322 §3.6.4
+            message["In-Reply-To"] = original
+            message["References"] = original
+        message.set_content(fields.body_text("\n".join(lines).rstrip() + "\n"))
+        return [NewNotice("delivered", "", self.sender, tuple(to), message.as_bytes())]
 
 
 def audit_head_notice(

@@ -13,6 +13,8 @@ through the same ``Review`` the command line uses, with the signed-in name as ``
     POST /held/{id}/release           rationale -> confirmation -> release
     POST /held/{id}/reject            reason -> confirmation -> reject
     GET  /audit                       the audit trail, searchable
+    GET  /tracking                    find flagged mail by sender, recipient, Message-ID
+    GET  /tracking/{id}               one message's path, as `gateway trace` prints it
     GET  /allowlist                   the allowlist with each domain's live posture
     GET  /allowlist/check?domain=D    one domain's `gateway check` report
     GET  /account, POST /account/password               your own password
@@ -35,7 +37,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.web import admin, allowlist, auth, message, ops, queue, trail
+from gateway.web import admin, allowlist, auth, message, ops, queue, tracking, trail
 from gateway.web.context import Web
 from gateway.web.security import HEADERS, BodyLimit, SecurityHeaders
 
@@ -55,6 +57,8 @@ def routes() -> list[Route | Mount]:
         Route("/held/{hold_id}/release", message.release, methods=post),
         Route("/held/{hold_id}/reject", message.reject, methods=post),
         Route("/audit", trail.trail, methods=["GET"]),
+        Route("/tracking", tracking.search, methods=["GET"]),
+        Route("/tracking/{ident}", tracking.message, methods=["GET"]),
         Route("/allowlist", allowlist.page, methods=["GET"]),
         Route("/allowlist/check", allowlist.check, methods=["GET"]),
         Route("/account", admin.account, methods=["GET"]),

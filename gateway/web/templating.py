@@ -10,7 +10,9 @@ from typing import Any
 
 import jinja2
 
+from gateway.audit import path
 from gateway.core import reasons, timefmt
+from gateway.core.auditchain import Entry
 from gateway.core.display import visible
 from gateway.store import HeldRecipient
 
@@ -27,6 +29,8 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(age=age, when=when, size=size, visible=visible, data=audit_data)
     env.globals["reason_words"] = reason_words
+    env.globals["sentence"] = entry_sentence
+    env.globals["sentences"] = SENTENCES
     return env
 
 
@@ -51,6 +55,14 @@ def when(timestamp: float | None) -> str:
 def reason_words(code: str, recipient: HeldRecipient) -> str:
     """A reason code in the sender's words, as the notices put it (``core.reasons``)."""
     return reasons.sender_words(code, recipient.domain, recipient.address)
+
+
+# The trail entries shown as a sentence first, their details folded away.
+SENTENCES = frozenset({"delivered", "received"})
+
+
+def entry_sentence(entry: Entry) -> str:
+    return path.sentence(entry.event, entry.actor, entry.hold_id, entry.data)
 
 
 def size(count: int) -> str:

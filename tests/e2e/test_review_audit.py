@@ -94,7 +94,11 @@ def test_flagged_mail_relayed_at_once_is_in_the_trail_with_the_facts(gw: Gateway
     original = message(to=[SECURE, "x@dane.test"])
     reply = gw.send(SENDER, [SECURE, "x@dane.test"], original)
     assert reply.code == 250, reply
-    [entry] = wait_about(gw, original, 1)
+    found = wait_about(gw, original, 4)
+    # Its arrival, why it was relayed, and a proof of delivery per recipient (one transaction).
+    events = [e["event"] for e in found]
+    assert events == ["received", "relayed", "delivered", "delivered"], events
+    [entry] = [e for e in found if e["event"] == "relayed"]
     assert (entry["event"], entry["hold_id"], entry["actor"]) == ("relayed", "", "gateway")
     data = entry["data"]
     assert data["sender"] == SENDER
@@ -116,7 +120,11 @@ def test_flagged_mail_relayed_at_once_is_in_the_trail_with_the_facts(gw: Gateway
 
 def test_held_mail_is_in_the_trail_and_unflagged_mail_is_not(gw: Gateway) -> None:
     hold, original = send_held(gw, to=(SECURE, INSECURE))
-    held, relayed = sorted(wait_about(gw, original, 2), key=lambda e: e["event"])
+    found = wait_about(gw, original, 4)
+    assert [e["event"] for e in found] == ["received", "held", "relayed", "delivered"]
+    [received, held, relayed, delivered] = found
+    assert received["data"]["recipients"] == [SECURE, INSECURE]
+    assert delivered["data"]["recipient"] == SECURE
     assert relayed["event"] == "relayed"
     assert relayed["data"]["recipients"] == [SECURE]
     assert (held["event"], held["hold_id"], held["actor"]) == ("held", hold, "gateway")
@@ -180,6 +188,7 @@ def test_export_and_list_carry_the_events_never_a_body_or_subject(
         ("notice-sent", "gateway"),
         ("viewed", "Jo"),
         ("release-requested", "Jo"),
+        ("delivered", "gateway"),  # the proof of how the released copy left
         ("released", "Jo"),
         ("notice-sent", "gateway"),
     ]

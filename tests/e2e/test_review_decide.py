@@ -111,9 +111,13 @@ def test_release_relays_the_held_copy_once_and_records_who_and_why(
         ("notice-sent", "gateway", "held"),
         ("notice-sent", "gateway", "held-reviewers"),
         ("release-requested", "Jo Smith (DSL)", None),
+        ("delivered", "gateway", None),  # how the released copy left
         ("released", "Jo Smith (DSL)", None),
         ("notice-sent", "gateway", "released"),
     ]
+    [proof] = [e["data"] for e in trail if e["event"] == "delivered"]
+    assert (proof["recipient"], proof["route"], proof["queue_id"]) == (INSECURE, "smarthost", hold)
+    assert proof["reply"].startswith("250 2.0.0 Ok: queued as ")
 
     # `audit list --hold ID` shows the decision with the rationale and the reviewer.
     listed = cli.ok("audit", "list", "--hold", hold).stdout.splitlines()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from gateway.delivery.transport import Outcome, Reply, Sent, Transaction, failure
+from gateway.delivery.transport import Evidence, Outcome, Reply, Sent, Transaction, failure
 
 ACCEPT = Reply(250, "2.1.5 Ok")
 DEFER_RCPT = Reply(450, "4.2.1 Mailbox busy, try later")
@@ -58,6 +58,8 @@ class FakeTransport:
     attempts: list[Transaction] = field(default_factory=list)
     delivered: list[Delivered] = field(default_factory=list)
     closed: bool = False
+    evidence: Evidence | None = None  # what a send says of how it left (None: says nothing)
+    skipped: tuple[str, ...] = ()
 
     def calls_then(self, *steps: Fail | None) -> FakeTransport:
         self.script.extend(steps)
@@ -85,6 +87,8 @@ class FakeTransport:
         if step is not None:
             raise failure(step.reply, step.stage, step.outcome)
         sent.reply = DATA_OK
+        sent.evidence = self.evidence
+        sent.skipped = self.skipped
         self.delivered.append(Delivered(transaction, tuple(sent.accepted)))
         return sent
 

@@ -1,0 +1,241 @@
+"""A message's path, read back from the audit trail and the holds: arrival, each recipient's
+verdict, hold, decision and how each copy left. One reading for `gateway trace` and the web
+tracking page, and one sentence per kind of entry for every place that shows the trail.
+
+Only flagged mail is in the trail (``received`` is its first entry); unflagged mail is logged,
+not audited, so a trace of it finds nothing. The delivery queue, once it keeps entries of its
+own, adds them through ``find`` like the trail's (the seam is ``_related``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.core.auditchain import Entry
+from gateway.store import AuditQuery, Hold
+
+# How many entries one message's path may read: a trace is bounded like every page.
+MAX_ENTRIES = 500
+
+_AUTH_WORDS = {
+    "dane-ee": "certificate matched DANE (DANE-EE)",
+    "dane-ta": "certificate verified by DANE (DANE-TA)",
+    "mta-sts-webpki": "certificate verified by MTA-STS",
+    "smarthost-verified": "smarthost certificate verified",
+    "none": "certificate not verified",
+}
+
+
+class TrailReader(Protocol):
+    async def audit_query(self, query: AuditQuery) -> Sequence[Entry]: ...
+
+    async def get(self, hold_id: str) -> Hold | None: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    at: float
+    event: str
+    text: str  # one sentence for people
+    hold_id: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)  # the details, folded away
+
+
+@dataclass(frozen=True)
+class MessagePath:
+    message_id: str
+    sender: str
+    steps: tuple[Step, ...]
+    outcomes: Mapping[str, str]  # recipient -> final outcome, in words
+    holds: tuple[Hold, ...] = ()
+    queue_ids: tuple[str, ...] = ()
+
+    def subject(self) -> str:
+        """The subject, if a hold kept it (only under ``[notify] include_subject``)."""
+        return next((h.subject for h in self.holds if h.subject), "")
+
+
+def bare_id(text: str) -> str:
+    """A Message-ID with or without its angle brackets, or a queue or hold id, as searched."""
+    text = text.strip()
+    return text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
+
+
+def tls_words(version: str) -> str:
+    """TLSv1.3 -> TLS 1.3, as people write it."""
+    return version.replace("TLSv", "TLS ") if version.startswith("TLSv") else version
+
+
+def delivered_words(data: Mapping[str, Any], with_reply: bool = True) -> str:
+    """ "Delivered to bob@partner.test via mx1.partner.test [127.0.0.5] over TLSv1.3,
+    certificate verified by MTA-STS, at 10:02 UTC — 250 2.0.0 Ok: queued as 12"."""
+    host = str(data.get("host") or "")
+    address = str(data.get("address") or "")
+    where = f"{host} [{address}]" if host and address else host or address
+    route = "the smarthost" if data.get("route") == "smarthost" else "its MX host"
+    text = f"Delivered to {data.get('recipient', '?')} via {where or route}"
+    version = str(data.get("tls_version") or "")
+    if version:
+        auth = str(data.get("authenticated") or "none")
+        text += f" over {version}, {_AUTH_WORDS.get(auth, auth)}"
+    elif host:
+        text += " without TLS"
+    else:
+        text += " (the transport did not report how)"
+    at = _clock(str(data.get("at") or ""))
+    if at:
+        text += f", at {at}"
+    reply = str(data.get("reply") or "")
+    return f"{text} — {reply}" if with_reply and reply else text
+
+
+def confirmation_words(data: Mapping[str, Any]) -> str:
+    """For the sender: "delivered to mx1.partner.example over TLS 1.3, certificate verified
+    by MTA-STS, at 10:02 UTC"."""
+    host = str(data.get("host") or "")
+    if data.get("route") == "smarthost":
+        text = f"handed to our mail server {host}".rstrip()
+    else:
+        text = f"delivered to {host or 'its mail server'}"
+    version = str(data.get("tls_version") or "")
+    if version:
+        auth = str(data.get("authenticated") or "none")
+        text += f" over {tls_words(version)}, {_AUTH_WORDS.get(auth, auth)}"
+    at = _clock(str(data.get("at") or ""))
+    return f"{text}, at {at}" if at else text
+
+
+def sentence(event: str, actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    """One entry of the trail as a sentence; the details stay in the entry."""
+    if event == "delivered":
+        return delivered_words(data)
+    if event == "received":
+        findings = ", ".join(data.get("findings", ())) or "-"
+        return (
+            f"Received from {data.get('sender') or '<>'} (client {data.get('client') or '?'}) "
+            f"for {_list(data.get('recipients'))}; flagged: {findings}"
+        )
+    if event == "relayed":
+        return f"Passed the checks, sent on at once to {_list(data.get('recipients'))}"
+    if event == "held":
+        recipients = data.get("recipients") or {}
+        why = "; ".join(f"{a} ({', '.join(r)})" for a, r in dict(recipients).items())
+        return f"Held for review as {hold_id}: {why or '-'}"
+    if event == "release-requested":
+        return f"Release decided by {actor}: {data.get('rationale', '')}"
+    if event == "released":
+        text = f"Released by {actor}; sent to {_list(data.get('delivered'))}"
+        refused = dict(data.get("refused") or {})
+        return text + "".join(f"; refused for {a}: {r}" for a, r in refused.items())
+    if event == "rejected":
+        return f"Rejected by {actor}: {data.get('reason', '')}"
+    if event == "expired":
+        return f"Expired unreviewed after {data.get('after_hours', '?')} hours"
+    if event == "escalated":
+        return f"Escalated to {_list(data.get('contacts'))}"
+    if event == "notice-sent":
+        return f"Notice ({data.get('kind', '')}) sent to {_list(data.get('to'))}"
+    if event == "viewed":
+        return f"Viewed by {actor}"
+    return f"{event} by {actor}"
+
+
+async def find(reader: TrailReader, ident: str) -> MessagePath | None:
+    """The path of the message ``ident`` names (a queue id, hold id or Message-ID), or None
+    when neither the trail nor the holds know it."""
+    wanted = bare_id(ident)
+    if not wanted:
+        return None
+    entries: dict[int, Entry] = {}
+    holds: dict[str, Hold] = {}
+    names = {wanted}
+    seen: set[str] = set()
+    while names - seen and len(entries) < MAX_ENTRIES:
+        name = sorted(names - seen)[0]
+        seen.add(name)
+        for entry in await _related(reader, name, holds):
+            entries[entry.seq] = entry
+            names |= _names(entry)
+    if not entries and not holds:
+        return None
+    return _path(sorted(entries.values(), key=lambda e: e.seq), tuple(holds.values()))
+
+
+async def _related(reader: TrailReader, name: str, holds: dict[str, Hold]) -> list[Entry]:
+    """The entries that name ``name`` as their hold, queue id or Message-ID."""
+    hold = await reader.get(name)
+    if hold is not None:
+        holds[hold.id] = hold
+    found = await reader.audit_query(
+        AuditQuery(words=(name.lower(),), oldest_first=True, limit=MAX_ENTRIES)
+    )
+    return [e for e in found if name in _names(e)]
+
+
+def _names(entry: Entry) -> set[str]:
+    names = {entry.hold_id} if entry.hold_id else set()
+    for key in ("queue_id", "message_id"):
+        value = entry.data.get(key)
+        if isinstance(value, str) and value:
+            names.add(bare_id(value))
+    return names
+
+
+def _path(entries: Sequence[Entry], holds: tuple[Hold, ...]) -> MessagePath:
+    steps = tuple(
+        Step(e.at, e.event, sentence(e.event, e.actor, e.hold_id, e.data), e.hold_id, e.data)
+        for e in entries
+    )
+    first = next((e.data for e in entries if "sender" in e.data), {})
+    message_id = str(first.get("message_id") or next((h.message_id for h in holds), ""))
+    sender = str(first.get("sender") or next((h.sender for h in holds), ""))
+    queue_ids = tuple(
+        dict.fromkeys(str(e.data["queue_id"]) for e in entries if "queue_id" in e.data)
+    )
+    return MessagePath(message_id, sender, steps, _outcomes(entries, holds), holds, queue_ids)
+
+
+def _outcomes(entries: Sequence[Entry], holds: Sequence[Hold]) -> dict[str, str]:
+    """Each recipient's latest outcome, in the order the trail met them."""
+    outcomes: dict[str, str] = {}
+    for e in entries:
+        data = e.data
+        if e.event == "received":
+            for address in data.get("recipients", ()):
+                outcomes.setdefault(address, "received; no outcome recorded yet")
+        elif e.event == "relayed":
+            for address in data.get("recipients", ()):
+                outcomes[address] = "relayed"
+        elif e.event == "held":
+            for address in dict(data.get("recipients") or {}):
+                outcomes[address] = f"held for review as {e.hold_id}"
+        elif e.event == "delivered":
+            outcomes[str(data.get("recipient"))] = "d" + delivered_words(data)[1:]
+        elif e.event == "released":
+            for address, reply in dict(data.get("refused") or {}).items():
+                outcomes[address] = f"refused after release: {reply}"
+        elif e.event in ("rejected", "expired"):
+            hold = next((h for h in holds if h.id == e.hold_id), None)
+            for r in hold.recipients if hold else ():
+                outcomes[r.address] = f"not sent: {sentence(e.event, e.actor, '', data).lower()}"
+    return outcomes
+
+
+def _list(value: Any) -> str:
+    if isinstance(value, list | tuple) and value:
+        return ", ".join(str(v) for v in value)
+    return "-"
+
+
+def _clock(iso: str) -> str:
+    """10:02 UTC (with the day when it is not today's, for a record read later)."""
+    try:
+        moment = dt.datetime.fromisoformat(iso).astimezone(dt.UTC)
+    except ValueError:
+        return ""
+    if moment.date() == dt.datetime.now(dt.UTC).date():
+        return moment.strftime("%H:%M UTC")
+    return moment.strftime("%d %b %Y %H:%M UTC")
