@@ -50,6 +50,20 @@ HOLDS_ESCALATED = Gauge(
     "Held messages not yet reviewed and already escalated.",
     registry=REGISTRY,
 )
+QUEUE_DEPTH = Gauge(
+    "gateway_queue_depth",
+    "Messages in the delivery queue ([delivery] direct) still waiting for a recipient.",
+    registry=REGISTRY,
+)
+DELIVERIES = Counter(
+    "gateway_queue_deliveries",
+    "Direct deliveries per recipient, by outcome: delivered, deferred, refused, held, failed "
+    "(given up, unflagged), purged.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+for _outcome in ("delivered", "deferred", "refused", "held", "failed", "purged"):
+    DELIVERIES.labels(_outcome)  # shown at 0 before the first
 AUDIT_HEAD = Gauge(
     "gateway_audit_head_seq",
     "The sequence number of the audit trail's newest entry, when last witnessed.",

@@ -177,6 +177,7 @@ def hold_json(hold: Hold) -> dict[str, Any]:
         "last_error": hold.last_error or None,
         "assessments": [schema.assessment_json(a) for a in hold.facts.assessments],
         "upstream_refusals": dict(hold.facts.upstream_refusals),
+        "delivery_hosts": {k: list(v) for k, v in hold.facts.delivery_hosts.items()},
     }
 
 
@@ -262,6 +263,9 @@ def assessment_lines(hold: Hold) -> list[str]:
         lines.append(f"{a.domain}: {a.verdict} via {a.transport}; MX {mx}; {sts}; DANE {a.dane}")
     for address, reply in hold.facts.upstream_refusals.items():
         lines.append(f"{address}: the upstream refused it: {reply}")
+    for address, hosts in hold.facts.delivery_hosts.items():
+        lines.append(f"{address}: not delivered directly; each MX host tried:")
+        lines += [f"  {host}" for host in hosts]
     return lines
 
 

@@ -19,6 +19,7 @@ import uvloop
 from gateway import __version__, logs
 from gateway.cli import held as reviewcli
 from gateway.cli import probe as probecli
+from gateway.cli import queue as queuecli
 from gateway.cli import trace as tracecli
 from gateway.cli import users as usercli
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     reviewcli.add_commands(commands, common)
     tracecli.add_command(commands, common)
     usercli.add_commands(commands, common)
+    queuecli.add_commands(commands, common)
 
     cache = commands.add_parser("sts-cache", parents=[common], help="the MTA-STS policy cache")
     cache_commands = cache.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -41,6 +41,10 @@ class Reason(StrEnum):
     SENDER_NOT_ALLOWED = "sender-not-allowed"
     RECIPIENT_INVALID = "recipient-invalid"
     UPSTREAM_REFUSED = "upstream-refused"
+    # Direct delivery gave up ([delivery] give_up_after): no MX host could be authenticated
+    # as the verdict required (RFC 8461 §5, RFC 7672 §2.2), or none took the message.
+    DELIVERY_TLS_FAILED = "delivery-tls-failed"
+    DELIVERY_FAILED = "delivery-failed"
 
 
 class Transport(IntEnum):

@@ -88,6 +88,15 @@ WORDS: Mapping[Reason, Words] = {
     Reason.UPSTREAM_REFUSED: Words(
         "our mail server could not pass it on to {address}", "Refused by the upstream"
     ),
+    # Direct delivery: the queue gave up, and a reviewer decides.
+    Reason.DELIVERY_TLS_FAILED: Words(
+        "none of {domain}'s mail servers could be reached over a connection its security "
+        "policy vouches for, so it was not sent",
+        "No secure connection to the MX hosts",
+    ),
+    Reason.DELIVERY_FAILED: Words(
+        "{domain}'s mail servers did not accept it in time", "MX hosts did not take it"
+    ),
 }
 
 

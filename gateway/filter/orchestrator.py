@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 from gateway import logs, metrics
 from gateway.audit import events as audit
+from gateway.audit import queue as queue_audit
 from gateway.config.settings import Settings
-from gateway.config.values import OnDnsError, Scope
+from gateway.config.values import DirectDelivery, OnDnsError, Scope
 from gateway.core import classify, headers
 from gateway.core.addresses import normalise_domain
 from gateway.core.allowlist import Allowlist, MatchStatus
@@ -27,6 +28,7 @@ from gateway.core.policy import check_sender, decide_recipients, today_utc
 from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
 from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary, trace_comment
+from gateway.filter.queueing import queue_entry
 from gateway.filter.replies import (
     TEMPFAIL_DNS,
     TEMPFAIL_STORE,
@@ -66,6 +68,7 @@ class Filter:
         delivery: Delivery,
         hostname: str,
         on_hold: Callable[[], None] | None = None,
+        on_queue: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._posture = posture
@@ -76,6 +79,7 @@ class Filter:
         self._local_domains = frozenset(normalise_domain(d) for d in settings.policy.local_domains)
         # Called after a new hold, so its notices go out now rather than at the next sweep.
         self._on_hold = on_hold
+        self._on_queue = on_queue  # after a new queue entry: the runner delivers it now
         c = settings.classify
         self._rules = classify.Rules.build(
             c.header, c.header_values, c.subject_markers, c.sensitivity_labels, c.body_keywords
@@ -184,16 +188,29 @@ class Filter:
 
     async def _deliver(self, work: Work, log: Any) -> SmtpReply:
         to_hold = [d for d in work.decisions if d.action is Action.HOLD]
-        to_relay = [d for d in work.decisions if d.action is Action.RELAY]
-        hold_id = ""
+        relay = [d for d in work.decisions if d.action is Action.RELAY]
+        to_queue = [d for d in relay if self._direct(work, d)]
+        to_relay = [d for d in relay if d not in to_queue]
+        hold_id = queue_id = ""
         if to_hold:
             try:
                 hold_id = await self._hold(work, to_hold, "policy", log)
             except Exception:
                 log.exception("hold failed")
                 return TEMPFAIL_STORE
+        if to_queue:
+            try:
+                queue_id = await self._enqueue(work, to_queue, log)
+            except Exception:
+                log.exception("queue failed")
+                return TEMPFAIL_STORE
         if not to_relay:
-            return SmtpReply(250, "2.0.0", f"Ok: held for review as {hold_id}")
+            held = f"held for review as {hold_id}"
+            if not queue_id:
+                return SmtpReply(250, "2.0.0", f"Ok: {held}")
+            return SmtpReply(
+                250, "2.0.0", f"Ok: queued as {queue_id}" + (f", {held}" * bool(hold_id))
+            )
 
         report = await self._delivery.deliver(
             self._transaction(work, to_relay),
@@ -212,7 +229,7 @@ class Filter:
         if report.failure is not None:
             upstream = failure_reply(report.failure)
             log.warning("relay failed", stage=report.failure.stage, upstream=str(upstream))
-            if report.failure.temporary or not to_hold:
+            if report.failure.temporary or not (to_hold or queue_id):
                 return upstream_reply(upstream)
             # Refused for good while part of the message is held: the refused recipients
             # are held too (below), never dropped.
@@ -220,7 +237,7 @@ class Filter:
             log.info("relayed", recipients=list(report.sent), upstream=str(report.reply or ""))
         if not to_hold and not report.refusals:
             await self._confirm(work, report, log)
-        return await self._after_relay(work, to_hold, report, hold_id, log)
+        return await self._after_relay(work, to_hold, report, hold_id, log, queue_id)
 
     async def _confirm(self, work: Work, report: Report, log: Any) -> None:
         """``[notify] confirm_delivery``: every recipient has it, proven in this send."""
@@ -251,10 +268,12 @@ class Filter:
         result: Report,
         hold_id: str,
         log: Any,
+        queue_id: str = "",
     ) -> SmtpReply:
         refusals = result.refusals
+        queued = f", queued as {queue_id}" if queue_id else ""
         if not refusals:
-            held = f", held for review as {hold_id}" if hold_id else ""
+            held = queued + (f", held for review as {hold_id}" if hold_id else "")
             # A retry of a message the upstream already took (our 250 was lost): nothing is
             # sent again, and the reply says so rather than claim a new relay.
             already = "already " if result.accepted and not result.sent else ""
@@ -262,7 +281,7 @@ class Filter:
                 log.info("already relayed", recipients=list(result.accepted))
             return SmtpReply(250, "2.0.0", f"Ok: {already}relayed as {work.queue_id}{held}")
         log.warning("upstream refused", refused={a: str(r) for a, r in refusals.items()})
-        if not result.accepted and not to_hold:
+        if not result.accepted and not to_hold and not queue_id:
             # Nothing was delivered or held: hand the upstream's answer back, so the sending
             # MTA retries (4xx) or bounces (5xx) exactly as it would have without us.
             replies = list(refusals.values())
@@ -282,7 +301,9 @@ class Filter:
             log.exception("hold failed")
             return TEMPFAIL_STORE
         return SmtpReply(
-            250, "2.0.0", f"Ok: relayed as {work.queue_id}, upstream refusals held as {refused_id}"
+            250,
+            "2.0.0",
+            f"Ok: relayed as {work.queue_id}{queued}, upstream refusals held as {refused_id}",
         )
 
     async def _hold(
@@ -353,6 +374,32 @@ class Filter:
             new=created,
         )
         return hold.id
+
+    def _direct(self, work: Work, decision: RecipientDecision) -> bool:
+        """Whether the gateway delivers to this recipient's MX hosts itself ([delivery]
+        direct); mail for the organisation's own domains always goes to the smarthost."""
+        direct = self._settings.delivery.direct
+        if direct is DirectDelivery.NONE or (
+            direct is DirectDelivery.FLAGGED and not work.findings
+        ):
+            return False
+        domain = decision.domain or domain_or_none(decision.recipient)
+        return domain is not None and domain not in self._local_domains
+
+    async def _enqueue(self, work: Work, decisions: Sequence[RecipientDecision], log: Any) -> str:
+        """Durably queue the message for direct delivery (the body encrypted and fsync'd, as
+        a hold's), idempotent on the message: an MTA's retry after a lost 250 finds it."""
+        subject = self._subject(work) if self._settings.notify.include_subject else ""
+        new = queue_entry(work, decisions, subject)
+        entry, created = await self._store.enqueue(
+            new, [queue_audit.queued(new)] if new.flagged else []
+        )
+        if created and self._on_queue is not None:
+            self._on_queue()
+        log.info(
+            "queued", queue_id=entry.id, recipients=[d.recipient for d in decisions], new=created
+        )
+        return entry.id
 
     def _subject(self, work: Work) -> str:
         try:

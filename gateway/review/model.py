@@ -116,6 +116,7 @@ class Review:
         metrics.HOLDS_AWAITING.set(await self._store.count_holds(held))
         escalated = HoldQuery(statuses=held.statuses, escalated=True)
         metrics.HOLDS_ESCALATED.set(await self._store.count_holds(escalated))
+        metrics.QUEUE_DEPTH.set(await self._store.queue_depth())
 
     async def audit_head(self) -> tuple[int, str] | None:
         return await self._store.audit_head()

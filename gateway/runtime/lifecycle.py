@@ -13,11 +13,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.settings import Settings
+from gateway.config.values import DirectDelivery
 from gateway.delivery.deliver import Delivery
+from gateway.delivery.queue import QueueRunner
 from gateway.delivery.smarthost import Smarthost
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
-from gateway.runtime.parts import hostname, load_allowlist, open_posture, open_relay, open_store
+from gateway.runtime.parts import (
+    build_mx_transport,
+    hostname,
+    load_allowlist,
+    open_posture,
+    open_relay,
+    open_store,
+)
 from gateway.store.sqlite import SqliteStore
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -35,6 +44,7 @@ class Running:
     review: Review
     hostname: str
     stop: asyncio.Event
+    queue: QueueRunner | None = None  # [delivery] direct: the runner of the delivery queue
 
 
 @contextlib.asynccontextmanager
@@ -59,10 +69,15 @@ async def lifecycle(settings: Settings, log: Any) -> AsyncIterator[Running]:
             name = hostname(settings)
             delivery = Delivery(relay, store, name)
             review = Review(settings, store, delivery, name)
+            queue = None
+            if settings.delivery.direct is not DirectDelivery.NONE:
+                direct = build_mx_transport(settings, posture)
+                parts.push_async_callback(direct.close)
+                queue = QueueRunner(store, Delivery(direct, store, name), settings, name)
             for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, stop.set)
             parts.callback(_default_signals, loop)
-            yield Running(settings, store, relay, delivery, posture, review, name, stop)
+            yield Running(settings, store, relay, delivery, posture, review, name, stop, queue)
     finally:
         log.info("stopped")
 

@@ -22,6 +22,7 @@ from gateway.accounts.users import Throttle
 from gateway.audit import witness
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Head
+from gateway.delivery.queue import QueueRunner
 from gateway.filter.orchestrator import Filter
 from gateway.review.model import Review
 from gateway.review.notices import audit_head_notice
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from gateway.runtime.webui import EmbeddedWeb
 
 SESSION_DRAIN = 10.0  # seconds for sessions in progress when the gateway stops
+# The delivery queue is looked at least this often, so that `gateway queue retry` (another
+# process) takes effect soon.
+QUEUE_POLL = 15.0
 
 
 async def serve(
@@ -57,10 +61,11 @@ async def serve(
     log = logs.get("gateway")
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as started:
         wake = asyncio.Event()
+        queue_wake = asyncio.Event()
         web_ui = _web_ui(settings, running, wake) if leader else None
         server_tls = ServerTls(settings) if settings.smtp.tls_cert else None
         admission = _admission(settings, server_tls)
-        servers = await _listen(settings, running, admission, wake, server_tls)
+        servers = await _listen(settings, running, admission, wake, queue_wake, server_tls)
         for server in servers:
             started.callback(server.close)
         if web_ui is not None:
@@ -77,6 +82,11 @@ async def serve(
             _scheduler(running.review, settings, wake, running.stop, sweep=leader)
         )
         started.push_async_callback(_stop_scheduler, scheduler, running.stop, wake)
+        if running.queue is not None:
+            delivering = asyncio.create_task(
+                _deliver_queue(running.queue, running, queue_wake, wake)
+            )
+            started.push_async_callback(_stop_scheduler, delivering, running.stop, queue_wake)
         if leader:
             witnessing = _witness(settings, running, wake)
             started.push_async_callback(_stop_witness, witnessing, running.stop)
@@ -168,6 +178,7 @@ async def _listen(
     running: Running,
     admission: Admission,
     wake: asyncio.Event,
+    queue_wake: asyncio.Event,
     server_tls: ServerTls | None,
 ) -> list[asyncio.Server]:
     """Bind the SMTP port (STARTTLS offered when there is a certificate) and the implicit TLS
@@ -179,6 +190,7 @@ async def _listen(
         running.delivery,
         running.hostname,
         on_hold=wake.set,
+        on_queue=queue_wake.set,
     )
     handler = Handler(filter_, settings.smtp.max_recipients, settings.policy.local_domains)
     context = server_tls.context if server_tls is not None else None
@@ -310,4 +322,27 @@ async def _scheduler(
             break
         with contextlib.suppress(TimeoutError):
             timeout = min(max(0.0, next_sweep - time.monotonic()), interval)
+            await asyncio.wait_for(wake.wait(), timeout)
+
+
+async def _deliver_queue(
+    runner: QueueRunner, running: Running, wake: asyncio.Event, notices: asyncio.Event
+) -> None:
+    """Deliver what is due in the queue; again when something is queued (``wake``), when the
+    next entry falls due, and at least every QUEUE_POLL seconds. Notices the attempts made
+    (non-delivery, held) go out at once (``notices`` wakes the scheduler)."""
+    log = logs.get("gateway.queue")
+    while not running.stop.is_set():
+        wake.clear()
+        due: float | None = None
+        try:
+            if await runner.run_due():
+                notices.set()
+            due = await running.store.next_queued_at()
+        except Exception:  # the loop must outlive a bad round; it runs again later
+            log.exception("queue run failed")
+        if running.stop.is_set():
+            break
+        timeout = QUEUE_POLL if due is None else min(QUEUE_POLL, max(0.0, due - time.time()))
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout)

@@ -16,6 +16,7 @@ from gateway.store.probes import ProbeRecord
 from gateway.store.protocols import (
     AccountStore,
     AuditTrail,
+    DeliveryQueue,
     Holds,
     HoldStore,
     NoticeOutbox,
@@ -27,6 +28,7 @@ from gateway.store.protocols import (
     UserRecords,
 )
 from gateway.store.queries import AuditQuery, HoldOrder, HoldQuery
+from gateway.store.queued import NewQueued, Queued, QueuedRecipient, RecipientState
 from gateway.store.records import (
     DECIDED,
     AuditRecord,
@@ -51,6 +53,7 @@ __all__ = [
     "Decide",
     "DeliveryDone",
     "DeliveryPending",
+    "DeliveryQueue",
     "Escalate",
     "HeldRecipient",
     "Hold",
@@ -62,11 +65,15 @@ __all__ = [
     "Holds",
     "NewHold",
     "NewNotice",
+    "NewQueued",
     "Notice",
     "NoticeOutbox",
     "PolicyCache",
     "ProbeRecord",
     "ProbeResults",
+    "Queued",
+    "QueuedRecipient",
+    "RecipientState",
     "RelayJournal",
     "SessionRecords",
     "SignInFailures",

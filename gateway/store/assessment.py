@@ -49,6 +49,8 @@ class HoldFacts:
 
     assessments: tuple[AssessmentRecord, ...] = ()
     upstream_refusals: Mapping[str, str] = field(default_factory=dict)  # recipient -> reply
+    # Direct delivery that gave up: recipient -> a line per MX host tried and why it failed.
+    delivery_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def assessment(self, domain: str) -> AssessmentRecord | None:
         for record in self.assessments:

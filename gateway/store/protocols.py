@@ -19,6 +19,7 @@ from gateway.store.accounts import NewSession, SessionRecord, User
 from gateway.store.changes import HoldChange
 from gateway.store.probes import ProbeRecord
 from gateway.store.queries import AuditQuery, HoldQuery
+from gateway.store.queued import NewQueued, Queued, QueuedRecipient
 from gateway.store.records import (
     AuditRecord,
     Consequences,
@@ -149,8 +150,79 @@ class ProbeResults(Protocol):
     async def last_probes(self) -> Mapping[str, ProbeRecord]: ...
 
 
-class HoldStore(Holds, RelayJournal, AuditTrail, NoticeOutbox, ProbeResults, Protocol):
-    """The hold store as one service: holds, journal, trail and outbox share a transaction."""
+class DeliveryQueue(Protocol):
+    """Messages the gateway delivers itself ([delivery] direct), retried until each recipient
+    has an outcome. Claims are leases: a claimer that dies loses its entries when the lease
+    runs out (or at once, when its process is seen gone)."""
+
+    async def enqueue(
+        self, new: NewQueued, audit: Sequence[AuditRecord] = ()
+    ) -> tuple[Queued, bool]:
+        """Durably store the message (encrypted, fsync'd) and its entry, due now, with its
+        audit entries. Returns the entry and whether it was created now (False: an earlier
+        delivery of the same message made it; ``audit`` is not written)."""
+        ...
+
+    async def queued(self, queue_id: str) -> Queued | None: ...
+
+    async def queued_message(self, queue_id: str) -> bytes:
+        """The decrypted message; KeyError once the entry is finished (its body is gone)."""
+        ...
+
+    async def queue_entries(self, finished: bool = False, limit: int = 200) -> Sequence[Queued]:
+        """Entries still waiting (or, with ``finished``, every entry), oldest first."""
+        ...
+
+    async def claim_queued(
+        self, now: float, lease_until: float, owner: str, limit: int = 20
+    ) -> Sequence[Queued]:
+        """Take the due entries nobody holds a live lease on, until ``lease_until``."""
+        ...
+
+    async def queue_progress(
+        self,
+        queue_id: str,
+        owner: str,
+        recipients: Sequence[QueuedRecipient],
+        next_at: float,
+        last_error: str,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Queued | None:
+        """After an attempt by ``owner``: the recipients' new states, when to try again, with
+        the audit entries and notices, in one transaction; the lease is given back. An entry
+        with no recipient left pending is finished and its body deleted. None when ``owner``
+        no longer holds the lease (another process took the entry over)."""
+        ...
+
+    async def retry_queued(self, queue_id: str, now: float) -> bool:
+        """Make a waiting entry due at ``now``; False if there is no such waiting entry."""
+        ...
+
+    async def purge_queued(
+        self,
+        queue_id: str,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Queued | None:
+        """Take a waiting entry out of the queue (its pending recipients purged, its body
+        deleted), with the audit entries and notices; None if it is not waiting."""
+        ...
+
+    async def queue_depth(self) -> int:
+        """How many entries are waiting."""
+        ...
+
+    async def next_queued_at(self) -> float | None:
+        """When the earliest waiting entry is due."""
+        ...
+
+
+class HoldStore(
+    Holds, RelayJournal, AuditTrail, NoticeOutbox, DeliveryQueue, ProbeResults, Protocol
+):
+    """The hold store as one service: holds, journal, trail, outbox and queue share a
+    transaction."""
 
     async def close(self) -> None: ...
 

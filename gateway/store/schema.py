@@ -100,6 +100,8 @@ def facts_json(facts: HoldFacts) -> dict[str, Any]:
     }
     if facts.upstream_refusals:
         data["upstream_refusals"] = dict(facts.upstream_refusals)
+    if facts.delivery_hosts:
+        data["delivery_hosts"] = {k: list(v) for k, v in facts.delivery_hosts.items()}
     return data
 
 
@@ -112,7 +114,9 @@ def facts_from_json(data: Mapping[str, Any]) -> HoldFacts:
         found = [r for r in data["assessments"] if isinstance(r, Mapping)]
     else:
         found = [v for k, v in data.items() if k != "upstream_refusals" and isinstance(v, Mapping)]
-    return HoldFacts(tuple(assessment_from_json(r) for r in found), refused)
+    tried = data.get("delivery_hosts")
+    hosts = {str(k): _strings(v) for k, v in tried.items()} if isinstance(tried, Mapping) else {}
+    return HoldFacts(tuple(assessment_from_json(r) for r in found), refused, hosts)
 
 
 def recipient_json(recipient: HeldRecipient) -> dict[str, Any]:

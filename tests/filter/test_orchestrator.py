@@ -13,7 +13,7 @@ import datetime as dt
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -67,6 +67,7 @@ UNDETERMINED = "worker@slow.test"
 VERDICTS = {
     "secure.test": DomainVerdict("secure.test", Verdict.SECURE, (), Transport.MTA_STS_ENFORCE),
     "nosts.test": DomainVerdict("nosts.test", Verdict.NOT_SECURE, (Reason.STS_NO_RECORD,)),
+    "school.test": DomainVerdict("school.test", Verdict.SECURE, (), Transport.MTA_STS_ENFORCE),
     "slow.test": DomainVerdict("slow.test", Verdict.UNDETERMINED, (Reason.DNS_TEMPORARY_ERROR,)),
 }
 
@@ -144,14 +145,18 @@ class Rig:
 def make_rig(tmp_path: Path) -> Callable[..., Rig]:
     stores: list[SqliteStore] = []
 
-    def make(on_dns_error: str = "hold") -> Rig:
+    def make(on_dns_error: str = "hold", direct: str = "none") -> Rig:
         settings = config.load(
             None,
             environ={
                 "GATEWAY_POLICY_ON_DNS_ERROR": on_dns_error,
+                "GATEWAY_DELIVERY_DIRECT": direct,
                 "GATEWAY_NOTIFY_FROM": "gateway@school.test",
                 "GATEWAY_REVIEW_REVIEWERS": "dsl@school.test",
             },
+        )
+        settings = replace(
+            settings, policy=replace(settings.policy, local_domains=("school.test",))
         )
         store = SqliteStore(tmp_path, Sealer(b"k" * 32))
         stores.append(store)
@@ -329,3 +334,99 @@ async def test_unflagged_mail_is_not_checked(rig: Rig) -> None:
     assert rig.posture.asked == []
     [copy] = rig.transport.delivered
     assert b"X-Safeguarding-Gateway: not flagged; relayed unchecked;" in copy.transaction.data
+
+
+# ---- [delivery] direct: which recipients the gateway queues to deliver itself
+
+QUEUED = rf"2\.0\.0 Ok: queued as ({HID})"
+LOCAL = "deputy@school.test"
+
+
+@dataclass(frozen=True)
+class Route:
+    id: str
+    direct: str
+    to: tuple[str, ...]
+    text: str
+    queued: tuple[str, ...] = ()  # the recipients of the queue entry
+    delivered: tuple[tuple[str, ...], ...] = ()  # through the smarthost
+    flagged: bool = True
+
+
+ROUTES = [
+    Route("none: flagged mail goes to the smarthost", "none", (SECURE,), RELAYED, (), ((SECURE,),)),
+    Route("flagged: queued, not relayed", "flagged", (SECURE,), QUEUED, (SECURE,)),
+    Route(
+        "flagged: queued and held",
+        "flagged",
+        (SECURE, INSECURE),
+        rf"2\.0\.0 Ok: queued as {HID}, held for review as {HID}",
+        (SECURE,),
+    ),
+    Route(
+        "flagged: a local domain still goes to the smarthost",
+        "flagged",
+        (SECURE, LOCAL),
+        rf"2\.0\.0 Ok: relayed as {QID}, queued as {HID}",
+        (SECURE,),
+        ((LOCAL,),),
+    ),
+    Route(
+        "flagged: unflagged mail goes to the smarthost",
+        "flagged",
+        (SECURE,),
+        RELAYED,
+        (),
+        ((SECURE,),),
+        flagged=False,
+    ),
+    Route("all: unflagged mail is queued too", "all", (SECURE,), QUEUED, (SECURE,), flagged=False),
+]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.id)
+async def test_direct_delivery_routes_relay_recipients_into_the_queue(
+    make_rig: Callable[..., Rig], route: Route
+) -> None:
+    rig = make_rig(direct=route.direct)
+    try:
+        reply = await rig.send(route.to, route.flagged)
+        assert reply.code == 250, reply
+        assert re.fullmatch(route.text, f"{reply.enhanced} {reply.text}"), reply
+        entries = await rig.store.queue_entries()
+        assert [tuple(r.address for r in e.recipients) for e in entries] == (
+            [route.queued] if route.queued else []
+        )
+        if entries:
+            assert entries[0].flagged is route.flagged
+        assert rig.transport.received == list(route.delivered)
+    finally:
+        await rig.store.close()
+
+
+async def test_a_retried_message_is_queued_once(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(direct="flagged")
+    try:
+        first = await rig.send((SECURE,))
+        again = await rig.send((SECURE,))  # the MTA lost our 250 and sends it again
+        assert first.text == again.text
+        assert len(await rig.store.queue_entries()) == 1
+        trail = await rig.store.audit_entries()
+        assert [e.event for e in trail] == ["queued"]
+    finally:
+        await rig.store.close()
+
+
+async def test_a_queue_that_cannot_store_answers_451(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(direct="flagged")
+    try:
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        rig.store.enqueue = broken  # type: ignore[method-assign]
+        reply = await rig.send((SECURE,))
+        assert (reply.code, reply.enhanced) == (451, "4.3.0"), reply
+        assert rig.transport.received == []
+    finally:
+        await rig.store.close()

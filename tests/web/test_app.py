@@ -445,6 +445,8 @@ async def test_metrics_need_a_session_or_the_token(site: Site) -> None:
         assert scraped.status_code == 200
         assert scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
         assert "gateway_holds_awaiting_review 1.0" in scraped.text
+        assert "gateway_queue_depth 0.0" in scraped.text  # nothing waits for direct delivery
+        assert 'gateway_queue_deliveries_total{outcome="held"}' in scraped.text
         for name in [
             "gateway_messages_total",
             "gateway_review_decisions_total",

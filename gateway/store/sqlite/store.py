@@ -23,6 +23,7 @@ from gateway.store.changes import HoldChange
 from gateway.store.crypto import Sealer
 from gateway.store.probes import ProbeRecord
 from gateway.store.queries import AuditQuery, HoldQuery
+from gateway.store.queued import NewQueued, Queued, QueuedRecipient
 from gateway.store.records import (
     AuditRecord,
     Consequences,
@@ -33,7 +34,7 @@ from gateway.store.records import (
     Status,
 )
 from gateway.store.safeio import fsync_dir, private_dir, write_atomic
-from gateway.store.sqlite import outbox, probes, queries, tables, trail
+from gateway.store.sqlite import outbox, probes, queries, queue, tables, trail
 from gateway.store.sqlite.database import Database
 
 T = TypeVar("T")
@@ -43,8 +44,8 @@ JOURNAL_DAYS = 7
 
 
 class SqliteStore:
-    """Implements ``Holds``, ``RelayJournal``, ``AuditTrail``, ``NoticeOutbox`` and
-    ``ProbeResults``."""
+    """Implements ``Holds``, ``RelayJournal``, ``AuditTrail``, ``NoticeOutbox``,
+    ``DeliveryQueue`` and ``ProbeResults``."""
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class SqliteStore:
         start)."""
         self._dir = data_dir / "held"
         private_dir(self._dir)
+        self._queue_dir = private_dir(data_dir / "queue")
         self._sealer = sealer
         self._clock = clock
         self._audit_key = audit_key if audit_key is not None else default_key(data_dir)
@@ -312,5 +314,121 @@ class SqliteStore:
     async def last_probes(self) -> dict[str, ProbeRecord]:
         return await self._run(lambda: probes.last(self._db))
 
+    # --- delivery queue --------------------------------------------------------------------
+
+    def queue_path(self, queue_id: str) -> Path:
+        return self._queue_dir / f"{queue_id}.msg"
+
+    async def enqueue(
+        self, new: NewQueued, audit: Sequence[AuditRecord] = ()
+    ) -> tuple[Queued, bool]:
+        return await self._run(lambda: self._enqueue(new, audit))
+
+    def _enqueue(self, new: NewQueued, audit: Sequence[AuditRecord]) -> tuple[Queued, bool]:
+        # The order of a hold: the body on disk (fsync'd) before the row that promises it.
+        existing = queue.by_key(self._db, new.key)
+        if existing is not None:
+            return existing, False
+        queue_id = secrets.token_hex(8)
+        write_atomic(self.queue_path(queue_id), self._sealer.seal(f"queue:{queue_id}", new.message))
+
+        def insert() -> Queued:
+            queue.insert(self._db, queue_id, self._clock(), new)
+            self._append([_with_queue_id(record, queue_id) for record in audit])
+            entry = queue.get(self._db, queue_id)
+            assert entry is not None
+            return entry
+
+        try:
+            return self._write(insert), True
+        except sqlite3.IntegrityError:
+            self.queue_path(queue_id).unlink(missing_ok=True)
+            existing = queue.by_key(self._db, new.key)
+            if existing is None:
+                raise
+            return existing, False
+
+    async def queued(self, queue_id: str) -> Queued | None:
+        return await self._run(lambda: queue.get(self._db, queue_id))
+
+    async def queued_message(self, queue_id: str) -> bytes:
+        def read() -> bytes:
+            try:
+                return self.queue_path(queue_id).read_bytes()
+            except FileNotFoundError as exc:
+                raise KeyError(queue_id) from exc
+
+        return self._sealer.open(f"queue:{queue_id}", await self._run(read))
+
+    async def queue_entries(self, finished: bool = False, limit: int = 200) -> Sequence[Queued]:
+        return await self._run(lambda: queue.entries(self._db, finished, limit))
+
+    async def claim_queued(
+        self, now: float, lease_until: float, owner: str, limit: int = 20
+    ) -> Sequence[Queued]:
+        return await self._run(
+            lambda: self._write(lambda: queue.claim(self._db, now, lease_until, owner, limit))
+        )
+
+    async def queue_progress(
+        self,
+        queue_id: str,
+        owner: str,
+        recipients: Sequence[QueuedRecipient],
+        next_at: float,
+        last_error: str,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Queued | None:
+        def write() -> Queued | None:
+            now = self._clock()
+            if not queue.progress(self._db, queue_id, owner, recipients, next_at, last_error, now):
+                return None
+            self._append(audit)
+            outbox.enqueue(self._db, self._sealer, now, notices)
+            return queue.get(self._db, queue_id)
+
+        return await self._run(lambda: self._finish(self._write(write)))
+
+    async def retry_queued(self, queue_id: str, now: float) -> bool:
+        return await self._run(lambda: self._write(lambda: queue.retry(self._db, queue_id, now)))
+
+    async def purge_queued(
+        self,
+        queue_id: str,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Queued | None:
+        def write() -> Queued | None:
+            now = self._clock()
+            if not queue.purge(self._db, queue_id, now):
+                return None
+            self._append(audit)
+            outbox.enqueue(self._db, self._sealer, now, notices)
+            return queue.get(self._db, queue_id)
+
+        return await self._run(lambda: self._finish(self._write(write)))
+
+    def _finish(self, entry: Queued | None) -> Queued | None:
+        """A finished entry's body is no longer needed: delete it (after the commit that
+        finished it, so a crash in between leaves a body without a need, never the reverse)."""
+        if entry is not None and entry.done_at is not None:
+            self.queue_path(entry.id).unlink(missing_ok=True)
+            fsync_dir(self._queue_dir)
+        return entry
+
+    async def queue_depth(self) -> int:
+        return await self._run(lambda: queue.depth(self._db))
+
+    async def next_queued_at(self) -> float | None:
+        return await self._run(lambda: queue.next_due(self._db))
+
     async def close(self) -> None:
         await self._file.close()
+
+
+def _with_queue_id(record: AuditRecord, queue_id: str) -> AuditRecord:
+    """The audit entries of a new entry learn its id here, as a hold's do in ``hold``."""
+    return AuditRecord(
+        record.event, record.hold_id, record.actor, {**record.data, "queue_id": queue_id}
+    )

@@ -91,6 +91,24 @@ CREATE TABLE IF NOT EXISTS probe_results (
 )
 """
 
+# The delivery queue ([delivery] direct): one row per message, its recipients' states as JSON;
+# the body is an encrypted file beside the holds' (sqlite.queue).
+QUEUE = """
+CREATE TABLE IF NOT EXISTS queue (
+    id           TEXT PRIMARY KEY,
+    key          TEXT NOT NULL UNIQUE,
+    created_at   REAL NOT NULL,
+    entry        TEXT NOT NULL,   -- JSON: sender, recipients and their states, options, ...
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL NOT NULL,
+    last_error   TEXT NOT NULL DEFAULT '',
+    lease_until  REAL,
+    lease_by     TEXT NOT NULL DEFAULT '',
+    done_at      REAL
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue (done_at, next_at)
+"""
+
 
 def migrations(audit_key: bytes, clock: Callable[[], float]) -> tuple[Migration, ...]:
     """Every step, in order. Version 3 keys the audit chain (``trail.keying_migration``), so
@@ -100,6 +118,7 @@ def migrations(audit_key: bytes, clock: Callable[[], float]) -> tuple[Migration,
         script(VERSION_2),
         trail.keying_migration(audit_key, clock),
         script(PROBE_RESULTS),
+        script(QUEUE),
     )
 
 

@@ -1,0 +1,174 @@
+"""`gateway serve` with `[delivery] direct = "flagged"`: flagged mail is queued (250 once it is
+on disk), delivered by the gateway itself to the recipient domain's MX host over TLS the
+domain's MTA-STS policy vouches for, retried while the MX is down, delivered once however the
+gateway is killed, and seen and handled with `gateway queue`.
+
+secure.test (rig/zones.py) publishes an enforce policy naming mx1 and mx2.secure.test, both at
+127.0.0.1; one MX server on the gateway's mx_port with a rig-CA certificate for both names
+plays them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rig import Rig
+from rig.cli import GatewayRunner
+from rig.gatewayproc import Gateway, message, readable
+from rig.mx import start_mx
+from rig.ports import free_port
+from rig.upstream import Upstream
+
+pytestmark = pytest.mark.e2e
+
+SENDER = "head@school.test"
+TO = "colleague@secure.test"
+QUEUED = re.compile(r"queued as ([0-9a-f]+)")
+
+
+class Mx:
+    """The secure.test MX host on its port: started and stopped at will."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.port = free_port()
+        self._leaf = rig.ca.issue(("mx1.secure.test", "mx2.secure.test"), stem="mx-queue")
+        self._rig = rig
+        self.server: Upstream | None = None
+
+    def start(self, data_delay: float = 0.0) -> Upstream:
+        self.server = start_mx(
+            self._rig.ca, "mx1.secure.test", "127.0.0.1", self.port, leaf=self._leaf
+        )
+        self.server.data_delay = data_delay
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+
+@pytest.fixture
+def mx(rig: Rig) -> Iterator[Mx]:
+    host = Mx(rig)
+    try:
+        yield host
+    finally:
+        host.stop()
+
+
+@pytest.fixture
+def direct(serve: Callable[..., Gateway], rig: Rig, mx: Mx) -> Callable[..., Gateway]:
+    def start(data_dir: Path | None = None, retry_after: str = "1s") -> Gateway:
+        return serve(
+            data_dir,
+            delivery={
+                "direct": "flagged",
+                "allow_private_addresses": True,
+                "mx_port": mx.port,
+                "ca_file": str(rig.ca.ca_file),
+                "retry_after": retry_after,
+                "timeout": "5s",
+            },
+        )
+
+    return start
+
+
+def queue_id(text: str) -> str:
+    found = QUEUED.search(text)
+    assert found, f"the reply names no queue entry: {text!r}"
+    return found.group(1)
+
+
+def test_flagged_mail_is_delivered_to_the_mx_over_verified_tls(
+    direct: Callable[..., Gateway], mx: Mx
+) -> None:
+    server = mx.start()
+    gw = direct()
+    data = message(to=[TO])
+    reply = gw.send(SENDER, [TO], data)
+    assert reply.code == 250, reply
+    queue_id(reply.text)
+    [copy] = server.wait_for(1)
+    assert copy.rcpt_tos == (TO,)
+    assert copy.tls_version.startswith("TLSv1."), copy.tls_version
+    assert copy.tls_version != "TLSv1.1"
+    assert gw.relayed() == []  # the smarthost never saw it
+
+
+def test_mx_down_the_client_gets_250_and_the_mail_goes_when_it_is_back(
+    direct: Callable[..., Gateway], mx: Mx, gateway: GatewayRunner
+) -> None:
+    gw = direct(retry_after="1h")  # only `gateway queue retry` makes it due again
+    data = message(to=[TO])
+    reply = gw.send(SENDER, [TO], data)
+    assert reply.code == 250, reply
+    entry = queue_id(reply.text)
+    gw.proc.wait_event("queued delivery attempted", queue_id=entry)
+    listed = gateway("queue", "list", "--config", str(gw.proc.config))
+    assert listed.returncode == 0, listed.stderr
+    assert entry in listed.stdout
+    assert f"{TO} (pending)" in listed.stdout
+    server = mx.start()
+    retried = gateway("queue", "retry", entry, "--config", str(gw.proc.config))
+    assert retried.returncode == 0, retried.stderr
+    [copy] = server.wait_for(1, timeout=30)
+    assert copy.rcpt_tos == (TO,)
+    assert copy.tls_version
+    shown = gateway("queue", "show", entry, "--config", str(gw.proc.config))
+    assert f"{TO}: delivered" in shown.stdout
+
+
+def test_purge_removes_it_and_tells_the_sender(
+    direct: Callable[..., Gateway], gateway: GatewayRunner
+) -> None:
+    gw = direct(retry_after="1h")
+    reply = gw.send(SENDER, [TO], message(to=[TO]))
+    entry = queue_id(reply.text)
+    gw.proc.wait_event("queued delivery attempted", queue_id=entry)
+    config = str(gw.proc.config)
+    purged = gateway("queue", "purge", entry, "--reason", "sent by hand", "--config", config)
+    assert purged.returncode == 0, purged.stderr
+    # RFC 5321 §4.5.5: a non-delivery notice goes with the null reverse-path.
+    [notice] = gw.upstream.wait_for(1, where=lambda m: m.mail_from == "")
+    assert notice.rcpt_tos == (SENDER,)
+    assert "sent by hand" in readable(notice)
+    again = gateway("queue", "purge", entry, "--reason", "twice", "--config", config)
+    assert again.returncode == 1
+    trail = gateway("audit", "list", "--config", config)
+    assert "queue-purged" in trail.stdout
+
+
+def test_kill_9_during_delivery_leaves_exactly_one_copy(
+    direct: Callable[..., Gateway], mx: Mx, tmp_path: Path
+) -> None:
+    server = mx.start(data_delay=3.0)
+    data_dir = tmp_path / "data"
+    gw = direct(data_dir)
+    reply = gw.send(SENDER, [TO], message(to=[TO]))
+    assert reply.code == 250, reply
+    assert server.wait_data(TO)
+    gw.proc.kill()
+    server.data_delay = 0.0
+    gw.restart()
+    server.wait_for(1, timeout=30)
+    wait_delivered(gw, TO)
+    assert len(server.messages) == 1
+    assert server.aborted == 1  # the copy cut off by the kill was never taken
+
+
+def wait_delivered(gw: Gateway, address: str, timeout: float = 30.0) -> None:
+    """Until the gateway's log says the queue has recorded ``address`` as delivered."""
+    deadline = time.monotonic() + timeout
+    while True:
+        attempts = gw.proc.events("queued delivery attempted")
+        if any(str(e["outcomes"].get(address, "")).startswith("delivered") for e in attempts):
+            return
+        assert time.monotonic() < deadline, gw.proc.output()
+        time.sleep(0.02)
