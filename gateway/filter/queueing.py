@@ -42,5 +42,5 @@ def queue_entry(work: Work, decisions: Sequence[RecipientDecision], subject: str
         smtputf8=work.incoming.smtputf8,
         flagged=bool(work.findings),
         # RFC 8689 §4.1: the client asked that every hop be authenticated TLS.
-        requiretls=any(o.upper() == "REQUIRETLS" for o in work.incoming.mail_options),
+        requiretls=work.incoming.requiretls,
     )
