@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import json
 import os
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,8 +32,11 @@ from pathlib import Path
 from typing import Any
 
 LINE = b"X" * 76 + b"\r\n"
+# The name the client checks the target's certificate against (spec "starttls": the CA file).
+TLS_NAME = "gateway.school.test"
 TIMEOUT = 120.0
 _ids = itertools.count(1)
+TLS: ssl.SSLContext | None = None  # from the spec: every session says STARTTLS
 
 
 def build_message(sender: str, recipients: list[str], subject: str, size: int) -> bytes:
@@ -67,9 +71,10 @@ class SmtpError(Exception):
 
 
 class Client:
-    def __init__(self, port: int, helo: str) -> None:
+    def __init__(self, port: int, helo: str, tls: ssl.SSLContext | None = None) -> None:
         self.port = port
         self.helo = helo
+        self.tls = tls
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -98,6 +103,17 @@ class Client:
         if code != 220:
             self.close()
             raise SmtpError(code, text)
+        await self.ehlo()
+        if self.tls is not None:  # RFC 3207: STARTTLS, then EHLO again over TLS
+            code, text = await self.command("STARTTLS")
+            if code != 220:
+                self.close()
+                raise SmtpError(code, text)
+            assert self.writer is not None
+            await self.writer.start_tls(self.tls, server_hostname=TLS_NAME)
+            await self.ehlo()
+
+    async def ehlo(self) -> None:
         code, text = await self.command(f"EHLO {self.helo}")
         if code != 250:
             self.close()
@@ -159,9 +175,14 @@ class Results:
         self.last_end = max(self.last_end, ended)
 
 
+def client_context(cafile: str | None) -> ssl.SSLContext | None:
+    """The client's TLS context: verifying against `cafile` (None: no STARTTLS)."""
+    return ssl.create_default_context(cafile=cafile) if cafile else None
+
+
 async def _session(port: int, helo: str, results: Results) -> Client:
     for attempt in range(200):
-        client = Client(port, helo)
+        client = Client(port, helo, TLS)
         try:
             await asyncio.wait_for(client.connect(), TIMEOUT)
             return client
@@ -219,6 +240,8 @@ async def _probe(port: int, spec: dict[str, Any], done: asyncio.Event, results: 
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    global TLS
+    TLS = client_context(spec.get("starttls"))
     port = spec["port"]
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for item in spec["messages"]:

@@ -75,13 +75,25 @@ def run_driver(workdir: Path, spec: dict[str, Any], label: str) -> dict[str, Any
 
 class Bench:
     def __init__(
-        self, workdir: Path, sink: Sink, machine: Machine, rig_pids: Sequence[int] = ()
+        self,
+        workdir: Path,
+        sink: Sink,
+        machine: Machine,
+        rig_pids: Sequence[int] = (),
+        tls_sink: Sink | None = None,
+        client_ca: Path | None = None,
     ) -> None:
         self.workdir = workdir
-        self.sink = sink
+        self.sinks = {"plain": sink, "tls": tls_sink or sink}
+        self.sink = sink  # where the measured target's copies arrive (see use())
         self.machine = machine
         self.rig_pids = list(rig_pids)
+        self.client_ca = client_ca  # the CA a STARTTLS client verifies the target with
         self.labels = 0
+
+    def use(self, target: Target, scenario: Scenario) -> None:
+        """Count at the sink where `target` puts `scenario`'s copies."""
+        self.sink = self.sinks[target.sink_for(scenario)]
 
     def _label(self, target: Target, scenario: Scenario, phase: str) -> str:
         self.labels += 1
@@ -125,6 +137,7 @@ class Bench:
             "concurrency": concurrency,
             "messages": messages,
             "probe": probe,
+            "starttls": str(self.client_ca) if scenario.client_tls and self.client_ca else None,
         }
         return run_driver(self.workdir, spec, self._label(target, scenario, phase))
 

@@ -13,8 +13,10 @@ schedules, smtp caches its connections to the relayhost, in_flow_delay applies.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.tools import LOOPBACK, free_port, need, wait_smtp
@@ -77,15 +79,45 @@ discard   unix  -       -       n       -       -       discard
 local     unix  -       n       n       -       -       local
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
+# The TLS instance (the TLS scenarios' baseline): smtpd offers STARTTLS with the bench's
+# certificate; mail for the direct-delivery domain goes to its MX host (the TLS sink) over TLS
+# that must verify against the bench CA and name that host ("secure", RFC 7672 §1.3's
+# verified TLS without DANE); the rest goes to the plain sink as before. Postfix's own
+# defaults otherwise (no TLS connection reuse), with Debian's TLS session caches.
+_TLS_CF = """\
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {cert}
+smtpd_tls_key_file = {key}
+smtpd_tls_session_cache_database = btree:${{data_directory}}/smtpd_scache
+smtp_tls_CAfile = {ca}
+smtp_tls_session_cache_database = btree:${{data_directory}}/smtp_scache
+transport_maps = inline:{{ {{{domain} = smtp:[{mx_address}]:{mx_port}}} }}
+smtp_tls_policy_maps = inline:{{ {{[{mx_address}]:{mx_port} = secure match={mx_name}}} }}
+"""
+
+
+@dataclass(frozen=True)
+class PostfixTls:
+    cert: Path  # smtpd's certificate chain and key
+    key: Path
+    ca: Path  # the CA the MX host's certificate must verify against
+    domain: str  # mail for this domain goes to the MX host over verified TLS
+    mx_name: str
+    mx_address: str
+    mx_port: int
+
+
 class Postfix:
-    def __init__(self, workdir: Path, sink_port: int) -> None:
+    def __init__(self, workdir: Path, sink_port: int, tls: PostfixTls | None = None) -> None:
         self.dir = workdir
         self.port = free_port()
         self.sink_port = sink_port
+        self.tls = tls
         self._started = False
 
     def _postfix(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -102,7 +134,10 @@ class Postfix:
         for sub in ("queue", "data"):
             (self.dir / sub).mkdir(exist_ok=True)
         fields = {"dir": self.dir, "address": LOOPBACK, "sink_port": self.sink_port}
-        (self.dir / "main.cf").write_text(_MAIN_CF.format(**fields))
+        main_cf = _MAIN_CF.format(**fields)
+        if self.tls is not None:
+            main_cf += _TLS_CF.format(**dataclasses.asdict(self.tls))
+        (self.dir / "main.cf").write_text(main_cf)
         (self.dir / "master.cf").write_text(_MASTER_CF.format(port=self.port, **fields))
         # Creates the queue's subdirectories with the owners Postfix wants (postfix, postdrop).
         subprocess.run(["chown", "postfix", str(self.dir / "data")], check=True)

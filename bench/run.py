@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import deps
+from bench.load import TLS_NAME
 from bench.tools import ROOT, need
 
 
@@ -133,11 +134,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import experiments, profile, report, zones
     from bench.measure import Bench
-    from bench.postfix import Postfix
+    from bench.postfix import Postfix, PostfixTls
     from bench.procstat import Machine
     from bench.scenarios import SLOW_DELAY, by_name
-    from bench.sink import Sink
-    from bench.targets import BareTarget, GatewayTarget, PostfixTarget, SinkTarget, Target
+    from bench.sink import Sink, TlsSink
+    from bench.targets import (
+        BareTarget,
+        GatewayTarget,
+        GatewayTls,
+        PostfixTarget,
+        SinkTarget,
+        Target,
+    )
     from bench.tools import free_port
     from rig.rig import start_rig
 
@@ -178,6 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(sink.stop)
         postfix = Postfix(workdir / "postfix", sink.port).start()
         stack.callback(postfix.stop)
+        # The TLS scenarios: a sink with STARTTLS on the direct domain's MX address, and a
+        # Postfix with smtpd TLS that delivers to it over verified TLS.
+        sink_leaf = rig.ca.issue((zones.DIRECT_MX, TLS_NAME), stem="bench-tls-sink")
+        tls_sink = TlsSink(*_chain(sink_leaf, rig.ca_file), zones.DIRECT_ADDRESS).start()
+        stack.callback(tls_sink.stop)
+        cert, key = _chain(rig.ca.issue((TLS_NAME,), stem="bench-gateway"), rig.ca_file)
+        mx = (zones.DIRECT_DOMAIN, zones.DIRECT_MX, zones.DIRECT_ADDRESS, tls_sink.port)
+        tls_postfix = Postfix(
+            workdir / "postfix-tls", sink.port, PostfixTls(cert, key, rig.ca_file, *mx)
+        ).start()
+        stack.callback(tls_postfix.stop)
+        gateway_tls = GatewayTls(cert, key, tls_sink.port)
         events = workdir / "fetches.jsonl"
         events.touch()
         fetch_port = free_port()
@@ -191,17 +211,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         stack.callback(_terminate, watcher)
         all_targets: dict[str, Target] = {
-            "sink": SinkTarget(sink),
+            "sink": SinkTarget(sink, tls_sink),
             "bare": BareTarget(workdir, sink.port),
-            "postfix": PostfixTarget(postfix),
-            "gateway": GatewayTarget(workdir, rig, sink.port, fetch_port),
+            "postfix": PostfixTarget(postfix, tls_postfix),
+            "gateway": GatewayTarget(workdir, rig, sink.port, fetch_port, tls=gateway_tls),
         }
         for target in all_targets.values():
             stack.callback(target.stop)
         servers = (rig.knot, rig.unbound, rig.nginx)
         rig_pids = [s.process.pid for s in servers if s is not None and s.process.pid]
-        machine = Machine([postfix.master_pid])
-        bench = Bench(workdir, sink, machine, rig_pids)
+        machine = Machine([postfix.master_pid, tls_postfix.master_pid])
+        bench = Bench(workdir, sink, machine, rig_pids, tls_sink, rig.ca_file)
         for scenario in scenarios:
             entry: dict[str, Any] = {
                 "name": scenario.name,
@@ -210,10 +230,13 @@ def main(argv: list[str] | None = None) -> int:
                 "targets": {},
             }
             for name in wanted:
+                if name in scenario.skip:
+                    continue
                 target = all_targets[name]
                 print(f"bench: {scenario.name} / {name}", file=sys.stderr, flush=True)
                 try:
                     target.begin(scenario)
+                    bench.use(target, scenario)
                     figures, entry["cold"] = _measure(
                         bench, target, scenario, events, entry["cold"]
                     )
@@ -273,6 +296,13 @@ def _measure(
     if scenario.cold and target.name.startswith("gateway") and driver is not None:
         cold_result = cold.analyse(cold.read_events(events, offset), driver)
     return figures, cold_result
+
+
+def _chain(leaf: Any, ca_file: Path) -> tuple[Path, Path]:
+    """`leaf`'s certificate followed by the CA's (the chain a server presents), and its key."""
+    chain = leaf.cert_file.with_name(leaf.cert_file.name + ".chain.pem")
+    chain.write_bytes(leaf.cert_file.read_bytes() + ca_file.read_bytes())
+    return chain, leaf.key_file
 
 
 def _interrupt(signum: int, frame: object) -> None:

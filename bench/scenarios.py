@@ -25,12 +25,18 @@ class Scenario:
     sessions: int  # concurrent SMTP sessions in the throughput run
     tool: str  # "smtp-source" or "driver" (bench/load.py) for the throughput run
     latency_count: int  # messages in the latency run (driver, one session); 0: use the load's
-    expect: str  # the gateway's reply: "relayed", "held" or "relayed+held"
+    expect: str  # the gateway's reply: "relayed", "held", "relayed+held" or "queued"
     notices: int = 0  # notices the gateway sends per message (2 per hold: sender, reviewers)
     relayed: int = 1  # copies the gateway relays per message
     warm: bool = True  # the policy cache is warm (one message per domain sent first)
     cold: bool = False  # empty policy cache, 200 domains, fetches watched
     extra: dict[str, object] = field(default_factory=dict)
+    # Where the relayed copies arrive: "plain" (smtp-sink, the relay of every target) or "tls"
+    # (bench/tls_sink.py, the recipient domain's MX host, reached over verified STARTTLS).
+    sink: str = "plain"
+    direct: bool = False  # the gateway delivers flagged mail to the MX itself
+    client_tls: bool = False  # the client says STARTTLS to the target (bench/load.py)
+    skip: tuple[str, ...] = ()  # targets that cannot take part (the bare relay has no TLS)
 
     def load_messages(self) -> list[dict[str, object]]:
         """The throughput run as a bench.load message list."""
@@ -145,6 +151,35 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect="relayed",
         warm=False,
         cold=True,
+    ),
+    Scenario(
+        "flagged_direct_tls",
+        "5 KB flagged, delivered direct to the MX (MTA-STS enforce) over verified STARTTLS",
+        (f"colleague@{zones.DIRECT_DOMAIN}",),
+        FLAG,
+        KB5,
+        count=2000,
+        sessions=20,
+        tool="smtp-source",
+        latency_count=500,
+        expect="queued",
+        sink="tls",
+        direct=True,
+        skip=("bare",),
+    ),
+    Scenario(
+        "tls_in",
+        "5 KB unflagged, the client using STARTTLS to the target (relayed unchecked)",
+        ("office@nosts.test",),
+        PLAIN,
+        KB5,
+        count=3000,
+        sessions=20,
+        tool="driver",
+        latency_count=1000,
+        expect="relayed",
+        client_tls=True,
+        skip=("bare",),
     ),
 )
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
-from bench.tools import LOOPBACK, free_port, need, wait_smtp
+from bench.tools import LOOPBACK, ROOT, free_port, need, wait_smtp
 
 _COUNTER = re.compile(rb"mesg=(\d+)")
 
@@ -33,12 +35,18 @@ class Sink:
         assert self._proc is not None
         return self._proc.pid
 
-    def start(self) -> Sink:
+    def _argv(self) -> list[str]:
         # -u: drop root; -m/backlog: room for 200+ concurrent sessions (the 1 MB scenario).
         argv = [need("smtp-sink"), "-c", "-u", "nobody", "-m", "1024"]
-        argv += [f"{LOOPBACK}:{self.port}", "1024"]
+        return [*argv, f"{LOOPBACK}:{self.port}", "1024"]
+
+    def start(self) -> Sink:
         self._proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            self._argv(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
         self._reader = threading.Thread(target=self._read, name=f"{self.name}-count", daemon=True)
         self._reader.start()
@@ -84,3 +92,18 @@ class Sink:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(5)
+
+
+class TlsSink(Sink):
+    """bench/tls_sink.py: a sink offering STARTTLS with `cert` (the chain) and `key`, on
+    127.0.0.1 and on `address` (the address its MX name resolves to in the bench zones)."""
+
+    def __init__(self, cert: Path, key: Path, address: str) -> None:
+        super().__init__("tls-sink")
+        self.cert = cert
+        self.key = key
+        self.address = address
+
+    def _argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "bench.tls_sink", str(self.cert), str(self.key)]
+        return [*argv, str(self.port), LOOPBACK, self.address]

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.postfix import Postfix
@@ -50,6 +51,10 @@ class Target:
         """Copies of each message the sink receives (a multi-recipient message is one)."""
         return 1
 
+    def sink_for(self, scenario: Scenario) -> str:
+        """Which sink has the copies: "plain" (smtp-sink) or "tls" (bench/tls_sink.py)."""
+        return scenario.sink
+
     def notices_per_message(self, scenario: Scenario) -> int:
         return 0
 
@@ -61,11 +66,22 @@ class Target:
 
 
 class SinkTarget(Target):
+    """smtp-sink direct; in the TLS scenarios the TLS sink direct (the load is sent in the
+    clear to it when the scenario's client is smtp-source, over STARTTLS when it is TLS)."""
+
     name = "sink"
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, tls_sink: Sink | None = None) -> None:
+        self.sinks = {"plain": sink, "tls": tls_sink or sink}
         self.sink = sink
         self.port = sink.port
+
+    def sink_for(self, scenario: Scenario) -> str:
+        return "tls" if scenario.sink == "tls" or scenario.client_tls else "plain"
+
+    def begin(self, scenario: Scenario) -> None:
+        self.sink = self.sinks[self.sink_for(scenario)]
+        self.port = self.sink.port
 
     def pids(self) -> list[int]:
         return [self.sink.pid]
@@ -132,9 +148,16 @@ class BareTarget(_PythonProcess):
 class PostfixTarget(Target):
     name = "postfix"
 
-    def __init__(self, postfix: Postfix) -> None:
+    def __init__(self, postfix: Postfix, tls_postfix: Postfix | None = None) -> None:
+        self.plain = postfix
+        self.tls = tls_postfix or postfix
         self.postfix = postfix
         self.port = postfix.port
+
+    def begin(self, scenario: Scenario) -> None:
+        """The TLS scenarios use the instance with smtpd TLS and verified TLS to the MX."""
+        self.postfix = self.tls if scenario.direct or scenario.client_tls else self.plain
+        self.port = self.postfix.port
 
     def pids(self) -> list[int]:
         return [self.postfix.master_pid]
@@ -148,6 +171,16 @@ class PostfixTarget(Target):
             time.sleep(0.05)
 
 
+@dataclass(frozen=True)
+class GatewayTls:
+    """What the TLS scenarios give the gateway: its own certificate for STARTTLS from clients,
+    and the port its direct deliveries dial (the TLS sink's)."""
+
+    cert: Path
+    key: Path
+    mx_port: int
+
+
 class GatewayTarget(_PythonProcess):
     name = "gateway"
 
@@ -159,6 +192,7 @@ class GatewayTarget(_PythonProcess):
         fetchwatch_port: int,
         variant: str = "",
         workers: int = WORKERS,
+        tls: GatewayTls | None = None,
     ) -> None:
         super().__init__(workdir)
         self.variant = variant  # bench/variant.py patches: experiments only
@@ -168,6 +202,7 @@ class GatewayTarget(_PythonProcess):
         self.rig = rig
         self.sink_port = sink_port
         self.fetchwatch_port = fetchwatch_port
+        self.tls = tls
         self.config: Path | None = None
         self.data_dir: Path | None = None
         self.log: Path | None = None
@@ -188,14 +223,28 @@ class GatewayTarget(_PythonProcess):
         mta_sts: dict[str, object] = {}
         if scenario.cold:  # through the fetch watcher, which counts and slows fetches
             mta_sts["https_port"] = self.fetchwatch_port
+        smtp: dict[str, object] = {
+            "listen": f"{LOOPBACK}:{self.port}",
+            "hostname": "gateway.school.test",
+            "max_connections": MAX_CONNECTIONS,
+            "workers": self.workers,
+        }
+        delivery: dict[str, object] = {}
+        if self.tls is not None and scenario.client_tls:
+            smtp.update(tls_cert=self.tls.cert, tls_key=self.tls.key)
+        if self.tls is not None and scenario.direct:
+            # Flagged mail to the MX host (the TLS sink on its own loopback address), whose
+            # certificate comes from the rig's CA: the MTA-STS policy names the host.
+            delivery = {
+                "direct": "flagged",
+                "mx_port": self.tls.mx_port,
+                "allow_private_addresses": True,
+                "ca_file": self.rig.ca_file,
+            }
         self.config = self.rig.write_config(
             self.workdir / f"gateway-{name}.toml",
-            smtp={
-                "listen": f"{LOOPBACK}:{self.port}",
-                "hostname": "gateway.school.test",
-                "max_connections": MAX_CONNECTIONS,
-                "workers": self.workers,
-            },
+            smtp=smtp,
+            delivery=delivery,
             relay={"host": LOOPBACK, "port": self.sink_port},
             classify={"body_keywords": BODY_KEYWORDS},
             dns={"timeout": 5.0},

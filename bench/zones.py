@@ -1,4 +1,5 @@
-"""The bench's own rows for the rig's zone table: 200 secure domains for the cold start.
+"""The bench's own rows for the rig's zone table: 200 secure domains for the cold start, and the
+secure domain of the direct-delivery scenario.
 
 They are added to the rig's ZONES only in the bench's process (``start_rig(rows=...)``); the
 tests' table is untouched. Each is set up like ``secure.test``: two MX hosts, an MTA-STS record
@@ -40,5 +41,25 @@ def _secure(name: str) -> Domain:
     )
 
 
+# The direct-delivery scenario's domain: one MX host, on an address of its own where the bench's
+# TLS sink listens, and an enforce MTA-STS policy naming it (RFC 8461 §3.2).
+DIRECT_DOMAIN = "benchdirect.test"
+DIRECT_MX = f"mx1.{DIRECT_DOMAIN}"
+DIRECT_ADDRESS = "127.0.0.61"
+
+
+def _direct() -> Domain:
+    return Domain(
+        name=DIRECT_DOMAIN,
+        verdict="secure",
+        note="bench: direct delivery to the TLS sink",
+        mx=((10, DIRECT_MX),),
+        sts=(("v=STSv1; id=benchdirect1;",),),
+        policy=Policy(mx=(DIRECT_MX,)),
+        tlsrpt=f"v=TLSRPTv1; rua=mailto:tlsrpt@{DIRECT_DOMAIN}",
+        addresses=((DIRECT_MX, DIRECT_ADDRESS),),
+    )
+
+
 def rows() -> tuple[Domain, ...]:
-    return (*ZONES, *(_secure(name) for name in cold_domains()))
+    return (*ZONES, *(_secure(name) for name in cold_domains()), _direct())
