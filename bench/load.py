@@ -162,7 +162,9 @@ class Results:
         self.latencies_ms.append(round((ended - started) * 1000, 3))
         self.tags.append(tag)
         kind = str(code)
-        if code == 250:
+        if code == 250 and "queued" in text:  # the gateway's direct delivery: queued first
+            kind = "250 queued"
+        elif code == 250:
             kind = (
                 "250 relayed+held"
                 if "relayed" in text and "held" in text

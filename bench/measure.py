@@ -168,7 +168,7 @@ class Bench:
         self, target: Target, scenario: Scenario, probe: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         quiet_before = self.machine.wait_quiet()
-        before = self.sink.count
+        before, tls_before = self.sink.count, self.sink.over_tls
         monitor = TreeMonitor(target.pids())
         rig = TreeMonitor(self.rig_pids) if self.rig_pids else None
         monitor.start()
@@ -215,6 +215,8 @@ class Bench:
         relayed = (n + extra) * target.relayed_per_message(scenario)
         got, sink_at = self.sink.wait_for(before + relayed, RELAY_TIMEOUT)
         relayed_ok = got - before >= relayed
+        if scenario.sink == "tls":  # the copies must have reached the MX over TLS
+            figures["relayed_over_tls"] = self.sink.over_tls - tls_before
         end = max(client_end, sink_at) if relayed else client_end
         notices = (n + extra) * target.notices_per_message(scenario)
         if notices:

@@ -90,7 +90,8 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 # verified TLS without DANE); the rest goes to the plain sink as before. Postfix's own
 # defaults otherwise (no TLS connection reuse), with Debian's TLS session caches.
 _TLS_CF = """\
-smtpd_tls_security_level = may
+smtp_tls_loglevel = 1
+smtpd_tls_loglevel = 1
 smtpd_tls_cert_file = {cert}
 smtpd_tls_key_file = {key}
 smtpd_tls_session_cache_database = btree:${{data_directory}}/smtpd_scache
@@ -136,6 +137,9 @@ class Postfix:
         fields = {"dir": self.dir, "address": LOOPBACK, "sink_port": self.sink_port}
         main_cf = _MAIN_CF.format(**fields)
         if self.tls is not None:
+            main_cf = main_cf.replace(
+                "smtpd_tls_security_level = none", "smtpd_tls_security_level = may"
+            )
             main_cf += _TLS_CF.format(**dataclasses.asdict(self.tls))
         (self.dir / "main.cf").write_text(main_cf)
         (self.dir / "master.cf").write_text(_MASTER_CF.format(port=self.port, **fields))

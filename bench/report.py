@@ -240,6 +240,13 @@ def table(results: dict[str, Any]) -> str:
                 f"   gateway replies: {gw.get('replies') or gw.get('latency_replies')}"
                 + (f"; errors: {gw['client_error']}" if gw.get("client_error") else "")
             )
+        over_tls = {
+            name: f"{fig['relayed_over_tls']}/{fig.get('relayed_expected')}"
+            for name, fig in scenario["targets"].items()
+            if "relayed_over_tls" in fig
+        }
+        if over_tls:
+            out.append(f"   copies at the MX sink over TLS: {over_tls}")
         cold = scenario.get("cold")
         if cold:
             out.append(

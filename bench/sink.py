@@ -17,7 +17,8 @@ from pathlib import Path
 
 from bench.tools import LOOPBACK, ROOT, free_port, need, wait_smtp
 
-_COUNTER = re.compile(rb"mesg=(\d+)")
+# smtp-sink's counter; bench/tls_sink.py adds how many of the messages came over TLS.
+_COUNTER = re.compile(rb"mesg=(\d+)(?: tls=(\d+))?")
 
 
 class Sink:
@@ -26,6 +27,7 @@ class Sink:
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
         self._count = 0
+        self._tls = 0
         self._changed_at = 0.0
         self._cond = threading.Condition()
         self._reader: threading.Thread | None = None
@@ -66,7 +68,8 @@ class Sink:
             found = _COUNTER.findall(tail)
             if found:
                 with self._cond:
-                    count = int(found[-1])
+                    count = int(found[-1][0])
+                    self._tls = int(found[-1][1] or 0)
                     if count != self._count:
                         self._count = count
                         self._changed_at = time.monotonic()
@@ -76,6 +79,12 @@ class Sink:
     def count(self) -> int:
         with self._cond:
             return self._count
+
+    @property
+    def over_tls(self) -> int:
+        """Of the messages counted, those that came over TLS (0 for smtp-sink, which has none)."""
+        with self._cond:
+            return self._tls
 
     def wait_for(self, count: int, timeout: float) -> tuple[int, float]:
         """Wait until the sink has `count` messages in all; the count reached and when the last
