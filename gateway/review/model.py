@@ -60,6 +60,7 @@ class SweepReport:
     purged: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     notices_sent: int = 0
+    pruned: int = 0  # finished delivery-queue entries deleted past retention
 
 
 class Review:
@@ -325,6 +326,7 @@ class Review:
                 if outcome.done:
                     report.released.append(hold.id)
         report.purged = await self.purge(self._retention, audit.GATEWAY)
+        report.pruned = await self._store.prune_queued(now - self._retention)
         # The clock again: the notices this sweep queued are due now, not before it began.
         report.notices_sent = await self._outbox.drain(self._clock())
         await self._witness_head()
