@@ -29,6 +29,7 @@ from gateway.errors import ReviewError
 from gateway.review.messageview import MessageView, view
 from gateway.review.notices import Notices
 from gateway.review.outbox import Outbox
+from gateway.review.route import made_by_give_up, release_route
 from gateway.store import (
     DECIDED,
     AuditQuery,
@@ -135,6 +136,13 @@ class Review:
     async def path(self, ident: str) -> MessagePath | None:
         """A message's path from arrival to each recipient's outcome (``audit.path``)."""
         return await find_path(self._store, ident)
+
+    def release_route(self, hold: Hold) -> str:
+        """For a waiting hold the delivery queue made when it gave up: how a release is sent
+        (``route``); "" for any other hold."""
+        if hold.status is not Status.HELD or not made_by_give_up(hold):
+            return ""
+        return release_route(self._settings.relay)
 
     async def audit_events(self) -> Sequence[str]:
         return await self._store.audit_events()
