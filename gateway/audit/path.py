@@ -3,8 +3,9 @@ verdict, hold, decision and how each copy left. One reading for `gateway trace` 
 tracking page, and one sentence per kind of entry for every place that shows the trail.
 
 Only flagged mail is in the trail (``received`` is its first entry); unflagged mail is logged,
-not audited, so a trace of it finds nothing. The delivery queue, once it keeps entries of its
-own, adds them through ``find`` like the trail's (the seam is ``_related``).
+not audited, so a trace of it finds nothing. Flagged mail the gateway delivers itself
+([delivery] direct) has a queue entry: its id names the trail's ``queued``, ``queue-*`` and
+``delivered`` entries, and the entry itself gives the Message-ID they share (``_related``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.core.auditchain import Entry
-from gateway.store import AuditQuery, Hold
+from gateway.store import AuditQuery, Hold, Queued
 
 # How many entries one message's path may read: a trace is bounded like every page.
 MAX_ENTRIES = 500
@@ -33,6 +34,8 @@ class TrailReader(Protocol):
     async def audit_query(self, query: AuditQuery) -> Sequence[Entry]: ...
 
     async def get(self, hold_id: str) -> Hold | None: ...
+
+    async def queued(self, queue_id: str) -> Queued | None: ...
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,33 @@ def sentence(event: str, actor: str, hold_id: str, data: Mapping[str, Any]) -> s
         return f"Notice ({data.get('kind', '')}) sent to {_list(data.get('to'))}"
     if event == "viewed":
         return f"Viewed by {actor}"
-    return f"{event} by {actor}"
+    return _queue_sentence(event, actor, data) or f"{event} by {actor}"
+
+
+def _queue_sentence(event: str, actor: str, data: Mapping[str, Any]) -> str:
+    """The delivery queue's entries ([delivery] direct), or "" for any other event."""
+    queue_id = data.get("queue_id", "?")
+    if event == "queued":
+        findings = ", ".join(data.get("findings", ())) or "-"
+        return (
+            f"Queued as {queue_id} for delivery to the recipients' mail servers: "
+            f"{_list(data.get('recipients'))}; flagged: {findings}"
+        )
+    if event == "queue-delivered":
+        return (
+            f"Taken by the mail server of {data.get('domain', '?')} from queue entry {queue_id}: "
+            f"{_list(data.get('recipients'))}"
+        )
+    if event == "queue-failed":
+        refused = "; ".join(f"{a}: {r}" for a, r in dict(data.get("recipients") or {}).items())
+        how = "given up" if data.get("gave_up") else "refused"
+        return f"Not delivered from queue entry {queue_id} ({how}), the sender told: {refused}"
+    if event == "queue-purged":
+        return (
+            f"Taken out of the queue by {actor} ({data.get('reason', '')}); not delivered to "
+            f"{_list(data.get('recipients'))}, the sender told"
+        )
+    return ""
 
 
 async def find(reader: TrailReader, ident: str) -> MessagePath | None:
@@ -172,7 +201,12 @@ async def _related(reader: TrailReader, name: str, holds: dict[str, Hold]) -> li
     found = await reader.audit_query(
         AuditQuery(words=(name.lower(),), oldest_first=True, limit=MAX_ENTRIES)
     )
-    return [e for e in found if name in _names(e)]
+    related = [e for e in found if name in _names(e)]
+    entry = await reader.queued(name)
+    if entry is not None and entry.message_id and entry.flagged:
+        # The queue entry names its message: its arrival and verdicts are found through that.
+        related += await _related(reader, bare_id(entry.message_id), holds)
+    return related
 
 
 def _names(entry: Entry) -> set[str]:
@@ -217,6 +251,12 @@ def _outcomes(entries: Sequence[Entry], holds: Sequence[Hold]) -> dict[str, str]
         elif e.event == "released":
             for address, reply in dict(data.get("refused") or {}).items():
                 outcomes[address] = f"refused after release: {reply}"
+        elif e.event == "queue-failed":
+            for address, reply in dict(data.get("recipients") or {}).items():
+                outcomes[address] = f"not delivered: {reply}"
+        elif e.event == "queue-purged":
+            for address in data.get("recipients", ()):
+                outcomes[address] = f"taken out of the queue by {e.actor}: {data.get('reason', '')}"
         elif e.event in ("rejected", "expired"):
             hold = next((h for h in holds if h.id == e.hold_id), None)
             for r in hold.recipients if hold else ():

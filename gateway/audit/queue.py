@@ -26,8 +26,9 @@ def queued(new: NewQueued) -> AuditRecord:
     )
 
 
-def delivered(entry: Queued, domain: str, recipients: Sequence[str], reply: str) -> AuditRecord:
-    """An MX host of ``domain`` took these recipients (written with the relay journal)."""
+def delivered(entry: Queued, domain: str, recipients: Sequence[str]) -> AuditRecord:
+    """An MX host of ``domain`` took these recipients (written with the relay journal). Its
+    reply, host and TLS are in each copy's ``delivered`` proof, written beside it."""
     return AuditRecord(
         "queue-delivered",
         "",
@@ -37,7 +38,6 @@ def delivered(entry: Queued, domain: str, recipients: Sequence[str], reply: str)
             "message_id": entry.message_id,
             "domain": domain,
             "recipients": list(recipients),
-            "reply": reply,
         },
     )
 

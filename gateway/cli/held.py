@@ -238,6 +238,9 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
         lines.append(f"Decided by {hold.decided_by} at {_when(hold.decided_at)}: {hold.decision}")
     if hold.last_error:
         lines.append(f"Last delivery error: {hold.last_error}")
+    route = review.release_route(hold)
+    if route:
+        lines.append(f"{route}.")
     if message is None:
         lines.append("The body was purged after the retention period.")
     else:

@@ -363,6 +363,12 @@ def check_across_keys(settings: Settings) -> None:
         raise ConfigError("smtp.require_tls", "needs smtp.tls_cert and smtp.tls_key")
     if smtp.trusted_client_names and not smtp.client_ca_file:
         raise ConfigError("smtp.trusted_client_names", "needs smtp.client_ca_file")
+    if smtp.trusted_client_names and not settings.policy.local_domains:
+        # A connector's certificate may be shared by every tenant (Exchange Online): such a
+        # client may send only as the local domains, so there must be some.
+        raise ConfigError(
+            "smtp.trusted_client_names", "needs policy.local_domains (the only senders allowed)"
+        )
     if smtp.client_ca_file and not smtp.tls_cert:
         raise ConfigError("smtp.client_ca_file", "needs smtp.tls_cert and smtp.tls_key")
     if settings.delivery.retry_after > settings.delivery.give_up_after:

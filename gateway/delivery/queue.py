@@ -113,7 +113,7 @@ class QueueRunner:
         trace = replace(trace, message_id=entry.message_id)
 
         def audit(accepted: Sequence[str]) -> list[AuditRecord]:
-            return [trail.delivered(entry, domain, accepted, "")] if entry.flagged else []
+            return [trail.delivered(entry, domain, accepted)] if entry.flagged else []
 
         try:
             report = await self._delivery.deliver(
@@ -136,9 +136,11 @@ class QueueRunner:
             result = report.results[recipient.address]
             reply = str(result.reply) if result.reply is not None else ""
             hosts_of: tuple[str, ...] = ()
+            proof = recipient.proof
             if result.outcome is Outcome.ACCEPTED:
                 state, stage_of = RecipientState.DELIVERED, ""
                 outcome = "delivered"
+                proof = report.proof.get(recipient.address, proof)
             else:
                 temporary = result.outcome.temporary
                 state = RecipientState.PENDING if temporary else RecipientState.FAILED
@@ -147,7 +149,13 @@ class QueueRunner:
             metrics.DELIVERIES.labels(outcome).inc()
             at = None if state is RecipientState.PENDING else now
             done[recipient.address] = replace(
-                recipient, state=state, reply=reply, stage=stage_of, hosts=hosts_of, done_at=at
+                recipient,
+                state=state,
+                reply=reply,
+                stage=stage_of,
+                hosts=hosts_of,
+                done_at=at,
+                proof=proof,
             )
         self._log.info(
             "queued delivery attempted",
@@ -180,8 +188,24 @@ class QueueRunner:
         now = self._clock()
         if pending and now >= entry.created_at + self._give_up_after:
             recipients = await self._give_up(entry, data, recipients, pending, audit, notices)
+        notices += self._confirmation(entry, recipients)
         error = "; ".join(f"{r.address}: {r.reply}" for r in pending)
         await self._write(entry, recipients, error, audit, notices)
+
+    def _confirmation(
+        self, entry: Queued, recipients: Sequence[QueuedRecipient]
+    ) -> list[NewNotice]:
+        """``[notify] confirm_delivery``: flagged mail whose every recipient has it now (none
+        refused, held or purged) is confirmed to the sender, with each copy's proof."""
+        if not entry.flagged or not entry.pending:
+            return []
+        if any(r.state is not RecipientState.DELIVERED for r in recipients):
+            return []
+        # A copy taken before a crash has no proof here: it is named, never described.
+        proofs = [r.proof or {"recipient": r.address} for r in recipients]
+        return self._notices.delivered(
+            entry.sender, entry.message_id, proofs, entry.subject, entry.id
+        )
 
     async def _give_up(
         self,

@@ -5,6 +5,9 @@ durably held; 4xx when anything is left undone, so the sending MTA keeps the mes
 retries; 5xx only for what retrying can never fix. Holds are written before the relay and are
 idempotent, so a retry after a 4xx never makes a second hold, and a journal of what the
 upstream accepted stops a retry from relaying a second copy.
+
+The hold's contents are built by ``holding``, the audit records and the notices' subject by
+``trail``, the replies by ``replies``, the queue entry by ``queueing``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from gateway.core.model import Action, Reason, RecipientDecision
 from gateway.core.policy import check_sender, decide_recipients, today_utc
 from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
+from gateway.filter import trail
+from gateway.filter.holding import new_hold, relayed_beside
 from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary, trace_comment
 from gateway.filter.queueing import queue_entry
 from gateway.filter.replies import (
@@ -35,18 +40,14 @@ from gateway.filter.replies import (
     outcome,
     upstream_reply,
 )
-from gateway.posture.assessment import Assessment, record_of
+from gateway.posture.assessment import Assessment
 from gateway.review.notices import Notices
 from gateway.smtp.reply import SmtpReply
 from gateway.store import (
     AuditRecord,
-    HeldRecipient,
     Hold,
-    HoldFacts,
     HoldStore,
-    NewHold,
     NewNotice,
-    schema,
 )
 
 
@@ -224,7 +225,7 @@ class Filter:
                 message_id=work.parsed.first("Message-ID") or "",
                 comment=trace_comment(work.incoming),
             ),
-            audit=lambda accepted: self._relayed_audit(work, accepted, first=not to_hold),
+            audit=lambda accepted: trail.relayed(work, accepted, first=not to_hold),
         )
         if report.failure is not None:
             upstream = failure_reply(report.failure)
@@ -243,7 +244,7 @@ class Filter:
         """``[notify] confirm_delivery``: every recipient has it, proven in this send."""
         if not report.proof or set(report.proof) != {r.address for r in work.incoming.recipients}:
             return
-        subject = self._subject(work) if self._settings.notify.include_subject else ""
+        subject = self._shown_subject(work)
         notices = self._notices.delivered(
             work.incoming.sender,
             work.parsed.first("Message-ID") or "",
@@ -314,41 +315,8 @@ class Filter:
         log: Any,
         refusals: dict[str, Reply] | None = None,
     ) -> str:
-        options = {r.address: r.options for r in work.incoming.recipients}
-        facts = HoldFacts(
-            tuple(
-                record_of(assessment)
-                for domain, assessment in work.assessments.items()
-                if any(d.domain == domain for d in decisions)
-            ),
-            {a: str(r) for a, r in (refusals or {}).items()},
-        )
-        new = NewHold(
-            key=f"{work.key}:{kind}",
-            sender=work.incoming.sender,
-            recipients=tuple(
-                HeldRecipient(
-                    d.recipient,
-                    d.domain,
-                    tuple(r.value for r in d.reasons),
-                    options.get(d.recipient, ()),
-                )
-                for d in decisions
-            ),
-            mail_options=work.incoming.mail_options,
-            message=work.data,
-            client=work.incoming.client_ip,
-            message_id=work.parsed.first("Message-ID") or "",
-            findings=tuple(str(f) for f in work.findings),
-            facts=facts,
-            subject=self._subject(work) if self._settings.notify.include_subject else "",
-        )
-        held_here = {d.recipient for d in decisions}
-        relayed_to = [
-            d.recipient
-            for d in work.decisions
-            if d.action is Action.RELAY and d.recipient not in held_here
-        ]
+        new = new_hold(work, decisions, kind, self._shown_subject(work), refusals)
+        relayed_to = relayed_beside(work, decisions)
         details = audit.hold_details(
             new.sender,
             new.message_id,
@@ -358,7 +326,7 @@ class Filter:
 
         def consequences(hold: Hold) -> tuple[list[AuditRecord], list[NewNotice]]:
             # The policy hold comes before any relay: the message's arrival goes with it.
-            arrival = self._received(work) if kind == "policy" else []
+            arrival = trail.received(work) if kind == "policy" else []
             return [*arrival, audit.held(work.queue_id, hold, **details)], self._notices.held(
                 hold, relayed_to
             )
@@ -389,7 +357,7 @@ class Filter:
     async def _enqueue(self, work: Work, decisions: Sequence[RecipientDecision], log: Any) -> str:
         """Durably queue the message for direct delivery (the body encrypted and fsync'd, as
         a hold's), idempotent on the message: an MTA's retry after a lost 250 finds it."""
-        subject = self._subject(work) if self._settings.notify.include_subject else ""
+        subject = self._shown_subject(work)
         new = queue_entry(work, decisions, subject)
         entry, created = await self._store.enqueue(
             new, [queue_audit.queued(new)] if new.flagged else []
@@ -401,51 +369,9 @@ class Filter:
         )
         return entry.id
 
-    def _subject(self, work: Work) -> str:
-        try:
-            return headers.decode_words(work.parsed.first("Subject") or "")[:200]
-        except headers.HeaderDecodeError:
-            return ""
-
-    def _received(self, work: Work) -> list[AuditRecord]:
-        """Flagged mail's arrival, for the trail (unflagged mail is logged, not audited)."""
-        if not work.findings:
-            return []
-        return [
-            audit.received(
-                work.queue_id,
-                work.parsed.first("Message-ID") or "",
-                work.incoming.sender,
-                [r.address for r in work.incoming.recipients],
-                work.incoming.client_ip,
-                [str(f) for f in work.findings],
-            )
-        ]
-
-    def _relayed_audit(self, work: Work, accepted: Sequence[str], first: bool) -> list[AuditRecord]:
-        """For checked mail, the trail shows why each recipient it relayed to was secure;
-        with ``first`` (nothing was held before), flagged mail's arrival goes first."""
-        if not work.assessments:
-            return []
-        arrival = self._received(work) if first else []
-        facts = schema.assessments_json(
-            [
-                record_of(work.assessments[d.domain])
-                for d in work.decisions
-                if d.recipient in accepted and d.domain in work.assessments
-            ]
-        )
-        return [
-            *arrival,
-            audit.relayed(
-                work.queue_id,
-                work.parsed.first("Message-ID") or "",
-                work.incoming.sender,
-                accepted,
-                [str(f) for f in work.findings],
-                facts,
-            ),
-        ]
+    def _shown_subject(self, work: Work) -> str:
+        """The subject for notices, when [notify] include_subject allows it."""
+        return trail.subject_of(work) if self._settings.notify.include_subject else ""
 
     def _transaction(self, work: Work, decisions: Sequence[RecipientDecision]) -> Transaction:
         options = {r.address: r.options for r in work.incoming.recipients}

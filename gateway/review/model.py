@@ -29,6 +29,7 @@ from gateway.errors import ReviewError
 from gateway.review.messageview import MessageView, view
 from gateway.review.notices import Notices
 from gateway.review.outbox import Outbox
+from gateway.review.route import made_by_give_up, release_route
 from gateway.store import (
     DECIDED,
     AuditQuery,
@@ -60,6 +61,7 @@ class SweepReport:
     purged: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     notices_sent: int = 0
+    pruned: int = 0  # finished delivery-queue entries deleted past retention
 
 
 class Review:
@@ -134,6 +136,13 @@ class Review:
     async def path(self, ident: str) -> MessagePath | None:
         """A message's path from arrival to each recipient's outcome (``audit.path``)."""
         return await find_path(self._store, ident)
+
+    def release_route(self, hold: Hold) -> str:
+        """For a waiting hold the delivery queue made when it gave up: how a release is sent
+        (``route``); "" for any other hold."""
+        if hold.status is not Status.HELD or not made_by_give_up(hold):
+            return ""
+        return release_route(self._settings.relay)
 
     async def audit_events(self) -> Sequence[str]:
         return await self._store.audit_events()
@@ -325,6 +334,7 @@ class Review:
                 if outcome.done:
                     report.released.append(hold.id)
         report.purged = await self.purge(self._retention, audit.GATEWAY)
+        report.pruned = await self._store.prune_queued(now - self._retention)
         # The clock again: the notices this sweep queued are due now, not before it began.
         report.notices_sent = await self._outbox.drain(self._clock())
         await self._witness_head()

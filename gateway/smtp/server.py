@@ -1,10 +1,11 @@
 """The SMTP face of the gateway (aiosmtpd, on the main event loop).
 
 Limits and identity: who is trusted and when TLS is required (``admission``: trusted networks,
-client certificates, SMTP AUTH by ``auth``), the connection cap (421), SIZE (552), the
-recipient cap (452). TLS (``tls``): STARTTLS (RFC 3207) or implicit TLS (RFC 8314); AUTH and
-REQUIRETLS (RFC 8689) are offered only inside it. Envelope addresses are checked by ``paths``
-with the reply each refusal needs; DATA is read by ``data``, which takes lines of any length.
+client certificates, SMTP AUTH by ``auth``; whom those two may send as, ``senders``), the
+connection cap (421), SIZE (552), the recipient cap (452). TLS (``tls``): STARTTLS (RFC 3207)
+or implicit TLS (RFC 8314); AUTH and REQUIRETLS (RFC 8689) are offered only inside it.
+Envelope addresses are checked by ``paths`` with the reply each refusal needs; DATA is read by
+``data``, which takes lines of any length.
 DSN parameters and REQUIRETLS, which stock aiosmtpd refuses with 555, are taken off the
 command by ``params`` with their case kept, checked, and passed on.
 Any unexpected error becomes 451 4.3.0 with no internals in the reply.
@@ -23,7 +24,7 @@ from gateway.core.addresses import normalise_domain
 from gateway.delivery.transport import Recipient
 from gateway.filter.message import Incoming
 from gateway.filter.orchestrator import Filter
-from gateway.smtp import auth, paths
+from gateway.smtp import auth, paths, senders
 from gateway.smtp.admission import Admission
 from gateway.smtp.data import read_data
 from gateway.smtp.params import DSN_MAIL, DSN_RCPT, path_end, split_params, take_flag
@@ -270,8 +271,7 @@ class GatewaySMTP(SMTP):
             raise
         if content is None:
             assert self.session is not None
-            log = logs.get("gateway.smtp")
-            log.info("message refused", peer=str(self.session.peer), reply=str(TOO_MUCH_DATA))
+            self._log.info("message refused", peer=str(self.session.peer), reply=str(TOO_MUCH_DATA))
             self.envelope = self._create_envelope()  # as aiosmtpd does after DATA
             await self.push(str(TOO_MUCH_DATA))
             return
@@ -297,6 +297,7 @@ class Handler:
         self._postmaster = (
             f"postmaster@{normalise_domain(local_domains[0])}" if local_domains else ""
         )
+        self._senders = senders.SenderRule(local_domains)
         self._log = logs.get("gateway.smtp")
 
     async def handle_EHLO(
@@ -316,6 +317,8 @@ class Handler:
         if address != "<>":
             address = paths.strip_route(address)
             refusal = paths.refusal(address, smtputf8=bool(envelope.smtp_utf8), sender=True)
+            if refusal is None and _bound(server):
+                refusal = self._senders.envelope_refusal(address)
             if refusal is not None:
                 self._refused(session, "sender", address, refusal)
                 return str(refusal)
@@ -359,6 +362,11 @@ class Handler:
         sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         assert sender is not None
         assert session.peer is not None
+        data = envelope.original_content or b""
+        refusal = self._senders.header_refusal(data) if _bound(server) else None
+        if refusal is not None:
+            self._log.info("message refused", peer=str(session.peer), reply=str(refusal))
+            return str(refusal)
         # SIZE described the client's copy, which our trace headers make larger: not passed on.
         mail_options = [o for o in envelope.mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
         incoming = Incoming(
@@ -368,7 +376,7 @@ class Handler:
             sender=sender,
             mail_options=(*mail_options, *envelope.dsn_mail),
             recipients=recipients,
-            data=envelope.original_content or b"",
+            data=data,
             smtputf8=bool(envelope.smtp_utf8),
             requiretls=envelope.requiretls,
             **_tls_fields(server),
@@ -385,6 +393,11 @@ class Handler:
     async def handle_exception(self, error: Exception) -> str:
         self._log.error("unexpected error", exc_info=error, **errors.log_fields(error))
         return str(errors.reply_for(error))
+
+
+def _bound(server: SMTP) -> bool:
+    """Whether the session may send only as the local domains (``senders``)."""
+    return isinstance(server, GatewaySMTP) and senders.bound(server.trusted_as)
 
 
 def _tls_fields(server: SMTP) -> dict[str, str]:

@@ -209,6 +209,11 @@ class DeliveryQueue(Protocol):
         deleted), with the audit entries and notices; None if it is not waiting."""
         ...
 
+    async def prune_queued(self, before: float) -> int:
+        """Delete the entries finished before ``before`` ([review] retention), with their
+        relay journal; how many. The audit trail keeps what became of them."""
+        ...
+
     async def queue_depth(self) -> int:
         """How many entries are waiting."""
         ...

@@ -8,8 +8,10 @@ loses its body.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from gateway.store.assessment import HoldFacts
 
@@ -32,6 +34,9 @@ class QueuedRecipient:
     stage: str = ""  # where the last failed attempt failed: tls, connect, RCPT, DATA, ...
     hosts: tuple[str, ...] = ()  # a line per MX host of the last failed attempt
     done_at: float | None = None
+    # Delivered flagged mail: how its copy left (``deliver.Report.proof``), for the sender's
+    # confirmation once the entry completes ([notify] confirm_delivery). Metadata only.
+    proof: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

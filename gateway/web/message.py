@@ -94,6 +94,7 @@ async def page(request: Request, session: Session) -> Response:
         hold=hold,
         view=view,
         reasons=reasons(hold),
+        release_route=web.review.release_route(hold),
         entries=entries,
         trail_total=total,
         age=now - hold.created_at,

@@ -19,13 +19,14 @@ from gateway.config import settings as config
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.queue import QueueRunner
 from gateway.delivery.transport import Outcome, Reply, Sent, Transaction, failure
+from gateway.review.model import Review
 from gateway.store import NewQueued, QueuedRecipient, RecipientState, Status
 from gateway.store.crypto import Sealer
 from gateway.store.sqlite import SqliteStore
 from support.clock import Clock
 from support.transports import DOWN, REFUSE_RCPT, FakeTransport
 
-MINUTE, HOUR = 60.0, 3600.0
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 SENDER = "dsl@school.test"
 A, B = "a@partner.test", "b@other.test"
 BODY = b"From: dsl@school.test\r\nSubject: Child at risk\r\nX-Safeguarding: yes\r\n\r\nSecret\r\n"
@@ -264,3 +265,26 @@ async def test_a_repeated_attempt_never_sends_a_second_copy(queue: Queue) -> Non
     assert entry.recipients[0].state is RecipientState.DELIVERED
     assert queue.transport.received == [(A,)]
     assert calls == 1
+
+
+async def test_the_sweep_prunes_finished_entries_past_retention(queue: Queue) -> None:
+    environ = {"GATEWAY_REVIEW_RETENTION": "30d", "GATEWAY_REVIEW_REVIEWERS": "lead@school.test"}
+    settings = config.load(None, environ=environ)
+    review = Review(
+        settings, queue.store, Delivery(queue.transport, queue.store, "gw"), "gw", queue.clock
+    )
+    done = await queue.add(A)
+    assert await queue.runner.run_due() == 1
+    queue.clock.now += 10 * DAY
+    waiting = await queue.add(B)
+    queue.transport.calls_then(DOWN)
+    assert await queue.runner.run_due() == 1  # B waits; A finished ten days ago
+    queue.clock.now += 20 * DAY - 1
+    assert (await review.sweep()).pruned == 0  # A is not yet past retention
+    assert await queue.store.queued(done) is not None
+    queue.clock.now += 2
+    assert (await review.sweep()).pruned == 1
+    assert await queue.store.queued(done) is None
+    assert await queue.store.relayed(f"queue:{done}:partner.test") == frozenset()
+    assert await queue.store.queued(waiting) is not None  # waiting entries are never pruned
+    assert [e.id for e in await queue.store.queue_entries(finished=True)] == [waiting]

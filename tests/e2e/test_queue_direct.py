@@ -10,16 +10,17 @@ plays them.
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from rig import Rig
 from rig.cli import GatewayRunner
-from rig.gatewayproc import Gateway, message, readable
+from rig.gatewayproc import Gateway, is_notice, message, readable
 from rig.mx import start_mx
 from rig.ports import free_port
 from rig.upstream import Upstream
@@ -64,9 +65,12 @@ def mx(rig: Rig) -> Iterator[Mx]:
 
 @pytest.fixture
 def direct(serve: Callable[..., Gateway], rig: Rig, mx: Mx) -> Callable[..., Gateway]:
-    def start(data_dir: Path | None = None, retry_after: str = "1s") -> Gateway:
+    def start(
+        data_dir: Path | None = None, retry_after: str = "1s", **more: Mapping[str, object]
+    ) -> Gateway:
         return serve(
             data_dir,
+            **more,
             delivery={
                 "direct": "flagged",
                 "allow_private_addresses": True,
@@ -125,6 +129,58 @@ def test_mx_down_the_client_gets_250_and_the_mail_goes_when_it_is_back(
     assert f"{TO}: delivered" in shown.stdout
 
 
+@pytest.mark.parametrize("confirm", [True, False], ids=["confirm_delivery", "no-confirmation"])
+def test_the_sender_is_told_how_a_queued_copy_left_only_with_confirm_delivery(
+    direct: Callable[..., Gateway], mx: Mx, confirm: bool
+) -> None:
+    server = mx.start()
+    gw = direct(notify={"confirm_delivery": confirm}, web={"enabled": False})
+    original = message(to=[TO], body="Wilhelmina is safe at home.\r\n")
+    reply = gw.send(SENDER, [TO], original)
+    entry = queue_id(reply.text)
+    server.wait_for(1)
+    wait_delivered(gw, TO)
+    if not confirm:
+        gw.upstream.wait_for(1, timeout=0.5, where=is_notice)  # were there one, it goes now
+        assert gw.notices() == []
+        return
+    [notice] = gw.wait_notices(1)
+    assert notice.rcpt_tos == (SENDER,)
+    shown = readable(notice)
+    assert "Subject: Delivered securely" in shown
+    assert f"{TO}: delivered to mx1.secure.test over TLS 1." in shown
+    assert "certificate verified by MTA-STS" in shown
+    assert f"Reference: {entry}" in shown
+    assert "Wilhelmina" not in shown
+
+
+def test_gateway_trace_of_the_queue_id_tells_the_whole_path(
+    direct: Callable[..., Gateway], mx: Mx, gateway: GatewayRunner
+) -> None:
+    server = mx.start()
+    gw = direct()
+    original = message(to=[TO])
+    entry = queue_id(gw.send(SENDER, [TO], original).text)
+    server.wait_for(1)
+    wait_delivered(gw, TO)
+    traced = gateway("trace", entry, "--json", "--config", str(gw.proc.config))
+    assert traced.returncode == 0, traced.stderr
+    path = json.loads(traced.stdout)
+    assert entry in path["queue_ids"]
+    events = [step["event"] for step in path["steps"]]
+    assert events[0] == "queued", events  # its arrival: wholly queued mail is not relayed
+    assert {"queue-delivered", "delivered"} <= set(events), events
+    texts = {step["event"]: step["text"] for step in path["steps"]}
+    assert texts["queued"].startswith(f"Queued as {entry} for delivery")
+    assert texts["queue-delivered"] == (
+        f"Taken by the mail server of secure.test from queue entry {entry}: {TO}"
+    )
+    delivered = next(s for s in path["steps"] if s["event"] == "queue-delivered")
+    assert "reply" not in delivered["data"]  # the copy's own proof has the reply
+    assert path["outcomes"][TO].startswith(f"delivered to {TO} via mx1.secure.test")
+    assert "certificate verified by MTA-STS" in path["outcomes"][TO]
+
+
 def test_purge_removes_it_and_tells_the_sender(
     direct: Callable[..., Gateway], gateway: GatewayRunner
 ) -> None:
@@ -143,6 +199,11 @@ def test_purge_removes_it_and_tells_the_sender(
     assert again.returncode == 1
     trail = gateway("audit", "list", "--config", config)
     assert "queue-purged" in trail.stdout
+    traced = gateway("trace", entry, "--json", "--config", config)
+    assert traced.returncode == 0, traced.stderr
+    outcome = json.loads(traced.stdout)["outcomes"][TO]
+    assert outcome.startswith("taken out of the queue by "), outcome
+    assert outcome.endswith(": sent by hand"), outcome
 
 
 def test_kill_9_during_delivery_leaves_exactly_one_copy(

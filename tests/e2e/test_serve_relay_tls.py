@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from rig import Rig
-from rig.gatewayproc import Gateway, message, split_trace
+from rig.gatewayproc import Gateway, message, split_trace, transact
 from rig.upstream import Upstream
+from support.inboundtls import client_context, make_pki, starttls
 
 pytestmark = pytest.mark.e2e
 
@@ -103,6 +105,21 @@ def test_require_holds_back_flagged_mail_from_a_smarthost_without_requiretls(
     assert gw.send(SENDER, [SECURE], original).code == 250
     [relayed] = gw.wait_relayed(1, of=original)
     assert "REQUIRETLS" in relayed.mail_line.upper().split()
+
+
+def test_a_client_asking_for_requiretls_hears_the_5_7_30_of_a_smarthost_without_it(
+    serve: Callable[..., Gateway], rig: Rig, upstream: Upstream, tmp_path: Path
+) -> None:
+    # RFC 8689 §4.2.1: never handed to a next hop without REQUIRETLS; the client is told
+    # with the enhanced code that says why (RFC 3463), not a generic 5.0.0.
+    pki = make_pki(tmp_path / "pki")
+    relay = {"host": RELAY_ADDRESS, "tls": "starttls", "ca_file": str(rig.ca_file)}
+    gw = serve(smtp=pki.smtp(), relay=relay | {"tls_name": RELAY_NAME})
+    with starttls(gw, client_context(pki.ca.ca_file)) as client:
+        sent = message(to=[SECURE], flagged=False)
+        reply = transact(client, SENDER, [SECURE], sent, mail_options=["REQUIRETLS"])
+    assert (reply.code, reply.text) == (550, "5.7.30 Upstream refused: REQUIRETLS support required")
+    assert told_nothing(upstream)
 
 
 def test_a_smarthost_certificate_for_another_name_is_a_4xx_and_nothing_is_sent(

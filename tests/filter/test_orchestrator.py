@@ -213,7 +213,7 @@ CASES = [
     Case("split", (SECURE, INSECURE), 250, SPLIT, ((SECURE,),), {INSECURE: NOT_SECURE},
          frozenset({SECURE})),
     # --- the upstream refusing recipients at RCPT
-    Case("only-recipient-5xx", (SECURE,), 550, r"5\.0\.0 Upstream refused: 5\.1\.1 No such user",
+    Case("only-recipient-5xx", (SECURE,), 550, r"5\.1\.1 Upstream refused: No such user",
          answers={SECURE: REFUSE_RCPT}),
     Case("only-recipient-4xx", (SECURE,), 451, UPSTREAM_DOWN, answers={SECURE: DEFER_RCPT}),
     Case("unflagged-4xx", (INSECURE,), 451, UPSTREAM_DOWN, flagged=False,
@@ -230,12 +230,12 @@ CASES = [
          calls=(DOWN,)),
     Case("timeout", (SECURE,), 451, UPSTREAM_DOWN, calls=(TIMEOUT,)),
     Case("mail-4xx", (SECURE,), 451, UPSTREAM_DOWN, calls=(MAIL_DEFERRED,)),
-    Case("mail-5xx", (SECURE,), 550, r"5\.0\.0 Upstream refused: 5\.7\.1 Sender rejected",
+    Case("mail-5xx", (SECURE,), 550, r"5\.7\.1 Upstream refused: Sender rejected",
          calls=(MAIL_REFUSED,)),
     Case("mail-5xx-split", (SECURE, INSECURE), 250, REFUSALS_HELD,
          held={INSECURE: NOT_SECURE, SECURE: REFUSED}, calls=(MAIL_REFUSED,)),
     Case("data-4xx", (SECURE,), 451, UPSTREAM_DOWN, calls=(DATA_DEFERRED,)),
-    Case("data-5xx", (SECURE,), 554, r"5\.0\.0 Upstream refused: 5\.6\.0 Message rejected",
+    Case("data-5xx", (SECURE,), 554, r"5\.6\.0 Upstream refused: Message rejected",
          calls=(DATA_REFUSED,)),
     # --- DNS that could not answer: hold, or temp-fail the whole message
     Case("dns-temporary-hold", (UNDETERMINED,), 250, HELD,

@@ -21,7 +21,7 @@ from gateway.delivery.smarthost import Smarthost
 from gateway.review.model import Review
 from gateway.runtime.parts import data_dir, open_relay
 from gateway.runtime.webui import build_web
-from gateway.store import HeldRecipient, Hold, NewHold
+from gateway.store import HeldRecipient, Hold, HoldFacts, NewHold
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.sqlite import SqliteStore
 from rig.upstream import Upstream
@@ -93,6 +93,7 @@ class Site:
         to: tuple[str, ...] = ("officer@nosts.test",),
         reasons: tuple[str, ...] = ("sts-no-record",),
         subject: str = "",
+        facts: HoldFacts | None = None,
     ) -> Hold:
         raw = raw if raw is not None else mail.message(sender=sender, to=to)
         recipients = tuple(HeldRecipient(a, a.rpartition("@")[2], reasons) for a in to)
@@ -106,6 +107,7 @@ class Site:
             message_id="<test@school.test>",
             findings=("header",),
             subject=subject,
+            facts=facts or HoldFacts(),
         )
         hold, created = await self.store.hold(
             new, lambda h: ([audit.held("Q1", h, sender=sender)], [])

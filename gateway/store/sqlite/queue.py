@@ -131,6 +131,17 @@ def purge(db: sqlite3.Connection, queue_id: str, now: float) -> bool:
     return True
 
 
+def prune(db: sqlite3.Connection, before: float) -> int:
+    """Finished entries older than ``before`` and their journal rows (``queue:<id>:<domain>``,
+    deliver.Delivery's keys); their bodies went when they finished."""
+    rows = db.execute("SELECT id FROM queue WHERE done_at IS NOT NULL AND done_at < ?", (before,))
+    ids = [row[0] for row in rows]
+    for queue_id in ids:
+        db.execute("DELETE FROM relay_journal WHERE key LIKE ?", (f"queue:{queue_id}:%",))
+        db.execute("DELETE FROM queue WHERE id = ?", (queue_id,))
+    return len(ids)
+
+
 def depth(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT count(*) FROM queue WHERE done_at IS NULL").fetchone()[0])
 
@@ -182,6 +193,7 @@ def _recipient_json(recipient: QueuedRecipient) -> dict[str, Any]:
         "stage": recipient.stage,
         "hosts": list(recipient.hosts),
         "done_at": recipient.done_at,
+        "proof": dict(recipient.proof),
     }
 
 
@@ -195,4 +207,5 @@ def _recipient_from_json(data: dict[str, Any]) -> QueuedRecipient:
         stage=data.get("stage", ""),
         hosts=tuple(data.get("hosts") or ()),
         done_at=data.get("done_at"),
+        proof=data.get("proof") or {},
     )

@@ -417,6 +417,9 @@ class SqliteStore:
             fsync_dir(self._queue_dir)
         return entry
 
+    async def prune_queued(self, before: float) -> int:
+        return await self._run(lambda: self._write(lambda: queue.prune(self._db, before)))
+
     async def queue_depth(self) -> int:
         return await self._run(lambda: queue.depth(self._db))
 

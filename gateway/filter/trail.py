@@ -1,0 +1,63 @@
+"""What the filter writes to the audit trail for checked mail, and the subject it may show in
+notices ([notify] include_subject): flagged mail's arrival, and why each recipient it relayed
+to was secure. Unflagged mail is logged, not audited."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.audit import events as audit
+from gateway.core import headers
+from gateway.filter.message import Work
+from gateway.posture.assessment import record_of
+from gateway.store import AuditRecord, schema
+
+
+def subject_of(work: Work) -> str:
+    """The decoded Subject: (at most 200 characters; "" when it cannot be decoded)."""
+    try:
+        return headers.decode_words(work.parsed.first("Subject") or "")[:200]
+    except headers.HeaderDecodeError:
+        return ""
+
+
+def received(work: Work) -> list[AuditRecord]:
+    """Flagged mail's arrival, for the trail."""
+    if not work.findings:
+        return []
+    return [
+        audit.received(
+            work.queue_id,
+            work.parsed.first("Message-ID") or "",
+            work.incoming.sender,
+            [r.address for r in work.incoming.recipients],
+            work.incoming.client_ip,
+            [str(f) for f in work.findings],
+        )
+    ]
+
+
+def relayed(work: Work, accepted: Sequence[str], first: bool) -> list[AuditRecord]:
+    """For checked mail, why each recipient it relayed to was secure; with ``first``
+    (nothing was held before), flagged mail's arrival goes first."""
+    if not work.assessments:
+        return []
+    arrival = received(work) if first else []
+    facts = schema.assessments_json(
+        [
+            record_of(work.assessments[d.domain])
+            for d in work.decisions
+            if d.recipient in accepted and d.domain in work.assessments
+        ]
+    )
+    return [
+        *arrival,
+        audit.relayed(
+            work.queue_id,
+            work.parsed.first("Message-ID") or "",
+            work.incoming.sender,
+            accepted,
+            [str(f) for f in work.findings],
+            facts,
+        ),
+    ]
