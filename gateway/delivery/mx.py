@@ -34,7 +34,7 @@ from gateway.core.addresses import AddressError, address_domain
 from gateway.core.model import DnsAnswer, DnsStatus, DomainFacts
 from gateway.delivery import mxplan, peer
 from gateway.delivery.mxplan import Candidate, Requirement
-from gateway.delivery.smarthost import supported
+from gateway.delivery.smarthost import send_recipients, supported
 from gateway.delivery.transport import (
     Evidence,
     Outcome,
@@ -274,16 +274,7 @@ class MxTransport:
             raise _lost(exc, "MAIL") from exc
         sent = Sent(evidence=evidence, skipped=tuple(attempts.lines))
         try:
-            for recipient in t.recipients:
-                try:
-                    await client.rcpt(
-                        recipient.address,
-                        options=supported(recipient.options, client),
-                        encoding=encoding,
-                    )
-                    sent.accepted.append(recipient.address)
-                except aiosmtplib.SMTPRecipientRefused as exc:
-                    sent.refused[recipient.address] = Reply(exc.code, exc.message)
+            await send_recipients(client, t, sent)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise _lost(exc, "RCPT") from exc
         if not sent.accepted:

@@ -80,6 +80,22 @@ def supported(options: Sequence[str], client: aiosmtplib.SMTP) -> list[str]:
     return kept
 
 
+async def send_recipients(client: aiosmtplib.SMTP, t: Transaction, sent: Sent) -> None:
+    """RCPT for each recipient, in order; refusals (4xx and 5xx) are kept per recipient in
+    ``sent.refused`` (RFC 5321 §3.3), anything else raises."""
+    encoding = "utf-8" if t.smtputf8 else "ascii"
+    for recipient in t.recipients:
+        try:
+            await client.rcpt(
+                recipient.address,
+                options=supported(recipient.options, client),
+                encoding=encoding,
+            )
+            sent.accepted.append(recipient.address)
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            sent.refused[recipient.address] = Reply(exc.code, exc.message)
+
+
 class Smarthost:
     """A ``Transport`` through the configured upstream ([relay] host and port)."""
 
@@ -244,16 +260,7 @@ class Smarthost:
 
         result = Sent(evidence=self._evidence(client))
         try:
-            for recipient in t.recipients:
-                try:
-                    await client.rcpt(
-                        recipient.address,
-                        options=supported(recipient.options, client),
-                        encoding=encoding,
-                    )
-                    result.accepted.append(recipient.address)
-                except aiosmtplib.SMTPRecipientRefused as exc:
-                    result.refused[recipient.address] = Reply(exc.code, exc.message)
+            await send_recipients(client, t, result)
             if not result.accepted:
                 await _reset(client)
                 return result, client
