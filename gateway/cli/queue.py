@@ -91,6 +91,8 @@ async def list_entries(store: SqliteStore, settings: Settings, args: argparse.Na
     if args.json:
         print(json.dumps([entry_json(e) for e in entries], indent=2))
         return EXIT_OK
+    if not entries:
+        print("the queue is empty" if args.all else "nothing waits in the queue")
     now = time.time()
     for e in entries:
         states = ", ".join(f"{r.address} ({r.state.value})" for r in e.recipients)

@@ -125,8 +125,11 @@ def test_mx_down_the_client_gets_250_and_the_mail_goes_when_it_is_back(
     [copy] = server.wait_for(1, timeout=30)
     assert copy.rcpt_tos == (TO,)
     assert copy.tls_version
+    wait_delivered(gw, TO)
     shown = gateway("queue", "show", entry, "--config", str(gw.proc.config))
     assert f"{TO}: delivered" in shown.stdout
+    after = gateway("queue", "list", "--config", str(gw.proc.config))
+    assert after.stdout.strip() == "nothing waits in the queue", after.stdout
 
 
 @pytest.mark.parametrize("confirm", [True, False], ids=["confirm_delivery", "no-confirmation"])
