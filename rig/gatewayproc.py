@@ -158,10 +158,11 @@ class GatewayProcess:
         ]
 
     def wait_event(
-        self, name: str, timeout: float = 10.0, **fields: object
+        self, name: str, timeout: float = 10.0, count: int = 1, **fields: object
     ) -> list[dict[str, Any]]:
+        """The log lines ``name`` (with these ``fields``), once there are ``count`` of them."""
         deadline = time.monotonic() + timeout
-        while not (found := self.events(name, **fields)):
+        while len(found := self.events(name, **fields)) < count:
             if time.monotonic() > deadline:
                 raise GatewayError(f"no {name!r} log line after {timeout} s\n{self.output()}")
             time.sleep(0.02)

@@ -208,6 +208,21 @@ def audit_db(gateway: Gateway) -> sqlite3.Connection:
     return sqlite3.connect(gateway.held_db, timeout=10, isolation_level=None)
 
 
+def proofs(
+    gateway: Gateway, message_id: str, count: int = 1, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """The trail's ``delivered`` entries (proof of delivery) of the message ``message_id``,
+    once there are ``count`` of them, or as many as there are when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.closing(audit_db(gateway)) as db:
+            rows = db.execute("SELECT data FROM audit WHERE event = 'delivered' ORDER BY seq")
+            found = [d for (text,) in rows if (d := json.loads(text))["message_id"] == message_id]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 # ---- the review state read straight from the store: quicker than a command (each takes a
 # good third of a second to start), for checking what a command under test did.
 

@@ -7,11 +7,9 @@ and `[notify] confirm_delivery` tells the sender how each copy left, only when i
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -22,9 +20,9 @@ from rig.heldcli import (
     SECURE,
     SENDER,
     ReviewCli,
-    audit_db,
     cli_for,
     hold_id,
+    proofs,
     review_gateway,
     send_held,
     wait_events,
@@ -48,23 +46,6 @@ def cli(gw: Gateway) -> ReviewCli:
     assert gw.proc.running, gw.proc.output()
     gw.upstream.reset()
     return cli_for(gw)
-
-
-def proofs(gw: Gateway, mid: str, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The ``delivered`` entries of the message ``mid``, once there are ``count``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        db = audit_db(gw)
-        try:
-            rows = db.execute("SELECT data FROM audit WHERE event = 'delivered' ORDER BY seq")
-            found = [
-                d for (text,) in rows.fetchall() if (d := json.loads(text))["message_id"] == mid
-            ]
-        finally:
-            db.close()
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
 
 
 def relayed_as(text: str) -> str:

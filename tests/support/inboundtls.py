@@ -12,7 +12,6 @@ import contextlib
 import smtplib
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +114,4 @@ def add_account(config: Path, name: str, role: str, password: str = PASSWORD) ->
 
 def wait_events(gw: Gateway, name: str, count: int, timeout: float = 10.0) -> None:
     """Wait for `count` log lines `name` (one from each worker, say)."""
-    deadline = time.monotonic() + timeout
-    while len(gw.proc.events(name)) < count:
-        assert time.monotonic() < deadline, f"fewer than {count} {name!r}\n{gw.proc.output()}"
-        time.sleep(0.02)
+    gw.proc.wait_event(name, timeout, count=count)

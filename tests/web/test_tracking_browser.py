@@ -5,16 +5,13 @@ reach it. Screenshots as in test_browser.py (`make screenshots` refreshes the RE
 
 from __future__ import annotations
 
-import json
 import re
-import sqlite3
-import time
-from contextlib import closing
 from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from rig.heldcli import proofs
 from web import mail
 from web.test_browser import (  # the same live gateway, browser and helpers
     Live,
@@ -37,14 +34,9 @@ SECURE = "colleague@secure.test"
 
 def _delivered(live: Live, mid: str) -> None:
     """Wait for the message's proof of delivery in the trail."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with closing(sqlite3.connect(live.gateway.held_db, timeout=10)) as db:
-            rows = db.execute("SELECT data FROM audit WHERE event = 'delivered'").fetchall()
-        if any(json.loads(d)["message_id"] == mid for (d,) in rows):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no proof of delivery for {mid}\n{live.gateway.proc.output()}")
+    assert proofs(live.gateway, mid), (
+        f"no proof of delivery for {mid}\n{live.gateway.proc.output()}"
+    )
 
 
 def _send_secure(live: Live) -> str:
