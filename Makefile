@@ -47,11 +47,13 @@ bench: $(STAMP)
 
 # The end-to-end rig runs real servers from Debian's packages; the web UI tests drive Debian's
 # Chromium with Playwright (`playwright install` would download a browser: not needed).
+# PostgreSQL's server is for the shared store's tests (rig/postgres.py runs initdb itself).
 E2E_BINARIES := /usr/sbin/unbound /usr/sbin/nginx /usr/sbin/knotd /usr/bin/swaks /usr/bin/chromium
-E2E_PACKAGES := unbound nginx-light knot swaks chromium
+E2E_PACKAGES := unbound nginx-light knot swaks chromium postgresql
 
 e2e-deps:
 	@missing=0; for b in $(E2E_BINARIES); do [ -x $$b ] || missing=1; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing=1; \
 	if [ $$missing = 1 ]; then \
 		echo "installing Debian packages for the test rig: $(E2E_PACKAGES)"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(E2E_PACKAGES); \

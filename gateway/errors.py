@@ -11,6 +11,8 @@ never further in, and the library's exception is kept as the cause (``raise ... 
     ├── ReviewError          a review action that cannot be done (say why to the reviewer)
     ├── UserError            an account change that cannot be made (say why to the person)
     ├── DecryptError         a held message's blob cannot be opened (wrong key, damage)
+    ├── StoreUnavailable     the shared database cannot be reached or answer in time
+    ├── SchemaMismatch       the database's schema is not the one this release knows
     └── WorkerFailed         a worker process stopped while `gateway serve` started
 
 The SMTP face never shows an error's text: whoever is at the other end of the connection gets a
@@ -108,6 +110,30 @@ class UserError(GatewayError):
 
 class DecryptError(GatewayError):
     """A held message's blob that cannot be decrypted: the wrong key, or a damaged file."""
+
+
+class StoreUnavailable(GatewayError):
+    """The store's database did not answer (unreachable, restarting, a statement timed out):
+    temporary, so the SMTP client is told 451 and retries; the node reconnects by itself."""
+
+    temporary = True
+
+
+class SchemaMismatch(GatewayError):
+    """The database's schema is older or newer than this release's: the message names the
+    command that fixes it. A node refuses to start rather than guess."""
+
+    def __init__(self, found: int, known: int) -> None:
+        if found < known:
+            advice = "run `gateway store migrate` to bring it up to date"
+        else:
+            advice = "a newer release has migrated it: upgrade this node to that release"
+        super().__init__(
+            f"the store's schema is version {found} and this release knows version {known}:"
+            f" {advice}"
+        )
+        self.found = found
+        self.known = known
 
 
 class DeliveryFailed(GatewayError):

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from rig.errors import RigError
+from rig.postgres import Postgres
 from rig.rig import Rig, start_rig
 
 
@@ -50,3 +51,35 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         yield running
     finally:
         _SHARED.release()
+
+
+_POSTGRES: list[Postgres] = []
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """A private PostgreSQL server on loopback (rig.postgres), started once per session at the
+    first test that asks for it. A missing server fails the test, never skips it."""
+    try:
+        server = Postgres().start()
+    except RigError as exc:
+        pytest.fail(f"the PostgreSQL server of the test rig did not start:\n{exc}", pytrace=False)
+    _POSTGRES.append(server)
+    try:
+        yield server
+    finally:
+        server.close()
+        _POSTGRES.remove(server)
+
+
+@pytest.fixture
+def pg_dsn(postgres_server: Postgres) -> Iterator[str]:
+    """The DSN (password included) of a new, empty database of its own for this test."""
+    if not postgres_server.running:  # a test before this one stopped it
+        postgres_server.start()
+    name = postgres_server.create_database()
+    try:
+        yield postgres_server.dsn(name)
+    finally:
+        if postgres_server.running:
+            postgres_server.drop_database(name)

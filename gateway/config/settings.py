@@ -49,6 +49,7 @@ from gateway.config.values import (
     Scope,
     Seconds,
     Secret,
+    StoreBackend,
     describe_duration,
 )
 from gateway.core.model import Requirement
@@ -175,6 +176,12 @@ class StoreSettings:
     data_dir: str = "var"
     key_file: str = ""
     key: Secret = field(default=UNSET, metadata=_key(store_key))
+    backend: StoreBackend = StoreBackend.SQLITE
+    # A libpq connection string or URI; a Secret, since it may carry the password.
+    dsn: Secret = UNSET
+    pool_size: int = field(default=8, metadata=_key(positive))
+    statement_timeout: Seconds = field(default=10.0, metadata=_key(longer_than_zero))
+    connect_timeout: Seconds = field(default=5.0, metadata=_key(longer_than_zero))
 
 
 @dataclass(frozen=True)
@@ -375,6 +382,8 @@ def check_across_keys(settings: Settings) -> None:
         raise ConfigError("delivery.retry_after", "must not be longer than delivery.give_up_after")
     if web.enabled and web.listen == settings.smtp.listen:
         raise ConfigError("web.listen", "must differ from smtp.listen")
+    if settings.store.backend is StoreBackend.POSTGRESQL and not settings.store.dsn.reveal():
+        raise ConfigError("store.dsn", "is needed with backend = postgresql")
     if review.escalate_after > review.expire_after:
         # A hold would expire before anyone was alerted that it waits.
         raise ConfigError("review.escalate_after", "must not be longer than review.expire_after")

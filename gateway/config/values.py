@@ -163,6 +163,13 @@ class DirectDelivery(StrEnum):
     ALL = "all"  # all mail direct; unflagged mail as a good MTA sends it
 
 
+class StoreBackend(StrEnum):
+    """Where the gateway keeps its state."""
+
+    SQLITE = "sqlite"  # the embedded default: files in [store] data_dir, one node
+    POSTGRESQL = "postgresql"  # one database shared by several nodes
+
+
 class RequireTlsMode(StrEnum):
     """RFC 8689 REQUIRETLS towards the smarthost, for flagged mail."""
 
@@ -199,6 +206,7 @@ __all__ = [
     "Scope",
     "Seconds",
     "Secret",
+    "StoreBackend",
     "describe_duration",
     "parse_duration",
 ]

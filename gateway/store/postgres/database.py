@@ -1,0 +1,205 @@
+"""One PostgreSQL database, shared by every node: a pool of connections per process, each
+statement bounded by a timeout, the schema versioned and checked.
+
+Coroutines take a connection with ``async with db.transaction() as conn`` (the hold store, the
+policy cache); synchronous callers already off the event loop (the accounts: a worker thread of
+the web UI, the command line) use ``SyncDatabase`` the same way. Either way the block is one
+transaction, committed when it ends and rolled back when it raises; whatever the driver or the
+pool raises because the database cannot be reached or did not answer in time becomes
+``StoreUnavailable`` (temporary: the SMTP client gets 451 and retries), and the pool replaces
+broken connections by itself, so the node recovers when the database comes back.
+
+The locking is the database's: row locks (``FOR UPDATE SKIP LOCKED``) for claims, and advisory
+locks in the gateway's own lock classes below for what must happen once across nodes (a
+migration, an audit append, one domain's MTA-STS fetch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg import AsyncConnection, Connection
+from psycopg.conninfo import conninfo_to_dict
+
+from gateway.errors import SchemaMismatch, StoreUnavailable
+
+# Advisory lock classes (the first key of pg_advisory_xact_lock(int, int)), so the gateway's
+# locks never collide with another application's in the same database.
+GATEWAY_LOCKS = 0x5347  # "SG": MIGRATE_LOCK, AUDIT_LOCK
+FETCH_LOCKS = 0x5348  # one lock a domain: hashtext(domain) is the second key
+MIGRATE_LOCK = 1
+AUDIT_LOCK = 2
+
+# A migration is one SQL script, run in one transaction with the migration lock held.
+Migration = str
+
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS gateway_schema (
+    version     integer PRIMARY KEY,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+# Errors that say the database is not there or did not answer: temporary by nature. A
+# programming error (a bad statement, a violated constraint) is not among them.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,  # connection refused or lost, server shutting down
+    psycopg.errors.QueryCanceled,  # statement_timeout
+    psycopg.errors.AdminShutdown,
+    psycopg.errors.CannotConnectNow,
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.PoolClosed,
+)
+
+
+def describe(dsn: str) -> str:
+    """The connection string without its password, for logs and messages."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(a connection string that does not parse)"
+    shown = {k: v for k, v in parts.items() if k in {"host", "port", "dbname", "user"}}
+    return " ".join(f"{key}={value}" for key, value in sorted(shown.items())) or "(defaults)"
+
+
+def connection_options(
+    statement_timeout: float, connect_timeout: float, name: str
+) -> dict[str, Any]:
+    return {
+        # Every statement of the session is bounded (milliseconds); a stuck database then
+        # fails the one SMTP transaction waiting on it with a 451 instead of holding it.
+        "options": f"-c statement_timeout={max(1, int(statement_timeout * 1000))}",
+        "connect_timeout": max(1, round(connect_timeout)),
+        "application_name": f"gateway-{name}",
+    }
+
+
+class Database:
+    """The asyncio side: an ``AsyncConnectionPool``, opened by ``open``."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 8,
+        statement_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        name: str = "store",
+    ) -> None:
+        self.dsn = dsn
+        self.name = name
+        self._wait = connect_timeout + statement_timeout
+        self._pool = psycopg_pool.AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs=connection_options(statement_timeout, connect_timeout, name),
+            # Checked before each use: a connection the server dropped (a restart) is
+            # replaced instead of failing the transaction that drew it.
+            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            open=False,
+            name=f"gateway-{name}",
+            timeout=connect_timeout,
+        )
+
+    async def open(self, wait: bool = True) -> None:
+        """Open the pool; with ``wait``, until one connection works (StoreUnavailable if none
+        does within the connect timeout)."""
+        try:
+            await self._pool.open(wait=wait, timeout=self._wait)
+        except _UNAVAILABLE as exc:
+            await self._pool.close()
+            raise StoreUnavailable(f"PostgreSQL at {describe(self.dsn)}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL at {describe(self.dsn)}: {exc}") from exc
+
+
+class SyncDatabase:
+    """The synchronous side, for callers off the event loop: a ``ConnectionPool``."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        statement_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        name: str = "accounts",
+    ) -> None:
+        self.dsn = dsn
+        self._pool = psycopg_pool.ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs=connection_options(statement_timeout, connect_timeout, name),
+            check=psycopg_pool.ConnectionPool.check_connection,
+            open=False,
+            name=f"gateway-{name}",
+            timeout=connect_timeout,
+        )
+        self._pool.open(wait=False)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection[Any]]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL at {describe(self.dsn)}: {exc}") from exc
+
+
+async def schema_version(conn: AsyncConnection[Any]) -> int:
+    """The highest migration applied (0: an empty database)."""
+    cursor = await conn.execute("SELECT to_regclass('gateway_schema') IS NOT NULL")
+    row = await cursor.fetchone()
+    if not row or not row[0]:
+        return 0
+    cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM gateway_schema")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(db: Database, migrations: Sequence[Migration]) -> tuple[int, int]:
+    """Apply the steps the database lacks, each in its own transaction under the migration
+    lock (two nodes migrating at once: the second finds the work done). (before, after)."""
+    async with db.transaction() as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (GATEWAY_LOCKS, MIGRATE_LOCK))
+        await conn.execute(_VERSION_TABLE)
+        before = await schema_version(conn)
+    if before > len(migrations):
+        raise SchemaMismatch(before, len(migrations))
+    for target, step in enumerate(migrations, start=1):
+        if target <= before:
+            continue
+        async with db.transaction() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", (GATEWAY_LOCKS, MIGRATE_LOCK)
+            )
+            if await schema_version(conn) < target:
+                await conn.execute(step.encode())
+                await conn.execute("INSERT INTO gateway_schema (version) VALUES (%s)", (target,))
+    return before, len(migrations)
+
+
+async def check_schema(db: Database, known: int) -> None:
+    """Refuse a schema older or newer than this release's (SchemaMismatch says what to run)."""
+    async with db.transaction() as conn:
+        found = await schema_version(conn)
+    if found != known:
+        raise SchemaMismatch(found, known)

@@ -1,0 +1,82 @@
+"""The shared backend's database layer against the rig's PostgreSQL: migrations, the schema
+check a node makes at start, and the errors that say the database is not there."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.errors import SchemaMismatch, StoreUnavailable
+from gateway.store.postgres import SCHEMA_VERSION, Database
+from gateway.store.postgres.database import check_schema, describe, migrate
+from gateway.store.postgres.tables import MIGRATIONS
+from rig.ports import free_port
+
+
+async def opened(dsn: str, **options: float) -> Database:
+    db = Database(dsn, **options)  # type: ignore[arg-type]
+    await db.open()
+    return db
+
+
+async def test_migrate_applies_each_step_once_even_from_two_nodes_at_once(pg_dsn: str) -> None:
+    first, second = await opened(pg_dsn), await opened(pg_dsn)
+    try:
+        results = await asyncio.gather(migrate(first, MIGRATIONS), migrate(second, MIGRATIONS))
+        assert [after for _, after in results] == [SCHEMA_VERSION, SCHEMA_VERSION]
+        assert min(before for before, _ in results) == 0
+        assert await migrate(first, MIGRATIONS) == (SCHEMA_VERSION, SCHEMA_VERSION)
+        await check_schema(first, SCHEMA_VERSION)
+        async with first.transaction() as conn:
+            cursor = await conn.execute("SELECT version FROM gateway_schema ORDER BY 1")
+            assert [row[0] for row in await cursor.fetchall()] == list(range(1, SCHEMA_VERSION + 1))
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_node_refuses_an_empty_or_newer_schema_and_says_what_to_run(pg_dsn: str) -> None:
+    db = await opened(pg_dsn)
+    try:
+        with pytest.raises(SchemaMismatch, match="gateway store migrate"):
+            await check_schema(db, SCHEMA_VERSION)
+        await migrate(db, MIGRATIONS)
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO gateway_schema (version) VALUES (%s)", (SCHEMA_VERSION + 1,)
+            )
+        with pytest.raises(SchemaMismatch, match="upgrade this node"):
+            await check_schema(db, SCHEMA_VERSION)
+        with pytest.raises(SchemaMismatch):
+            await migrate(db, MIGRATIONS)  # never "downgrade" by running old steps
+    finally:
+        await db.close()
+
+
+async def test_a_database_that_is_not_there_is_unavailable_not_a_crash() -> None:
+    dsn = f"postgresql://gateway:secret@127.0.0.1:{free_port()}/gateway"
+    with pytest.raises(StoreUnavailable) as raised:
+        await opened(dsn, connect_timeout=1.0, statement_timeout=1.0)
+    assert "secret" not in str(raised.value)
+    assert raised.value.temporary
+
+
+async def test_a_statement_over_the_timeout_is_cancelled(pg_dsn: str) -> None:
+    db = await opened(pg_dsn, statement_timeout=0.2)
+    try:
+        with pytest.raises(StoreUnavailable, match="statement timeout"):
+            async with db.transaction() as conn:
+                await conn.execute("SELECT pg_sleep(5)")
+        async with db.transaction() as conn:  # the pool is still usable
+            cursor = await conn.execute("SELECT 1")
+            assert await cursor.fetchone() == (1,)
+    finally:
+        await db.close()
+
+
+def test_the_description_of_a_dsn_leaves_the_password_out() -> None:
+    shown = describe("postgresql://gateway:hunter2@db.example:5433/gw")
+    assert "hunter2" not in shown
+    assert shown == "dbname=gw host=db.example port=5433 user=gateway"
+    assert "hunter2" not in describe("host=db.example password=hunter2 dbname=gw")
