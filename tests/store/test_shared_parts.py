@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from web.site import PASSWORD, cheap_hasher
+
 from gateway.config import settings as config
 from gateway.config.settings import Settings
 from gateway.core.allowlist import Allowlist
@@ -15,7 +17,6 @@ from gateway.runtime import parts
 from gateway.store.postgres.locks import AdvisoryLocks
 from gateway.store.postgres.policycache import PgPolicyCache
 from support.eitherbackend import migrate_now
-from web.site import PASSWORD, cheap_hasher
 
 POLICY = "version: STSv1\nmode: enforce\nmx: mx.good.test\nmax_age: 86400\n"
 
