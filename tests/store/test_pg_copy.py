@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store.crypto import Sealer
-from gateway.store.postgres import Database, SyncDatabase
+from gateway.store.postgres import Database, PgStore, SyncDatabase
 from gateway.store.postgres.copy import CopyRefused, copy_install
 from gateway.store.postgres.database import migrate
 from gateway.store.postgres.tables import MIGRATIONS
@@ -64,7 +64,7 @@ def counts(db: SyncDatabase) -> dict[str, int]:
 
 
 async def test_every_table_arrives_and_the_sealed_bodies_open_under_the_same_key(
-    made: Made, target: SyncDatabase
+    made: Made, target: SyncDatabase, pg_dsn: str
 ) -> None:
     report = copy_install(made.install, target, AUDIT_KEY)
     assert report.complete
@@ -93,6 +93,18 @@ async def test_every_table_arrives_and_the_sealed_bodies_open_under_the_same_key
     ]
     assert rows(target, "SELECT user_name FROM sessions") == [("alice",)]
     assert rows(target, "SELECT temporary FROM sts_failure") == [(True,)]
+    store = PgStore(Database(pg_dsn), sealer, AUDIT_KEY)
+    await store.open()
+    try:  # the nodes serve what was copied
+        hold = await store.get(made.hold_ids[2])
+        assert hold is not None
+        assert hold.recipients[0].address == "a2@partner.test"
+        assert await store.message(made.hold_ids[2]) == body(2)
+        assert await store.queued_message(made.queue_ids[3]) == body(3)
+        assert await store.verify_audit() == (EXPECTED["audit"], None)
+        assert await store.relayed("copy:4") == frozenset({"b4@secure.test"})
+    finally:
+        await store.close()
 
 
 async def test_a_copy_stopped_halfway_finishes_on_the_next_run_without_duplicates(

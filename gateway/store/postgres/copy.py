@@ -34,6 +34,7 @@ from psycopg import Connection
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
 from gateway.errors import GatewayError, SchemaMismatch
+from gateway.store.postgres import trail
 from gateway.store.postgres.database import SyncDatabase
 from gateway.store.postgres.tables import SCHEMA_VERSION, text_value
 
@@ -104,6 +105,12 @@ def _free_queued(row: Row) -> Row:
     return (*rest, None, "", done_at)
 
 
+def _with_search(row: Row) -> Row:
+    """An entry as it was sealed, and the text word search reads (computed as an append does)."""
+    _seq, _at, event, hold_id, actor, data, _prev, _hash = row
+    return (*row, trail.searchable(event, hold_id, actor, json.loads(data)))
+
+
 def _flag(index: int) -> Callable[[Row], Row]:
     """SQLite keeps a boolean as 0/1; PostgreSQL's boolean takes only true/false."""
 
@@ -134,7 +141,14 @@ SESSION_COLUMNS = ("key", "user", "csrf", "client", "created_at", "seen_at", "fl
 TABLES = (
     Table("held_db", "holds", HOLD_COLUMNS, convert=_free_hold, casts={"recipients": "jsonb"}),
     Table("held_db", "relay_journal", ("key", "recipient", "at")),
-    Table("held_db", "audit", AUDIT_COLUMNS, verbatim=True),
+    Table(
+        "held_db",
+        "audit",
+        AUDIT_COLUMNS,
+        _with_search,
+        target_columns=(*AUDIT_COLUMNS, "search"),
+        verbatim=True,
+    ),
     Table("held_db", "outbox", OUTBOX_COLUMNS, convert=_free_notice),
     Table("held_db", "probe_results", ("domain", "at", "secure", "summary", "hosts"), _flag(2)),
     Table("held_db", "queue", QUEUE_COLUMNS, convert=_free_queued),
