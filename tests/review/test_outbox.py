@@ -77,12 +77,25 @@ async def outbox(nodes: Nodes) -> dict[tuple[str, str], tuple[float | None, str,
 
 # Addresses no SMTP command can carry (RFC 5321 §4.1.2: no control characters).
 UNSENDABLE = ["te\x00acher@school.test", "te\x7facher@school.test", "te\x85acher@school.test"]
+# PostgreSQL text cannot hold U+0000: the hold keeps its sender with U+FFFD in its place, an
+# address a notice can carry (SMTPUTF8), so the notice goes out to the altered address. The SMTP
+# face refuses such an address (553) before anything is stored.
+NUL_ON_POSTGRESQL = pytest.mark.xfail(
+    strict=True, reason="the PostgreSQL store keeps U+0000 in a sender as U+FFFD"
+)
 
 
 @pytest.mark.parametrize("bad", UNSENDABLE, ids=["nul", "del", "c1"])
 async def test_a_notice_that_cannot_be_encoded_does_not_delay_the_next(
-    review: Review, upstream: Upstream, clock: Clock, store_nodes: Nodes, bad: str
+    review: Review,
+    upstream: Upstream,
+    clock: Clock,
+    store_nodes: Nodes,
+    bad: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if "\x00" in bad and store_nodes.backend == "postgresql":
+        request.applymarker(NUL_ON_POSTGRESQL)
     first = await held(review, "k1", bad)
     second = await held(review, "k2", "teacher@school.test")
     # Once this raised out of the sweep: every notice behind it waited, sweep after sweep.
