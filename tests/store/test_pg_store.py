@@ -286,9 +286,10 @@ async def test_audit_searches_filter_order_and_count(
 ) -> None:
     await node.store.append_audit([AuditRecord("held", "h1", "gateway", {"s": "x\x00y"})])
     node.clock.now += 10
-    await node.store.append_audit([AuditRecord("viewed", "h2", "Hélo Ann", {})])
+    await node.store.append_audit([AuditRecord("viewed", "h2", "Hélo Ann\x00", {})])
     await node.store.append_audit([AuditRecord("released", "h1", "amy", {"why": "Gründe"})])
     await node.store.append_audit([AuditRecord("rejected", "h2", "amy", {"why": "No"})])
+    assert await node.store.verify_audit() == (4, None)
     assert [e.seq for e in await node.store.audit_query(query)] == seqs
     unpaged = AuditQuery(query.hold_id, query.event, query.actor, query.words, query.since)
     assert await node.store.count_audit(unpaged) == len(await node.store.audit_query(unpaged))

@@ -202,7 +202,9 @@ class PgStore:
                 await cursor.executemany(
                     "INSERT INTO relay_journal (key, recipient, at) VALUES (%s, %s, %s)"
                     " ON CONFLICT DO NOTHING",
-                    [(key, recipient, now) for recipient in recipients],
+                    # In one order on every node: two nodes recording the same recipients
+                    # wait on each other's rows instead of deadlocking.
+                    [(key, recipient, now) for recipient in sorted(set(recipients))],
                 )
             await work.append(audit)
 

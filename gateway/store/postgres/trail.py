@@ -26,6 +26,7 @@ from gateway.core import auditchain
 from gateway.core.auditchain import Entry
 from gateway.store.postgres import queries
 from gateway.store.postgres.database import AUDIT_LOCK, GATEWAY_LOCKS
+from gateway.store.postgres.tables import text_value
 from gateway.store.queries import AuditQuery
 from gateway.store.records import AuditRecord
 
@@ -57,9 +58,12 @@ async def append(
     for record in records:
         seq += 1
         data = dict(record.data)
-        entry = auditchain.seal(
-            seq, at, record.event, record.hold_id, record.actor, data, prev, key=key
+        # Sealed as stored: an actor typed into the sign-in form may hold U+0000, which a
+        # text column refuses (the data is JSON text, where it is an escape).
+        event, hold_id, actor = (
+            text_value(v) for v in (record.event, record.hold_id, record.actor)
         )
+        entry = auditchain.seal(seq, at, event, hold_id, actor, data, prev, key=key)
         prev = entry.hash
         entries.append(entry)
     await insert(conn, entries)
