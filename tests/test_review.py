@@ -6,12 +6,11 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
+from store.backends import Nodes
 
 from gateway.audit import events as audit
 from gateway.config import settings as config
@@ -20,8 +19,6 @@ from gateway.delivery.smarthost import Smarthost
 from gateway.errors import ReviewError
 from gateway.review.model import Review
 from gateway.store import HeldRecipient, HoldQuery, NewHold, Status
-from gateway.store.crypto import Sealer
-from gateway.store.sqlite import SqliteStore
 from rig.upstream import Upstream
 from support.clock import Clock
 
@@ -46,7 +43,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def review(tmp_path: Path, upstream: Upstream, clock: Clock) -> AsyncIterator[Review]:
+async def review(store_nodes: Nodes, upstream: Upstream, clock: Clock) -> AsyncIterator[Review]:
     settings = config.load(
         None,
         environ={
@@ -57,13 +54,12 @@ async def review(tmp_path: Path, upstream: Upstream, clock: Clock) -> AsyncItera
             "GATEWAY_NOTIFY_FROM": "gateway@school.test",
         },
     )
-    store = SqliteStore(tmp_path, Sealer(b"k" * 32), clock)
+    store = await store_nodes.node(clock)
     relay = Smarthost(settings.relay, "gateway.school.test")
     delivery = Delivery(relay, store, "gateway.school.test")
     model = Review(settings, store, delivery, "gateway.school.test", clock)
     yield model
     await relay.close()
-    await store.close()
 
 
 async def held(review: Review, key: str = "k1") -> str:
@@ -263,28 +259,24 @@ async def test_filters(review: Review, clock: Clock) -> None:
 
 
 async def test_audit_verify_names_an_edited_or_deleted_entry(
-    review: Review, tmp_path: Path
+    review: Review, store_nodes: Nodes
 ) -> None:
     hold_id = await held(review)
     await review.reject(hold_id, "Not needed", "Jo")
     entries = await review.audit_entries()
     assert (await review.verify_audit())[1] is None
-    db = sqlite3.connect(tmp_path / "held.sqlite3")
-    with db:
-        db.execute("UPDATE audit SET actor = 'Someone else' WHERE event = 'rejected'")
+    await store_nodes.sql("UPDATE audit SET actor = 'Someone else' WHERE event = 'rejected'")
     seq = next(e.seq for e in entries if e.event == "rejected")
     _, problem = await review.verify_audit()
     assert problem is not None
     assert problem.seq == seq
     assert "changed" in str(problem)
-    with db:
-        db.execute("UPDATE audit SET actor = 'Jo' WHERE event = 'rejected'")
-        db.execute("DELETE FROM audit WHERE seq = 1")
+    await store_nodes.sql("UPDATE audit SET actor = 'Jo' WHERE event = 'rejected'")
+    await store_nodes.sql("DELETE FROM audit WHERE seq = 1")
     _, problem = await review.verify_audit()
     assert problem is not None
     assert problem.seq == 1
     assert "missing" in str(problem)
-    db.close()
 
 
 def test_export_formats() -> None:

