@@ -103,7 +103,9 @@ class Database:
             check=psycopg_pool.AsyncConnectionPool.check_connection,
             open=False,
             name=f"gateway-{name}",
-            timeout=connect_timeout,
+            # How long a caller waits for a free connection: a burst larger than the pool
+            # queues for as long as one statement may take, rather than failing at once.
+            timeout=connect_timeout + statement_timeout,
         )
 
     async def open(self, wait: bool = True) -> None:
@@ -163,7 +165,9 @@ class SyncDatabase:
             check=psycopg_pool.ConnectionPool.check_connection,
             open=False,
             name=f"gateway-{name}",
-            timeout=connect_timeout,
+            # How long a caller waits for a free connection: a burst larger than the pool
+            # queues for as long as one statement may take, rather than failing at once.
+            timeout=connect_timeout + statement_timeout,
         )
         self._pool.open(wait=False)
 
