@@ -7,8 +7,6 @@ test of the embedded store's own files to the first.
 """
 
 import functools
-import importlib.util
-import inspect
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from rig.cli import GatewayRunner, gateway_script, run_gateway
 from rig.gatewayproc import Gateway, start_gateway
 from rig.plugin import rig
 from rig.postgres import Postgres
-from rig.sharedstore import SharedStore
+from rig.sharedstore import SHARED_STORE_PENDING, SharedStore
 from rig.upstream import Upstream
 
 __all__ = [
@@ -30,6 +28,7 @@ __all__ = [
     "rig",
     "serve",
     "shared_gw",
+    "shared_store",
     "store",
     "store_backend",
     "upstream",
@@ -39,22 +38,7 @@ SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 
 
-def shared_store_ready() -> bool:
-    """Whether `gateway serve` can run on PostgreSQL: the PostgreSQL hold store exists and the
-    runtime opens the store by its backend (its `open_store` became a coroutine for that)."""
-    from gateway.runtime import parts
-
-    found = importlib.util.find_spec("gateway.store.postgres.store") is not None
-    return found and inspect.iscoroutinefunction(parts.open_store)
-
-
-_SHARED_PENDING = pytest.mark.xfail(
-    not shared_store_ready(),
-    strict=True,
-    reason="gateway serve cannot run on PostgreSQL yet: no PgStore, or open_store ignores"
-    " [store] backend",
-)
-BACKENDS = [SQLITE, pytest.param(POSTGRESQL, marks=_SHARED_PENDING)]
+BACKENDS = [SQLITE, pytest.param(POSTGRESQL, marks=SHARED_STORE_PENDING)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -79,6 +63,12 @@ def store(store_backend: str, request: pytest.FixtureRequest) -> SharedStore | N
     if store_backend == SQLITE:
         return None
     return SharedStore(request.getfixturevalue("pg_dsn"))
+
+
+@pytest.fixture
+def shared_store(pg_dsn: str) -> SharedStore:
+    """A fresh PostgreSQL database for the nodes of one test (always the shared store)."""
+    return SharedStore(pg_dsn)
 
 
 @pytest.fixture(scope="module")
