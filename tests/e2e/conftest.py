@@ -23,6 +23,7 @@ from rig.upstream import Upstream
 __all__ = [
     "gateway",
     "gw",
+    "module_databases",
     "module_gateway",
     "module_store",
     "rig",
@@ -36,8 +37,6 @@ __all__ = [
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
-
-
 BACKENDS = [SQLITE, pytest.param(POSTGRESQL, marks=SHARED_STORE_PENDING)]
 
 
@@ -72,22 +71,34 @@ def shared_store(pg_dsn: str) -> SharedStore:
 
 
 @pytest.fixture(scope="module")
-def module_store(
+def module_databases(
     store_backend: str, request: pytest.FixtureRequest
-) -> Iterator[SharedStore | None]:
+) -> Iterator[Callable[[], SharedStore | None]]:
+    """``new()`` gives a module's gateway a shared store of its own (a new database, dropped
+    after the module), or None on the embedded backend."""
+    made: list[str] = []
+
+    def new() -> SharedStore | None:
+        if store_backend == SQLITE:
+            return None
+        server: Postgres = request.getfixturevalue("postgres_server")
+        if not server.running:
+            server.start()
+        made.append(server.create_database())
+        return SharedStore(server.dsn(made[-1]))
+
+    yield new
+    if made:
+        server: Postgres = request.getfixturevalue("postgres_server")
+        for name in made:
+            if server.running:
+                server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def module_store(module_databases: Callable[[], SharedStore | None]) -> SharedStore | None:
     """The module's shared store (one database for the module's gateway), or None."""
-    if store_backend == SQLITE:
-        yield None
-        return
-    server: Postgres = request.getfixturevalue("postgres_server")
-    if not server.running:
-        server.start()
-    name = server.create_database()
-    try:
-        yield SharedStore(server.dsn(name))
-    finally:
-        if server.running:
-            server.drop_database(name)
+    return module_databases()
 
 
 @pytest.fixture(scope="session")
