@@ -28,6 +28,7 @@ from typing import Any
 from rig.cli import clean_env, gateway_script
 from rig.gatewayproc import Gateway, Reply, message, start_gateway
 from rig.rig import Rig
+from rig.sharedstore import SharedStore
 from rig.upstream import Message, Upstream
 
 CLI_TIMEOUT = 60.0
@@ -204,7 +205,8 @@ def cli_for(gateway: Gateway, env: Mapping[str, str] | None = None) -> ReviewCli
 
 
 def audit_db(gateway: Gateway) -> sqlite3.Connection:
-    """The hold store's database, opened directly (to tamper with the trail)."""
+    """The embedded hold store's database, opened directly (to tamper with the trail)."""
+    assert gateway.store is None, "the SQLite file of a gateway on the shared store"
     return sqlite3.connect(gateway.held_db, timeout=10, isolation_level=None)
 
 
@@ -215,9 +217,8 @@ def proofs(
     once there are ``count`` of them, or as many as there are when ``timeout`` runs out."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.closing(audit_db(gateway)) as db:
-            rows = db.execute("SELECT data FROM audit WHERE event = 'delivered' ORDER BY seq")
-            found = [d for (text,) in rows if (d := json.loads(text))["message_id"] == message_id]
+        rows = gateway.query("SELECT data FROM audit WHERE event = 'delivered' ORDER BY seq")
+        found = [d for (text,) in rows if (d := json.loads(text))["message_id"] == message_id]
         if len(found) >= count or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
@@ -229,20 +230,17 @@ def proofs(
 
 def state(gateway: Gateway, hold: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The hold's row (the fields `held list --json` shows for a decision) and its trail."""
-    db = audit_db(gateway)
-    try:
-        row = db.execute(
-            "SELECT status, decided_by, decision, delivered, refused, escalated_at, purged_at,"
-            " last_error FROM holds WHERE id = ?",
-            (hold,),
-        ).fetchone()
-        assert row is not None, f"no hold {hold}"
-        entries = db.execute(
-            "SELECT seq, event, hold_id, actor, data FROM audit WHERE hold_id = ? ORDER BY seq",
-            (hold,),
-        ).fetchall()
-    finally:
-        db.close()
+    rows = gateway.query(
+        "SELECT status, decided_by, decision, delivered, refused, escalated_at, purged_at,"
+        " last_error FROM holds WHERE id = ?",
+        (hold,),
+    )
+    assert rows, f"no hold {hold}"
+    [row] = rows
+    entries = gateway.query(
+        "SELECT seq, event, hold_id, actor, data FROM audit WHERE hold_id = ? ORDER BY seq",
+        (hold,),
+    )
     status, by, decision, delivered, refused, escalated_at, purged_at, last_error = row
     entry = {
         "status": status,
@@ -261,6 +259,13 @@ def state(gateway: Gateway, hold: str) -> tuple[dict[str, Any], list[dict[str, A
     return entry, trail
 
 
+def has_body(gateway: Gateway, hold: str) -> bool:
+    """Whether the hold's sealed message is still kept (a file, or a row of hold_bodies)."""
+    if gateway.store is None:
+        return (gateway.data_dir / "held" / f"{hold}.msg").exists()
+    return bool(gateway.query("SELECT 1 FROM hold_bodies WHERE hold_id = ?", (hold,)))
+
+
 def status(gateway: Gateway, hold: str) -> str:
     return str(state(gateway, hold)[0]["status"])
 
@@ -270,15 +275,18 @@ def events(gateway: Gateway, hold: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def review_gateway(rig: Rig, workdir: Path, **overrides: Mapping[str, object]) -> Iterator[Gateway]:
+def review_gateway(
+    rig: Rig, workdir: Path, store: SharedStore | None = None, **overrides: Mapping[str, object]
+) -> Iterator[Gateway]:
     """`gateway serve` with its own recording upstream and the tests' review settings (each
-    keyword updates one config table); stopped after, and it must exit 0."""
+    keyword updates one config table), on `store` if given; stopped after, and it must exit
+    0."""
     overrides = {**overrides, "review": {**REVIEW, **overrides.get("review", {})}}
     # The web UI is not under test here; and every gateway would want the same default port.
     overrides = {"web": {"enabled": False}, **overrides}
     upstream = Upstream().start()
     try:
-        gateway = start_gateway(rig, workdir, upstream, None, **overrides)
+        gateway = start_gateway(rig, workdir, upstream, None, store=store, **overrides)
         try:
             yield gateway
         finally:

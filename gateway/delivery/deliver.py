@@ -40,7 +40,7 @@ from gateway.delivery.transport import (
     Transport,
     failure_reply,
 )
-from gateway.errors import DeliveryFailed
+from gateway.errors import DeliveryFailed, StoreUnavailable
 from gateway.store import AuditRecord
 
 
@@ -133,8 +133,9 @@ class Delivery:
     ) -> Report:
         """Send ``transaction`` to those of its recipients that neither the journal under
         ``key`` nor ``delivered`` (known from elsewhere) says were taken already. A failure
-        of the store's journal read propagates: sending blind could duplicate."""
-        done = set(delivered) | await self._journal.relayed(key)
+        of the store's journal read propagates (sending blind could duplicate), except for
+        unflagged mail when the shared store is unavailable (``_journalled``)."""
+        done = set(delivered) | await self._journalled(transaction, key)
         earlier = {
             r.address: Result(Outcome.ACCEPTED, earlier=True)
             for r in transaction.recipients
@@ -160,6 +161,21 @@ class Delivery:
 
     async def close(self) -> None:
         await self._transport.close()
+
+    async def _journalled(self, transaction: Transaction, key: str) -> frozenset[str]:
+        """The recipients the journal says were taken. Unflagged mail stores nothing else, so
+        a database that is down or too slow must not stop it: it is sent as if the journal
+        were empty, at the cost of a possible duplicate on the MTA's retry (the same as a
+        failed journal write, below). Flagged mail fails closed: the caller answers 451."""
+        try:
+            return await self._journal.relayed(key)
+        except StoreUnavailable as exc:
+            if transaction.flagged:
+                raise
+            self._log.warning(
+                "relay journal unavailable, sending unflagged mail", key=key, error=str(exc)
+            )
+            return frozenset()
 
     def _prepare(
         self, transaction: Transaction, pending: tuple[Recipient, ...], trace: Trace | None

@@ -4,12 +4,13 @@ retry from sending a second copy to a recipient the upstream already took."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
 from gateway.delivery.deliver import Delivery, Trace
 from gateway.delivery.transport import Outcome, Recipient, Reply, Transaction, failure
-from gateway.errors import DeliveryFailed, GatewayError
+from gateway.errors import DeliveryFailed, GatewayError, StoreUnavailable
 from gateway.store import AuditRecord
 from support.transports import (
     ACCEPT,
@@ -33,10 +34,12 @@ class MemoryJournal:
     def __init__(self) -> None:
         self.entries: dict[str, set[str]] = {}
         self.audit: list[AuditRecord] = []
-        self.fail_read = False
+        self.fail_read: bool | Exception = False
         self.fail_write = False
 
     async def relayed(self, key: str) -> frozenset[str]:
+        if isinstance(self.fail_read, Exception):
+            raise self.fail_read
         if self.fail_read:
             raise OSError("disk I/O error")
         return frozenset(self.entries.get(key, ()))
@@ -202,6 +205,26 @@ async def test_a_journal_that_cannot_be_read_stops_the_send(
     with pytest.raises(OSError, match="disk I/O"):
         await delivery.deliver(transaction(A), "k")
     assert transport.attempts == []
+
+
+@pytest.mark.parametrize(("flagged", "sent"), [(False, True), (True, False)])
+async def test_a_shared_store_that_is_down_stops_flagged_mail_only(
+    delivery: Delivery,
+    transport: FakeTransport,
+    journal: MemoryJournal,
+    flagged: bool,
+    sent: bool,
+) -> None:
+    # Unflagged mail stores nothing but the journal: it keeps flowing while the database is
+    # down; flagged mail fails closed (the filter answers 451).
+    journal.fail_read = StoreUnavailable("PostgreSQL at host=db: connection refused")
+    if sent:
+        report = await delivery.deliver(replace(transaction(A), flagged=flagged), "k")
+        assert report.sent == (A,)
+    else:
+        with pytest.raises(StoreUnavailable):
+            await delivery.deliver(replace(transaction(A), flagged=flagged), "k")
+    assert transport.received == ([(A,)] if sent else [])
 
 
 async def test_a_journal_that_cannot_be_written_still_reports_the_delivery(

@@ -39,8 +39,9 @@ from rig.heldcli import (
     wait_events,
 )
 from rig.ports import LOOPBACK, free_port
+from rig.sharedstore import SharedStore
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_backends]
 
 SUBJECT = "[SECURE] Referral for Zebedee Quokka"
 BODY = "Zebedee Quokka lives at 12 Oak Street with his grandmother.\r\n"
@@ -49,8 +50,10 @@ PRIVATE = ("Zebedee", "Quokka", "Oak Street", "grandmother")
 
 
 @pytest.fixture(scope="module")
-def gw(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with review_gateway(rig, tmp_path_factory.mktemp("review-audit")) as gateway:
+def gw(
+    rig: Rig, tmp_path_factory: pytest.TempPathFactory, module_store: SharedStore | None
+) -> Iterator[Gateway]:
+    with review_gateway(rig, tmp_path_factory.mktemp("review-audit"), module_store) as gateway:
         yield gateway
 
 
@@ -63,15 +66,11 @@ def cli(gw: Gateway) -> ReviewCli:
 
 def entries(gw: Gateway) -> list[dict[str, Any]]:
     """The whole trail, straight from the store."""
-    db = audit_db(gw)
-    try:
-        rows = db.execute("SELECT seq, event, hold_id, actor, data, hash FROM audit ORDER BY seq")
-        return [
-            {"seq": s, "event": e, "hold_id": h, "actor": a, "data": json.loads(d), "hash": x}
-            for s, e, h, a, d, x in rows.fetchall()
-        ]
-    finally:
-        db.close()
+    rows = gw.query("SELECT seq, event, hold_id, actor, data, hash FROM audit ORDER BY seq")
+    return [
+        {"seq": s, "event": e, "hold_id": h, "actor": a, "data": json.loads(d), "hash": x}
+        for s, e, h, a, d, x in rows
+    ]
 
 
 def about(gw: Gateway, original: bytes) -> list[dict[str, Any]]:
@@ -231,6 +230,7 @@ def test_every_new_head_is_logged_so_a_cut_off_end_shows(gw: Gateway, cli: Revie
     assert {e["seq"]: e["hash"] for e in stored}[seq] == head
 
 
+@pytest.mark.sqlite_only  # edits the SQLite file with the sqlite3 tool
 def test_verify_names_an_edited_or_a_deleted_entry(gw: Gateway, cli: ReviewCli) -> None:
     # Last in the module: it breaks the module's trail (and mends it again after).
     hold, _ = send_held(gw)
@@ -269,6 +269,7 @@ def test_verify_names_an_edited_or_a_deleted_entry(gw: Gateway, cli: ReviewCli) 
 # ---- the keyed chain and its witnessed head
 
 
+@pytest.mark.sqlite_only  # edits the SQLite file with the sqlite3 tool
 def test_an_edit_re_hashed_without_the_key_fails_verify(gw: Gateway, cli: ReviewCli) -> None:
     hold, _ = send_held(gw)  # its two notices sent: the trail's end stands still
     _, sent, *_ = [e["seq"] for e in state(gw, hold)[1]]
@@ -297,6 +298,7 @@ def test_an_edit_re_hashed_without_the_key_fails_verify(gw: Gateway, cli: Review
     assert cli.run("audit", "verify").code == 0
 
 
+@pytest.mark.sqlite_only  # edits the SQLite file with the sqlite3 tool
 def test_verify_head_shows_the_newest_entries_were_cut_off(gw: Gateway, cli: ReviewCli) -> None:
     hold, _ = send_held(gw)
     cli.ok("held", "reject", hold, "--reason", "Not needed", "--by", "Jo")

@@ -28,8 +28,9 @@ from rig.heldcli import (
     state,
     status,
 )
+from rig.sharedstore import SharedStore
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_backends]
 
 RATIONALE = "Social worker confirmed by phone that this is her work address"
 # What the notices must never show: the body, and (without [notify] include_subject, see
@@ -39,8 +40,10 @@ BODY = "Zebedee Quokka lives at 12 Oak Street with his grandmother.\r\n"
 
 
 @pytest.fixture(scope="module")
-def gw(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with review_gateway(rig, tmp_path_factory.mktemp("review-decide")) as gateway:
+def gw(
+    rig: Rig, tmp_path_factory: pytest.TempPathFactory, module_store: SharedStore | None
+) -> Iterator[Gateway]:
+    with review_gateway(rig, tmp_path_factory.mktemp("review-decide"), module_store) as gateway:
         yield gateway
 
 

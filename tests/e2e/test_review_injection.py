@@ -15,9 +15,10 @@ import pytest
 from rig import Rig
 from rig.gatewayproc import Gateway
 from rig.heldcli import INSECURE, SENDER, hold_id, review_gateway, wait_notices_of
+from rig.sharedstore import SharedStore
 from rig.upstream import Message
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_backends]
 
 # What an attacker wants the safeguarding lead to read: their Reply-To, and an HTML body.
 INJECTED = (
@@ -27,9 +28,14 @@ INJECTED = (
 
 
 @pytest.fixture(scope="module")
-def gw(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gw(
+    rig: Rig, tmp_path_factory: pytest.TempPathFactory, module_store: SharedStore | None
+) -> Iterator[Gateway]:
     with review_gateway(
-        rig, tmp_path_factory.mktemp("review-injection"), notify={"include_subject": True}
+        rig,
+        tmp_path_factory.mktemp("review-injection"),
+        module_store,
+        notify={"include_subject": True},
     ) as gateway:
         yield gateway
 

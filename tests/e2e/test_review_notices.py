@@ -24,8 +24,9 @@ from rig.heldcli import (
     send_held,
     wait_notices_of,
 )
+from rig.sharedstore import SharedStore
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_backends]
 
 SUBJECT = "Referral for Zebedee Quokka"
 BODY = "Zebedee Quokka lives at 12 Oak Street with his grandmother.\r\n"
@@ -33,9 +34,14 @@ BODY_WORDS = ("Oak Street", "grandmother")
 
 
 @pytest.fixture(scope="module")
-def module_gw(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def module_gw(
+    rig: Rig, tmp_path_factory: pytest.TempPathFactory, module_store: SharedStore | None
+) -> Iterator[Gateway]:
     with review_gateway(
-        rig, tmp_path_factory.mktemp("review-notices"), notify={"include_subject": True}
+        rig,
+        tmp_path_factory.mktemp("review-notices"),
+        module_store,
+        notify={"include_subject": True},
     ) as gateway:
         yield gateway
 

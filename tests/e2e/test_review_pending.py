@@ -7,7 +7,7 @@ decision stands (status "releasing"); re-running the same command, or the sweep 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +27,11 @@ from rig.heldcli import (
     status,
     wait_notices_of,
 )
+from rig.sharedstore import SharedStore
 
-pytestmark = pytest.mark.e2e
+NewStore = Callable[[], SharedStore | None]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.both_backends]
 
 RATIONALE = "Police liaison officer asked for it in writing; confirmed the address by phone"
 BY = "Jo Smith (DSL)"
@@ -36,17 +39,26 @@ RELEASE = ("held", "release", "--reason", RATIONALE, "--by", BY)
 
 
 @pytest.fixture(scope="module")
-def quiet_gateway(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def quiet_gateway(
+    rig: Rig, tmp_path_factory: pytest.TempPathFactory, module_databases: NewStore
+) -> Iterator[Gateway]:
     """No sweep of its own during the tests: only the command finishes a release."""
-    with review_gateway(rig, tmp_path_factory.mktemp("review-pending")) as gateway:
+    folder = tmp_path_factory.mktemp("review-pending")
+    with review_gateway(rig, folder, module_databases()) as gateway:
         yield gateway
 
 
 @pytest.fixture(scope="module")
-def sweeping_gateway(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """A sweep every second, which retries pending releases."""
+def sweeping_gateway(
+    rig: Rig, tmp_path_factory: pytest.TempPathFactory, module_databases: NewStore
+) -> Iterator[Gateway]:
+    """A sweep every second, which retries pending releases (its own database: the quiet
+    gateway's holds are not its to sweep)."""
     with review_gateway(
-        rig, tmp_path_factory.mktemp("review-sweeping"), review={"sweep_interval": "1s"}
+        rig,
+        tmp_path_factory.mktemp("review-sweeping"),
+        module_databases(),
+        review={"sweep_interval": "1s"},
     ) as gateway:
         yield gateway
 

@@ -28,15 +28,18 @@ from rig.heldcli import (
     state,
 )
 from rig.heldcli import send_held as send
+from rig.sharedstore import SharedStore
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_backends]
 
 _counter = iter(range(1, 1_000_000))
 
 
 @pytest.fixture(scope="module")
-def gw(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with review_gateway(rig, tmp_path_factory.mktemp("review-show")) as gateway:
+def gw(
+    rig: Rig, tmp_path_factory: pytest.TempPathFactory, module_store: SharedStore | None
+) -> Iterator[Gateway]:
+    with review_gateway(rig, tmp_path_factory.mktemp("review-show"), module_store) as gateway:
         yield gateway
 
 

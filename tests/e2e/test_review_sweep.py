@@ -20,14 +20,16 @@ from rig.heldcli import (
     SENDER,
     ReviewCli,
     cli_for,
+    has_body,
     notices_of,
     review_gateway,
     send_held,
     state,
     wait_notices_of,
 )
+from rig.sharedstore import SharedStore
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_backends]
 
 Serve = Callable[..., Gateway]
 
@@ -37,13 +39,13 @@ PRIVATE = ("Zebedee", "Quokka", "Oak Street")
 
 
 @pytest.fixture
-def serve(rig: Rig, tmp_path: Path) -> Iterator[Serve]:
+def serve(rig: Rig, tmp_path: Path, store: SharedStore | None) -> Iterator[Serve]:
     numbers = itertools.count(1)
     with contextlib.ExitStack() as stack:
 
         def start(**overrides: dict[str, object]) -> Gateway:
             workdir = tmp_path / f"gateway-{next(numbers)}"
-            return stack.enter_context(review_gateway(rig, workdir, **overrides))
+            return stack.enter_context(review_gateway(rig, workdir, store, **overrides))
 
         yield start
 
@@ -177,14 +179,11 @@ def test_purge_deletes_the_bodies_of_decided_holds_only(serve: Serve) -> None:
     cli.ok("held", "release", released, "--reason", "Confirmed by phone", "--by", "Jo")
     cli.ok("held", "reject", rejected, "--reason", "Wrong recipient", "--by", "Jo")
 
-    def blob(hold: str) -> Path:
-        return gw.data_dir / "held" / f"{hold}.msg"
-
     ran = cli.ok("held", "purge", "--older-than", "0d", "--by", "Sam (records)")
     assert ran.stdout == "purged 2 bodies\n", str(ran)
-    assert blob(waiting).exists()
-    assert not blob(released).exists()
-    assert not blob(rejected).exists()
+    assert has_body(gw, waiting)
+    assert not has_body(gw, released)
+    assert not has_body(gw, rejected)
 
     # The held message keeps its body; the decided ones keep their metadata and trail.
     kept, as_text, as_json = cli.run_all(

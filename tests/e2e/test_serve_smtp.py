@@ -21,7 +21,7 @@ from rig.gatewayproc import (
 )
 from rig.upstream import Upstream
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_backends]
 
 SENDER = "head@school.test"
 OTHER_LOOPBACK = "127.0.0.2"

@@ -30,11 +30,11 @@ _INSERT = (
 )
 _CLAIM = (
     "SELECT id FROM outbox WHERE sent_at IS NULL AND (next_at <= %s OR claimed_by = ANY(%s))"
-    " ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED"
+    " ORDER BY created_at, seq LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 _TAKE = (
     "UPDATE outbox SET next_at = %s, claimed_by = %s WHERE id = ANY(%s)"
-    " RETURNING id, kind, hold_id, sender, recipients, message, attempts, created_at"
+    " RETURNING id, kind, hold_id, sender, recipients, message, attempts, created_at, seq"
 )
 
 
@@ -77,7 +77,8 @@ async def claim_due(conn: AsyncConnection[Any], now: float, limit: int) -> list[
     if not ids:
         return []
     cursor = await conn.execute(_TAKE, (now + NOTICE_LEASE, process_owner(), ids))
-    return sorted(await cursor.fetchall(), key=lambda row: (row[7], row[0]))
+    # RETURNING keeps no order: sort as queued (created_at, then seq), and drop seq.
+    return [row[:8] for row in sorted(await cursor.fetchall(), key=lambda row: (row[7], row[8]))]
 
 
 def opened(sealer: Sealer, rows: Sequence[tuple[Any, ...]]) -> list[Notice]:

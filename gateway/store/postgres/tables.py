@@ -87,7 +87,9 @@ CREATE TABLE outbox (
     next_at       double precision NOT NULL,
     sent_at       double precision,
     last_error    text NOT NULL DEFAULT '',
-    claimed_by    text NOT NULL DEFAULT ''
+    claimed_by    text NOT NULL DEFAULT '',
+    -- Insertion order: a hold's notices share created_at and go out in the order queued.
+    seq           bigint GENERATED ALWAYS AS IDENTITY
 );
 CREATE INDEX outbox_due ON outbox (next_at) WHERE sent_at IS NULL;
 
