@@ -198,7 +198,8 @@ def table(results: dict[str, Any]) -> str:
         "hold the gateway's 250; the gateway's notices are counted apart);\n"
         "p50/p99: one session, one message at a time, MAIL FROM -> reply to the end of DATA "
         "(the cold start: under its load); +p50/+p99: added over smtp-sink direct;\n"
-        "CPU: the target's process tree; RSS MB: peak (VmHWM; Postfix: its processes' PSS "
+        "CPU: the target's process tree (gateway-2pg: its two nodes; PostgreSQL's server "
+        "apart, below); RSS MB: peak (VmHWM; Postfix: its processes' PSS "
         "summed); other: cores used by processes outside the bench (a shared machine's noise)."
     )
     header = (
@@ -221,7 +222,8 @@ def table(results: dict[str, Any]) -> str:
             if fig.get("error"):
                 out.append(f"   {name:<11} FAILED: {fig['error'][:300]}")
                 continue
-            ok = "yes" if fig.get("complete") and fig.get("client_ok", True) else "NO"
+            checked = fig.get("held_ok") is not False and fig.get("exactly_once") is not False
+            ok = "yes" if fig.get("complete") and fig.get("client_ok", True) and checked else "NO"
             out.append(
                 "   "
                 + f"{name:<11} {_num(fig.get('msgs_per_s'), 8)} "
@@ -313,7 +315,9 @@ def _outcome(fig: dict[str, Any]) -> str:
             f"{fig['relayed_received']}/{fig['relayed_expected']} copies at the sink"
             + (", exactly once" if fig.get("exactly_once") else ": NOT exactly once")
         )
-    elif fig.get("exactly_once") is False:
+    if "notices_expected" in fig:
+        parts.append(f"notices {fig['notices_received']} of {fig['notices_expected']}")
+    if "relayed_received" not in fig and fig.get("exactly_once") is False:
         parts.append("more notices than expected")
     return "; ".join(parts)
 
