@@ -20,6 +20,7 @@ from gateway import __version__, logs
 from gateway.cli import held as reviewcli
 from gateway.cli import probe as probecli
 from gateway.cli import queue as queuecli
+from gateway.cli import store as storecli
 from gateway.cli import trace as tracecli
 from gateway.cli import users as usercli
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
@@ -29,10 +30,15 @@ from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import lint
 from gateway.core.policy import today_utc
 from gateway.core.stscache import CachedPolicy
-from gateway.errors import ConfigError, WorkerFailed
+from gateway.errors import ConfigError, SchemaMismatch, StoreUnavailable, WorkerFailed
 from gateway.posture import allowlists, report
 from gateway.posture.assessment import Assessment
-from gateway.runtime.parts import data_dir, load_allowlist, open_policy_cache, open_posture
+from gateway.runtime.parts import (
+    load_allowlist,
+    open_policy_cache,
+    open_posture,
+    store_location,
+)
 from gateway.runtime.serve import serve
 
 
@@ -97,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     tracecli.add_command(commands, common)
     usercli.add_commands(commands, common)
     queuecli.add_commands(commands, common)
+    storecli.add_commands(commands, common)
 
     cache = commands.add_parser("sts-cache", parents=[common], help="the MTA-STS policy cache")
     cache_commands = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -127,7 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = "debug" if getattr(args, "verbose", False) else "warning"
         logs.configure(level, settings.log.format, sys.stderr)
     logs.get("gateway").info("config loaded", config=settings.redacted())
-    code: int = args.run(args, settings)
+    try:
+        code: int = args.run(args, settings)
+    except SchemaMismatch as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreUnavailable as exc:
+        print(f"gateway: the store cannot be reached: {exc}", file=sys.stderr)
+        return EXIT_FINDING
     return code
 
 
@@ -145,7 +159,7 @@ def _domains(names: Sequence[str]) -> list[str] | None:
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"gateway: SMTP filter on {settings.smtp.listen}, relaying to "
-        f"{settings.relay.host}:{settings.relay.port}, data in {data_dir(settings)}",
+        f"{settings.relay.host}:{settings.relay.port}, store: {store_location(settings)}",
         file=sys.stderr,
     )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -166,6 +180,15 @@ def _run_service(run: Callable[[], object]) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SchemaMismatch as exc:
+        # As a configuration error: restarting will not help until someone acts.
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreUnavailable as exc:
+        # Nothing listens, so the MTA's other next hop takes the mail; the service manager's
+        # restart (with its back-off) tries again, and every attempt leaves this line.
+        print(f"gateway: cannot start: the store cannot be reached: {exc}", file=sys.stderr)
+        return EXIT_FINDING
     except (OSError, WorkerFailed) as exc:
         print(f"gateway: cannot start: {exc}", file=sys.stderr)
         return EXIT_FINDING

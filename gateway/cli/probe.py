@@ -21,7 +21,7 @@ from gateway.cli.exits import EXIT_FINDING, EXIT_OK
 from gateway.config.settings import Settings
 from gateway.core.allowlist import AllowlistEntry
 from gateway.delivery.peer import webpki_context
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, SchemaMismatch, StoreUnavailable
 from gateway.posture import allowlists, probereport, report
 from gateway.posture.assessment import Assessment, Posture
 from gateway.posture.probe import ProbeOptions
@@ -114,7 +114,7 @@ def _record(settings: Settings, checked: Sequence[Checked]) -> None:
         return
 
     async def write() -> None:
-        store = open_store(settings)
+        store = await open_store(settings)
         try:
             await store.record_probes(found)
         finally:
@@ -122,7 +122,7 @@ def _record(settings: Settings, checked: Sequence[Checked]) -> None:
 
     try:
         asyncio.run(write())
-    except (OSError, ConfigError) as exc:
+    except (OSError, ConfigError, StoreUnavailable, SchemaMismatch) as exc:
         print(f"gateway: the probe results were not recorded: {exc}", file=sys.stderr)
 
 

@@ -23,9 +23,9 @@ from gateway.review.outbox import Outbox
 from gateway.runtime.parts import hostname, open_relay, open_store
 from gateway.runtime.serve import QUEUE_POLL
 from gateway.store import Queued
-from gateway.store.sqlite import SqliteStore
+from gateway.store.protocols import HoldStore
 
-Command = Callable[[SqliteStore, Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+Command = Callable[[HoldStore, Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 def _command(command: Command) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
         async def go() -> int:
-            store = open_store(settings)
+            store = await open_store(settings)
             try:
                 return await command(store, settings, args)
             finally:
@@ -86,7 +86,7 @@ def entry_json(entry: Queued) -> dict[str, Any]:
     }
 
 
-async def list_entries(store: SqliteStore, settings: Settings, args: argparse.Namespace) -> int:
+async def list_entries(store: HoldStore, settings: Settings, args: argparse.Namespace) -> int:
     entries = await store.queue_entries(finished=args.all)
     if args.json:
         print(json.dumps([entry_json(e) for e in entries], indent=2))
@@ -104,7 +104,7 @@ async def list_entries(store: SqliteStore, settings: Settings, args: argparse.Na
     return EXIT_OK
 
 
-async def show_entry(store: SqliteStore, settings: Settings, args: argparse.Namespace) -> int:
+async def show_entry(store: HoldStore, settings: Settings, args: argparse.Namespace) -> int:
     entry = await store.queued(args.queue_id)
     if entry is None:
         print(f"gateway: no queue entry {args.queue_id}", file=sys.stderr)
@@ -121,7 +121,7 @@ async def show_entry(store: SqliteStore, settings: Settings, args: argparse.Name
     return EXIT_OK
 
 
-async def retry_entry(store: SqliteStore, settings: Settings, args: argparse.Namespace) -> int:
+async def retry_entry(store: HoldStore, settings: Settings, args: argparse.Namespace) -> int:
     if not await store.retry_queued(args.queue_id, time.time()):
         print(f"gateway: no waiting queue entry {args.queue_id}", file=sys.stderr)
         return EXIT_FINDING
@@ -129,7 +129,7 @@ async def retry_entry(store: SqliteStore, settings: Settings, args: argparse.Nam
     return EXIT_OK
 
 
-async def purge_entry(store: SqliteStore, settings: Settings, args: argparse.Namespace) -> int:
+async def purge_entry(store: HoldStore, settings: Settings, args: argparse.Namespace) -> int:
     reason = " ".join(args.reason.split())
     if not reason:
         print("gateway: --reason must say why", file=sys.stderr)

@@ -98,7 +98,7 @@ def _by(args: argparse.Namespace) -> str:
 
 def _audit(settings: Settings, record: AuditRecord) -> None:
     async def append() -> None:
-        store = open_store(settings)
+        store = await open_store(settings)
         try:
             await store.append_audit([record])
         finally:

@@ -382,11 +382,28 @@ def check_across_keys(settings: Settings) -> None:
         raise ConfigError("delivery.retry_after", "must not be longer than delivery.give_up_after")
     if web.enabled and web.listen == settings.smtp.listen:
         raise ConfigError("web.listen", "must differ from smtp.listen")
-    if settings.store.backend is StoreBackend.POSTGRESQL and not settings.store.dsn.reveal():
-        raise ConfigError("store.dsn", "is needed with backend = postgresql")
+    if settings.store.backend is StoreBackend.POSTGRESQL:
+        _shared_store_keys(settings)
     if review.escalate_after > review.expire_after:
         # A hold would expire before anyone was alerted that it waits.
         raise ConfigError("review.escalate_after", "must not be longer than review.expire_after")
+
+
+def _shared_store_keys(settings: Settings) -> None:
+    """Several nodes on one database: a key each node made in its own data_dir would differ
+    from the others', and a hold sealed on one node could not be opened on the next."""
+    if not settings.store.dsn.reveal():
+        raise ConfigError("store.dsn", "is needed with backend = postgresql")
+    for section, given in (
+        ("store", bool(settings.store.key or settings.store.key_file)),
+        ("audit", bool(settings.audit.key or settings.audit.key_file)),
+    ):
+        if not given:
+            raise ConfigError(
+                f"{section}.key_file",
+                f"give {section}.key or {section}.key_file with backend = postgresql:"
+                " every node needs the same store and audit keys",
+            )
 
 
 def _both_or_neither(first: str, has_first: bool, second: str, has_second: bool) -> None:

@@ -17,6 +17,7 @@ from gateway.config.values import DirectDelivery
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.queue import QueueRunner
 from gateway.delivery.smarthost import Smarthost
+from gateway.errors import SchemaMismatch, StoreUnavailable
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
 from gateway.runtime.parts import (
@@ -26,8 +27,9 @@ from gateway.runtime.parts import (
     open_posture,
     open_relay,
     open_store,
+    store_location,
 )
-from gateway.store.sqlite import SqliteStore
+from gateway.store.protocols import HoldStore
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -37,7 +39,7 @@ class Running:
     """The parts of a running process, and the event its stop signals set."""
 
     settings: Settings
-    store: SqliteStore
+    store: HoldStore
     relay: Smarthost
     delivery: Delivery
     posture: Posture
@@ -61,7 +63,7 @@ async def lifecycle(settings: Settings, log: Any) -> AsyncIterator[Running]:
     loop = asyncio.get_running_loop()
     try:
         async with contextlib.AsyncExitStack() as parts:
-            store = open_store(settings)
+            store = await _open_store(settings, log)
             parts.push_async_callback(store.close)
             relay = open_relay(settings)
             parts.push_async_callback(relay.close)
@@ -80,6 +82,19 @@ async def lifecycle(settings: Settings, log: Any) -> AsyncIterator[Running]:
             yield Running(settings, store, relay, delivery, posture, review, name, stop, queue)
     finally:
         log.info("stopped")
+
+
+async def _open_store(settings: Settings, log: Any) -> HoldStore:
+    """The store, its schema checked; a store that is not there or not this release's stops
+    the start with one line that says so (never the DSN's password)."""
+    where = store_location(settings)
+    try:
+        store = await open_store(settings)
+    except (SchemaMismatch, StoreUnavailable) as exc:
+        log.error("store cannot be used", store=where, error=str(exc))
+        raise
+    log.info("store opened", store=where)
+    return store
 
 
 def _default_signals(loop: asyncio.AbstractEventLoop) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gateway.accounts.users import USERS_DB, Accounts
 from gateway.config.settings import Settings
-from gateway.config.values import RelayTls
+from gateway.config.values import RelayTls, StoreBackend
 from gateway.core.allowlist import Allowlist
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.mx import MxTransport
@@ -30,6 +30,9 @@ from gateway.review.model import Review
 from gateway.store.auditkey import load_audit_key
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.policycache import PolicyDb
+from gateway.store.postgres import Database, PgStore
+from gateway.store.postgres.database import describe
+from gateway.store.protocols import HoldStore
 from gateway.store.safeio import private_dir
 from gateway.store.sqlite import SqliteStore
 
@@ -85,11 +88,34 @@ async def open_posture(settings: Settings, allowlist: Allowlist) -> AsyncIterato
         await cache.close()
 
 
-def open_store(settings: Settings) -> SqliteStore:
+async def open_store(settings: Settings) -> HoldStore:
+    """The hold store of [store] backend: SQLite files in data_dir, or the database the nodes
+    share, its pool opened and its schema checked (SchemaMismatch, StoreUnavailable)."""
     folder = data_dir(settings)
+    if settings.store.backend is StoreBackend.POSTGRESQL:
+        # Both keys are given (the configuration checks it): never made in this node's folder.
+        store = settings.store
+        db = Database(
+            store.dsn.reveal(),
+            pool_size=store.pool_size,
+            statement_timeout=store.statement_timeout,
+            connect_timeout=store.connect_timeout,
+            name="store",
+        )
+        shared = PgStore(db, Sealer(load_key(settings, folder)), load_audit_key(settings, folder))
+        await shared.open()
+        return shared
     private_dir(folder)
     audit_key = load_audit_key(settings, folder)
     return SqliteStore(folder, Sealer(load_key(settings, folder)), audit_key=audit_key)
+
+
+def store_location(settings: Settings) -> str:
+    """Where the store is, for logs and messages: the database without its password, or the
+    data directory."""
+    if settings.store.backend is StoreBackend.POSTGRESQL:
+        return f"postgresql {describe(settings.store.dsn.reveal())}"
+    return f"sqlite {data_dir(settings)}"
 
 
 def open_relay(settings: Settings) -> Smarthost:
@@ -114,7 +140,7 @@ def open_accounts(settings: Settings) -> Accounts:
 @asynccontextmanager
 async def review_session(settings: Settings) -> AsyncIterator[Review]:
     """The review model with its store and delivery, for the one-shot commands."""
-    store = open_store(settings)
+    store = await open_store(settings)
     try:
         relay = open_relay(settings)
         try:

@@ -69,7 +69,8 @@ CREATE TABLE audit (
     actor         text NOT NULL,
     data          text NOT NULL,     -- JSON object, exactly as sealed (sort_keys)
     prev          text NOT NULL,
-    hash          text NOT NULL
+    hash          text NOT NULL,
+    search        text NOT NULL      -- lower case, as shown: what word search reads (trail.py)
 );
 CREATE INDEX audit_hold_seq ON audit (hold_id, seq);
 CREATE INDEX audit_at ON audit (at);
