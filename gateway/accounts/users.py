@@ -1,6 +1,8 @@
 """Accounts for the review web UI, and the sign-in throttle.
 
-One SQLite file, ``<data_dir>/users.sqlite3`` (mode 0600: it holds password hashes). An account
+Kept in an ``AccountStore``: on the embedded backend one SQLite file, ``<data_dir>/users.sqlite3``
+(mode 0600: it holds password hashes); on PostgreSQL the shared database, so that every node
+knows the same accounts and counts the same failures. An account
 has a name, a role (``reviewer`` reviews held mail; ``admin`` also manages accounts; ``submit``
 only submits mail by SMTP AUTH and cannot sign in to the web UI), an
 argon2id password hash (argon2-cffi's defaults, RFC 9106) and a disabled flag; accounts are
@@ -13,8 +15,8 @@ the last one. An attempt is counted before its password is checked, atomically w
 at the wait, so parallel attempts cannot all slip through while the first is being checked.
 
 Every call is synchronous: the web UI runs them in a worker thread (argon2 is meant to be
-slow), the command line calls them directly. The file is kept by ``gateway.store.sqlite.accounts``
-(one connection per file, on its own thread; the schema runs once).
+slow), the command line calls them directly. ``gateway.runtime.parts.open_accounts`` picks the
+store.
 """
 
 from __future__ import annotations
@@ -23,15 +25,13 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.errors import UserError
 from gateway.store.accounts import Role, User
-from gateway.store.protocols import SignInFailures, UserRecords
-from gateway.store.sqlite.accounts import accounts_store
+from gateway.store.protocols import AccountStore, SignInFailures
 
 __all__ = [
     "FORGET_AFTER",
@@ -81,20 +81,25 @@ def check_password(password: str) -> None:
 
 
 class Accounts:
+    """The accounts in ``records``, which the throttle and the web sessions share. ``close``
+    gives back what ``on_close`` releases (a PostgreSQL pool of this process's own)."""
+
     def __init__(
         self,
-        path: Path,
+        records: AccountStore,
         clock: Callable[[], float] = time.time,
         hasher: PasswordHasher | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
-        self.path = path
+        self.records = records
         self._clock = clock
         self._hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 low-memory profile
         self._dummy: str | None = None
+        self._on_close = on_close
 
-    @property
-    def _records(self) -> UserRecords:
-        return accounts_store(self.path)
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
 
     # --- reading -------------------------------------------------------------------------
 
@@ -103,11 +108,11 @@ class Accounts:
             folded = normalise_name(name)
         except UserError:
             return None
-        found = self._records.user(folded)
+        found = self.records.user(folded)
         return found[0] if found else None
 
     def all(self) -> list[User]:
-        return self._records.users()
+        return self.records.users()
 
     # --- changes -------------------------------------------------------------------------
 
@@ -120,7 +125,7 @@ class Accounts:
             raise UserError(f"{role!r} is not a role: reviewer, admin or submit") from exc
         digest = self._hasher.hash(password)
         now = self._clock()
-        if not self._records.add_user(User(folded, role, False, now, now), digest):
+        if not self.records.add_user(User(folded, role, False, now, now), digest):
             raise UserError(f"there is already an account {folded!r}")
         user = self.get(folded)
         assert user is not None
@@ -130,11 +135,11 @@ class Accounts:
         check_password(password)
         digest = self._hasher.hash(password)
         folded = normalise_name(name)
-        return self._changed(folded, self._records.set_password(folded, digest, self._clock()))
+        return self._changed(folded, self.records.set_password(folded, digest, self._clock()))
 
     def set_disabled(self, name: str, disabled: bool) -> User:
         folded = normalise_name(name)
-        return self._changed(folded, self._records.set_disabled(folded, disabled))
+        return self._changed(folded, self.records.set_disabled(folded, disabled))
 
     def _changed(self, folded: str, changed: bool) -> User:
         user = self.get(folded) if changed else None
@@ -155,7 +160,7 @@ class Accounts:
             folded = normalise_name(name)
         except UserError:
             folded = ""
-        found = self._records.user(folded) if folded else None
+        found = self.records.user(folded) if folded else None
         if found is None:
             self._verify(self._dummy_hash(), password)
             return None, "unknown-account"
@@ -166,7 +171,7 @@ class Accounts:
             return user, "disabled"
         if self._hasher.check_needs_rehash(digest):  # the defaults grew stronger: follow them
             digest = self._hasher.hash(password)
-        self._records.signed_in(folded, self._clock(), digest)
+        self.records.signed_in(folded, self._clock(), digest)
         return user, ""
 
     def password_is(self, name: str, password: str) -> bool:
@@ -175,7 +180,7 @@ class Accounts:
             folded = normalise_name(name)
         except UserError:
             return False
-        found = self._records.user(folded)
+        found = self.records.user(folded)
         return self._verify(found[1] if found else self._dummy_hash(), password) and bool(found)
 
     def _verify(self, digest: str, password: str) -> bool:
@@ -213,13 +218,9 @@ class Throttle:
     same write transaction that looks at the wait: a hundred attempts sent at once queue
     there, and only the free ones are checked."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self.path = path
+    def __init__(self, records: SignInFailures, clock: Callable[[], float] = time.time) -> None:
+        self._records = records
         self._clock = clock
-
-    @property
-    def _records(self) -> SignInFailures:
-        return accounts_store(self.path)
 
     def wait(self, keys: Iterable[str]) -> float:
         """Seconds before another attempt under any of ``keys`` may be checked (0: now)."""

@@ -244,7 +244,7 @@ def run_lint(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_cache_list(args: argparse.Namespace, settings: Settings) -> int:
     async def read() -> list[CachedPolicy]:
-        db = open_policy_cache(settings)
+        db = await open_policy_cache(settings)
         try:
             found = [await db.policy(domain) for domain in await db.domains()]
         finally:
@@ -266,7 +266,7 @@ def run_cache_purge(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
 
     async def purge(wanted: list[str]) -> int:
-        db = open_policy_cache(settings)
+        db = await open_policy_cache(settings)
         try:
             return sum([await db.forget(d) for d in wanted]) if wanted else await db.forget()
         finally:

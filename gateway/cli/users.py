@@ -26,7 +26,6 @@ from gateway.core.timefmt import iso_utc, or_dash
 from gateway.errors import UserError
 from gateway.runtime.parts import open_accounts, open_store
 from gateway.store import AuditRecord
-from gateway.web.sessions import end_sessions_of
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -77,6 +76,8 @@ def _command(runner: Runner) -> Callable[[argparse.Namespace, Settings], int]:
         except UserError as exc:
             print(f"gateway: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        finally:
+            accounts.close()
 
     return run
 
@@ -116,7 +117,7 @@ def add_user(accounts: Accounts, args: argparse.Namespace, settings: Settings) -
 
 def set_password(accounts: Accounts, args: argparse.Namespace, settings: Settings) -> int:
     user = accounts.set_password(args.name, read_password())
-    ended = end_sessions_of(accounts.path, user.name)
+    ended = accounts.records.end_sessions(user.name)
     _audit(settings, audit.password_changed(user.name, _by(args)))
     print(f"password set for {user.name}; {ended} session(s) ended")
     return EXIT_OK
@@ -124,7 +125,7 @@ def set_password(accounts: Accounts, args: argparse.Namespace, settings: Setting
 
 def disable(accounts: Accounts, args: argparse.Namespace, settings: Settings) -> int:
     user = accounts.set_disabled(args.name, True)
-    ended = end_sessions_of(accounts.path, user.name)
+    ended = accounts.records.end_sessions(user.name)
     _audit(settings, audit.user_disabled(user.name, _by(args)))
     print(f"disabled {user.name}; {ended} session(s) ended")
     return EXIT_OK

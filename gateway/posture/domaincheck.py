@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TypeVar
 
 from gateway import metrics
@@ -35,8 +34,8 @@ from gateway.core.model import (
     TlsRptFacts,
 )
 from gateway.errors import PolicyFetchError
-from gateway.posture import fetchlock
 from gateway.posture.dns import Resolver
+from gateway.posture.fetchlock import FetchLocks, LockTimeout
 from gateway.posture.stsfetch import PolicyFetcher
 from gateway.store.protocols import PolicyCache
 
@@ -51,15 +50,15 @@ class DomainChecker:
         fetcher: PolicyFetcher,
         cache: PolicyCache,
         clock: Clock = time.time,
-        lock_dir: Path | None = None,
+        locks: FetchLocks | None = None,
         lock_timeout: float = 30.0,
     ) -> None:
         self._resolver = resolver
         self._fetcher = fetcher
         self._cache = cache
         self._clock = clock
-        # With several worker processes: where the per-domain fetch locks live.
-        self._lock_dir = lock_dir
+        # With several worker processes or nodes: one policy fetch per domain among them.
+        self._locks = locks
         self._lock_timeout = lock_timeout
         self._inflight: dict[str, asyncio.Future[DomainFacts]] = {}
         self.policy_fetches = 0
@@ -112,14 +111,14 @@ class DomainChecker:
         answer = await self._resolver.txt(f"_mta-sts.{domain}")
         record = sts_record_facts(answer)
         plan, failure = await self._plan(domain, record)
-        if plan.step is stscache.Step.FETCH and self._lock_dir is not None:
-            # One fetch per domain across all worker processes: whoever waited for the lock
-            # finds the policy the holder fetched and uses it from the cache.
+        if plan.step is stscache.Step.FETCH and self._locks is not None:
+            # One fetch per domain across all worker processes and nodes: whoever waited for
+            # the lock finds the policy the holder fetched and uses it from the cache.
             try:
-                async with fetchlock.locked(self._lock_dir, domain, self._lock_timeout):
+                async with self._locks.locked(domain, self._lock_timeout):
                     plan, failure = await self._plan(domain, record)
                     return record, await self._apply(domain, record, plan, failure)
-            except fetchlock.LockTimeout:
+            except LockTimeout:
                 pass  # the holder is stuck: fetch ourselves rather than fail the check
         return record, await self._apply(domain, record, plan, failure)
 

@@ -1,5 +1,11 @@
-"""A lock shared by the gateway's processes (flock on a file in the data directory), for work
-that must happen once across workers: fetching one domain's MTA-STS policy."""
+"""Locks for work that must happen once across the gateway's processes: fetching one domain's
+MTA-STS policy (RFC 8461 §3.3 lets a sender cache it; we fetch it once, not once per process).
+
+``FetchLocks`` is what ``DomainChecker`` asks for. ``FileLocks`` serves the worker processes of
+one machine (flock on a file in the data directory); several nodes on PostgreSQL use
+``gateway.store.postgres.locks.AdvisoryLocks`` instead, since a file lock is seen by one host
+only.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ import fcntl
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Protocol
 
 POLL = 0.02
 
@@ -18,11 +26,27 @@ class LockTimeout(TimeoutError):
     pass
 
 
+class FetchLocks(Protocol):
+    def locked(self, name: str, patience: float) -> AbstractAsyncContextManager[None]:
+        """Hold the lock called ``name`` for the block, waiting at most ``patience`` seconds
+        for it (LockTimeout after that). The wait polls: neither the event loop nor a thread
+        blocks on it."""
+        ...
+
+
+class FileLocks:
+    """Implements ``FetchLocks`` with flock on files in ``folder`` (which must exist); the
+    kernel drops a lock when its process dies."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def locked(self, name: str, patience: float) -> AbstractAsyncContextManager[None]:
+        return _flocked(self.folder, name, patience)
+
+
 @contextlib.asynccontextmanager
-async def locked(folder: Path, name: str, patience: float) -> AsyncIterator[None]:
-    """Take the lock called ``name`` in ``folder`` (which must exist), waiting at most
-    ``patience`` seconds; poll instead of blocking, so the event loop (and no thread) waits.
-    The kernel drops the lock if the process dies."""
+async def _flocked(folder: Path, name: str, patience: float) -> AsyncIterator[None]:
     path = folder / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

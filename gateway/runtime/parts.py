@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,16 +25,21 @@ from gateway.posture import allowlists
 from gateway.posture.assessment import Posture
 from gateway.posture.dns import DnsResolver
 from gateway.posture.domaincheck import DomainChecker
+from gateway.posture.fetchlock import FetchLocks, FileLocks
 from gateway.posture.stsfetch import PolicyFetcher, default_client, tls_context
 from gateway.review.model import Review
 from gateway.store.auditkey import load_audit_key
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.policycache import PolicyDb
-from gateway.store.postgres import Database, PgStore
-from gateway.store.postgres.database import describe
-from gateway.store.protocols import HoldStore
+from gateway.store.postgres import PgStore
+from gateway.store.postgres.accounts import PgAccounts
+from gateway.store.postgres.database import Database, SyncDatabase, describe
+from gateway.store.postgres.locks import AdvisoryLocks
+from gateway.store.postgres.policycache import PgPolicyCache
+from gateway.store.protocols import HoldStore, PolicyCache
 from gateway.store.safeio import private_dir
 from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite.accounts import accounts_store
 
 POLICY_DB = "sts-cache.sqlite3"
 # Concurrent MTA-STS policy fetches, for all worker processes together.
@@ -54,8 +59,48 @@ def load_allowlist(settings: Settings) -> allowlists.Loaded:
     return allowlists.load(allowlists.expand(settings.allowlist.paths, settings.base_dir))
 
 
-def open_policy_cache(settings: Settings) -> PolicyDb:
-    return PolicyDb(data_dir(settings) / POLICY_DB)
+def _shared(settings: Settings) -> bool:
+    return settings.store.backend is StoreBackend.POSTGRESQL
+
+
+def _database(settings: Settings, name: str, pool_size: int | None = None) -> Database:
+    store = settings.store
+    return Database(
+        store.dsn.reveal(),
+        pool_size=pool_size or store.pool_size,
+        statement_timeout=store.statement_timeout,
+        connect_timeout=store.connect_timeout,
+        name=name,
+    )
+
+
+async def open_policy_cache(settings: Settings) -> PolicyCache:
+    """The MTA-STS policy cache: a file in the data directory, or the shared database (opened
+    now: StoreUnavailable, SchemaMismatch)."""
+    if not _shared(settings):
+        return PolicyDb(data_dir(settings) / POLICY_DB)
+    cache = PgPolicyCache(_database(settings, "policy-cache"))
+    await cache.open()
+    return cache
+
+
+async def _open_fetch_locks(settings: Settings, parts: AsyncExitStack) -> FetchLocks | None:
+    """One policy fetch per domain: across nodes (advisory locks) on PostgreSQL, even with one
+    worker, since the other nodes fetch too; across the workers of this host (file locks) on
+    SQLite with several workers; else the checker's own single flight is enough."""
+    workers = settings.smtp.workers
+    if _shared(settings):
+        # Its own pool: a lock holds its connection for the whole fetch, and must not starve
+        # the cache reads the fetch makes meanwhile.
+        db = _database(settings, "fetch-locks", max(1, FETCH_CONCURRENCY // workers))
+        await db.open(wait=False)
+        parts.push_async_callback(db.close)
+        return AdvisoryLocks(db)
+    if workers <= 1:
+        return None
+    folder = data_dir(settings) / "sts-locks"
+    private_dir(folder)
+    return FileLocks(folder)
 
 
 @asynccontextmanager
@@ -64,28 +109,24 @@ async def open_posture(settings: Settings, allowlist: Allowlist) -> AsyncIterato
     ca_file = settings.path(settings.mta_sts.ca_file) if settings.mta_sts.ca_file else None
     resolver = DnsResolver(settings.dns)
     workers = settings.smtp.workers
-    locks = data_dir(settings) / "sts-locks" if workers > 1 else None
-    if locks is not None:
-        private_dir(locks)
-    cache = open_policy_cache(settings)
-    try:
-        async with default_client(tls_context(ca_file), settings.mta_sts.fetch_timeout) as client:
-            fetcher = PolicyFetcher(
-                resolver,
-                settings.mta_sts,
-                client,
-                max_concurrency=max(1, FETCH_CONCURRENCY // workers),
-            )
-            checker = DomainChecker(
-                resolver,
-                fetcher,
-                cache,
-                lock_dir=locks,
-                lock_timeout=settings.mta_sts.fetch_timeout * 2,
-            )
-            yield Posture(settings, allowlist, checker)
-    finally:
-        await cache.close()
+    async with AsyncExitStack() as parts:
+        locks = await _open_fetch_locks(settings, parts)
+        cache = await open_policy_cache(settings)
+        parts.push_async_callback(cache.close)
+        client = await parts.enter_async_context(
+            default_client(tls_context(ca_file), settings.mta_sts.fetch_timeout)
+        )
+        fetcher = PolicyFetcher(
+            resolver, settings.mta_sts, client, max_concurrency=max(1, FETCH_CONCURRENCY // workers)
+        )
+        checker = DomainChecker(
+            resolver,
+            fetcher,
+            cache,
+            locks=locks,
+            lock_timeout=settings.mta_sts.fetch_timeout * 2,
+        )
+        yield Posture(settings, allowlist, checker)
 
 
 async def open_store(settings: Settings) -> HoldStore:
@@ -134,7 +175,21 @@ def build_mx_transport(settings: Settings, posture: Posture) -> MxTransport:
 
 
 def open_accounts(settings: Settings) -> Accounts:
-    return Accounts(data_dir(settings) / USERS_DB)
+    """The accounts, the throttle's failures and the web sessions (``Accounts.records``):
+    the process's one ``users.sqlite3`` in the data directory, or the shared database on a
+    pool of this caller's own, which ``Accounts.close`` gives back."""
+    if not _shared(settings):
+        return Accounts(accounts_store(data_dir(settings) / USERS_DB))
+    store = settings.store
+    records = PgAccounts(
+        SyncDatabase(
+            store.dsn.reveal(),
+            pool_size=store.pool_size,
+            statement_timeout=store.statement_timeout,
+            connect_timeout=store.connect_timeout,
+        )
+    )
+    return Accounts(records, on_close=records.close)
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from gateway import logs
-from gateway.accounts.users import Throttle
+from gateway.accounts.users import Accounts, Throttle
 from gateway.audit import witness
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Head
@@ -62,9 +62,12 @@ async def serve(
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as started:
         wake = asyncio.Event()
         queue_wake = asyncio.Event()
-        web_ui = _web_ui(settings, running, wake) if leader else None
+        accounts = _accounts(settings, leader)
+        if accounts is not None:
+            started.callback(accounts.close)
+        web_ui = _web_ui(settings, running, wake, accounts) if leader else None
         server_tls = ServerTls(settings) if settings.smtp.tls_cert else None
-        admission = _admission(settings, server_tls)
+        admission = _admission(settings, server_tls, accounts)
         servers = await _listen(settings, running, admission, wake, queue_wake, server_tls)
         for server in servers:
             started.callback(server.close)
@@ -125,23 +128,35 @@ async def _start_workers(
     return supervisor
 
 
-def _web_ui(settings: Settings, running: Running, wake: asyncio.Event) -> EmbeddedWeb | None:
+def _accounts(settings: Settings, leader: bool) -> Accounts | None:
+    """The accounts, when this process serves the web UI or SMTP AUTH (one store for both)."""
+    if settings.smtp.tls_cert or (leader and settings.web.enabled):
+        return open_accounts(settings)
+    return None
+
+
+def _web_ui(
+    settings: Settings, running: Running, wake: asyncio.Event, accounts: Accounts | None
+) -> EmbeddedWeb | None:
     """The web UI, built (its secret and TLS pair loaded) before anything listens."""
-    if not settings.web.enabled:
+    if not settings.web.enabled or accounts is None:
         return None
     from gateway.runtime.webui import EmbeddedWeb  # loads the web stack
 
-    return EmbeddedWeb(settings, running.review, running.store, running.posture, wake.set)
+    return EmbeddedWeb(
+        settings, running.review, running.store, running.posture, wake.set, accounts.records
+    )
 
 
-def _admission(settings: Settings, server_tls: ServerTls | None) -> Admission:
+def _admission(
+    settings: Settings, server_tls: ServerTls | None, accounts: Accounts | None
+) -> Admission:
     """Who may send: trusted networks; with inbound TLS also client certificates and SMTP
     AUTH for submit accounts (whose file is the web UI's accounts file)."""
     smtp = settings.smtp
     submit = None
-    if server_tls is not None:
-        accounts = open_accounts(settings)
-        submit = SubmitAuth(accounts, Throttle(accounts.path))
+    if server_tls is not None and accounts is not None:
+        submit = SubmitAuth(accounts, Throttle(accounts.records))
     identity = Identity(
         tls=server_tls is not None,
         require_tls=smtp.require_tls,

@@ -6,6 +6,7 @@ other commands do not load Starlette, Jinja2 and uvicorn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -14,14 +15,15 @@ from argon2 import PasswordHasher
 from starlette.applications import Starlette
 
 from gateway import logs
-from gateway.accounts.users import USERS_DB, Accounts, Throttle
+from gateway.accounts.users import Accounts, Throttle
 from gateway.config.settings import Settings
 from gateway.errors import ConfigError
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
 from gateway.runtime.lifecycle import lifecycle
-from gateway.runtime.parts import data_dir
+from gateway.runtime.parts import data_dir, open_accounts
 from gateway.store import HoldStore
+from gateway.store.protocols import AccountStore
 from gateway.web import server
 from gateway.web.app import create_app
 from gateway.web.context import Web
@@ -38,14 +40,16 @@ def build_web(
     after_decision: Callable[[], Awaitable[object]] | None = None,
     clock: Callable[[], float] = time.time,
     hasher: PasswordHasher | None = None,
+    *,
+    records: AccountStore,
 ) -> Starlette:
-    """The web app with its secret, sessions, accounts, throttle and templates. ConfigError
-    for an unreadable or unsafe secret key file."""
+    """The web app with its secret, and its sessions, accounts and throttle on ``records``
+    (``parts.open_accounts``), and templates. ConfigError for an unreadable or unsafe secret
+    key file."""
     folder = data_dir(settings)
     secret = load_secret(settings, folder)
-    users = folder / USERS_DB
     sessions = Sessions(
-        users,
+        records,
         secret,
         settings.web.session_max_age,
         settings.web.session_idle_timeout,
@@ -55,8 +59,8 @@ def build_web(
         settings=settings,
         review=review,
         store=store,
-        accounts=Accounts(users, clock, hasher),
-        throttle=Throttle(users, clock),
+        accounts=Accounts(records, clock, hasher),
+        throttle=Throttle(records, clock),
         sessions=sessions,
         templates=environment(),
         posture=posture,
@@ -95,6 +99,7 @@ class EmbeddedWeb:
         store: HoldStore,
         posture: Posture,
         wake: Callable[[], None],
+        records: AccountStore,
     ) -> None:
         async def wake_scheduler() -> None:
             wake()  # the scheduler sends the notices at once
@@ -102,7 +107,7 @@ class EmbeddedWeb:
         self._listen = settings.web.listen
         self._proxies = settings.web.trusted_proxies
         self._tls = load_web_tls(settings)
-        self._app = build_web(settings, review, store, posture, wake_scheduler)
+        self._app = build_web(settings, review, store, posture, wake_scheduler, records=records)
         self._listener: server.Listener | None = None
         self._server: server.WebServer | None = None
         self._log = logs.get("gateway.web")
@@ -136,9 +141,13 @@ async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> N
     """`gateway web`: the review UI without the SMTP filter, until SIGTERM or SIGINT. ConfigError
     or OSError (a port in use) before anything is served."""
     log = logs.get("gateway.web")
-    async with lifecycle(settings, log) as running:
+    async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as parts:
         tls = load_web_tls(settings)
-        app = build_web(settings, running.review, running.store, running.posture)
+        accounts = open_accounts(settings)
+        parts.callback(accounts.close)
+        app = build_web(
+            settings, running.review, running.store, running.posture, records=accounts.records
+        )
         listener = server.bind(settings.web.listen)
         web_ui = await server.start(app, listener, tls, settings.web.trusted_proxies)
         try:

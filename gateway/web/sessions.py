@@ -2,7 +2,8 @@
 
 The cookie holds only the session id, signed with the web key (itsdangerous), HttpOnly,
 SameSite=Strict, and Secure (with the ``__Host-`` prefix) when the page came over HTTPS. The
-server keeps a row per session in ``users.sqlite3`` under the SHA-256 of the id, with the
+server keeps a row per session in the account store (``users.sqlite3``, or the shared database
+on PostgreSQL, so that any node serves any session) under the SHA-256 of the id, with the
 account, its CSRF token and when it was made and last used, so that signing out, disabling an
 account or changing its password ends its sessions at once, also from the command line.
 
@@ -18,14 +19,12 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from gateway.accounts.users import User
 from gateway.store.accounts import NewSession
 from gateway.store.protocols import SessionRecords
-from gateway.store.sqlite.accounts import accounts_store
 
 SIGNIN_FORM_AGE = 3600  # seconds a sign-in form stays valid
 _TOUCH_EVERY = 30.0  # seconds: don't write on every request to note that it was used
@@ -53,13 +52,13 @@ def _key(session_id: str) -> str:
 class Sessions:
     def __init__(
         self,
-        path: Path,
+        records: SessionRecords,
         secret: str,
         max_age: float,
         idle: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = path
+        self._records = records
         self.max_age = max_age
         self.idle = idle
         self._clock = clock
@@ -95,10 +94,6 @@ class Sessions:
         return value if isinstance(value, str) else None
 
     # --- the rows --------------------------------------------------------------------------
-
-    @property
-    def _records(self) -> SessionRecords:
-        return accounts_store(self.path)
 
     def create(self, user: str, client: str, replacing: str | None = None) -> str:
         """A new session for ``user``; returns its id (for the cookie). ``replacing``: the id
@@ -146,8 +141,3 @@ class Sessions:
         """End every session of ``user`` (but ``keep``): after a password change or when the
         account is disabled."""
         return self._records.end_sessions(user, keep.key if keep else "")
-
-
-def end_sessions_of(path: Path, user: str) -> int:
-    """For the command line, which has no web key: end every session of ``user``."""
-    return accounts_store(path).end_sessions(user)

@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from support.dnsserver import DnsServer
+from support.eitherbackend import either_backend, either_dsn
+
+__all__ = ["dns_server", "either_backend", "either_dsn"]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ disk. The clock is injected, so cache ages and back-off are exact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -23,8 +24,13 @@ from gateway.core.model import (
     TlsaRecord,
 )
 from gateway.posture.domaincheck import DomainChecker
+from gateway.posture.fetchlock import FetchLocks, FileLocks
 from gateway.posture.stsfetch import PolicyFetcher
 from gateway.store.policycache import PolicyDb
+from gateway.store.postgres.database import Database
+from gateway.store.postgres.locks import AdvisoryLocks
+from gateway.store.postgres.policycache import PgPolicyCache
+from gateway.store.protocols import PolicyCache
 from support.dnsserver import DnsServer
 from support.fakes import FakeClock, RecordingHandler
 from support.resolvers import resolver_for
@@ -72,23 +78,50 @@ class World:
     """The DNS server, the policy hosts, the clock and the cache file one test shares; each
     ``checker()`` is a fresh gateway process on top of them."""
 
-    def __init__(self, server: DnsServer, client: httpx.AsyncClient, db_path: Path) -> None:
+    def __init__(
+        self, server: DnsServer, client: httpx.AsyncClient, db_path: Path, dsn: str = ""
+    ) -> None:
         self.server = server
         self.client = client
         self.db_path = db_path
+        self.dsn = dsn  # the shared database of the nodes; "" for the SQLite file
         self.clock = FakeClock()
-        self.dbs: list[PolicyDb] = []
+        self.dbs: list[PolicyCache] = []
+        self.pools: list[Database] = []
 
-    def checker(self, *, trust_ad: bool = True) -> DomainChecker:
+    def checker(
+        self,
+        *,
+        trust_ad: bool = True,
+        cache: PolicyCache | None = None,
+        locks: FetchLocks | None = None,
+    ) -> DomainChecker:
         """A new DomainChecker with a new resolver and a new PolicyDb on the same file, as after
         a restart."""
         resolver = resolver_for(self.server, trust_ad=trust_ad, timeout=1.0)
         # 192.0.2.80 is not a global address: the SSRF guard has its own tests in test_stsfetch.
         settings = MtaStsSettings(allow_private_addresses=True, fetch_timeout=2)
         fetcher = PolicyFetcher(resolver, settings, self.client)
-        db = PolicyDb(self.db_path)
-        self.dbs.append(db)
-        return DomainChecker(resolver, fetcher, db, clock=self.clock)
+        if cache is None:
+            cache = PolicyDb(self.db_path)
+            self.dbs.append(cache)
+        return DomainChecker(resolver, fetcher, cache, clock=self.clock, locks=locks)
+
+    async def node(self) -> DomainChecker:
+        """Another node (or worker process) after a restart: a new resolver, a new cache (on
+        PostgreSQL a pool of its own) and the fetch locks the nodes share (advisory locks on
+        PostgreSQL, flock files on SQLite)."""
+        if not self.dsn:
+            folder = self.db_path.parent / "locks"
+            folder.mkdir(parents=True, exist_ok=True)
+            return self.checker(locks=FileLocks(folder))
+        cache = PgPolicyCache(Database(self.dsn, pool_size=4, name="policy-cache"))
+        await cache.open()
+        self.dbs.append(cache)
+        locks = Database(self.dsn, pool_size=2, name="fetch-locks")
+        await locks.open()
+        self.pools.append(locks)
+        return self.checker(cache=cache, locks=AdvisoryLocks(locks))
 
 
 @pytest.fixture
@@ -101,18 +134,35 @@ def handler(policy_hosts: PolicyHosts) -> RecordingHandler:
     return RecordingHandler(policy_hosts)
 
 
-@pytest.fixture
-async def world(tmp_path: Path, handler: RecordingHandler) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def opened_world(tmp_path: Path, handler: RecordingHandler, dsn: str) -> AsyncIterator[World]:
     async with (
         DnsServer(ZONE, secure=SECURE) as server,
         httpx.AsyncClient(transport=httpx.MockTransport(handler), follow_redirects=False) as client,
     ):
-        built = World(server, client, tmp_path / "data" / "sts.sqlite")
+        built = World(server, client, tmp_path / "data" / "sts.sqlite", dsn)
         try:
             yield built
         finally:
             for db in built.dbs:
                 await db.close()
+            for pool in built.pools:
+                await pool.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, handler: RecordingHandler) -> AsyncIterator[World]:
+    async with opened_world(tmp_path, handler, "") as built:
+        yield built
+
+
+@pytest.fixture
+async def either_world(
+    tmp_path: Path, handler: RecordingHandler, either_dsn: str
+) -> AsyncIterator[World]:
+    """The world with its cache on either backend: nodes come from ``node()``."""
+    async with opened_world(tmp_path, handler, either_dsn) as built:
+        yield built
 
 
 def set_sts_id(world: World, record_id: str) -> None:
@@ -155,14 +205,17 @@ async def test_facts_for_a_secure_domain(world: World, handler: RecordingHandler
 # --- the policy cache -------------------------------------------------------------------------
 
 
-async def test_cached_policy_survives_a_restart(world: World, handler: RecordingHandler) -> None:
-    first = world.checker()
+async def test_cached_policy_survives_a_restart(
+    either_world: World, handler: RecordingHandler
+) -> None:
+    world = either_world
+    first = await world.node()
     await first.facts("good.test")
     assert first.policy_fetches == 1
     await world.dbs[-1].close()
     world.clock.advance(3600)
 
-    second = world.checker()  # new resolver, new PolicyDb on the same file
+    second = await world.node()  # new resolver, new cache on the same file or database
     facts = await second.facts("good.test")
     assert facts.sts_policy.status is PolicyStatus.OK
     assert facts.sts_policy.source is PolicySource.CACHE
@@ -173,9 +226,10 @@ async def test_cached_policy_survives_a_restart(world: World, handler: Recording
 
 
 async def test_a_new_id_fetches_and_replaces_the_policy(
-    world: World, policy_hosts: PolicyHosts
+    either_world: World, policy_hosts: PolicyHosts
 ) -> None:
-    checker = world.checker()
+    world = either_world
+    checker = await world.node()
     await checker.facts("good.test")
     set_sts_id(world, "second")
     policy_hosts.policies["good.test"] = TESTING
@@ -187,7 +241,7 @@ async def test_a_new_id_fetches_and_replaces_the_policy(
     assert facts.sts_policy.policy is not None
     assert facts.sts_policy.policy.mode is StsMode.TESTING
 
-    later = await world.checker().facts("good.test")  # and the cache holds the new one
+    later = await (await world.node()).facts("good.test")  # and the cache holds the new one
     assert later.sts_policy.source is PolicySource.CACHE
     assert later.sts_policy.policy is not None
     assert later.sts_policy.policy.mode is StsMode.TESTING
@@ -518,22 +572,44 @@ async def test_a_policy_host_sending_garbage_is_a_fetch_error(
 # --- several worker processes ------------------------------------------------------------------
 
 
-async def test_workers_sharing_a_lock_folder_fetch_each_policy_once(
-    world: World, handler: RecordingHandler, policy_hosts: PolicyHosts, tmp_path: Path
-) -> None:
-    """Two checkers on one cache file stand for two worker processes (flock locks conflict
-    between separate opens, in one process as in two)."""
+class Asking:
+    """A node's fetch locks, telling the test when the node asks for one."""
 
-    async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(0.3)  # long enough for the second checker to find the lock taken
+    def __init__(self, inner: FetchLocks | None) -> None:
+        assert inner is not None
+        self.inner = inner
+        self.asked = asyncio.Event()
+
+    def locked(self, name: str, patience: float) -> contextlib.AbstractAsyncContextManager[None]:
+        self.asked.set()
+        return self.inner.locked(name, patience)
+
+
+async def test_nodes_sharing_the_fetch_locks_fetch_each_policy_once(
+    either_world: World, handler: RecordingHandler, policy_hosts: PolicyHosts
+) -> None:
+    """Two checkers stand for two worker processes on one cache file (flock locks conflict
+    between separate opens, in one process as in two) or two nodes on one database (each with
+    pools of its own: its own sessions, so its own advisory locks). The second asks for the
+    lock while the first is still fetching, and then takes the policy from the cache."""
+    world = either_world
+    fetching, release = asyncio.Event(), asyncio.Event()
+
+    async def held(request: httpx.Request) -> httpx.Response:
+        fetching.set()
+        await release.wait()
         return policy_hosts(request)
 
-    handler.reply = slow
-    locks = tmp_path / "locks"
-    locks.mkdir()
-    first, second = world.checker(), world.checker()
-    first._lock_dir = second._lock_dir = locks
-    facts = await asyncio.gather(first.facts("good.test"), second.facts("good.test"))
+    handler.reply = held
+    first, second = await world.node(), await world.node()
+    second._locks = asking = Asking(second._locks)
+    fetched = asyncio.create_task(first.facts("good.test"))
+    await fetching.wait()  # the first holds the lock and fetches
+    cached = asyncio.create_task(second.facts("good.test"))
+    await asking.asked.wait()  # the second found nothing cached and wants to fetch too
+    release.set()
+    facts = [await fetched, await cached]
     assert [f.sts_policy.status for f in facts] == [PolicyStatus.OK, PolicyStatus.OK]
-    assert first.policy_fetches + second.policy_fetches == 1
-    assert sorted(f.sts_policy.source for f in facts) == [PolicySource.CACHE, PolicySource.FETCHED]
+    assert [f.sts_policy.source for f in facts] == [PolicySource.FETCHED, PolicySource.CACHE]
+    assert (first.policy_fetches, second.policy_fetches) == (1, 0)
+    assert handler.calls == 1

@@ -205,9 +205,9 @@ async def test_the_policy_cache_closes_cleanly(tmp_path: Path, closed_twice: boo
 def test_accounts_throttle_and_sessions_share_one_open_file(tmp_path: Path) -> None:
     path = tmp_path / "data" / "users.sqlite3"
     cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts = Accounts(path, hasher=cheap)
-    throttle = Throttle(path)
-    sessions = Sessions(path, "k" * 40, max_age=3600, idle=600)
+    accounts = Accounts(accounts_store(path), hasher=cheap)
+    throttle = Throttle(accounts_store(path))
+    sessions = Sessions(accounts_store(path), "k" * 40, max_age=3600, idle=600)
     accounts.add("jo", "reviewer", "a long enough password")
     assert accounts_store(path) is accounts_store(path)
     session_id = sessions.create("jo", "192.0.2.1")

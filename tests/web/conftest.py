@@ -9,9 +9,18 @@ import pytest
 
 from rig.plugin import rig
 from rig.upstream import Upstream
+from support.eitherbackend import either_backend, either_dsn, open_records, records
 from web.site import Site, close_site, open_site
 
-__all__ = ["rig", "site", "upstream"]
+__all__ = [
+    "either_backend",
+    "either_dsn",
+    "open_records",
+    "records",
+    "rig",
+    "site",
+    "upstream",
+]
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from gateway.runtime.webui import build_web
 from gateway.store import HeldRecipient, Hold, HoldFacts, NewHold
 from gateway.store.crypto import Sealer, load_key
 from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite.accounts import accounts_store
 from rig.upstream import Upstream
 from support.fakes import FakeClock
 from web import mail
@@ -143,8 +144,9 @@ async def open_site(
         settings, store, Delivery(relay, store, "gateway.test"), "gateway.test", clock=clock
     )
     hasher = hasher or cheap_hasher()
-    app = build_web(settings, review, store, None, clock=clock, hasher=hasher)
-    accounts = Accounts(folder / USERS_DB, clock, hasher)
+    records = accounts_store(folder / USERS_DB)
+    app = build_web(settings, review, store, None, clock=clock, hasher=hasher, records=records)
+    accounts = Accounts(records, clock, hasher)
     return Site(
         settings, store, relay, review, accounts, upstream, clock, httpx.ASGITransport(app=app)
     )

@@ -23,6 +23,8 @@ from gateway.accounts.users import (
     delay_after,
 )
 from gateway.errors import UserError
+from gateway.store.protocols import AccountStore
+from gateway.store.sqlite.accounts import accounts_store
 from support.fakes import FakeClock
 
 GATEWAY = Path(sys.executable).parent / "gateway"
@@ -30,7 +32,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def test_passwords_are_argon2id_hashes_in_a_private_file(tmp_path: Path) -> None:
-    accounts = Accounts(tmp_path / USERS_DB)
+    accounts = Accounts(accounts_store(tmp_path / USERS_DB))
     user = accounts.add("Jo.Smith", "admin", PASSWORD)
     assert (user.name, user.role, user.disabled) == ("jo.smith", Role.ADMIN, False)
     with contextlib.closing(sqlite3.connect(tmp_path / USERS_DB)) as db:
@@ -58,11 +60,11 @@ def test_bad_names_and_passwords_are_refused(
     tmp_path: Path, name: str, password: str, problem: str
 ) -> None:
     with pytest.raises(UserError, match=problem):
-        Accounts(tmp_path / USERS_DB).add(name, "reviewer", password)
+        Accounts(accounts_store(tmp_path / USERS_DB)).add(name, "reviewer", password)
 
 
-def test_authentication_outcomes(tmp_path: Path) -> None:
-    accounts = Accounts(tmp_path / USERS_DB)
+def test_authentication_outcomes(records: AccountStore) -> None:
+    accounts = Accounts(records)
     accounts.add("jo", "reviewer", PASSWORD)
     with pytest.raises(UserError, match="already an account"):
         accounts.add("JO", "reviewer", PASSWORD)
@@ -100,9 +102,9 @@ def test_the_wait_doubles_after_the_free_failures(failures: int, free: int, dela
     assert delay_after(failures, free) == delay
 
 
-def test_throttle_forgets_after_a_day_and_on_success(tmp_path: Path) -> None:
+def test_throttle_forgets_after_a_day_and_on_success(records: AccountStore) -> None:
     clock = FakeClock()
-    throttle = Throttle(tmp_path / USERS_DB, clock)
+    throttle = Throttle(records, clock)
     keys = ["user:jo", "addr:192.0.2.1"]
     for _ in range(5):
         throttle.failed(keys)
@@ -168,7 +170,10 @@ def test_users_commands(tmp_path: Path) -> None:
         ("sam", "reviewer", True),
     ]
     assert (
-        Accounts(tmp_path / "state" / USERS_DB).authenticate("jo", "a new long password")[1] == ""
+        Accounts(accounts_store(tmp_path / "state" / USERS_DB)).authenticate(
+            "jo", "a new long password"
+        )[1]
+        == ""
     )
     trail = gateway("audit", "list", "--config", str(config)).stdout
     assert "user-added" in trail

@@ -126,6 +126,21 @@ class Database:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL at {describe(self.dsn)}: {exc}") from exc
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """One pool connection for the whole block, each statement its own transaction
+        (autocommit): for a session-level advisory lock held across statements."""
+        try:
+            async with self._pool.connection() as conn:
+                await conn.set_autocommit(True)
+                try:
+                    yield conn
+                finally:
+                    if not conn.closed:
+                        await conn.set_autocommit(False)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL at {describe(self.dsn)}: {exc}") from exc
+
 
 class SyncDatabase:
     """The synchronous side, for callers off the event loop: a ``ConnectionPool``."""
