@@ -3,11 +3,12 @@ one-node `gateway` target (SQLite) is compared in the same run.
 
 The database server is the tests' private one (rig/postgres.py: initdb in a temporary folder,
 `postgres` in the foreground on a loopback port, SCRAM passwords, durable commits as shipped:
-fsync and synchronous_commit on). Each scenario gets a fresh database with the schema applied,
-as each scenario gets a fresh data_dir on one node. The nodes have their own ports and their
-own data_dir (what is not shared: the audit witness file, the web signing key) but the same
-store and audit keys, given as key files (PostgreSQL never sees them); the DSN, password
-included, reaches them through GATEWAY_STORE_DSN, never through the config file.
+fsync and synchronous_commit on). Each scenario gets a fresh database, its schema applied by
+`gateway store migrate`, as each scenario gets a fresh data_dir on one node. The nodes have
+their own ports and their own data_dir (what is not shared: the audit witness file, the web
+signing key) but the same store and audit keys, given as key files (PostgreSQL never sees
+them); the DSN, password included, reaches them through GATEWAY_STORE_DSN, never through the
+config file.
 
 The two targets run the same number of gateway processes: the one node has `[smtp] workers`
 = cores (2 here), each of the two nodes cores / 2 (1 here).
@@ -15,16 +16,16 @@ The two targets run the same number of gateway processes: the one node has `[smt
 
 from __future__ import annotations
 
-import asyncio
+import os
 import secrets
+import subprocess
 from pathlib import Path
 
 import psycopg
 
 from bench.scenarios import Scenario
-from bench.targets import WORKERS, GatewayTarget, Target
-from gateway.store.postgres.database import Database, migrate
-from gateway.store.postgres.tables import MIGRATIONS
+from bench.targets import GATEWAY, WORKERS, GatewayTarget, Target
+from bench.tools import free_port
 from rig.postgres import Postgres
 from rig.rig import Rig
 
@@ -73,12 +74,29 @@ class GatewayNodes(Target):
     def begin(self, scenario: Scenario) -> None:
         pg = self._server()
         self.dbname = pg.create_database(prefix="bench")
-        dsn = pg.dsn(self.dbname)
-        asyncio.run(_migrate(dsn))
+        env = {"GATEWAY_STORE_DSN": pg.dsn(self.dbname)}
         for node in self.nodes:
-            node.env = {"GATEWAY_STORE_DSN": dsn}
+            node.env = env
+        self._migrate(scenario)
+        for node in self.nodes:
             node.begin(scenario)
         self.port = self.nodes[0].port
+
+    def _migrate(self, scenario: Scenario) -> None:
+        """The schema, applied as an operator does before the nodes' first start."""
+        first = self.nodes[0]
+        first.port = free_port()  # begin() writes the config again with the port it listens on
+        config = first.write_config(scenario)
+        done = subprocess.run(
+            [str(GATEWAY), "store", "migrate", "--config", str(config)],
+            env={**os.environ, **first.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"gateway store migrate failed:\n{done.stdout}{done.stderr}")
 
     def end(self) -> None:
         for node in self.nodes:
@@ -121,13 +139,3 @@ class GatewayNodes(Target):
         with psycopg.connect(self.pg.dsn(self.dbname)) as conn:
             row = conn.execute("SELECT count(*) FROM holds").fetchone()
         return int(row[0]) if row else 0
-
-
-async def _migrate(dsn: str) -> None:
-    """The schema, as `gateway store migrate` applies it."""
-    db = Database(dsn, pool_size=1, name="bench-migrate")
-    await db.open()
-    try:
-        await migrate(db, MIGRATIONS)
-    finally:
-        await db.close()
