@@ -68,7 +68,9 @@ def test_the_image_default_configuration_loads() -> None:
 
 def test_compose_file_and_the_files_it_mounts() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
-    services = compose["services"]
+    services = {
+        name: service for name, service in compose["services"].items() if "profiles" not in service
+    }
     assert set(services) == {"gateway", "resolver"}
     gateway = services["gateway"]
     assert gateway["build"] == "."
@@ -87,3 +89,34 @@ def test_compose_file_and_the_files_it_mounts() -> None:
     assert settings.dns.trust_ad
     subnet = compose["networks"]["mail"]["ipam"]["config"][0]["subnet"]
     assert subnet in settings.smtp.trusted_networks
+
+
+def test_the_ha_profile_runs_two_nodes_on_a_postgresql_built_here() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    ha = {
+        name: service
+        for name, service in compose["services"].items()
+        if service.get("profiles") == ["ha"]
+    }
+    assert set(ha) == {"postgres", "migrate", "node-a", "node-b"}
+    assert all("build" in service for service in ha.values()), "no registry image for these"
+    postgres = ROOT / ha["postgres"]["build"]
+    text = (postgres / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3.11-slim-bookworm$", text, re.MULTILINE)  # the gateway's
+    for source in re.findall(r"^COPY\s+(.+?)\s+\S+$", text, re.MULTILINE):
+        assert (postgres / source).exists(), f"{postgres} copies {source}, which is missing"
+    assert ha["migrate"]["command"] == ["gateway", "store", "migrate"]
+    for name in ("node-a", "node-b"):
+        node = ha[name]
+        assert node["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        assert all(port.startswith("127.0.0.1:") for port in node["ports"])
+        environment = {
+            key: value.replace("${GATEWAY_DB_PASSWORD}", "pw")
+            for key, value in node["environment"].items()
+            if not value.startswith("${")
+        }
+        secrets = {"GATEWAY_STORE_KEY": "ab" * 32, "GATEWAY_AUDIT_KEY": "cd" * 32}
+        settings = config.load(ROOT / "deploy/gateway.toml", environ={**environment, **secrets})
+        assert settings.store.backend.value == "postgresql"
+        assert settings.store.dsn.reveal() == "postgresql://gateway:pw@postgres/gateway"
+    assert ha["node-a"]["ports"] != ha["node-b"]["ports"]

@@ -4,16 +4,21 @@ environment, never in what the commands print."""
 
 from __future__ import annotations
 
+import json
+import select
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from rig.cli import gateway_script, run_gateway
+from rig.cli import clean_env, gateway_script, run_gateway
 from rig.ports import free_port
 from rig.postgres import PASSWORD
 from store.pginstall import AUDIT_KEY, HOLDS, make_install
 
+START_TIMEOUT = 60
 KEYS = f"""
 [store]
 key = "{bytes(range(32)).hex()}"
@@ -30,7 +35,8 @@ def write_config(folder: Path, backend: str, store: str = "") -> Path:
     text = KEYS.replace(
         "[store]\n", f'[store]\ndata_dir = "{folder / "data"}"\nbackend = "{backend}"\n{store}'
     )
-    config.write_text(f'[smtp]\nlisten = "{listen}"\n{text}', encoding="utf-8")
+    web = "[web]\nenabled = false\n"
+    config.write_text(f'[smtp]\nlisten = "{listen}"\n{text}{web}', encoding="utf-8")
     return config
 
 
@@ -71,6 +77,35 @@ def test_on_postgresql_a_node_refuses_to_start_until_migrated(tmp_path: Path, pg
     assert status.returncode == 0, status.stderr
     assert "backend: postgresql" in status.stdout
     assert "audit entries: 0" in status.stdout
+    started = serve_until_listening(config, pg_dsn)
+    opened = next(json.loads(line) for line in started if "store opened" in line)
+    assert opened["store"].startswith("postgresql dbname=")
+
+
+def serve_until_listening(config: Path, dsn: str) -> list[str]:
+    """`gateway serve`'s log up to its "listening" line; then it is stopped with SIGTERM."""
+    process = subprocess.Popen(
+        [str(gateway_script()), "--config", str(config), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env({"GATEWAY_STORE_DSN": dsn}),
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while not any("listening" in line for line in lines):
+            ready, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
+            line = process.stdout.readline() if ready else ""
+            assert line, "gateway serve stopped or went quiet:\n" + "".join(lines)
+            lines.append(line)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=START_TIMEOUT)
+    assert process.returncode == 0
+    assert PASSWORD not in "".join(lines) + rest
+    return lines
 
 
 def test_a_node_whose_database_is_not_there_stops_with_one_line(tmp_path: Path) -> None:
