@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -251,21 +252,24 @@ async def test_the_audit_chain_verifies_and_names_an_edited_entry(
             for n in (a, b)
         )
     )
-    assert await b.store.verify_audit() == (80, None)
+    # More entries than verify reads in one batch, so later batches are checked too.
+    await a.store.append_audit([AuditRecord("held", f"h{i}", "gateway") for i in range(2000)])
+    assert await b.store.verify_audit() == (2080, None)
     head = await a.store.audit_head()
     assert head is not None
-    assert head[0] == 80
-    entry = await b.store.audit_entry(80)
+    assert head[0] == 2080
+    entry = await b.store.audit_entry(2080)
     assert entry is not None
     assert entry.hash == head[1]
-    assert await a.store.audit_entry(81) is None
-    assert await a.store.audit_events() == ["viewed"]
-    async with a.store.db.transaction() as conn:
-        await conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 17")
-    count, problem = await a.store.verify_audit()
-    assert count == 80
-    assert problem is not None
-    assert problem.seq == 17
+    assert await a.store.audit_entry(2081) is None
+    assert await a.store.audit_events() == ["held", "viewed"]
+    for seq, edit in [(1700, "UPDATE audit SET actor = 'mallory' WHERE seq = %s"),
+                      (17, "DELETE FROM audit WHERE seq = %s")]:  # fmt: skip
+        async with a.store.db.transaction() as conn:
+            await conn.execute(edit, (seq,))
+        count, problem = await a.store.verify_audit()
+        assert problem is not None
+        assert (count, problem.seq) == (2080 if seq == 1700 else 2079, seq)
 
 
 AUDIT_CASES: list[tuple[AuditQuery, list[int]]] = [
@@ -464,3 +468,22 @@ async def test_the_last_probe_of_each_domain_replaces_the_one_before(
         "one.test": ProbeRecord("one.test", 2.0, True, "fixed\ufffd", ()),
         "two.test": ProbeRecord("two.test", 1.0, True, "DANE ok", ()),
     }
+
+
+async def test_work_claimed_by_a_process_of_this_host_that_is_gone_is_taken_at_once(
+    node: Node,
+) -> None:
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    dead = f"{socket.gethostname()}:{gone.pid}"
+    now = node.clock.now
+    await node.store.queue_notices([NewNotice("held", "h1", "", ("s@school.test",), b"m")])
+    entry, _ = await node.store.enqueue(queued("q4", "x@p.test"))
+    async with node.store.db.transaction() as conn:
+        await conn.execute(
+            "UPDATE outbox SET claimed_by = %s, next_at = %s", (dead, now + NOTICE_LEASE)
+        )
+    assert len(await node.store.claim_queued(now, now + 60, dead)) == 1
+    assert [n.hold_id for n in await node.store.due_notices(now)] == ["h1"]
+    [taken] = await node.store.claim_queued(now, now + 60, "b:1")
+    assert (taken.id, taken.lease_by) == (entry.id, "b:1")
