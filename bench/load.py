@@ -6,8 +6,8 @@ A lean asyncio client, so its own overhead is small and the same for every targe
 shared queue over it in lock-step (MAIL, RCPT..., DATA; no pipelining), as an MTA with
 connection caching does. A message's latency is the time from writing MAIL FROM to reading
 the final reply to the end of DATA. With several ports (`ports`: the nodes of one target),
-the workers are dealt out over them in turn. A worker whose connection is refused or dropped (421 at
-the greeting, for example) reconnects and counts it.
+the workers are dealt out over them in turn. A worker whose connection is refused or dropped
+(421 at the greeting, for example) reconnects and counts it.
 
 A `probe` stream (optional) runs beside the load: one connection sending its own messages one
 after another, `interval` seconds apart, until the load is done; its latencies are reported

@@ -1,8 +1,7 @@
 """`make bench`: start everything on loopback, run every scenario against every target, report.
 
     python -m bench [--scenarios a,b] [--targets sink,bare,postfix,gateway,gateway-2pg]
-                    [--scale F]
-                    [--profile] [--keep]
+                    [--scale F] [--profile] [--keep]
 
 Order of a run: install what is missing (bench/deps.py); start the rig (knot, unbound, nginx)
 with the zone table plus the bench's 200 cold-start domains; start smtp-sink, a private
