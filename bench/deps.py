@@ -1,6 +1,7 @@
 """Install what the bench needs when it is missing: Debian packages (Postfix for smtp-source,
-smtp-sink and the baseline relay; the rig's knot, unbound and nginx) and two Python packages
-into the project's virtualenv (bench/requirements.txt)."""
+smtp-sink and the baseline relay; the rig's knot, unbound and nginx; PostgreSQL's server for
+the two-node target, run privately by rig/postgres.py) and two Python packages into the
+project's virtualenv (bench/requirements.txt)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,11 @@ postfix postfix/mailname string bench.invalid
 
 
 def debian() -> None:
-    missing = sorted({pkg for path, pkg in BINARIES.items() if not Path(path).exists()})
+    wanted = {pkg for path, pkg in BINARIES.items() if not Path(path).exists()}
+    # Debian keeps the server under a versioned folder (/usr/lib/postgresql/15/bin/postgres).
+    if not any(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
+        wanted.add("postgresql")
+    missing = sorted(wanted)
     if not missing:
         return
     if os.geteuid() != 0:

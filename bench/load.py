@@ -5,8 +5,9 @@ A lean asyncio client, so its own overhead is small and the same for every targe
 `concurrency` workers opens one connection, says EHLO once, and then sends messages from a
 shared queue over it in lock-step (MAIL, RCPT..., DATA; no pipelining), as an MTA with
 connection caching does. A message's latency is the time from writing MAIL FROM to reading
-the final reply to the end of DATA. A worker whose connection is refused or dropped (421 at
-the greeting, for example) reconnects and counts it.
+the final reply to the end of DATA. With several ports (`ports`: the nodes of one target),
+the workers are dealt out over them in turn. A worker whose connection is refused or dropped
+(421 at the greeting, for example) reconnects and counts it.
 
 A `probe` stream (optional) runs beside the load: one connection sending its own messages one
 after another, `interval` seconds apart, until the load is done; its latencies are reported
@@ -244,7 +245,9 @@ async def _probe(port: int, spec: dict[str, Any], done: asyncio.Event, results: 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
     global TLS
     TLS = client_context(spec.get("starttls"))
-    port = spec["port"]
+    # Several ports (the nodes of one target): the sessions are spread evenly over them.
+    ports = spec.get("ports") or [spec["port"]]
+    port = ports[0]
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for item in spec["messages"]:
         for _ in range(item.get("repeat", 1)):
@@ -256,7 +259,10 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         probe_task = asyncio.create_task(_probe(port, spec["probe"], done, probe))
         await asyncio.sleep(spec["probe"].get("lead", 0.2))
     began = time.monotonic()
-    workers = [asyncio.create_task(_worker(port, queue, load)) for _ in range(spec["concurrency"])]
+    workers = [
+        asyncio.create_task(_worker(ports[i % len(ports)], queue, load))
+        for i in range(spec["concurrency"])
+    ]
     await asyncio.gather(*workers)
     wall = time.monotonic() - began
     done.set()

@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from bench.procstat import Machine, TreeMonitor
+from bench.procstat import Machine, TreeMonitor, Usage
 from bench.scenarios import SENDER, Scenario
 from bench.sink import Sink
 from bench.targets import Target
@@ -71,6 +71,43 @@ def run_driver(workdir: Path, spec: dict[str, Any], label: str) -> dict[str, Any
         raise RuntimeError(f"load driver failed ({label}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out_file.read_text())
     return result
+
+
+def smtp_source(
+    ports: list[int], scenario: Scenario, figures: dict[str, Any]
+) -> tuple[float, float]:
+    """The scenario's load from smtp-source, split evenly over `ports` (one smtp-source per
+    port, all at once: it talks to one server); when it began and when the last one ended."""
+    k = len(ports)
+    runs = []
+    for i, port in enumerate(ports):
+        count = scenario.count // k + (i < scenario.count % k)
+        argv = [need("smtp-source"), "-d", "-s", str(max(1, scenario.sessions // k))]
+        argv += ["-m", str(count), "-l", str(scenario.size), "-f", SENDER]
+        argv += ["-t", scenario.recipients[0], "-S", scenario.subject, "-M", CLIENT_HELO]
+        runs.append([*argv, f"{LOOPBACK}:{port}"])
+    t0 = time.monotonic()
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for argv in runs
+    ]
+    outputs = [proc.communicate(timeout=900)[0].decode(errors="replace") for proc in procs]
+    client_end = time.monotonic()
+    tool = "smtp-source " + " ".join(runs[0][1:-1])
+    figures["load_tool"] = tool if k == 1 else f"{k} x ({tool}), one to each node"
+    figures["client_ok"] = all(proc.returncode == 0 for proc in procs)
+    if not figures["client_ok"]:
+        figures["client_error"] = "".join(outputs)[-500:]
+    return t0, client_end
+
+
+def db_figures(usage: Usage, n: int) -> dict[str, Any]:
+    """The database server's share, counted apart from the gateway's processes."""
+    return {
+        "db_cpu_s": usage.cpu_s,
+        "db_cpu_ms_per_msg": round(usage.cpu_s * 1000 / n, 3) if n else None,
+        "db_peak_rss_mb": usage.peak_rss_mb,
+        "db_processes": usage.processes,
+    }
 
 
 class Bench:
@@ -131,9 +168,10 @@ class Bench:
         messages: list[dict[str, Any]],
         concurrency: int,
         probe: dict[str, Any] | None = None,
+        ports: list[int] | None = None,
     ) -> dict[str, Any]:
         spec: dict[str, Any] = {
-            "port": target.port,
+            "ports": ports or target.ports(),
             "concurrency": concurrency,
             "messages": messages,
             "probe": probe,
@@ -169,9 +207,13 @@ class Bench:
     ) -> dict[str, Any]:
         quiet_before = self.machine.wait_quiet()
         before, tls_before = self.sink.count, self.sink.over_tls
+        held_before = target.held_count() if scenario.expect == "held" else None
         monitor = TreeMonitor(target.pids())
         rig = TreeMonitor(self.rig_pids) if self.rig_pids else None
+        db = TreeMonitor(target.db_pids()) if target.db_pids() else None
         monitor.start()
+        if db is not None:
+            db.start()
         if rig is not None:
             rig.start()
         machine0 = psutil.cpu_times()
@@ -179,17 +221,7 @@ class Bench:
         figures: dict[str, Any] = {}
         if scenario.tool == "smtp-source":
             n = scenario.count
-            argv = [need("smtp-source"), "-d", "-s", str(scenario.sessions)]
-            argv += ["-m", str(n), "-l", str(scenario.size), "-f", SENDER]
-            argv += ["-t", scenario.recipients[0], "-S", scenario.subject, "-M", CLIENT_HELO]
-            argv.append(f"{LOOPBACK}:{target.port}")
-            t0 = time.monotonic()
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
-            client_end = time.monotonic()
-            figures["load_tool"] = "smtp-source " + " ".join(argv[1:-1])
-            figures["client_ok"] = done.returncode == 0
-            if done.returncode != 0:
-                figures["client_error"] = (done.stdout + done.stderr)[-500:]
+            t0, client_end = smtp_source(target.ports(), scenario, figures)
         else:
             result = self.driver(
                 target, scenario, "throughput", scenario.load_messages(), scenario.sessions, probe
@@ -226,6 +258,8 @@ class Bench:
             figures["notices_last_s"] = round(notice_at - t0, 3)
         target.settle()
         usage = monitor.stop()
+        if db is not None:
+            figures.update(db_figures(db.stop(), n))
         machine1 = psutil.cpu_times()
         foreign = Machine.foreign_cores(shared0, self.machine.sample())
         busy = sum(machine1) - sum(machine0) - (machine1.idle - machine0.idle)
@@ -257,7 +291,30 @@ class Bench:
         )
         if rig is not None:
             figures["rig_cpu_s"] = rig.stop().cpu_s
+        self.check_outcome(target, scenario, figures, before, held_before)
         return figures
+
+    def check_outcome(
+        self,
+        target: Target,
+        scenario: Scenario,
+        figures: dict[str, Any],
+        before: int,
+        held_before: int | None,
+    ) -> None:
+        """Every hold in the store, every relayed copy at the sink exactly once."""
+        n = figures["messages"]
+        if held_before is not None:
+            held_after = target.held_count()
+            if held_after is not None:
+                figures["held_in_store"] = held_after - held_before
+                figures["held_ok"] = held_after - held_before == n
+        if not target.notices_per_message(scenario):  # nothing else comes to the sink
+            self.quiesce(target)
+            figures["relayed_received"] = self.sink.count - before
+            figures["exactly_once"] = figures["relayed_received"] == figures["relayed_expected"]
+        elif "notices_received" in figures:  # no copy relayed, no notice twice
+            figures["exactly_once"] = figures["notices_received"] <= figures["notices_expected"]
 
     def latency(self, target: Target, scenario: Scenario) -> dict[str, Any]:
         """One session, one message at a time: the time each message takes, without queueing."""
@@ -274,8 +331,17 @@ class Bench:
                 "repeat": scenario.latency_count,
             }
         ]
-        result = self.driver(target, scenario, "latency", messages, 1)
-        load = result["load"]
+        load: dict[str, Any] = {"latencies_ms": [], "replies": {}, "errors": []}
+        ports = target.ports()
+        for i, port in enumerate(ports):  # one node after the other, one message at a time
+            messages[0]["repeat"] = scenario.latency_count // len(ports) + (
+                i < scenario.latency_count % len(ports)
+            )
+            part = self.driver(target, scenario, "latency", messages, 1, ports=[port])["load"]
+            load["latencies_ms"] += part["latencies_ms"]
+            load["errors"] += part["errors"]
+            for kind, count in part["replies"].items():
+                load["replies"][kind] = load["replies"].get(kind, 0) + count
         sent = len(load["latencies_ms"])
         self.sink.wait_for(before + sent * target.relayed_per_message(scenario), RELAY_TIMEOUT)
         if target.notices_per_message(scenario):

@@ -7,12 +7,16 @@ from pathlib import Path
 from typing import Any
 
 BASELINES = ("sink", "bare", "postfix")
-TARGET_ORDER = ("sink", "bare", "postfix", "gateway")
+TARGET_ORDER = ("sink", "bare", "postfix", "gateway", "gateway-2pg")
+# Compared with a baseline of its own as well: two nodes on PostgreSQL against one on SQLite.
+ALSO_AGAINST = {"gateway-2pg": "gateway"}
 DESCRIPTIONS = {
     "sink": "smtp-sink direct: the ceiling of this machine and tool",
     "bare": "bare aiosmtpd -> aiosmtplib relay, no checks: the framework's floor",
     "postfix": "Postfix relaying to the same sink: what users run today",
     "gateway": "the gateway, every check on",
+    "gateway-2pg": "two gateway nodes (one worker each) on one PostgreSQL database, the load"
+    " split evenly over them",
 }
 
 
@@ -35,7 +39,7 @@ def add_ratios(scenario: dict[str, Any]) -> None:
         fig["lat_added_p50_ms"] = diff(fig.get("lat_p50_ms"), sink.get("lat_p50_ms"))
         fig["lat_added_p99_ms"] = diff(fig.get("lat_p99_ms"), sink.get("lat_p99_ms"))
         ratios: dict[str, dict[str, float | None]] = {}
-        for base in BASELINES:
+        for base in (*BASELINES, *ALSO_AGAINST.get(name, "").split()):
             if base == name or base not in targets:
                 continue
             b = targets[base]
@@ -46,9 +50,20 @@ def add_ratios(scenario: dict[str, Any]) -> None:
                 "lat_p50_added_ms": diff(fig.get("lat_p50_ms"), b.get("lat_p50_ms")),
                 "lat_p99_added_ms": diff(fig.get("lat_p99_ms"), b.get("lat_p99_ms")),
                 "cpu_ms_per_msg": ratio(fig.get("cpu_ms_per_msg"), b.get("cpu_ms_per_msg")),
+                # With the database server's CPU (SQLite's is inside the gateway's processes).
+                "cpu_with_db_ms_per_msg": ratio(with_db(fig), with_db(b)),
                 "peak_rss_mb": ratio(fig.get("peak_rss_mb"), b.get("peak_rss_mb")),
             }
         fig["ratios"] = ratios
+
+
+def with_db(fig: dict[str, Any]) -> float | None:
+    """CPU ms per message of the target and its database server together."""
+    own: float | None = fig.get("cpu_ms_per_msg")
+    if own is None:
+        return None
+    db: float = fig.get("db_cpu_ms_per_msg") or 0.0
+    return round(own + db, 3)
 
 
 def _fig(results: dict[str, Any], scenario: str, target: str) -> dict[str, Any]:
@@ -183,11 +198,12 @@ def table(results: dict[str, Any]) -> str:
         "hold the gateway's 250; the gateway's notices are counted apart);\n"
         "p50/p99: one session, one message at a time, MAIL FROM -> reply to the end of DATA "
         "(the cold start: under its load); +p50/+p99: added over smtp-sink direct;\n"
-        "CPU: the target's process tree; RSS MB: peak (VmHWM; Postfix: its processes' PSS "
+        "CPU: the target's process tree (gateway-2pg: its two nodes; PostgreSQL's server "
+        "apart, below); RSS MB: peak (VmHWM; Postfix: its processes' PSS "
         "summed); other: cores used by processes outside the bench (a shared machine's noise)."
     )
     header = (
-        f"{'target':<8} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} "
+        f"{'target':<11} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} "
         f"{'CPU s':>7} {'CPU ms/msg':>10} {'RSS MB':>8} {'other':>6}  ok"
     )
     for scenario in results["scenarios"]:
@@ -204,12 +220,13 @@ def table(results: dict[str, Any]) -> str:
             if fig is None:
                 continue
             if fig.get("error"):
-                out.append(f"   {name:<8} FAILED: {fig['error'][:300]}")
+                out.append(f"   {name:<11} FAILED: {fig['error'][:300]}")
                 continue
-            ok = "yes" if fig.get("complete") and fig.get("client_ok", True) else "NO"
+            checked = fig.get("held_ok") is not False and fig.get("exactly_once") is not False
+            ok = "yes" if fig.get("complete") and fig.get("client_ok", True) and checked else "NO"
             out.append(
                 "   "
-                + f"{name:<8} {_num(fig.get('msgs_per_s'), 8)} "
+                + f"{name:<11} {_num(fig.get('msgs_per_s'), 8)} "
                 + f"{_num(fig.get('lat_p50_ms'), 8, 2)} {_num(fig.get('lat_p99_ms'), 8, 2)} "
                 + f"{_num(fig.get('lat_added_p50_ms'), 7, 2)} "
                 + f"{_num(fig.get('lat_added_p99_ms'), 7, 2)} "
@@ -228,7 +245,8 @@ def table(results: dict[str, Any]) -> str:
                     f"({_num(r['lat_p99_added_ms'], 0, 2).strip()} ms), "
                     f"CPU/msg {_x(r['cpu_ms_per_msg'])}, RSS {_x(r['peak_rss_mb'])}"
                 )
-            out.append(f"   {name:<8} " + "; ".join(parts))
+            out.append(f"   {name:<11} " + "; ".join(parts))
+        out += _nodes_lines(scenario)
         if gw.get("notices_expected"):
             out.append(
                 f"   gateway notices: {gw['notices_received']} of {gw['notices_expected']} "
@@ -271,6 +289,7 @@ def table(results: dict[str, Any]) -> str:
             + ", ".join(noisy)
             + ". Those figures are noisy: run again on a quiet machine."
         )
+    out += _nodes_summary(results)
     out.append("")
     out.append("Targets (ratios from this run):")
     for check in results["targets"]:
@@ -285,6 +304,69 @@ def table(results: dict[str, Any]) -> str:
         out.append("")
         out.append(profile["text"])
     return "\n".join(out)
+
+
+def _outcome(fig: dict[str, Any]) -> str:
+    parts = []
+    if "held_in_store" in fig:
+        parts.append(f"{fig['held_in_store']}/{fig['messages']} held in the store")
+    if "relayed_received" in fig:
+        parts.append(
+            f"{fig['relayed_received']}/{fig['relayed_expected']} copies at the sink"
+            + (", exactly once" if fig.get("exactly_once") else ": NOT exactly once")
+        )
+    if "notices_expected" in fig:
+        parts.append(f"notices {fig['notices_received']} of {fig['notices_expected']}")
+    if "relayed_received" not in fig and fig.get("exactly_once") is False:
+        parts.append("more notices than expected")
+    return "; ".join(parts)
+
+
+def _nodes_lines(scenario: dict[str, Any]) -> list[str]:
+    """The database's share of the CPU, the outcome, and the ratio to the one-node target."""
+    out = []
+    for name in ("gateway", "gateway-2pg"):
+        fig = scenario["targets"].get(name)
+        if not fig or fig.get("error"):
+            continue
+        if "db_cpu_ms_per_msg" in fig:
+            out.append(
+                f"   {name:<11} CPU ms/msg: gateway processes {_num(fig['cpu_ms_per_msg'], 0, 3)}"
+                f" + PostgreSQL {_num(fig['db_cpu_ms_per_msg'], 0, 3)} = "
+                f"{_num(with_db(fig), 0, 3)} ({fig['db_processes']} server processes, peak"
+                f" {_num(fig['db_peak_rss_mb'], 0)} MB PSS)"
+            )
+        base = ALSO_AGAINST.get(name)
+        r = fig.get("ratios", {}).get(base) if base else None
+        if r:
+            out.append(
+                f"   {name:<11} /{base}: msg/s {_x(r['msgs_per_s'])}, p50 {_x(r['lat_p50'])}, "
+                f"p99 {_x(r['lat_p99'])} ({_num(r['lat_p99_added_ms'], 0, 2).strip()} ms), "
+                f"CPU/msg {_x(r['cpu_ms_per_msg'])} (gateway processes), "
+                f"{_x(r['cpu_with_db_ms_per_msg'])} (with the database)"
+            )
+        if _outcome(fig):
+            out.append(f"   {name:<11} outcome: {_outcome(fig)}")
+    return out
+
+
+def _nodes_summary(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for scenario in results["scenarios"]:
+        two = scenario["targets"].get("gateway-2pg", {})
+        r = two.get("ratios", {}).get("gateway")
+        if not r:
+            continue
+        one = scenario["targets"]["gateway"]
+        rows.append(
+            f"  {scenario['name']}: {two.get('msgs_per_s')} vs {one.get('msgs_per_s')} msg/s ="
+            f" {_x(r['msgs_per_s'])}; p99 {two.get('lat_p99_ms')} vs {one.get('lat_p99_ms')} ms;"
+            f" CPU ms/msg {with_db(two)} (of which PostgreSQL {two.get('db_cpu_ms_per_msg')})"
+            f" vs {one.get('cpu_ms_per_msg')} = {_x(r['cpu_with_db_ms_per_msg'])}"
+        )
+    if not rows:
+        return []
+    return ["", "Two nodes on PostgreSQL (gateway-2pg) / one node on SQLite (gateway):", *rows]
 
 
 def write_json(results: dict[str, Any], folder: Path) -> Path:

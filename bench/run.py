@@ -1,7 +1,7 @@
 """`make bench`: start everything on loopback, run every scenario against every target, report.
 
-    python -m bench [--scenarios a,b] [--targets sink,bare,postfix,gateway] [--scale F]
-                    [--profile] [--keep]
+    python -m bench [--scenarios a,b] [--targets sink,bare,postfix,gateway,gateway-2pg]
+                    [--scale F] [--profile] [--keep]
 
 Order of a run: install what is missing (bench/deps.py); start the rig (knot, unbound, nginx)
 with the zone table plus the bench's 200 cold-start domains; start smtp-sink, a private
@@ -109,7 +109,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default="", help="comma-separated (default: all)")
     parser.add_argument(
-        "--targets", default="sink,bare,postfix,gateway", help="comma-separated targets"
+        "--targets",
+        default="sink,bare,postfix,gateway,gateway-2pg",
+        help="comma-separated targets (gateway-2pg: two nodes on PostgreSQL, in the flagged"
+        " held and relayed scenarios only)",
     )
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply message counts (not the cold start)"
@@ -134,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import experiments, profile, report, zones
     from bench.measure import Bench
+    from bench.pgnodes import GatewayNodes
     from bench.postfix import Postfix, PostfixTls
     from bench.procstat import Machine
     from bench.scenarios import SLOW_DELAY, by_name
@@ -215,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "bare": BareTarget(workdir, sink.port),
             "postfix": PostfixTarget(postfix, tls_postfix),
             "gateway": GatewayTarget(workdir, rig, sink.port, fetch_port, tls=gateway_tls),
+            "gateway-2pg": GatewayNodes(workdir, rig, sink.port, fetch_port),
         }
         for target in all_targets.values():
             stack.callback(target.stop)
@@ -230,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                 "targets": {},
             }
             for name in wanted:
-                if name in scenario.skip:
-                    continue
                 target = all_targets[name]
+                if not target.takes_part(scenario):
+                    continue
                 print(f"bench: {scenario.name} / {name}", file=sys.stderr, flush=True)
                 try:
                     target.begin(scenario)

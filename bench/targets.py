@@ -8,7 +8,9 @@ message sent.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from bench.postfix import Postfix
 from bench.scenarios import Scenario
 from bench.sink import Sink
 from bench.tools import LOOPBACK, ROOT, free_port, wait_smtp
+from gateway.store.sqlite.store import HELD_DB
 from rig.rig import Rig
 
 GATEWAY = Path(sys.executable).parent / "gateway"
@@ -35,6 +38,10 @@ class Target:
     name = ""
     port = 0
 
+    def takes_part(self, scenario: Scenario) -> bool:
+        """Whether this target is measured in `scenario`."""
+        return self.name not in scenario.skip
+
     def begin(self, scenario: Scenario) -> None:
         """Ready for `scenario` (restart what needs a fresh process)."""
 
@@ -43,6 +50,18 @@ class Target:
 
     def pids(self) -> list[int]:
         raise NotImplementedError
+
+    def ports(self) -> list[int]:
+        """Where the load goes: one port, or one per node (the load is split evenly)."""
+        return [self.port]
+
+    def db_pids(self) -> list[int]:
+        """A database server outside the target's own processes, measured apart."""
+        return []
+
+    def held_count(self) -> int | None:
+        """Holds in the target's store (None: the target has no hold store)."""
+        return None
 
     def single_process(self) -> bool:
         return True
@@ -193,8 +212,13 @@ class GatewayTarget(_PythonProcess):
         variant: str = "",
         workers: int = WORKERS,
         tls: GatewayTls | None = None,
+        node: str = "",
     ) -> None:
         super().__init__(workdir)
+        self.node = node  # one of several nodes (bench/pgnodes.py): its own files
+        self.store: dict[str, object] = {}  # more [store] settings (backend, key_file)
+        self.audit: dict[str, object] = {}
+        self.env: dict[str, str] = {}
         self.variant = variant  # bench/variant.py patches: experiments only
         self.workers = workers
         if variant or workers != WORKERS:
@@ -218,6 +242,7 @@ class GatewayTarget(_PythonProcess):
         name = scenario.name
         if self.variant or self.workers != WORKERS:
             name += f"-{self.variant or 'stock'}-{self.workers}"
+        name += self.node
         self.data_dir = self.workdir / f"gateway-data-{name}"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         mta_sts: dict[str, object] = {}
@@ -250,7 +275,8 @@ class GatewayTarget(_PythonProcess):
             dns={"timeout": 5.0},
             mta_sts=mta_sts,
             policy={"local_domains": ["school.test"], "on_dns_error": "hold"},
-            store={"data_dir": self.data_dir},
+            store={"data_dir": self.data_dir, **self.store},
+            audit=self.audit,
             review={"reviewers": REVIEWERS, "escalation_contacts": ["head@school.test"]},
             notify={"enabled": True, "organisation": "Bench Primary School"},
             log={"level": "info", "format": "json"},
@@ -261,8 +287,8 @@ class GatewayTarget(_PythonProcess):
         self.port = free_port()
         config = self.write_config(scenario)
         self.runs += 1
-        self.log = self.workdir / f"gateway-{self.runs}.log"
-        env = dict(os.environ)
+        self.log = self.workdir / f"gateway{self.node}-{self.runs}.log"
+        env = {**os.environ, **self.env}
         if self.variant:  # bench/variant_site/sitecustomize.py patches every process
             site = f"{ROOT / 'bench' / 'variant_site'}{os.pathsep}{ROOT}"
             env["PYTHONPATH"] = site + (
@@ -297,3 +323,13 @@ class GatewayTarget(_PythonProcess):
 
     def notices_per_message(self, scenario: Scenario) -> int:
         return scenario.notices
+
+    def held_count(self) -> int | None:
+        """Holds in the SQLite hold store (read-only, beside the running gateway)."""
+        assert self.data_dir is not None
+        path = self.data_dir / HELD_DB
+        if not path.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT count(*) FROM holds").fetchone()
+        return int(row[0])
