@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
-import inspect
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -22,33 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from gateway.store.postgres.database import Database, migrate
 from gateway.store.postgres.tables import MIGRATIONS
 
-
-def shared_store_ready() -> bool:
-    """Whether `gateway serve` can run on PostgreSQL: the PostgreSQL hold store exists and the
-    runtime opens the store by its backend (its `open_store` became a coroutine for that)."""
-    from gateway.runtime import parts
-
-    found = importlib.util.find_spec("gateway.store.postgres.store") is not None
-    return found and inspect.iscoroutinefunction(parts.open_store)
-
-
-# The tests of gateways on PostgreSQL, until the pieces they need are in: strict, so that the
-# mark must go once they pass.
-SHARED_STORE_PENDING = pytest.mark.xfail(
-    not shared_store_ready(),
-    strict=True,
-    reason="gateway serve cannot run on PostgreSQL yet: no PgStore, or open_store ignores"
-    " [store] backend",
-)
-
 # Fixed keys, the same for every node of a test (64 hex digits: 32 bytes each).
 STORE_KEY = "5a" * 32
 AUDIT_KEY = "a5" * 32
+WEB_SECRET = "c3" * 32
 
 
 @dataclass(frozen=True)
@@ -70,6 +49,7 @@ class SharedStore:
                 "connect_timeout": self.connect_timeout,
             },
             "audit": {"key": AUDIT_KEY},
+            "web": {"secret_key": WEB_SECRET},
         }
 
     @property

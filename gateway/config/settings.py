@@ -404,6 +404,13 @@ def _shared_store_keys(settings: Settings) -> None:
                 f"give {section}.key or {section}.key_file with backend = postgresql:"
                 " every node needs the same store and audit keys",
             )
+    if settings.web.enabled and not settings.web.secret_key:
+        # Web sessions live in the database; a cookie signed on one node must verify on the
+        # next, so a key made in each node's data_dir would sign reviewers out at random.
+        raise ConfigError(
+            "web.secret_key",
+            "give it with backend = postgresql: every node needs the same one for the web UI",
+        )
 
 
 def _both_or_neither(first: str, has_first: bool, second: str, has_second: bool) -> None:

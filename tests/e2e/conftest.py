@@ -17,7 +17,7 @@ from rig.cli import GatewayRunner, gateway_script, run_gateway
 from rig.gatewayproc import Gateway, start_gateway
 from rig.plugin import rig
 from rig.postgres import Postgres
-from rig.sharedstore import SHARED_STORE_PENDING, SharedStore
+from rig.sharedstore import SharedStore
 from rig.upstream import Upstream
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
-BACKENDS = [SQLITE, pytest.param(POSTGRESQL, marks=SHARED_STORE_PENDING)]
+BACKENDS = [SQLITE, POSTGRESQL]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -38,10 +38,10 @@ from rig.heldcli import (
 )
 from rig.ports import LOOPBACK, free_port
 from rig.postgres import Postgres
-from rig.sharedstore import SHARED_STORE_PENDING, SharedStore
+from rig.sharedstore import SharedStore
 from rig.upstream import Upstream
 
-pytestmark = [pytest.mark.e2e, SHARED_STORE_PENDING]
+pytestmark = pytest.mark.e2e
 
 WEB_SECRET = "two-nodes-one-session-secret-0123456789"  # the same on both nodes
 REVIEWER_NAME = "dsl"

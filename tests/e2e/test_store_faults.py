@@ -22,10 +22,10 @@ from rig import Rig
 from rig.gatewayproc import Gateway, Reply, message, start_gateway
 from rig.heldcli import INSECURE, SECURE, SENDER
 from rig.postgres import Postgres
-from rig.sharedstore import SHARED_STORE_PENDING, SharedStore
+from rig.sharedstore import SharedStore
 from rig.upstream import Upstream
 
-pytestmark = [pytest.mark.e2e, SHARED_STORE_PENDING]
+pytestmark = pytest.mark.e2e
 
 RECOVER_WITHIN = 30.0
 

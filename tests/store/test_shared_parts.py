@@ -30,6 +30,8 @@ def shared_settings(folder: Path, dsn: str) -> Settings:
         f'key = "{"11" * 32}"\n'
         "[audit]\n"
         f'key = "{"22" * 32}"\n'
+        "[web]\n"
+        f'secret_key = "{"33" * 32}"\n'
     )
     return config.load(path, environ={"GATEWAY_STORE_DSN": dsn})
 
