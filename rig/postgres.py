@@ -23,6 +23,7 @@ import psycopg
 
 from rig.errors import RigError
 from rig.ports import LOOPBACK, free_port
+from rig.process import die_with_parent
 
 USER = "gateway"
 PASSWORD = "rig-password"  # noqa: S105 - a throwaway cluster on loopback
@@ -111,6 +112,9 @@ class Postgres:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # A crashed test run must not leave a server behind (runs after the switch
+                # of user, which would otherwise clear the setting).
+                preexec_fn=die_with_parent,
                 **self._run_as(),  # type: ignore[call-overload]
             )
         self._wait_ready()

@@ -14,7 +14,7 @@ _PR_SET_PDEATHSIG = 1
 _LOG_TAIL = 6000
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child before exec: if pytest is killed outright, the kernel stops the server
     # too, so no stray server keeps a port after a crashed run.
     with contextlib.suppress(OSError, AttributeError):
@@ -52,7 +52,7 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # only a prctl; safe before exec
+                preexec_fn=die_with_parent,  # only a prctl; safe before exec
             )
 
     @property

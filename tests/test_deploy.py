@@ -115,7 +115,11 @@ def test_the_ha_profile_runs_two_nodes_on_a_postgresql_built_here() -> None:
             for key, value in node["environment"].items()
             if not value.startswith("${")
         }
-        secrets = {"GATEWAY_STORE_KEY": "ab" * 32, "GATEWAY_AUDIT_KEY": "cd" * 32}
+        secrets = {
+            "GATEWAY_STORE_KEY": "ab" * 32,
+            "GATEWAY_AUDIT_KEY": "cd" * 32,
+            "GATEWAY_WEB_SECRET_KEY": "ef" * 32,
+        }
         settings = config.load(ROOT / "deploy/gateway.toml", environ={**environment, **secrets})
         assert settings.store.backend.value == "postgresql"
         assert settings.store.dsn.reveal() == "postgresql://gateway:pw@postgres/gateway"
