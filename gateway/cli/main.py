@@ -142,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"gateway: the store cannot be reached: {exc}", file=sys.stderr)
         return EXIT_FINDING
+    except BrokenPipeError:
+        # The reader went away (`gateway held show ID | head`): no traceback. Python would
+        # complain again flushing stdout at exit, so stdout goes nowhere from here.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FINDING
     return code
 
 

@@ -201,6 +201,10 @@ class Delivery:
         # One transaction: the journal's "sent" and the trail's proof cannot disagree.
         try:
             await self._journal.record_relayed(key, accepted, records)
+        except StoreUnavailable as exc:  # the database is down: said once a message, briefly
+            self._log.warning(
+                "relay journal write failed", key=key, recipients=accepted, error=str(exc)
+            )
         except Exception:
             # Delivered all the same: the only cost is a possible duplicate on a retry.
             self._log.exception("relay journal write failed", key=key, recipients=accepted)

@@ -4,14 +4,16 @@ check a node makes at start, and the errors that say the database is not there."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from gateway.errors import SchemaMismatch, StoreUnavailable
-from gateway.store.postgres import SCHEMA_VERSION, Database
+from gateway.store.postgres import SCHEMA_VERSION, Database, database
 from gateway.store.postgres.database import check_schema, describe, migrate
 from gateway.store.postgres.tables import MIGRATIONS
 from rig.ports import free_port
+from rig.postgres import Postgres
 
 
 async def opened(dsn: str, **options: float) -> Database:
@@ -72,6 +74,41 @@ async def test_a_statement_over_the_timeout_is_cancelled(pg_dsn: str) -> None:
             cursor = await conn.execute("SELECT 1")
             assert await cursor.fetchone() == (1,)
     finally:
+        await db.close()
+
+
+async def test_while_the_database_is_down_one_probe_tries_it_and_the_rest_fail_at_once(
+    pg_dsn: str, postgres_server: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "PROBE_EVERY", 0.0)
+    db = await opened(pg_dsn, connect_timeout=1.0, statement_timeout=1.0)
+
+    async def select_one() -> None:
+        async with db.transaction() as conn:
+            await conn.execute("SELECT 1")
+
+    try:
+        postgres_server.stop()
+        with pytest.raises(StoreUnavailable):
+            await select_one()
+        asked = db._pool.get_stats().get("requests_num", 0)
+        probe, other = await asyncio.gather(select_one(), select_one(), return_exceptions=True)
+        assert isinstance(probe, StoreUnavailable)
+        assert "reconnecting" not in str(probe)
+        assert isinstance(other, StoreUnavailable)
+        assert "reconnecting" in str(other)
+        assert db._pool.get_stats().get("requests_num", 0) == asked + 1  # only the probe asked
+        postgres_server.start()
+        for _ in range(15):  # each probe waits for the pool's reconnect (2 s at most)
+            with contextlib.suppress(StoreUnavailable):
+                await select_one()
+                break
+        else:
+            pytest.fail("the pool did not reconnect after the server came back")
+        await asyncio.gather(select_one(), select_one())  # and everyone is let in again
+    finally:
+        if not postgres_server.running:
+            postgres_server.start()
         await db.close()
 
 

@@ -16,6 +16,7 @@ migration, an audit append, one domain's MTA-STS fetch).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -33,6 +34,13 @@ GATEWAY_LOCKS = 0x5347  # "SG": MIGRATE_LOCK, AUDIT_LOCK
 FETCH_LOCKS = 0x5348  # one lock a domain: hashtext(domain) is the second key
 MIGRATE_LOCK = 1
 AUDIT_LOCK = 2
+# While the database is down, how often one transaction tries it again (the pool also
+# reconnects in the background).
+PROBE_EVERY = 1.0
+# The pool retries a lost connection with a doubling delay (1, 2, 4 s...) for this long, then
+# gives up until the next request asks again: so a database back after a long outage is used
+# within seconds, not after a delay grown to minutes.
+RECONNECT_WITHIN = 10.0
 
 # A migration is one SQL script, run in one transaction with the migration lock held.
 Migration = str
@@ -93,6 +101,8 @@ class Database:
         self.dsn = dsn
         self.name = name
         self._wait = connect_timeout + statement_timeout
+        self._down = self._probing = False
+        self._next_probe = 0.0
         self._pool = psycopg_pool.AsyncConnectionPool(
             dsn,
             min_size=1,
@@ -106,6 +116,7 @@ class Database:
             # How long a caller waits for a free connection: a burst larger than the pool
             # queues for as long as one statement may take, rather than failing at once.
             timeout=connect_timeout + statement_timeout,
+            reconnect_timeout=RECONNECT_WITHIN,
         )
 
     async def open(self, wait: bool = True) -> None:
@@ -122,11 +133,36 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
+        probing = self._admit()
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 yield conn
         except _UNAVAILABLE as exc:
+            if not isinstance(exc, psycopg.errors.QueryCanceled):
+                # Down (a statement that timed out says nothing of the server): the next
+                # try is one probe, PROBE_EVERY from now.
+                self._down, self._next_probe = True, time.monotonic() + PROBE_EVERY
             raise StoreUnavailable(f"PostgreSQL at {describe(self.dsn)}: {exc}") from exc
+        else:
+            self._down = False
+        finally:
+            if probing:
+                self._probing = False
+
+    def _admit(self) -> bool:
+        """While the database is known to be down, one transaction at a time (at most one
+        each PROBE_EVERY seconds) tries it; the others fail at once instead of each waiting
+        out the pool's timeout, so unflagged mail keeps flowing and flagged mail gets its 451
+        promptly. True when this transaction is the probe."""
+        if not self._down:
+            return False
+        now = time.monotonic()
+        if self._probing or now < self._next_probe:
+            raise StoreUnavailable(
+                f"PostgreSQL at {describe(self.dsn)} is unreachable; reconnecting"
+            )
+        self._probing = True
+        return True
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
@@ -168,6 +204,7 @@ class SyncDatabase:
             # How long a caller waits for a free connection: a burst larger than the pool
             # queues for as long as one statement may take, rather than failing at once.
             timeout=connect_timeout + statement_timeout,
+            reconnect_timeout=RECONNECT_WITHIN,
         )
         self._pool.open(wait=False)
 
