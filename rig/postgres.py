@@ -23,7 +23,6 @@ import psycopg
 
 from rig.errors import RigError
 from rig.ports import LOOPBACK, free_port
-from rig.process import die_with_parent
 
 USER = "gateway"
 PASSWORD = "rig-password"  # noqa: S105 - a throwaway cluster on loopback
@@ -111,10 +110,9 @@ class Postgres:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                # No parent-death signal: it fires when the spawning *thread* ends, and a test
+                # may restart the server from a worker thread.
                 start_new_session=True,
-                # A crashed test run must not leave a server behind (runs after the switch
-                # of user, which would otherwise clear the setting).
-                preexec_fn=die_with_parent,
                 **self._run_as(),  # type: ignore[call-overload]
             )
         self._wait_ready()
