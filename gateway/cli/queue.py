@@ -135,7 +135,7 @@ async def purge_entry(store: HoldStore, settings: Settings, args: argparse.Names
         print("gateway: --reason must say why", file=sys.stderr)
         return EXIT_USAGE
     name = hostname(settings)
-    notices = Notices(settings.notify, settings.review, name)
+    notices = Notices(settings.notify, settings.review, name, settings.web.public_url)
     purged = await queue.purge(store, notices, args.queue_id, reason, acting(args))
     if purged is None:
         print(f"gateway: no waiting queue entry {args.queue_id}", file=sys.stderr)

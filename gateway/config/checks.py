@@ -8,6 +8,7 @@ import binascii
 import ipaddress
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.config.values import Secret
 
@@ -89,6 +90,16 @@ def address_list(value: Any) -> str | None:
 
 def optional_address(value: Any) -> str | None:
     return address_list([value]) if value else None
+
+
+def web_url(value: Any) -> str | None:
+    """An address the reviewers' browsers reach the web UI at: http(s), a host, no query."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        return "must be an http or https address such as https://gateway.example.org"
+    return None
 
 
 def web_secret(value: Secret) -> str | None:

@@ -33,6 +33,7 @@ from gateway.config.checks import (
     positive,
     store_key,
     web_secret,
+    web_url,
 )
 from gateway.config.crosskeys import check_across_keys
 from gateway.config.values import (
@@ -232,6 +233,8 @@ class WebSettings:
     metrics_token: Secret = field(default=UNSET, metadata=_key(web_secret))
     # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; none by default.
     trusted_proxies: tuple[str, ...] = field(default=(), metadata=_key(network_list))
+    # Where reviewers reach the web UI (behind its proxy): notices then link to each hold.
+    public_url: str = field(default="", metadata=_key(web_url))
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class QueueRunner:
     ) -> None:
         self._store = store
         self._delivery = delivery
-        self._notices = Notices(settings.notify, settings.review, hostname)
+        self._notices = Notices(settings.notify, settings.review, hostname, settings.web.public_url)
         self._retry_after = settings.delivery.retry_after
         self._give_up_after = settings.delivery.give_up_after
         self._lease = max(MIN_LEASE, settings.delivery.timeout * 10)

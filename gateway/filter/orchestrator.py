@@ -75,7 +75,7 @@ class Filter:
         self._posture = posture
         self._store = store
         self._delivery = delivery
-        self._notices = Notices(settings.notify, settings.review, hostname)
+        self._notices = Notices(settings.notify, settings.review, hostname, settings.web.public_url)
         # Canonical, like the domains they are compared with ("School.Test." is school.test).
         self._local_domains = frozenset(normalise_domain(d) for d in settings.policy.local_domains)
         # Called after a new hold, so its notices go out now rather than at the next sweep.

@@ -78,7 +78,7 @@ class Review:
         self._delivery = delivery
         self._hostname = hostname
         self._clock = clock
-        self.notices = Notices(settings.notify, settings.review, hostname)
+        self.notices = Notices(settings.notify, settings.review, hostname, settings.web.public_url)
         self._outbox = Outbox(store, delivery)
         self._log = logs.get("gateway.review")
         review = settings.review

@@ -43,6 +43,7 @@ class Notices:
     notify: NotifySettings
     review: ReviewSettings
     hostname: str
+    public_url: str = ""  # [web] public_url: the notices then link to the hold's page
 
     @property
     def sender(self) -> str:
@@ -54,6 +55,14 @@ class Notices:
         reviewers, each once."""
         review = self.review
         return list(dict.fromkeys([*review.escalation_contacts, *review.reviewers]))
+
+    def review_lines(self, hold: Hold) -> list[str]:
+        """How a reviewer gets to the hold: its page, when the web UI's address is known,
+        and the command."""
+        lines = [f"Review it with: gateway held show {hold.id}"]
+        if self.public_url:
+            lines.insert(0, f"Open it: {self.public_url.rstrip('/')}/held/{hold.id}")
+        return lines
 
     @property
     def organisation(self) -> str:
@@ -151,7 +160,7 @@ class Notices:
             lines += [f"    - {reason_words(r, recipient)} ({r})" for r in recipient.reasons]
         lines += [
             "",
-            f"Review it with: gateway held show {hold.id}",
+            *self.review_lines(hold),
             "Release needs a written rationale; a reject needs a reason the sender is told.",
             f"If nobody reviews it within {describe_duration(review.escalate_after)}, it is "
             f"escalated; after {describe_duration(review.expire_after)} it expires unsent.",
@@ -222,7 +231,7 @@ class Notices:
                 "To: " + ", ".join(r.address for r in hold.recipients),
                 f"Reasons: {', '.join(hold.reasons)}",
                 "",
-                f"Review it with: gateway held show {hold.id}",
+                *self.review_lines(hold),
                 f"It expires unsent after {describe_duration(review.expire_after)}.",
             ]
         )
