@@ -7,11 +7,13 @@ by releases before it kept the ``gateway check --json`` object (version 1 of tha
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.store.assessment import AssessmentRecord, DaneHostRecord, HoldFacts
-from gateway.store.records import HeldRecipient
+from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalate, HoldChange
+from gateway.store.records import HeldRecipient, Hold, Status
 
 ASSESSMENT_VERSION = 2  # 1 was the `gateway check --json` layout this one grew out of
 
@@ -145,3 +147,68 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 def _optional_bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
+
+
+def change_columns(change: HoldChange, text: Callable[[str], str] = str) -> dict[str, Any]:
+    """The columns a change writes, with their stored values; free text through ``text`` (a
+    backend whose text cannot hold every character passes its cleaner)."""
+    match change:
+        case Decide(status, at, by, reason):
+            return {
+                "status": status.value,
+                "decided_at": at,
+                "decided_by": text(by),
+                "decision": text(reason),
+            }
+        case Escalate(at):
+            return {"escalated_at": at}
+        case DeliveryPending(error, delivered):
+            columns: dict[str, Any] = {"last_error": text(error), "attempt_at": None}
+            if delivered is not None:
+                columns["delivered"] = json.dumps(list(delivered))
+            return columns
+        case DeliveryDone(delivered, refused):
+            return {
+                "status": Status.RELEASED.value,
+                "delivered": json.dumps(list(delivered)),
+                "refused": json.dumps(dict(refused)),
+                "last_error": "",
+                "attempt_at": None,
+            }
+    raise TypeError(f"not a hold change: {change!r}")
+
+
+def hold_from_row(row: Sequence[Any]) -> Hold:
+    """A hold from its columns in the order both backends select them. The recipients are
+    JSON text (SQLite) or already decoded (PostgreSQL's jsonb)."""
+    (hold_id, key, status, created_at, sender, recipients, mail_options, size, client,
+     message_id, findings, facts, subject, decided_at, decided_by, decision, escalated_at,
+     purged_at, delivered, refused, last_error, attempt_at, attempt_by) = row  # fmt: skip
+    return Hold(
+        id=hold_id,
+        key=key,
+        status=Status(status),
+        created_at=created_at,
+        sender=sender,
+        recipients=tuple(
+            recipient_from_json(r)
+            for r in (json.loads(recipients) if isinstance(recipients, str) else recipients)
+        ),
+        mail_options=tuple(json.loads(mail_options)),
+        size=size,
+        client=client,
+        message_id=message_id,
+        findings=tuple(json.loads(findings)),
+        facts=facts_from_json(json.loads(facts)),
+        subject=subject,
+        decided_at=decided_at,
+        decided_by=decided_by,
+        decision=decision,
+        escalated_at=escalated_at,
+        purged_at=purged_at,
+        delivered=tuple(json.loads(delivered)),
+        refused=json.loads(refused),
+        last_error=last_error,
+        attempt_at=attempt_at,
+        attempt_by=attempt_by,
+    )

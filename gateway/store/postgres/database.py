@@ -86,6 +86,25 @@ def connection_options(
     }
 
 
+def pool_options(
+    pool_size: int, statement_timeout: float, connect_timeout: float, name: str
+) -> dict[str, Any]:
+    """What both pools share. Each also checks a connection before use (its class's
+    ``check_connection``): one the server dropped (a restart) is replaced instead of failing
+    the transaction that drew it."""
+    return {
+        "min_size": 1,
+        "max_size": max(1, pool_size),
+        "kwargs": connection_options(statement_timeout, connect_timeout, name),
+        "open": False,
+        "name": f"gateway-{name}",
+        # How long a caller waits for a free connection: a burst larger than the pool
+        # queues for as long as one statement may take, rather than failing at once.
+        "timeout": connect_timeout + statement_timeout,
+        "reconnect_timeout": RECONNECT_WITHIN,
+    }
+
+
 class Database:
     """The asyncio side: an ``AsyncConnectionPool``, opened by ``open``."""
 
@@ -105,18 +124,8 @@ class Database:
         self._next_probe = 0.0
         self._pool = psycopg_pool.AsyncConnectionPool(
             dsn,
-            min_size=1,
-            max_size=max(1, pool_size),
-            kwargs=connection_options(statement_timeout, connect_timeout, name),
-            # Checked before each use: a connection the server dropped (a restart) is
-            # replaced instead of failing the transaction that drew it.
             check=psycopg_pool.AsyncConnectionPool.check_connection,
-            open=False,
-            name=f"gateway-{name}",
-            # How long a caller waits for a free connection: a burst larger than the pool
-            # queues for as long as one statement may take, rather than failing at once.
-            timeout=connect_timeout + statement_timeout,
-            reconnect_timeout=RECONNECT_WITHIN,
+            **pool_options(pool_size, statement_timeout, connect_timeout, name),
         )
 
     async def open(self, wait: bool = True) -> None:
@@ -195,16 +204,8 @@ class SyncDatabase:
         self.dsn = dsn
         self._pool = psycopg_pool.ConnectionPool(
             dsn,
-            min_size=1,
-            max_size=max(1, pool_size),
-            kwargs=connection_options(statement_timeout, connect_timeout, name),
             check=psycopg_pool.ConnectionPool.check_connection,
-            open=False,
-            name=f"gateway-{name}",
-            # How long a caller waits for a free connection: a burst larger than the pool
-            # queues for as long as one statement may take, rather than failing at once.
-            timeout=connect_timeout + statement_timeout,
-            reconnect_timeout=RECONNECT_WITHIN,
+            **pool_options(pool_size, statement_timeout, connect_timeout, name),
         )
         self._pool.open(wait=False)
 

@@ -14,7 +14,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
 from gateway.store import schema
-from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalate, HoldChange
+from gateway.store.changes import HoldChange
 from gateway.store.postgres.tables import text_value
 from gateway.store.records import Hold, NewHold, Status
 
@@ -96,62 +96,11 @@ async def update(
 
 
 def change_columns(change: HoldChange) -> dict[str, Any]:
-    """The columns a change writes (``store.changes`` lists them), with their stored values."""
-    match change:
-        case Decide(status, at, by, text):
-            return {
-                "status": status.value,
-                "decided_at": at,
-                "decided_by": text_value(by),
-                "decision": text_value(text),
-            }
-        case Escalate(at):
-            return {"escalated_at": at}
-        case DeliveryPending(error, delivered):
-            columns: dict[str, Any] = {"last_error": text_value(error), "attempt_at": None}
-            if delivered is not None:
-                columns["delivered"] = json.dumps(list(delivered))
-            return columns
-        case DeliveryDone(delivered, refused):
-            return {
-                "status": Status.RELEASED.value,
-                "delivered": json.dumps(list(delivered)),
-                "refused": json.dumps(dict(refused)),
-                "last_error": "",
-                "attempt_at": None,
-            }
-    raise TypeError(f"not a hold change: {change!r}")
+    """The columns a change writes, free text as PostgreSQL can keep it."""
+    return schema.change_columns(change, text_value)
 
 
-def from_row(row: tuple[Any, ...]) -> Hold:
-    (hold_id, key, status, created_at, sender, recipients, mail_options, size, client,
-     message_id, findings, facts, subject, decided_at, decided_by, decision, escalated_at,
-     purged_at, delivered, refused, last_error, attempt_at, attempt_by) = row  # fmt: skip
-    return Hold(
-        id=hold_id,
-        key=key,
-        status=Status(status),
-        created_at=created_at,
-        sender=sender,
-        recipients=tuple(schema.recipient_from_json(r) for r in recipients),
-        mail_options=tuple(json.loads(mail_options)),
-        size=size,
-        client=client,
-        message_id=message_id,
-        findings=tuple(json.loads(findings)),
-        facts=schema.facts_from_json(json.loads(facts)),
-        subject=subject,
-        decided_at=decided_at,
-        decided_by=decided_by,
-        decision=decision,
-        escalated_at=escalated_at,
-        purged_at=purged_at,
-        delivered=tuple(json.loads(delivered)),
-        refused=json.loads(refused),
-        last_error=last_error,
-        attempt_at=attempt_at,
-        attempt_by=attempt_by,
-    )
+from_row = schema.hold_from_row
 
 
 def _clean(value: Any) -> Any:

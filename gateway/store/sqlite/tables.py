@@ -8,13 +8,11 @@ of ``migrations``, never an edit of an old one.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 from gateway.store import schema
-from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalate, HoldChange
-from gateway.store.records import Hold, NewHold, Status
+from gateway.store.records import NewHold, Status
 from gateway.store.sqlite import trail
 from gateway.store.sqlite.database import Migration, script
 
@@ -151,55 +149,6 @@ def hold_row(hold_id: str, created_at: float, new: NewHold) -> tuple[Any, ...]:
     )
 
 
-def change_columns(change: HoldChange) -> dict[str, Any]:
-    """The columns a change writes, with their stored values."""
-    match change:
-        case Decide(status, at, by, text):
-            return {"status": status.value, "decided_at": at, "decided_by": by, "decision": text}
-        case Escalate(at):
-            return {"escalated_at": at}
-        case DeliveryPending(error, delivered):
-            columns: dict[str, Any] = {"last_error": error, "attempt_at": None}
-            if delivered is not None:
-                columns["delivered"] = json.dumps(list(delivered))
-            return columns
-        case DeliveryDone(delivered, refused):
-            return {
-                "status": Status.RELEASED.value,
-                "delivered": json.dumps(list(delivered)),
-                "refused": json.dumps(dict(refused)),
-                "last_error": "",
-                "attempt_at": None,
-            }
-    raise TypeError(f"not a hold change: {change!r}")
-
-
-def hold_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Hold:
-    (hold_id, key, status, created_at, sender, recipients, mail_options, size, client,
-     message_id, findings, facts, subject, decided_at, decided_by, decision, escalated_at,
-     purged_at, delivered, refused, last_error, attempt_at, attempt_by) = row  # fmt: skip
-    return Hold(
-        id=hold_id,
-        key=key,
-        status=Status(status),
-        created_at=created_at,
-        sender=sender,
-        recipients=tuple(schema.recipient_from_json(r) for r in json.loads(recipients)),
-        mail_options=tuple(json.loads(mail_options)),
-        size=size,
-        client=client,
-        message_id=message_id,
-        findings=tuple(json.loads(findings)),
-        facts=schema.facts_from_json(json.loads(facts)),
-        subject=subject,
-        decided_at=decided_at,
-        decided_by=decided_by,
-        decision=decision,
-        escalated_at=escalated_at,
-        purged_at=purged_at,
-        delivered=tuple(json.loads(delivered)),
-        refused=json.loads(refused),
-        last_error=last_error,
-        attempt_at=attempt_at,
-        attempt_by=attempt_by,
-    )
+# The same for every backend (``store.schema``).
+change_columns = schema.change_columns
+hold_from_row = schema.hold_from_row
