@@ -123,6 +123,11 @@ class GatewayProcess:
                 ) from None
         return self._popen.returncode
 
+    def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Wait for a process already told to stop; its exit status."""
+        assert self._popen is not None
+        return self._popen.wait(timeout)
+
     def kill(self) -> None:
         """kill -9: no clean-up, no last log line."""
         assert self._popen is not None

@@ -63,6 +63,12 @@ async def lifecycle(settings: Settings, log: Any) -> AsyncIterator[Running]:
     loop = asyncio.get_running_loop()
     try:
         async with contextlib.AsyncExitStack() as parts:
+            # Handled from before the first part opens until after the last one closes: a
+            # second SIGTERM while stopping (an impatient operator, a supervisor that repeats
+            # itself) must not kill the process between closing the store and exiting.
+            for signum in STOP_SIGNALS:
+                loop.add_signal_handler(signum, _stop_once, stop, log)
+            parts.callback(_default_signals, loop)
             store = await _open_store(settings, log)
             parts.push_async_callback(store.close)
             relay = open_relay(settings)
@@ -76,9 +82,6 @@ async def lifecycle(settings: Settings, log: Any) -> AsyncIterator[Running]:
                 direct = build_mx_transport(settings, posture)
                 parts.push_async_callback(direct.close)
                 queue = QueueRunner(store, Delivery(direct, store, name), settings, name)
-            for signum in STOP_SIGNALS:
-                loop.add_signal_handler(signum, stop.set)
-            parts.callback(_default_signals, loop)
             yield Running(settings, store, relay, delivery, posture, review, name, stop, queue)
     finally:
         log.info("stopped")
@@ -95,6 +98,12 @@ async def _open_store(settings: Settings, log: Any) -> HoldStore:
         raise
     log.info("store opened", store=where)
     return store
+
+
+def _stop_once(stop: asyncio.Event, log: Any) -> None:
+    if stop.is_set():
+        log.info("already stopping")
+    stop.set()
 
 
 def _default_signals(loop: asyncio.AbstractEventLoop) -> None:
