@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.store.links import NewLink
 from gateway.store.records import Status
 
 
@@ -49,4 +50,16 @@ class DeliveryDone:
     refused: Mapping[str, str] = field(default_factory=dict)
 
 
-HoldChange = Decide | Escalate | DeliveryPending | DeliveryDone
+@dataclass(frozen=True)
+class SendLinks:
+    """Sent by secure link: the decision, and one link per held recipient, made in the same
+    transaction. Writes status = linked, decided_at, decided_by, decision; inserts the links
+    (created_at = at, created_by = by)."""
+
+    at: float
+    by: str
+    text: str  # the rationale, as for a release
+    links: tuple[NewLink, ...]
+
+
+HoldChange = Decide | Escalate | DeliveryPending | DeliveryDone | SendLinks

@@ -3,7 +3,7 @@ hold sent by secure link. Only digests of the token and of the current code are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.core.securelink import CodeFacts, LinkFacts
 
@@ -27,7 +27,7 @@ class Link:
     created_at: float
     created_by: str
     expires_at: float
-    code: CodeFacts = CodeFacts()
+    code: CodeFacts = field(default_factory=CodeFacts)
     revoked_at: float | None = None
     revoked_by: str = ""
     locked_at: float | None = None

@@ -14,9 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from gateway.core.auditchain import Entry, Problem
+from gateway.core.securelink import CodeOutcome
 from gateway.core.stscache import CachedPolicy, FetchFailure
 from gateway.store.accounts import NewSession, SessionRecord, User
 from gateway.store.changes import HoldChange
+from gateway.store.links import Link
 from gateway.store.probes import ProbeRecord
 from gateway.store.queries import AuditQuery, HoldQuery
 from gateway.store.queued import NewQueued, Queued, QueuedRecipient
@@ -220,6 +222,89 @@ class DeliveryQueue(Protocol):
 
     async def next_queued_at(self) -> float | None:
         """When the earliest waiting entry is due."""
+        ...
+
+
+class SecureLinks(Protocol):
+    """Links to held messages for recipients who are not reached securely. They are made with
+    the hold's decision (``changes.SendLinks`` through ``Holds.update``); every change below is
+    a compare-and-set, so two nodes serving the same recipient at once cannot both count one
+    attempt or both send the "opened" notice."""
+
+    async def link(self, link_id: str) -> Link | None: ...
+
+    async def link_by_token(self, token_digest: str) -> Link | None: ...
+
+    async def links_of(self, hold_id: str) -> Sequence[Link]:
+        """The hold's links, in the order they were made."""
+        ...
+
+    async def link_code_sent(
+        self,
+        link_id: str,
+        expect_sent: int,
+        digest: str,
+        at: float,
+        expires_at: float,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Link | None:
+        """A new code replaces the last (its digest, its expiry; sent + 1, sent_at = at), with
+        the notice that carries it; None when ``sent`` is no longer ``expect_sent``."""
+        ...
+
+    async def link_code_entered(
+        self,
+        link_id: str,
+        expect_attempts: int,
+        outcome: CodeOutcome,
+        at: float,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Link | None:
+        """Record ``outcome`` (its attempts; locked_at = at when it locks the link); None when
+        the attempts are no longer ``expect_attempts``."""
+        ...
+
+    async def link_opened(
+        self,
+        link_id: str,
+        at: float,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Link | None:
+        """The first verified view: opened_at = at, with the sender's notice; None when the
+        link was opened before (nothing is written)."""
+        ...
+
+    async def revoke_link(
+        self,
+        link_id: str,
+        at: float,
+        by: str,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Link | None:
+        """None when the link was already revoked."""
+        ...
+
+    async def unopened_links(self, made_before: float, limit: int = 50) -> Sequence[Link]:
+        """Links made before ``made_before``, never opened, not revoked, not yet noticed."""
+        ...
+
+    async def link_unopened_noticed(
+        self,
+        link_id: str,
+        at: float,
+        audit: Sequence[AuditRecord] = (),
+        notices: Sequence[NewNotice] = (),
+    ) -> Link | None:
+        """unopened_noticed_at = at, with the notices; None when it was already set."""
+        ...
+
+    async def codes_sent_to(self, address: str, since: float) -> int:
+        """Codes sent to ``address`` since ``since``, over all its links (the portal's limit
+        per address)."""
         ...
 
 
