@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.config.values import Secret
+from gateway.core.model import Reason
 
 Check = Callable[[Any], str | None]
 
@@ -99,6 +100,29 @@ def web_url(value: Any) -> str | None:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
         return "must be an http or https address such as https://gateway.example.org"
+    return None
+
+
+def portal_url(value: Any) -> str | None:
+    """Where recipients open their links: https, since a link is a bearer credential until its
+    code is entered (plain http only on loopback, for trying the portal out)."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        return "must be an https address such as https://secure.example.org"
+    if not parts.hostname or parts.query or parts.fragment:
+        return "must be an https address such as https://secure.example.org"
+    return None
+
+
+def reason_list(value: Any) -> str | None:
+    """Reason codes, as `gateway check` and the README name them."""
+    known = {str(reason) for reason in Reason}
+    unknown = [code for code in value if code not in known]
+    if unknown:
+        return f"unknown reason code(s): {', '.join(unknown)} (see the README's reason codes)"
     return None
 
 

@@ -39,6 +39,7 @@ def check_across_keys(settings: Settings) -> None:
         raise ConfigError("delivery.retry_after", "must not be longer than delivery.give_up_after")
     if web.enabled and web.listen == settings.smtp.listen:
         raise ConfigError("web.listen", "must differ from smtp.listen")
+    _portal(settings)
     if settings.store.backend is StoreBackend.POSTGRESQL:
         _shared_store_keys(settings)
     if review.escalate_after > review.expire_after:
@@ -67,6 +68,35 @@ def _shared_store_keys(settings: Settings) -> None:
         raise ConfigError(
             "web.secret_key",
             "give it with backend = postgresql: every node needs the same one for the web UI",
+        )
+
+
+def _portal(settings: Settings) -> None:
+    portal = settings.portal
+    _both_or_neither(
+        "portal.tls_cert", bool(portal.tls_cert), "portal.tls_key", bool(portal.tls_key)
+    )
+    if portal.enabled and not portal.public_url:
+        raise ConfigError("portal.public_url", "is needed with portal.enabled: links point there")
+    if settings.secure_link.automatic_for and not portal.public_url:
+        raise ConfigError(
+            "secure_link.automatic_for", "needs portal.public_url: the links point there"
+        )
+    if portal.enabled:
+        taken = {"smtp.listen": settings.smtp.listen}
+        if settings.web.enabled:
+            taken["web.listen"] = settings.web.listen
+        for key, listen in taken.items():
+            if portal.listen == listen:
+                raise ConfigError("portal.listen", f"must differ from {key}")
+    if (
+        portal.enabled
+        and settings.store.backend is StoreBackend.POSTGRESQL
+        and not portal.secret_key
+    ):
+        raise ConfigError(
+            "portal.secret_key",
+            "give it with backend = postgresql: every node needs the same one for the portal",
         )
 
 

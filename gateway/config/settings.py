@@ -30,7 +30,9 @@ from gateway.config.checks import (
     optional_address,
     optional_listen,
     port,
+    portal_url,
     positive,
+    reason_list,
     store_key,
     web_secret,
     web_url,
@@ -238,6 +240,31 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class SecureLinkSettings:
+    # Reason codes for which the gateway sends by secure link itself and tells the reviewers:
+    # a recipient is sent a link at once when every reason it is held for is listed here.
+    automatic_for: tuple[str, ...] = field(default=(), metadata=_key(reason_list))
+    # A link nobody has opened after this long: the sender and the reviewers are told.
+    unopened_after: Seconds = field(default=2 * DAY, metadata=_key(longer_than_zero))
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    """The recipients' side of a secure link: its own listener, never the reviewer UI."""
+
+    enabled: bool = False
+    listen: HostPort = field(default=HostPort("127.0.0.1", 8026), metadata=_key(default_port=8026))
+    # The address recipients open links at (behind its proxy); needed to send any link.
+    public_url: str = field(default="", metadata=_key(portal_url))
+    tls_cert: str = ""
+    tls_key: str = ""
+    link_lifetime: Seconds = field(default=14 * DAY, metadata=_key(longer_than_zero))
+    # Signs the portal's cookies; the same on every node. Made in data_dir when unset.
+    secret_key: Secret = field(default=UNSET, metadata=_key(web_secret))
+    trusted_proxies: tuple[str, ...] = field(default=(), metadata=_key(network_list))
+
+
+@dataclass(frozen=True)
 class Settings:
     smtp: SmtpSettings = SmtpSettings()
     relay: RelaySettings = RelaySettings()
@@ -253,6 +280,8 @@ class Settings:
     notify: NotifySettings = NotifySettings()
     log: LogSettings = LogSettings()
     web: WebSettings = WebSettings()
+    secure_link: SecureLinkSettings = SecureLinkSettings()
+    portal: PortalSettings = PortalSettings()
     # Where relative paths are taken from: the config file's folder, else the working folder.
     base_dir: Path = field(default=Path(), compare=False)
     # The configuration file read, if any (worker processes read the same one).
