@@ -17,6 +17,7 @@ from pathlib import Path
 import uvloop
 
 from gateway import __version__, logs
+from gateway.cli import allowlist as allowlistcli
 from gateway.cli import held as reviewcli
 from gateway.cli import probe as probecli
 from gateway.cli import queue as queuecli
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lint_parser.set_defaults(run=run_lint)
     probecli.add_allowlist_check(allowlist_commands, common)
+    allowlistcli.add_import(allowlist_commands, common)
 
     reviewcli.add_commands(commands, common)
     tracecli.add_command(commands, common)
