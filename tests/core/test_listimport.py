@@ -3,7 +3,9 @@ changes, and a written file that the allowlist loader and lint accept as it is."
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import tomllib
 
 import pytest
@@ -233,3 +235,30 @@ def test_written_file_says_where_the_list_came_from() -> None:
 def test_quote_round_trips_any_text(text: str) -> None:
     assert tomllib.loads(f"key = {quote(text)}")["key"] == text
     assert "\n" not in quote(text)
+
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+_DOMAIN = st.lists(_LABEL, min_size=1, max_size=3).map(lambda labels: ".".join([*labels, "test"]))
+
+
+# Python's csv writer quotes a field holding "\r" only when "\r" is in its line terminator;
+# spreadsheets always quote it, so a bare "\r" is left out of the generated text.
+_TEXT = st.text(st.characters(blacklist_characters="\r"), max_size=20)
+
+
+@given(
+    st.lists(st.tuples(_TEXT, _DOMAIN), max_size=12),
+    st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
+    st.sampled_from(["\r\n", "\n"]),
+)
+def test_any_csv_a_spreadsheet_writes_gives_its_domains_back(
+    rows: list[tuple[str, str]], quoting: int, newline: str
+) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=quoting, lineterminator=newline)
+    writer.writerow(["Organisation", "Email Domain"])
+    writer.writerows(rows)
+    parsed = read_csv("\ufeff" + out.getvalue(), "list.csv", "Email Domain")
+    expected = list(dict.fromkeys(domain for _, domain in rows))
+    assert [d.name for d in parsed.domains] == expected
+    assert len(parsed.warnings) == len(rows) - len(expected)  # one per duplicate
