@@ -16,8 +16,8 @@ import pytest
 
 from rig import Rig
 from rig.gatewayproc import HOSTNAME, LOCAL_DOMAIN, Gateway, GatewayProcess, message
-from rig.ports import LOOPBACK, free_port
 from rig.heldcli import INSECURE, REVIEW, SENDER, cli_for, hold_id
+from rig.ports import LOOPBACK, free_port
 from rig.upstream import Upstream
 
 pytestmark = pytest.mark.e2e
@@ -26,6 +26,7 @@ QUIET = {"web": {"enabled": False}, "review": REVIEW}
 
 @contextmanager
 def gateway_on(rig: Rig, workdir: Path, data: Path, **store: object) -> Iterator[Gateway]:
+    settings: dict[str, object] = {"data_dir": str(data), **store}
     upstream = Upstream().start()
     try:
         # start_gateway's own `store` is a shared database: the [store] table is written here.
@@ -35,7 +36,7 @@ def gateway_on(rig: Rig, workdir: Path, data: Path, **store: object) -> Iterator
             smtp={"listen": f"{LOOPBACK}:{port}", "hostname": HOSTNAME},
             relay={"host": LOOPBACK, "port": upstream.port},
             policy={"local_domains": [LOCAL_DOMAIN]},
-            store={"data_dir": str(data), **store},
+            store=settings,
             **QUIET,
         )
         proc = GatewayProcess(config, port, workdir)
@@ -79,7 +80,8 @@ def test_backup_while_mail_flows_restores_into_a_new_data_dir(rig: Rig, tmp_path
             taken = cli.ok("store", "backup", str(backup))
         assert "the keys are NOT in the backup" in taken.stdout
     found = json.loads((backup / "manifest.json").read_text())
-    assert found["counts"]["holds"] >= 1 and found["audit_head"]["seq"] > 0
+    assert found["counts"]["holds"] >= 1
+    assert found["audit_head"]["seq"] > 0
     assert (backup.stat().st_mode & 0o777) == 0o700
     for name in found["files"]:
         assert ((backup / name).stat().st_mode & 0o777) == 0o600, name
@@ -117,7 +119,8 @@ def test_a_restore_refuses_a_changed_backup(rig: Rig, tmp_path: Path) -> None:
     body.write_bytes(body.read_bytes()[:-1] + b"\0")
     env = {"GATEWAY_STORE_DATA_DIR": str(tmp_path / "fresh")}
     refused = cli.run("store", "restore", str(backup), env=env)
-    assert refused.code == 1 and "not what was backed up" in refused.stderr, str(refused)
+    assert refused.code == 1, str(refused)
+    assert "not what was backed up" in refused.stderr
 
 
 def test_rotate_key_while_holds_are_written_then_start_without_the_old_key(
@@ -134,7 +137,8 @@ def test_rotate_key_while_holds_are_written_then_start_without_the_old_key(
         with mail_flowing(gw) as during:
             cli.ok("store", "rotate-key")
         done = cli.ok("store", "rotate-key")  # a second run: nothing left to move
-        assert "re-sealed 0 bodies" in done.stdout and "no longer needs" in done.stdout
+        assert "re-sealed 0 bodies" in done.stdout
+        assert "no longer needs" in done.stdout
     (data / "store.key").unlink()  # the old key is gone for good
     with gateway_on(rig, tmp_path / "c", data, key_file=str(new_key)) as gw:
         cli = cli_for(gw)
