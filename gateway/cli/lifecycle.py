@@ -235,9 +235,12 @@ async def _rotate(settings: Settings) -> int:
             " with an old key, restart every gateway with this configuration; run this again"
         )
         return EXIT_FINDING
+    if not old:
+        print(f"every sealed body is under key {current}")
+        return EXIT_OK
     print(
         f"every sealed body is under key {current}: the store no longer needs"
-        f" {', '.join(old) or 'any other key'}. Remove [store] old_key_files and restart;"
-        " keep the old key file as long as you keep backups made before now (they need it)"
+        f" {', '.join(old)}. Remove [store] old_key_files and restart; keep the old key"
+        " file as long as you keep backups made before now (they need it)"
     )
     return EXIT_OK
