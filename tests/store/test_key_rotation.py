@@ -11,8 +11,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.errors import DecryptError
 from gateway.store.crypto import VERSION_1, Sealer
+from gateway.store.postgres.database import Database
+from gateway.store.postgres.store import PgStore
+from gateway.store.records import NewNotice
 from gateway.store.sqlite import SqliteStore, rotation
-from tests.store.backends import new_hold
+from tests.store.backends import AUDIT_KEY, SEALING_KEY, Nodes, new_hold
 
 OLD, NEW, AUDIT = b"o" * 32, b"n" * 32, b"a" * 32
 
@@ -66,3 +69,33 @@ def test_a_blob_of_an_older_release_opens_under_any_key_of_the_ring() -> None:
         Sealer(NEW).open("h1", sealer.seal("h1", b"x")[:-1] + b"\0")
     with pytest.raises(DecryptError, match="not given"):
         Sealer(OLD).open("h1", sealer.seal("h1", b"x"))
+
+
+async def test_both_backends_move_holds_and_notices_to_the_new_key(store_nodes: Nodes) -> None:
+    first = await store_nodes.node()
+    ids = [(await first.hold(new_hold(message=f"body {n}".encode())))[0].id for n in range(3)]
+    notice = NewNotice("held", ids[0], "gateway@school.test", ("dsl@school.test",), b"notice")
+    await first.queue_notices([notice])
+    ring = Sealer(NEW, [SEALING_KEY])
+    rotating = _node(store_nodes, ring)
+    if isinstance(rotating, PgStore):
+        await rotating.open()
+    store_nodes.opened.append(rotating)
+    assert isinstance(rotating, SqliteStore | PgStore)
+    done = await rotating.bodies.reseal()
+    assert (done.moved, done.unreadable) == (4, [])
+    assert set((await rotating.bodies.census()).keys) == {ring.current_id}
+    alone = _node(store_nodes, Sealer(NEW))
+    if isinstance(alone, PgStore):
+        await alone.open()
+    store_nodes.opened.append(alone)
+    assert [await alone.message(i) for i in ids] == [f"body {n}".encode() for n in range(3)]
+    assert [n.message for n in await alone.due_notices(2e9)] == [b"notice"]
+
+
+def _node(nodes: Nodes, sealer: Sealer) -> SqliteStore | PgStore:
+    if nodes.backend == "sqlite":
+        return SqliteStore(nodes.folder, sealer, nodes.clock, audit_key=AUDIT_KEY)
+    return PgStore(
+        Database(nodes.dsn, pool_size=2, name="rotating"), sealer, AUDIT_KEY, nodes.clock
+    )
