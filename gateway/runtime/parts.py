@@ -29,7 +29,7 @@ from gateway.posture.fetchlock import FetchLocks, FileLocks
 from gateway.posture.stsfetch import PolicyFetcher, default_client, tls_context
 from gateway.review.model import Review
 from gateway.store.auditkey import load_audit_key
-from gateway.store.crypto import Sealer, load_key
+from gateway.store.crypto import load_sealer
 from gateway.store.policycache import PolicyDb
 from gateway.store.postgres import PgStore
 from gateway.store.postgres.accounts import PgAccounts
@@ -143,12 +143,12 @@ async def open_store(settings: Settings) -> HoldStore:
             connect_timeout=store.connect_timeout,
             name="store",
         )
-        shared = PgStore(db, Sealer(load_key(settings, folder)), load_audit_key(settings, folder))
+        shared = PgStore(db, load_sealer(settings, folder), load_audit_key(settings, folder))
         await shared.open()
         return shared
     private_dir(folder)
     audit_key = load_audit_key(settings, folder)
-    return SqliteStore(folder, Sealer(load_key(settings, folder)), audit_key=audit_key)
+    return SqliteStore(folder, load_sealer(settings, folder), audit_key=audit_key)
 
 
 def store_location(settings: Settings) -> str:

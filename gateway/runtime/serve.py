@@ -21,6 +21,7 @@ from gateway import logs
 from gateway.accounts.users import Accounts, Throttle
 from gateway.audit import witness
 from gateway.config.settings import Settings
+from gateway.config.values import StoreBackend
 from gateway.core.auditchain import Head
 from gateway.delivery.queue import QueueRunner
 from gateway.filter.orchestrator import Filter
@@ -33,6 +34,8 @@ from gateway.smtp.admission import Admission, Identity
 from gateway.smtp.auth import SubmitAuth
 from gateway.smtp.server import GatewaySMTP, Handler
 from gateway.smtp.tls import ServerTls
+from gateway.store.crypto import KEY_FILE as STORE_KEY_FILE
+from gateway.store.crypto import uses_default_key
 
 if TYPE_CHECKING:
     from gateway.runtime.webui import EmbeddedWeb
@@ -103,6 +106,13 @@ async def serve(
             relay=f"{settings.relay.host}:{settings.relay.port}",
             data_dir=str(data_dir(settings)),
         )
+        if leader and uses_default_key(settings) and settings.store.backend is StoreBackend.SQLITE:
+            # The key beside the data it seals: the disk that dies takes both.
+            log.warning(
+                "store key made by the gateway beside the data: keep a copy elsewhere, or set"
+                " [store] key_file; losing it loses every held message (docs/deployment.md)",
+                key_file=str(data_dir(settings) / STORE_KEY_FILE),
+            )
         if ready is not None:
             ready.set()
         await running.stop.wait()
