@@ -64,8 +64,7 @@ def web_alone(rig: Rig, tmp_path: Path) -> Iterator[tuple[WebProcess, str, Path]
         store={"data_dir": str(tmp_path / "data")},
     )
     added = subprocess.run(
-        [str(gateway_script()), "users", "add", "alice", "--role", "reviewer"]
-        + ["--config", str(config)],
+        [str(gateway_script()), "users", "add", "alice", "--role", "reviewer", "--config", config],
         input=PASSWORD + "\n",
         capture_output=True,
         text=True,
