@@ -36,8 +36,12 @@ class PostureCache:
     def __init__(self) -> None:
         self._found: dict[str, tuple[float, Assessment]] = {}
         self._limit = asyncio.Semaphore(CONCURRENCY)
+        self._list: object = None
 
     async def assess(self, posture: Posture, domain: str, now: float) -> Assessment:
+        if posture.in_force is not self._list:  # reloaded: the entries' matches changed
+            self._found.clear()
+            self._list = posture.in_force
         cached = self._found.get(domain)
         if cached is not None and now - cached[0] < FRESH_FOR:
             return cached[1]

@@ -83,6 +83,14 @@ def web_alone(rig: Rig, tmp_path: Path) -> Iterator[tuple[WebProcess, str, Path]
 
 
 def _allowlist_page(base: str) -> str:
+    return _signed_in_get(base, "/allowlist")
+
+
+def _domain_check(base: str, domain: str) -> str:
+    return _signed_in_get(base, f"/allowlist/check?domain={domain}")
+
+
+def _signed_in_get(base: str, path: str) -> str:
     with httpx.Client(base_url=base, timeout=30) as client:
         form = client.get("/signin")
         signed_in = client.post(
@@ -90,7 +98,7 @@ def _allowlist_page(base: str) -> str:
             data={"name": "alice", "password": PASSWORD, "csrf": token(form), "next": "/"},
         )
         assert signed_in.status_code == 303, signed_in.text
-        page = client.get("/allowlist")
+        page = client.get(path)
         assert page.status_code == 200
         return page.text
 
@@ -99,6 +107,8 @@ def test_gateway_web_reloads_the_allowlist_on_sighup_and_the_page_says_when(
     web_alone: tuple[WebProcess, str, Path],
 ) -> None:
     web, base, allowlist = web_alone
+    checked = _domain_check(base, "multistring.test")
+    assert "not on the allowlist" in checked
     before = _allowlist_page(base)
     assert 'data-domain="secure.test"' in before
     assert 'data-domain="multistring.test"' not in before
@@ -112,5 +122,7 @@ def test_gateway_web_reloads_the_allowlist_on_sighup_and_the_page_says_when(
     assert reloaded["entries"] == 2
     after = _allowlist_page(base)
     assert 'data-domain="multistring.test"' in after
+    # A domain checked a moment ago is matched against the new list, not shown from before.
+    assert "not on the allowlist" not in _domain_check(base, "multistring.test")
     assert f"read from <code>{allowlist}</code>: 2 entries." in after
     assert web.popen.poll() is None
