@@ -197,7 +197,7 @@ def _on_hangup(
             supervisor.send_signal(signal.SIGHUP)
         reload_allowlist(settings, posture, log)
         if server_tls is None:
-            log.info("reload: nothing to reload (no smtp.tls_cert)")
+            log.info("certificate: none to reload (no smtp.tls_cert)")
             return
         problem = server_tls.reload()
         if problem:
