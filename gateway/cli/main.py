@@ -21,6 +21,7 @@ from gateway.cli import allowlist as allowlistcli
 from gateway.cli import held as reviewcli
 from gateway.cli import probe as probecli
 from gateway.cli import queue as queuecli
+from gateway.cli import reload as reloadcli
 from gateway.cli import store as storecli
 from gateway.cli import trace as tracecli
 from gateway.cli import users as usercli
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     usercli.add_commands(commands, common)
     queuecli.add_commands(commands, common)
     storecli.add_commands(commands, common)
+    reloadcli.add_command(commands, common)
 
     cache = commands.add_parser("sts-cache", parents=[common], help="the MTA-STS policy cache")
     cache_commands = cache.add_subparsers(dest="action", required=True, metavar="ACTION")

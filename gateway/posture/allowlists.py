@@ -28,6 +28,16 @@ class Loaded:
     files: tuple[Path, ...]
 
 
+@dataclass(frozen=True)
+class InForce:
+    """The allowlist the gateway decides with, the files it was read from and when (Unix
+    time; 0 when it was not read from files). Replaced whole on a reload, never changed."""
+
+    allowlist: Allowlist
+    files: tuple[Path, ...] = ()
+    loaded_at: float = 0.0
+
+
 def expand(patterns: Iterable[str], base_dir: Path) -> list[Path]:
     """The files the patterns name, each once, in a stable order."""
     found: dict[Path, None] = {}

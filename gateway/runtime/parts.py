@@ -104,7 +104,9 @@ async def _open_fetch_locks(settings: Settings, parts: AsyncExitStack) -> FetchL
 
 
 @asynccontextmanager
-async def open_posture(settings: Settings, allowlist: Allowlist) -> AsyncIterator[Posture]:
+async def open_posture(
+    settings: Settings, allowlist: Allowlist | allowlists.InForce
+) -> AsyncIterator[Posture]:
     """The posture of recipient domains: one resolver, the policy fetcher and its cache."""
     ca_file = settings.path(settings.mta_sts.ca_file) if settings.mta_sts.ca_file else None
     resolver = DnsResolver(settings.dns)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from gateway.posture.assessment import Posture
 from gateway.review.model import Review
 from gateway.runtime.lifecycle import lifecycle
 from gateway.runtime.parts import data_dir, open_accounts
+from gateway.runtime.reload import reload_allowlist
 from gateway.store import HoldStore
 from gateway.store.protocols import AccountStore
 from gateway.web import server
@@ -138,7 +140,8 @@ class EmbeddedWeb:
 
 
 async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """`gateway web`: the review UI without the SMTP filter, until SIGTERM or SIGINT. ConfigError
+    """`gateway web`: the review UI without the SMTP filter, until SIGTERM or SIGINT (SIGHUP
+    re-reads the allowlist files). ConfigError
     or OSError (a port in use) before anything is served."""
     log = logs.get("gateway.web")
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as parts:
@@ -150,6 +153,10 @@ async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> N
         )
         listener = server.bind(settings.web.listen)
         web_ui = await server.start(app, listener, tls, settings.web.trusted_proxies)
+        # SIGHUP re-reads the allowlist, as in `gateway serve`, for the allowlist page.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, reload_allowlist, settings, running.posture, log)
+        parts.callback(loop.remove_signal_handler, signal.SIGHUP)
         try:
             log.info("web UI listening", url=web_ui.url, data_dir=str(data_dir(settings)))
             if ready is not None:
