@@ -165,6 +165,7 @@ def hold_json(hold: Hold) -> dict[str, Any]:
             for r in hold.recipients
         ],
         "size": hold.size,
+        "client": hold.client,
         "message_id": hold.message_id,
         "findings": list(hold.findings),
         "escalated_at": _when(hold.escalated_at) if hold.escalated_at else None,
@@ -228,6 +229,7 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
     lines = [
         f"Hold {hold.id}: {hold.status.value}, held {_when(hold.created_at)} ({_age(hold)} ago)",
         f"From (envelope): {hold.sender or '<>'}",
+        f"Sent from: {hold.client or '-'}",
         "Held recipients:",
     ]
     for recipient in hold.recipients:

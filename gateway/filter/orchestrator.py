@@ -33,7 +33,15 @@ from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
 from gateway.filter import trail
 from gateway.filter.holding import new_hold, relayed_beside
-from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary, trace_comment
+from gateway.filter.message import (
+    Incoming,
+    Work,
+    domain_or_none,
+    forwarded_fields,
+    protocol,
+    summary,
+    trace_comment,
+)
 from gateway.filter.queueing import queue_entry
 from gateway.filter.replies import (
     TEMPFAIL_DNS,
@@ -101,6 +109,7 @@ class Filter:
         log.info(
             "message received",
             client=incoming.client_ip,
+            **forwarded_fields(incoming),
             sender=incoming.sender,
             recipients=[r.address for r in incoming.recipients],
             size=len(data),
@@ -236,6 +245,7 @@ class Filter:
                 summary=summary(work, to_relay),
                 message_id=work.parsed.first("Message-ID") or "",
                 comment=trace_comment(work.incoming),
+                client_name=work.incoming.client_name,
             ),
             audit=lambda accepted: trail.relayed(work, accepted, first=not to_hold),
         )
