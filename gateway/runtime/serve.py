@@ -27,6 +27,7 @@ from gateway.filter.orchestrator import Filter
 from gateway.review.model import Review
 from gateway.review.notices import audit_head_notice
 from gateway.runtime.lifecycle import Running, lifecycle
+from gateway.runtime.limits import raise_open_files
 from gateway.runtime.parts import data_dir, open_accounts
 from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
 from gateway.smtp.admission import Admission, Identity
@@ -59,6 +60,7 @@ async def serve(
     if settings.smtp.workers > 1:
         structlog.contextvars.bind_contextvars(worker=worker)
     log = logs.get("gateway")
+    raise_open_files(log)
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as started:
         wake = asyncio.Event()
         queue_wake = asyncio.Event()
