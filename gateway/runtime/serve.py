@@ -32,6 +32,7 @@ from gateway.review.model import Review
 from gateway.review.notices import audit_head_notice
 from gateway.runtime import pidfile
 from gateway.runtime.lifecycle import Running, lifecycle
+from gateway.runtime.limits import raise_open_files
 from gateway.runtime.parts import data_dir, open_accounts
 from gateway.runtime.reload import reload_allowlist
 from gateway.runtime.sdnotify import notify
@@ -68,6 +69,7 @@ async def serve(
     if settings.smtp.workers > 1:
         structlog.contextvars.bind_contextvars(worker=worker)
     log = logs.get("gateway")
+    raise_open_files(log)
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as started:
         wake = asyncio.Event()
         queue_wake = asyncio.Event()
