@@ -78,13 +78,14 @@ def _ports_free(mx_addresses: list[str]) -> bool:
     if taken:
         print(f"demo: {', '.join(taken)} already in use: is another `make demo` running? stop it")
         return False
-    gateway_ports = [("127.0.0.1", SMTP_PORT), tuple(WEB.split(":"))]
-    for host, port in gateway_ports:
-        if _in_use(host, int(port)):
-            print(
-                f"demo: note: {host}:{port} is in use (`make run`, or another gateway?): stop it"
-                " (Ctrl-C in its terminal) before you start the demo's gateway"
-            )
+    web_host, web_port = WEB.split(":")
+    gateway_ports = [("127.0.0.1", SMTP_PORT), (web_host, int(web_port))]
+    busy = [f"{host}:{port}" for host, port in gateway_ports if _in_use(host, port)]
+    if busy:
+        print(
+            f"demo: note: {' and '.join(busy)} in use (`make run`, or another gateway?): stop"
+            " it (Ctrl-C in its terminal) before you start the demo's gateway"
+        )
     return True
 
 
