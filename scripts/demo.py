@@ -12,7 +12,9 @@ reviewer account for the web UI, whose password it prints.
 from __future__ import annotations
 
 import errno
+import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +32,8 @@ from rig.zones import by_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WORK = ROOT / "var" / "demo"
+# GATEWAY_DEMO_DIR: for the test that walks the README through the demo, beside a real one.
+WORK = Path(os.environ.get("GATEWAY_DEMO_DIR") or ROOT / "var" / "demo")
 GATEWAY = Path(sys.executable).parent / "gateway"
 SMTP_PORT = 10025
 UPSTREAM_PORT = 10026
@@ -64,6 +67,8 @@ def _say_deliveries(server: Upstream) -> None:
 
 def _in_use(host: str, port: int) -> bool:
     with socket.socket() as probe:
+        # As the servers bind: a connection of an earlier run in TIME_WAIT is no clash.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -126,7 +131,20 @@ def _write_config(rig: Rig) -> Path:
     )
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the demo and its servers: Python leaves SIGINT ignored
+    when the demo was started in the background, and a plain SIGTERM would skip the rig's
+    clean-up."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main() -> None:
+    _stop_on_signals()
     row = by_name(MX_DOMAIN)
     if not _ports_free([row.address(host) for host in row.mx_hosts]):
         sys.exit(1)
