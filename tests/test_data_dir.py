@@ -5,12 +5,16 @@ file's folder, wherever the command runs. Allowlist paths that find no file are 
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from rig.cli import clean_env, gateway_script
+from rig.ports import LOOPBACK, free_port
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 PASSWORD = "correct horse battery"
@@ -177,3 +181,37 @@ def test_allowlist_paths_that_find_no_file(
         checked = run("allowlist", "check", "--config", config, cwd=elsewhere)
         assert checked.returncode == EXIT_FINDING, checked.stderr
         assert "matches no file" in checked.stderr
+
+
+def test_serve_warns_of_allowlist_paths_that_find_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[smtp]\nlisten = "{LOOPBACK}:{free_port()}"\n[web]\nenabled = false\n'
+        '[store]\ndata_dir = "data"\n[allowlist]\npaths = ["lists/partners.toml"]\n'
+    )
+    proc = subprocess.Popen(
+        [str(gateway_script()), "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    )
+    deadline = threading.Timer(60, proc.kill)  # a gateway that never listens fails, not hangs
+    deadline.start()
+    seen = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if '"event": "listening"' in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == EXIT_OK, "".join(seen)
+    finally:
+        deadline.cancel()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    warnings = [json.loads(line) for line in seen if "allowlist problem" in line]
+    assert [(w["level"], w["problem"]) for w in warnings] == [
+        ("warning", f"{tmp_path}/lists/partners.toml:0: [allowlist] paths: matches no file")
+    ], "".join(seen)
