@@ -18,6 +18,7 @@ import uvloop
 
 from gateway import __version__, logs
 from gateway.cli import allowlist as allowlistcli
+from gateway.cli import datadir
 from gateway.cli import held as reviewcli
 from gateway.cli import probe as probecli
 from gateway.cli import queue as queuecli
@@ -138,8 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = "debug" if getattr(args, "verbose", False) else "warning"
         logs.configure(level, settings.log.format, sys.stderr)
     logs.get("gateway").info("config loaded", config=settings.redacted())
+    refused = datadir.refusal(args, settings)
+    if refused is not None:
+        print(refused, file=sys.stderr)
+        return EXIT_USAGE
     try:
-        code: int = args.run(args, settings)
+        with datadir.scratch_store(args, settings) as using:
+            code: int = args.run(args, using)
     except SchemaMismatch as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -56,7 +56,17 @@ def hostname(settings: Settings) -> str:
 
 
 def load_allowlist(settings: Settings) -> allowlists.Loaded:
-    return allowlists.load(allowlists.expand(settings.allowlist.paths, settings.base_dir))
+    return allowlists.load_configured(settings.allowlist.paths, settings.base_dir)
+
+
+def missing_data_dir(settings: Settings) -> Path | None:
+    """The SQLite data directory when it does not exist, else None. The commands that only
+    read refuse rather than make it: a new, empty one would answer "no holds" for a store
+    that is somewhere else (a command run from another folder, without the configuration)."""
+    if _shared(settings):
+        return None
+    folder = data_dir(settings)
+    return None if folder.is_dir() else folder
 
 
 def _shared(settings: Settings) -> bool:

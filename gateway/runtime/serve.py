@@ -31,6 +31,7 @@ from gateway.posture.assessment import Posture
 from gateway.review.model import Review
 from gateway.review.notices import audit_head_notice
 from gateway.runtime import pidfile
+from gateway.runtime.inuse import explained
 from gateway.runtime.lifecycle import Running, lifecycle
 from gateway.runtime.limits import raise_open_files
 from gateway.runtime.parts import data_dir, open_accounts
@@ -258,15 +259,18 @@ async def _listen(
     loop = asyncio.get_running_loop()
     reuse_port = settings.smtp.workers > 1
     listen = settings.smtp.listen
-    servers = [
-        await loop.create_server(
-            lambda: session(False),
-            listen.host,
-            listen.port,
-            reuse_address=True,
-            reuse_port=reuse_port,
-        )
-    ]
+    try:
+        servers = [
+            await loop.create_server(
+                lambda: session(False),
+                listen.host,
+                listen.port,
+                reuse_address=True,
+                reuse_port=reuse_port,
+            )
+        ]
+    except OSError as exc:
+        raise explained(exc, listen, "smtp.listen") from exc
     implicit = settings.smtp.implicit_tls_address
     if implicit is not None and context is not None:
         try:
@@ -280,8 +284,10 @@ async def _listen(
                     reuse_port=reuse_port,
                 )
             )
-        except BaseException:
+        except BaseException as exc:
             servers[0].close()
+            if isinstance(exc, OSError):
+                raise explained(exc, implicit, "smtp.implicit_tls_listen") from exc
             raise
     return servers
 

@@ -21,6 +21,7 @@ from gateway.config.settings import Settings
 from gateway.errors import ConfigError
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
+from gateway.runtime.inuse import explained
 from gateway.runtime.lifecycle import lifecycle
 from gateway.runtime.parts import data_dir, open_accounts
 from gateway.runtime.reload import reload_allowlist
@@ -118,7 +119,8 @@ class EmbeddedWeb:
         try:
             self._listener = server.bind(self._listen)
         except OSError as exc:
-            self._log.error("web UI not started", listen=str(self._listen), error=str(exc))
+            problem = explained(exc, self._listen, "web.listen")
+            self._log.error("web UI not started", listen=str(self._listen), error=str(problem))
 
     async def start(self) -> None:
         if self._listener is None:
@@ -151,7 +153,10 @@ async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> N
         app = build_web(
             settings, running.review, running.store, running.posture, records=accounts.records
         )
-        listener = server.bind(settings.web.listen)
+        try:
+            listener = server.bind(settings.web.listen)
+        except OSError as exc:
+            raise explained(exc, settings.web.listen, "web.listen") from exc
         web_ui = await server.start(app, listener, tls, settings.web.trusted_proxies)
         # SIGHUP re-reads the allowlist, as in `gateway serve`, for the allowlist page.
         loop = asyncio.get_running_loop()
