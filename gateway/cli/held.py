@@ -336,7 +336,8 @@ async def audit_list(review: Review, args: argparse.Namespace) -> int:
     entries, _ = await review.audit_page(query)
     if args.json:
         found = [{**audit.entry_json(e), "sentence": _sentence(e)} for e in entries]
-        print(json.dumps(found, indent=2, ensure_ascii=False))
+        # ASCII: a bidi or control character in an address is an escape, never obeyed.
+        print(json.dumps(found, indent=2, ensure_ascii=True))
         return EXIT_OK
     for entry in entries:
         print(
