@@ -179,7 +179,8 @@ def _release_requested(actor: str, hold_id: str, data: Mapping[str, Any]) -> str
 
 def _released(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
     sent = names(data.get("delivered"))
-    text = f"Released by {actor}: {_said(data.get('rationale'))}; sent to {sent}"
+    # The rationale is free text, often a sentence of its own: what followed it goes after a dash.
+    text = f"Released by {actor}: {_said(data.get('rationale'))} — sent to {sent}"
     refused = data.get("refused")
     refused = dict(refused) if isinstance(refused, Mapping) else {}
     return text + "".join(f"; refused for {a}: {r}" for a, r in list(refused.items())[:NAMED])

@@ -131,7 +131,7 @@ def test_release_relays_the_held_copy_once_and_records_who_and_why(
     assert requested.endswith(f"  Release decided by Jo Smith (DSL): {RATIONALE}"), requested
     [done] = [line for line in listed if " released " in line]
     assert f"  {hold}  Jo Smith (DSL)  " in done, done
-    assert done.endswith(f"  Released by Jo Smith (DSL): {RATIONALE}; sent to {INSECURE}"), done
+    assert done.endswith(f"  Released by Jo Smith (DSL): {RATIONALE} — sent to {INSECURE}"), done
     # --verbose keeps every fact: each entry's data as JSON on the line under it; --json all.
     verbose = cli.ok("audit", "list", "--hold", hold, "--verbose").stdout.splitlines()
     assert len(verbose) == 2 * len(trail), verbose

@@ -77,12 +77,12 @@ CASES: list[tuple[AuditRecord, str]] = [
         "Release decided by lead@school.test: Checked with the DSL",
     ),
     (
-        events.released(HOLD, "lead@school.test", "Checked", ["colleague@insecure.test"], {}),
-        "Released by lead@school.test: Checked; sent to colleague@insecure.test",
+        events.released(HOLD, "lead@school.test", "Checked.", ["colleague@insecure.test"], {}),
+        "Released by lead@school.test: Checked. — sent to colleague@insecure.test",
     ),
     (
         events.released(HOLD, "lead@school.test", "Checked", [], {"x@insecure.test": "550 no"}),
-        "Released by lead@school.test: Checked; sent to -; refused for x@insecure.test: 550 no",
+        "Released by lead@school.test: Checked — sent to -; refused for x@insecure.test: 550 no",
     ),
     (
         events.rejected(HOLD, "lead@school.test", "Use the portal"),
