@@ -2,7 +2,7 @@
 tracking pages, ``gateway audit list`` and ``gateway trace`` all show. The facts stay in the
 entry (folded away on the pages, ``--verbose`` and ``--json`` on the CLI, ``audit export``).
 
-A function of the entry alone, so a trail read years later, or written by another release,
+A pure function of the entry alone (no clock, no I/O), so a trail read years later, or written by another release,
 reads the same: an event this version does not know still gets a line, and a field missing
 from an old entry reads as "?" rather than failing. Lists of addresses are cut to the first
 few ("and 96 more"): one message to a hundred people is one line, the details keep them all.
@@ -89,7 +89,7 @@ def size_words(count: int) -> str:
 
 def delivered_words(data: Mapping[str, Any], with_reply: bool = True) -> str:
     """ "Delivered to bob@partner.test via mx1.partner.test [127.0.0.5] over TLSv1.3,
-    certificate verified by MTA-STS, at 10:02 UTC — 250 2.0.0 Ok: queued as 12"."""
+    certificate verified by MTA-STS, at 01 Dec 2026 10:02 UTC — 250 2.0.0 Ok: queued as 12"."""
     host = str(data.get("host") or "")
     address = str(data.get("address") or "")
     where = f"{host} [{address}]" if host and address else host or address
@@ -112,7 +112,7 @@ def delivered_words(data: Mapping[str, Any], with_reply: bool = True) -> str:
 
 def confirmation_words(data: Mapping[str, Any]) -> str:
     """For the sender: "delivered to mx1.partner.example over TLS 1.3, certificate verified
-    by MTA-STS, at 10:02 UTC"."""
+    by MTA-STS, at 01 Dec 2026 10:02 UTC"."""
     host = str(data.get("host") or "")
     if data.get("route") == "smarthost":
         text = f"handed to our mail server {host}".rstrip()
@@ -127,13 +127,12 @@ def confirmation_words(data: Mapping[str, Any]) -> str:
 
 
 def _clock(iso: str) -> str:
-    """10:02 UTC (with the day when it is not today's, for a record read later)."""
+    """01 Dec 2026 10:02 UTC: always with the day, so the sentence is the same whenever it is
+    read (no clock read here: a record read years later says what it said on the day)."""
     try:
         moment = dt.datetime.fromisoformat(iso).astimezone(dt.UTC)
     except ValueError:
         return ""
-    if moment.date() == dt.datetime.now(dt.UTC).date():
-        return moment.strftime("%H:%M UTC")
     return moment.strftime("%d %b %Y %H:%M UTC")
 
 
