@@ -2,10 +2,11 @@
 tracking pages, ``gateway audit list`` and ``gateway trace`` all show. The facts stay in the
 entry (folded away on the pages, ``--verbose`` and ``--json`` on the CLI, ``audit export``).
 
-A pure function of the entry alone (no clock, no I/O), so a trail read years later, or written by another release,
-reads the same: an event this version does not know still gets a line, and a field missing
-from an old entry reads as "?" rather than failing. Lists of addresses are cut to the first
-few ("and 96 more"): one message to a hundred people is one line, the details keep them all.
+A pure function of the entry alone (no clock, no I/O), so a trail read years later, or one
+written by another release, reads the same: an event this version does not know still gets a
+line, and a field missing from an old entry reads as "?" rather than failing. Lists of
+addresses are cut to the first few ("and 96 more"): one message to a hundred people is one
+line; the details keep them all.
 """
 
 from __future__ import annotations
