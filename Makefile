@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test fuzz check demo bench screenshots e2e-deps clean
+.PHONY: run test test-container fuzz check demo bench screenshots e2e-deps container-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(STAMP)
 ## test: install what the tests need (Python and Debian packages), then run them all
 test: $(STAMP) e2e-deps
 	$(BIN)/pytest
+
+## test-container: build the image with podman (offline, on a stand-in base made with
+## debootstrap) and run it against the test rig; installs podman and the rest when missing
+test-container: $(STAMP) e2e-deps container-deps
+	$(BIN)/pytest -p no:cacheprovider tests/container
 
 ## fuzz: the stateful SMTP fuzzer against `gateway serve`, random seeds, for FUZZ_MINUTES
 ## (`make test` runs a bounded, derandomised profile of it)
@@ -57,6 +62,18 @@ e2e-deps:
 	if [ $$missing = 1 ]; then \
 		echo "installing Debian packages for the test rig: $(E2E_PACKAGES)"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(E2E_PACKAGES); \
+	fi
+
+# Debian's podman (runc as its runtime), debootstrap for the stand-in base image, and
+# docker-compose, whose `config` resolves and validates docker-compose.yml without a daemon.
+CONTAINER_BINARIES := /usr/bin/podman /usr/bin/runc /usr/sbin/debootstrap /usr/bin/docker-compose
+CONTAINER_PACKAGES := podman runc debootstrap docker-compose
+
+container-deps:
+	@missing=0; for b in $(CONTAINER_BINARIES); do [ -x $$b ] || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+		echo "installing Debian packages for the container test: $(CONTAINER_PACKAGES)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(CONTAINER_PACKAGES); \
 	fi
 
 clean:

@@ -207,6 +207,7 @@ def test_an_unset_secret_is_shown_as_empty() -> None:
 def test_the_start_up_log_hides_secrets(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text('[store]\ndata_dir = "data"\n')
+    (tmp_path / "data").mkdir()  # `held list` reads a store; it never makes one
     result = subprocess.run(
         [str(GATEWAY), "held", "list", "-v", "--config", str(path)],
         capture_output=True,

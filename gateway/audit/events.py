@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.core.auditchain import Entry
+from gateway.core.display import visible
 from gateway.core.timefmt import iso_utc
 from gateway.store import AuditRecord, Hold
 
 GATEWAY = "gateway"
 MAX_ACTOR = 200
+MAX_FILENAME = 200
 
 
 def actor(by: str) -> str:
@@ -223,7 +225,16 @@ def user_enabled(user: str, by: str) -> AuditRecord:
     return AuditRecord("user-enabled", "", by, {"user": user})
 
 
-def attachment_downloaded(hold: Hold, by: str, index: int, size: int) -> AuditRecord:
-    """A reviewer downloaded an attachment. Its position and size, not its name: a file name
-    can itself name a child."""
-    return AuditRecord("attachment-downloaded", hold.id, by, {"attachment": index, "size": size})
+def attachment_downloaded(hold: Hold, by: str, index: int, size: int, filename: str) -> AuditRecord:
+    """A reviewer downloaded an attachment: which one by its name, its position and size.
+    The name is kept as the hold page shows it (``core.display.visible``: control and bidi
+    characters written as escapes, so ``\u202egpj.exe`` is recorded as sent), at most
+    ``MAX_FILENAME`` characters. The trail is the reviewers' record, read by reviewers and
+    admins; the log line keeps the position alone, since a file name can name a child."""
+    filename = visible(filename)[:MAX_FILENAME]
+    return AuditRecord(
+        "attachment-downloaded",
+        hold.id,
+        by,
+        {"attachment": index, "filename": filename, "size": size},
+    )

@@ -1,6 +1,6 @@
 """A message's path, read back from the audit trail and the holds: arrival, each recipient's
 verdict, hold, decision and how each copy left. One reading for `gateway trace` and the web
-tracking page, and one sentence per kind of entry for every place that shows the trail.
+tracking page, and each entry read as its sentence (``words``).
 
 Only flagged mail is in the trail (``received`` is its first entry); unflagged mail is logged,
 not audited, so a trace of it finds nothing. Flagged mail the gateway delivers itself
@@ -10,24 +10,16 @@ not audited, so a trace of it finds nothing. Flagged mail the gateway delivers i
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.audit.words import delivered_words, sentence
 from gateway.core.auditchain import Entry
 from gateway.store import AuditQuery, Hold, Queued
 
 # How many entries one message's path may read: a trace is bounded like every page.
 MAX_ENTRIES = 500
-
-_AUTH_WORDS = {
-    "dane-ee": "certificate matched DANE (DANE-EE)",
-    "dane-ta": "certificate verified by DANE (DANE-TA)",
-    "mta-sts-webpki": "certificate verified by MTA-STS",
-    "smarthost-verified": "smarthost certificate verified",
-    "none": "certificate not verified",
-}
 
 
 class TrailReader(Protocol):
@@ -65,111 +57,6 @@ def bare_id(text: str) -> str:
     """A Message-ID with or without its angle brackets, or a queue or hold id, as searched."""
     text = text.strip()
     return text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
-
-
-def tls_words(version: str) -> str:
-    """TLSv1.3 -> TLS 1.3, as people write it."""
-    return version.replace("TLSv", "TLS ") if version.startswith("TLSv") else version
-
-
-def delivered_words(data: Mapping[str, Any], with_reply: bool = True) -> str:
-    """ "Delivered to bob@partner.test via mx1.partner.test [127.0.0.5] over TLSv1.3,
-    certificate verified by MTA-STS, at 10:02 UTC — 250 2.0.0 Ok: queued as 12"."""
-    host = str(data.get("host") or "")
-    address = str(data.get("address") or "")
-    where = f"{host} [{address}]" if host and address else host or address
-    route = "the smarthost" if data.get("route") == "smarthost" else "its MX host"
-    text = f"Delivered to {data.get('recipient', '?')} via {where or route}"
-    version = str(data.get("tls_version") or "")
-    if version:
-        auth = str(data.get("authenticated") or "none")
-        text += f" over {version}, {_AUTH_WORDS.get(auth, auth)}"
-    elif host:
-        text += " without TLS"
-    else:
-        text += " (the transport did not report how)"
-    at = _clock(str(data.get("at") or ""))
-    if at:
-        text += f", at {at}"
-    reply = str(data.get("reply") or "")
-    return f"{text} — {reply}" if with_reply and reply else text
-
-
-def confirmation_words(data: Mapping[str, Any]) -> str:
-    """For the sender: "delivered to mx1.partner.example over TLS 1.3, certificate verified
-    by MTA-STS, at 10:02 UTC"."""
-    host = str(data.get("host") or "")
-    if data.get("route") == "smarthost":
-        text = f"handed to our mail server {host}".rstrip()
-    else:
-        text = f"delivered to {host or 'its mail server'}"
-    version = str(data.get("tls_version") or "")
-    if version:
-        auth = str(data.get("authenticated") or "none")
-        text += f" over {tls_words(version)}, {_AUTH_WORDS.get(auth, auth)}"
-    at = _clock(str(data.get("at") or ""))
-    return f"{text}, at {at}" if at else text
-
-
-def sentence(event: str, actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
-    """One entry of the trail as a sentence; the details stay in the entry."""
-    if event == "delivered":
-        return delivered_words(data)
-    if event == "received":
-        findings = ", ".join(data.get("findings", ())) or "-"
-        return (
-            f"Received from {data.get('sender') or '<>'} (client {data.get('client') or '?'}) "
-            f"for {_list(data.get('recipients'))}; flagged: {findings}"
-        )
-    if event == "relayed":
-        return f"Passed the checks, sent on at once to {_list(data.get('recipients'))}"
-    if event == "held":
-        recipients = data.get("recipients") or {}
-        why = "; ".join(f"{a} ({', '.join(r)})" for a, r in dict(recipients).items())
-        return f"Held for review as {hold_id}: {why or '-'}"
-    if event == "release-requested":
-        return f"Release decided by {actor}: {data.get('rationale', '')}"
-    if event == "released":
-        text = f"Released by {actor}; sent to {_list(data.get('delivered'))}"
-        refused = dict(data.get("refused") or {})
-        return text + "".join(f"; refused for {a}: {r}" for a, r in refused.items())
-    if event == "rejected":
-        return f"Rejected by {actor}: {data.get('reason', '')}"
-    if event == "expired":
-        return f"Expired unreviewed after {data.get('after_hours', '?')} hours"
-    if event == "escalated":
-        return f"Escalated to {_list(data.get('contacts'))}"
-    if event == "notice-sent":
-        return f"Notice ({data.get('kind', '')}) sent to {_list(data.get('to'))}"
-    if event == "viewed":
-        return f"Viewed by {actor}"
-    return _queue_sentence(event, actor, data) or f"{event} by {actor}"
-
-
-def _queue_sentence(event: str, actor: str, data: Mapping[str, Any]) -> str:
-    """The delivery queue's entries ([delivery] direct), or "" for any other event."""
-    queue_id = data.get("queue_id", "?")
-    if event == "queued":
-        findings = ", ".join(data.get("findings", ())) or "-"
-        return (
-            f"Queued as {queue_id} for delivery to the recipients' mail servers: "
-            f"{_list(data.get('recipients'))}; flagged: {findings}"
-        )
-    if event == "queue-delivered":
-        return (
-            f"Taken by the mail server of {data.get('domain', '?')} from queue entry {queue_id}: "
-            f"{_list(data.get('recipients'))}"
-        )
-    if event == "queue-failed":
-        refused = "; ".join(f"{a}: {r}" for a, r in dict(data.get("recipients") or {}).items())
-        how = "given up" if data.get("gave_up") else "refused"
-        return f"Not delivered from queue entry {queue_id} ({how}), the sender told: {refused}"
-    if event == "queue-purged":
-        return (
-            f"Taken out of the queue by {actor} ({data.get('reason', '')}); not delivered to "
-            f"{_list(data.get('recipients'))}, the sender told"
-        )
-    return ""
 
 
 async def find(reader: TrailReader, ident: str) -> MessagePath | None:
@@ -262,20 +149,3 @@ def _outcomes(entries: Sequence[Entry], holds: Sequence[Hold]) -> dict[str, str]
             for r in hold.recipients if hold else ():
                 outcomes[r.address] = f"not sent: {sentence(e.event, e.actor, '', data).lower()}"
     return outcomes
-
-
-def _list(value: Any) -> str:
-    if isinstance(value, list | tuple) and value:
-        return ", ".join(str(v) for v in value)
-    return "-"
-
-
-def _clock(iso: str) -> str:
-    """10:02 UTC (with the day when it is not today's, for a record read later)."""
-    try:
-        moment = dt.datetime.fromisoformat(iso).astimezone(dt.UTC)
-    except ValueError:
-        return ""
-    if moment.date() == dt.datetime.now(dt.UTC).date():
-        return moment.strftime("%H:%M UTC")
-    return moment.strftime("%d %b %Y %H:%M UTC")

@@ -12,12 +12,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway.audit import events as audit
-from gateway.audit.path import delivered_words
+from gateway.audit.words import sentence
 from gateway.cli.actor import acting
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config.settings import Settings
 from gateway.config.values import parse_duration
-from gateway.core.auditchain import Head, contains
+from gateway.core.auditchain import Entry, Head, contains
 from gateway.core.display import visible
 from gateway.core.timefmt import iso_utc, or_dash, start_of_day
 from gateway.errors import GatewayError, ReviewError
@@ -92,6 +92,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     trail_list = trail_actions.add_parser("list", parents=[common], help="entries")
     trail_list.add_argument("--hold", default="", metavar="ID")
     trail_list.add_argument("--since", type=_date, metavar="DATE")
+    trail_list.add_argument("--json", action="store_true", help="the entries, facts and all")
     trail_list.set_defaults(run=_command(audit_list))
     verify = trail_actions.add_parser("verify", parents=[common], help="check the hash chain")
     verify.add_argument(
@@ -165,6 +166,7 @@ def hold_json(hold: Hold) -> dict[str, Any]:
             for r in hold.recipients
         ],
         "size": hold.size,
+        "client": hold.client,
         "message_id": hold.message_id,
         "findings": list(hold.findings),
         "escalated_at": _when(hold.escalated_at) if hold.escalated_at else None,
@@ -228,6 +230,7 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
     lines = [
         f"Hold {hold.id}: {hold.status.value}, held {_when(hold.created_at)} ({_age(hold)} ago)",
         f"From (envelope): {hold.sender or '<>'}",
+        f"Sent from: {hold.client or '-'}",
         "Held recipients:",
     ]
     for recipient in hold.recipients:
@@ -328,17 +331,29 @@ async def sweep_once(review: Review, args: argparse.Namespace) -> int:
 
 
 async def audit_list(review: Review, args: argparse.Namespace) -> int:
+    """Each entry as one line ending in its sentence; ``--verbose`` (which also logs progress
+    to stderr) adds its facts as JSON on the next line, ``--json`` gives every field
+    (``audit export`` the chain's hashes too)."""
     query = AuditQuery(hold_id=args.hold, since=args.since, oldest_first=True)
     entries, _ = await review.audit_page(query)
+    if args.json:
+        found = [{**audit.entry_json(e), "sentence": _sentence(e)} for e in entries]
+        # ASCII: a bidi or control character in an address is an escape, never obeyed.
+        print(json.dumps(found, indent=2, ensure_ascii=True))
+        return EXIT_OK
     for entry in entries:
-        data = json.dumps(dict(entry.data), sort_keys=True, ensure_ascii=False)
-        if entry.event == "delivered":  # the proof as a sentence; `audit export` has it all
-            data = visible(delivered_words(entry.data))
         print(
             f"{entry.seq:>6}  {_when(entry.at)}  {entry.event:<17}  {entry.hold_id or '-':<16}"
-            f"  {entry.actor:<16}  {data}"
+            f"  {visible(entry.actor):<16}  {visible(_sentence(entry))}"
         )
+        if getattr(args, "verbose", False):  # the common --verbose: the facts as well
+            facts = json.dumps(dict(entry.data), sort_keys=True, ensure_ascii=False)
+            print(f"{'':8}{visible(facts)}")
     return EXIT_OK
+
+
+def _sentence(entry: Entry) -> str:
+    return sentence(entry.event, entry.actor, entry.hold_id, entry.data)
 
 
 async def audit_verify(review: Review, args: argparse.Namespace) -> int:

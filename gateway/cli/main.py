@@ -17,9 +17,12 @@ from pathlib import Path
 import uvloop
 
 from gateway import __version__, logs
+from gateway.cli import allowlist as allowlistcli
+from gateway.cli import datadir
 from gateway.cli import held as reviewcli
 from gateway.cli import probe as probecli
 from gateway.cli import queue as queuecli
+from gateway.cli import reload as reloadcli
 from gateway.cli import store as storecli
 from gateway.cli import trace as tracecli
 from gateway.cli import users as usercli
@@ -98,12 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lint_parser.set_defaults(run=run_lint)
     probecli.add_allowlist_check(allowlist_commands, common)
+    allowlistcli.add_import(allowlist_commands, common)
 
     reviewcli.add_commands(commands, common)
     tracecli.add_command(commands, common)
     usercli.add_commands(commands, common)
     queuecli.add_commands(commands, common)
     storecli.add_commands(commands, common)
+    reloadcli.add_command(commands, common)
 
     cache = commands.add_parser("sts-cache", parents=[common], help="the MTA-STS policy cache")
     cache_commands = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -134,8 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = "debug" if getattr(args, "verbose", False) else "warning"
         logs.configure(level, settings.log.format, sys.stderr)
     logs.get("gateway").info("config loaded", config=settings.redacted())
+    refused = datadir.refusal(args, settings)
+    if refused is not None:
+        print(refused, file=sys.stderr)
+        return EXIT_USAGE
     try:
-        code: int = args.run(args, settings)
+        with datadir.scratch_store(args, settings) as using:
+            code: int = args.run(args, using)
     except SchemaMismatch as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -174,7 +174,8 @@ def run_allowlist_check(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(_allowlist_text(rows, args.live), end="")
     failing = [c for e, c in rows if c is not None and not c.secure]
-    return EXIT_FINDING if failing else EXIT_OK
+    # Paths that find no file leave the list short: a finding, like an entry that is not secure.
+    return EXIT_FINDING if failing or loaded.unmatched else EXIT_OK
 
 
 def _why(c: Checked) -> str:

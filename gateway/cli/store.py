@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from gateway.accounts.users import USERS_DB
+from gateway.cli import lifecycle
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.config.settings import Settings
 from gateway.config.values import StoreBackend
@@ -36,7 +37,9 @@ DSN_ENV = "GATEWAY_STORE_DSN"
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    parser = commands.add_parser("store", parents=[common], help="the store's schema and copy")
+    parser = commands.add_parser(
+        "store", parents=[common], help="the store's schema, copy, backup, restore and keys"
+    )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser(
         "migrate", parents=[common], help="bring the store's schema up to this release's"
@@ -56,6 +59,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         help=f"the PostgreSQL database (default: ${DSN_ENV}); keep the password out of it",
     )
     copy.set_defaults(run=run_copy)
+    lifecycle.add_commands(actions, common)
 
 
 def _database(settings: Settings, dsn: str, name: str) -> Database:

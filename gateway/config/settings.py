@@ -179,6 +179,8 @@ class PolicySettings:
 class StoreSettings:
     data_dir: str = "var"
     key_file: str = ""
+    # Keys that open bodies sealed before a rotation (``gateway store rotate-key``); never seal.
+    old_key_files: tuple[str, ...] = ()
     key: Secret = field(default=UNSET, metadata=_key(store_key))
     backend: StoreBackend = StoreBackend.SQLITE
     # A libpq connection string or URI; a Secret, since it may carry the password.

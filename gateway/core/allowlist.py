@@ -1,8 +1,9 @@
 """The organisation's secure-email allowlist: parse entries, find problems, match domains.
 
 An entry names a domain exactly (``nhs.net``) or all its subdomains (``*.police.uk``: any depth
-below police.uk, not police.uk itself). Entries may carry ``note``, ``owner``, ``source`` and an
-``expires`` date; an entry counts up to and including that date (UTC) and not after it.
+below police.uk, not police.uk itself). Entries may carry ``note``, ``owner``, ``source``, an
+``expires`` date (an entry counts up to and including that date, UTC, and not after it) and the
+``imported`` date that ``gateway allowlist import`` records.
 Parsing takes text, never a path: the adapter in ``gateway.allowlists`` reads the files.
 """
 
@@ -17,7 +18,7 @@ from enum import StrEnum
 
 from gateway.core.addresses import AddressError, is_subdomain, normalise_domain
 
-ENTRY_KEYS = frozenset({"name", "note", "owner", "source", "expires"})
+ENTRY_KEYS = frozenset({"name", "note", "owner", "source", "expires", "imported"})
 # The retired Government Secure Intranet family: mail to these no longer goes over a secure
 # network, so listing them is almost certainly a stale entry.
 RETIRED_GSI = ("gsi.gov.uk", "gse.gov.uk", "gcsx.gov.uk", "gsx.gov.uk")
@@ -34,6 +35,7 @@ class AllowlistEntry:
     owner: str = ""
     source: str = ""
     expires: dt.date | None = None
+    imported: dt.date | None = None  # when `gateway allowlist import` first listed it
     file: str = ""
     line: int = 0
 
@@ -158,13 +160,35 @@ def _entry_from_table(
             problems.append(Problem(file, at(key), f"{key} must be a string"))
             value = ""
         texts[key] = value
-    expires = table.get("expires")
-    if isinstance(expires, dt.datetime):
-        expires = expires.astimezone(dt.UTC).date() if expires.tzinfo else expires.date()
-    elif expires is not None and not isinstance(expires, dt.date):
-        problems.append(Problem(file, at("expires"), f"malformed date for expires: {expires!r}"))
+    dates: dict[str, dt.date | None] = {}
+    for key in ("expires", "imported"):
+        try:
+            dates[key] = _date(table.get(key))
+        except ValueError:
+            problems.append(Problem(file, at(key), f"malformed date for {key}: {table[key]!r}"))
+            return None
+    return AllowlistEntry(
+        domain,
+        wildcard,
+        note=texts["note"],
+        owner=texts["owner"],
+        source=texts["source"],
+        expires=dates["expires"],
+        imported=dates["imported"],
+        file=file,
+        line=line,
+    )
+
+
+def _date(value: object) -> dt.date | None:
+    """A TOML date, or a date-time taken as its UTC day; ValueError for anything else."""
+    if value is None:
         return None
-    return AllowlistEntry(domain, wildcard, expires=expires, file=file, line=line, **texts)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).date() if value.tzinfo else value.date()
+    if isinstance(value, dt.date):
+        return value
+    raise ValueError(value)
 
 
 def _entry_lines(text: str) -> list[dict[str, int]]:

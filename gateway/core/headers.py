@@ -142,20 +142,34 @@ def trace_headers(
     date: str,
     summary: str,
     comment: str = "",
+    client_name: str = "",
 ) -> bytes:
     """The lines the gateway prepends: a Received: trace field (RFC 5321 §4.4) and
     X-Safeguarding-Gateway with the verdict. Prepended as bytes, never by re-serialising the
     message, so DKIM signatures over the original survive. ``comment`` (the session's TLS and
-    AUTH, RFC 3848) goes on a line of its own after the "from" clause."""
+    AUTH, RFC 3848) goes on a line of its own after the "from" clause. ``client_name`` is the
+    client's host name when known (XFORWARD); ``client_ip`` is "" when unknown."""
     helo = _header_safe(helo) or "unknown"
     comment = _header_safe(comment)
+    # RFC 5321 §4.4 TCP-info: [address-literal] or Domain [address-literal].
+    tcp_info = " ".join(
+        part for part in (_header_safe(client_name), address_literal(client_ip)) if part
+    )
     received = (
-        f"Received: from {helo} ([{client_ip}])\r\n"
+        f"Received: from {helo} ({tcp_info or 'unknown'})\r\n"
         + (f"\t{comment}\r\n" if comment else "")
         + f"\tby {hostname} (Safeguarding Mail Gateway) with {protocol} id {queue_id};\r\n"
         f"\t{date}\r\n"
     )
     return (received + f"X-Safeguarding-Gateway: {_header_safe(summary)}\r\n").encode("utf-8")
+
+
+def address_literal(ip: str) -> str:
+    """An IP address as an RFC 5321 §4.1.3 address literal ("" for none): ``[192.0.2.1]``,
+    ``[IPv6:2001:db8::1]``."""
+    if not ip:
+        return ""
+    return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
 
 
 def _header_safe(text: str) -> str:

@@ -67,6 +67,7 @@ class Trace:
     message_id: str = ""  # for the proof of delivery in the audit trail
     hold_id: str = ""  # a release: the hold the proof belongs to
     comment: str = ""  # RFC 3848: the session's TLS version and cipher, the AUTH account
+    client_name: str = ""  # the client's host name, when the MTA in front named it (XFORWARD)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class Delivery:
                 date=email.utils.formatdate(usegmt=True),
                 summary=trace.summary,
                 comment=trace.comment,
+                client_name=trace.client_name,
             )
             data = prefix + data
         return replace(transaction, recipients=pending, data=data)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from gateway.core.model import Action, RecipientDecision
 from gateway.delivery.transport import Reply
-from gateway.filter.message import Work
+from gateway.filter.message import Work, client_text
 from gateway.posture.assessment import record_of
 from gateway.store import HeldRecipient, HoldFacts, NewHold
 
@@ -44,7 +44,7 @@ def new_hold(
         ),
         mail_options=work.incoming.mail_options,
         message=work.data,
-        client=work.incoming.client_ip,
+        client=client_text(work.incoming),
         message_id=work.parsed.first("Message-ID") or "",
         findings=tuple(str(f) for f in work.findings),
         facts=facts,

@@ -31,6 +31,15 @@ class Incoming:
     cipher: str = ""
     auth_user: str = ""
     requiretls: bool = False
+    # XFORWARD (gateway.smtp.xforward): when the MTA in front named its client, client_ip and
+    # helo are that client's ("" when the MTA did not know), and these say the rest: the
+    # client's host name, how the MTA had the message and its id for it, and the MTA itself,
+    # the hop the message came via (its address and HELO name; "" when not forwarded).
+    client_name: str = ""
+    client_proto: str = ""
+    upstream_id: str = ""
+    via_ip: str = ""
+    via_helo: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,10 +85,43 @@ def protocol(incoming: Incoming) -> str:
     return base
 
 
+def client_text(incoming: Incoming) -> str:
+    """The message's client as the hold and the audit trail record it: the peer's address, or
+    for a client the MTA named with XFORWARD, that client in the style of Postfix's logs
+    (``name[addr]``), its HELO name, the MTA it came via and the MTA's id for the message."""
+    if not incoming.via_ip:
+        return incoming.client_ip
+    address = f"[{incoming.client_ip}]" if incoming.client_ip else "[unknown]"
+    text = f"{incoming.client_name}{address}" if incoming.client_name else address[1:-1]
+    if incoming.helo:
+        text += f" (HELO {incoming.helo})"
+    text += f" via {incoming.via_ip}"
+    return text + (f", MTA queue id {incoming.upstream_id}" if incoming.upstream_id else "")
+
+
+def forwarded_fields(incoming: Incoming) -> dict[str, str]:
+    """What the log line of a message's arrival says besides ``client`` when the client was
+    named with XFORWARD: the MTA's address and the rest of what it said."""
+    if not incoming.via_ip:
+        return {}
+    fields = {
+        "via": incoming.via_ip,
+        "client_name": incoming.client_name,
+        "helo": incoming.helo,
+        "client_proto": incoming.client_proto,
+        "upstream_id": incoming.upstream_id,
+    }
+    return {key: value for key, value in fields.items() if value}
+
+
 def trace_comment(incoming: Incoming) -> str:
-    """The Received: field's comments on TLS and AUTH: the version and cipher, and the
-    account (its name only, never anything of the password)."""
+    """The Received: field's comments: the MTA the message came via when it named its client
+    with XFORWARD; TLS and AUTH: the version and cipher, and the account (its name only, never
+    anything of the password)."""
     parts = []
+    if incoming.via_ip:
+        via = headers.address_literal(incoming.via_ip)
+        parts.append(f"(via {incoming.via_helo or 'unknown'} {via})")
     if incoming.tls_version:
         parts.append(f"(using {incoming.tls_version} with cipher {incoming.cipher or 'unknown'})")
     if incoming.auth_user:

@@ -13,6 +13,7 @@ The hold's contents are built by ``holding``, the audit records and the notices'
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +33,15 @@ from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
 from gateway.filter import trail
 from gateway.filter.holding import new_hold, relayed_beside
-from gateway.filter.message import Incoming, Work, domain_or_none, protocol, summary, trace_comment
+from gateway.filter.message import (
+    Incoming,
+    Work,
+    domain_or_none,
+    forwarded_fields,
+    protocol,
+    summary,
+    trace_comment,
+)
 from gateway.filter.queueing import queue_entry
 from gateway.filter.replies import (
     TEMPFAIL_DNS,
@@ -55,9 +64,12 @@ class PostureSource(Protocol):
     """What the filter asks of the posture stage: a domain's assessment, and the allowlist
     (for the sender's domain)."""
 
-    allowlist: Allowlist
+    @property
+    def allowlist(self) -> Allowlist: ...
 
-    async def assess(self, domain: str) -> Assessment: ...
+    async def assess(
+        self, domain: str, today: dt.date | None = None, allowlist: Allowlist | None = None
+    ) -> Assessment: ...
 
 
 class Filter:
@@ -97,6 +109,7 @@ class Filter:
         log.info(
             "message received",
             client=incoming.client_ip,
+            **forwarded_fields(incoming),
             sender=incoming.sender,
             recipients=[r.address for r in incoming.recipients],
             size=len(data),
@@ -156,9 +169,17 @@ class Filter:
     ) -> tuple[tuple[RecipientDecision, ...], dict[str, Assessment]]:
         recipients = [(r.address, domain_or_none(r.address)) for r in incoming.recipients]
         domains = sorted({d for _, d in recipients if d is not None})
-        results = await asyncio.gather(*(self._posture.assess(d) for d in domains))
+        # One list for the whole message, taken once: a reload (SIGHUP) while its domains are
+        # assessed applies from the next message on, never to half of this one's recipients.
+        allowlist = self._posture.allowlist
+        results = await asyncio.gather(
+            *(self._posture.assess(d, allowlist=allowlist) for d in domains)
+        )
         assessments = dict(zip(domains, results, strict=True))
-        sender = check_sender(self._sender_domains(incoming, parsed), self._sender_allowed)
+        sender = check_sender(
+            self._sender_domains(incoming, parsed),
+            lambda domain: self._sender_allowed(domain, allowlist),
+        )
         on_temporary = (
             Action.TEMPFAIL
             if self._settings.policy.on_dns_error is OnDnsError.TEMPFAIL
@@ -181,11 +202,11 @@ class Filter:
         domains.extend(domain_or_none(a) for a in from_addresses)
         return domains
 
-    def _sender_allowed(self, domain: str) -> bool:
+    def _sender_allowed(self, domain: str, allowlist: Allowlist) -> bool:
         if domain in self._local_domains:
             return True
         today = today_utc(time.time())
-        return self._posture.allowlist.match(domain, today).status is MatchStatus.ALLOWED
+        return allowlist.match(domain, today).status is MatchStatus.ALLOWED
 
     async def _deliver(self, work: Work, log: Any) -> SmtpReply:
         to_hold = [d for d in work.decisions if d.action is Action.HOLD]
@@ -224,6 +245,7 @@ class Filter:
                 summary=summary(work, to_relay),
                 message_id=work.parsed.first("Message-ID") or "",
                 comment=trace_comment(work.incoming),
+                client_name=work.incoming.client_name,
             ),
             audit=lambda accepted: trail.relayed(work, accepted, first=not to_hold),
         )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from gateway.audit import events as audit
 from gateway.core import headers
-from gateway.filter.message import Work
+from gateway.filter.message import Work, client_text
 from gateway.posture.assessment import record_of
 from gateway.store import AuditRecord, schema
 
@@ -31,7 +31,7 @@ def received(work: Work) -> list[AuditRecord]:
             work.parsed.first("Message-ID") or "",
             work.incoming.sender,
             [r.address for r in work.incoming.recipients],
-            work.incoming.client_ip,
+            client_text(work.incoming),
             [str(f) for f in work.findings],
         )
     ]

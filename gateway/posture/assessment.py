@@ -11,6 +11,7 @@ from gateway.core.allowlist import Allowlist, AllowlistMatch
 from gateway.core.model import DaneHostStatus, DomainFacts, DomainVerdict
 from gateway.core.mtasts import uncovered_hosts
 from gateway.core.policy import decide_domain, today_utc
+from gateway.posture.allowlists import InForce
 from gateway.posture.domaincheck import DomainChecker
 from gateway.store.assessment import AssessmentRecord, DaneHostRecord
 
@@ -72,15 +73,33 @@ def dane_summary(facts: DomainFacts) -> str:
 
 
 class Posture:
-    """Answers "is this recipient domain a secure destination?" from live facts."""
+    """Answers "is this recipient domain a secure destination?" from live facts.
 
-    def __init__(self, settings: Settings, allowlist: Allowlist, checker: DomainChecker) -> None:
+    The allowlist in force is one reference (``in_force``), replaced whole by ``use`` when the
+    files are read again (SIGHUP): a caller that takes ``allowlist`` once and passes it on
+    decides with one list from start to end, never half the old and half the new."""
+
+    def __init__(
+        self, settings: Settings, allowlist: Allowlist | InForce, checker: DomainChecker
+    ) -> None:
         self.settings = settings
-        self.allowlist = allowlist
+        self.in_force = allowlist if isinstance(allowlist, InForce) else InForce(allowlist)
         self.checker = checker
 
-    async def assess(self, domain: str, today: dt.date | None = None) -> Assessment:
+    @property
+    def allowlist(self) -> Allowlist:
+        return self.in_force.allowlist
+
+    def use(self, in_force: InForce) -> None:
+        """Decide with this list from now on (assessments already started keep theirs)."""
+        self.in_force = in_force
+
+    async def assess(
+        self, domain: str, today: dt.date | None = None, allowlist: Allowlist | None = None
+    ) -> Assessment:
+        """The domain's verdict, matched against ``allowlist`` (default: the one in force)."""
+        listed = allowlist if allowlist is not None else self.allowlist
         facts = await self.checker.facts(domain)
-        match = self.allowlist.match(domain, today or today_utc(time.time()))
+        match = listed.match(domain, today or today_utc(time.time()))
         verdict = decide_domain(match, facts, self.settings.policy.requirement)
         return Assessment(match, facts, verdict)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.delivery.deliver import Delivery
 from gateway.delivery.queue import QueueRunner
 from gateway.delivery.smarthost import Smarthost
 from gateway.errors import SchemaMismatch, StoreUnavailable
+from gateway.posture.allowlists import InForce
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
 from gateway.runtime.parts import (
@@ -73,7 +75,8 @@ async def lifecycle(settings: Settings, log: Any) -> AsyncIterator[Running]:
             parts.push_async_callback(store.close)
             relay = open_relay(settings)
             parts.push_async_callback(relay.close)
-            posture = await parts.enter_async_context(open_posture(settings, loaded.allowlist))
+            in_force = InForce(loaded.allowlist, loaded.files, time.time())
+            posture = await parts.enter_async_context(open_posture(settings, in_force))
             name = hostname(settings)
             delivery = Delivery(relay, store, name)
             review = Review(settings, store, delivery, name)

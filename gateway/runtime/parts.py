@@ -29,7 +29,7 @@ from gateway.posture.fetchlock import FetchLocks, FileLocks
 from gateway.posture.stsfetch import PolicyFetcher, default_client, tls_context
 from gateway.review.model import Review
 from gateway.store.auditkey import load_audit_key
-from gateway.store.crypto import Sealer, load_key
+from gateway.store.crypto import load_sealer
 from gateway.store.policycache import PolicyDb
 from gateway.store.postgres import PgStore
 from gateway.store.postgres.accounts import PgAccounts
@@ -56,7 +56,17 @@ def hostname(settings: Settings) -> str:
 
 
 def load_allowlist(settings: Settings) -> allowlists.Loaded:
-    return allowlists.load(allowlists.expand(settings.allowlist.paths, settings.base_dir))
+    return allowlists.load_configured(settings.allowlist.paths, settings.base_dir)
+
+
+def missing_data_dir(settings: Settings) -> Path | None:
+    """The SQLite data directory when it does not exist, else None. The commands that only
+    read refuse rather than make it: a new, empty one would answer "no holds" for a store
+    that is somewhere else (a command run from another folder, without the configuration)."""
+    if _shared(settings):
+        return None
+    folder = data_dir(settings)
+    return None if folder.is_dir() else folder
 
 
 def _shared(settings: Settings) -> bool:
@@ -104,7 +114,9 @@ async def _open_fetch_locks(settings: Settings, parts: AsyncExitStack) -> FetchL
 
 
 @asynccontextmanager
-async def open_posture(settings: Settings, allowlist: Allowlist) -> AsyncIterator[Posture]:
+async def open_posture(
+    settings: Settings, allowlist: Allowlist | allowlists.InForce
+) -> AsyncIterator[Posture]:
     """The posture of recipient domains: one resolver, the policy fetcher and its cache."""
     ca_file = settings.path(settings.mta_sts.ca_file) if settings.mta_sts.ca_file else None
     resolver = DnsResolver(settings.dns)
@@ -143,12 +155,12 @@ async def open_store(settings: Settings) -> HoldStore:
             connect_timeout=store.connect_timeout,
             name="store",
         )
-        shared = PgStore(db, Sealer(load_key(settings, folder)), load_audit_key(settings, folder))
+        shared = PgStore(db, load_sealer(settings, folder), load_audit_key(settings, folder))
         await shared.open()
         return shared
     private_dir(folder)
     audit_key = load_audit_key(settings, folder)
-    return SqliteStore(folder, Sealer(load_key(settings, folder)), audit_key=audit_key)
+    return SqliteStore(folder, load_sealer(settings, folder), audit_key=audit_key)
 
 
 def store_location(settings: Settings) -> str:

@@ -1,5 +1,7 @@
 """`gateway serve`: the SMTP filter, its scheduler, the web UI and the worker processes, built
-from the runtime's parts and run until SIGTERM or SIGINT; SIGHUP reloads the SMTP certificate.
+from the runtime's parts and run until SIGTERM or SIGINT; SIGHUP reloads the allowlist and the
+SMTP certificate. The leader keeps its pid in ``gateway.pid`` in the data directory (for
+`gateway reload`).
 
 The order keeps every start-up check ahead of the first socket: the settings are loaded, the
 parts opened, the SMTP certificate loaded and the web UI built (its secret and TLS pair loaded)
@@ -21,18 +23,27 @@ from gateway import logs
 from gateway.accounts.users import Accounts, Throttle
 from gateway.audit import witness
 from gateway.config.settings import Settings
+from gateway.config.values import StoreBackend
 from gateway.core.auditchain import Head
 from gateway.delivery.queue import QueueRunner
 from gateway.filter.orchestrator import Filter
+from gateway.posture.assessment import Posture
 from gateway.review.model import Review
 from gateway.review.notices import audit_head_notice
+from gateway.runtime import pidfile
+from gateway.runtime.inuse import explained
 from gateway.runtime.lifecycle import Running, lifecycle
+from gateway.runtime.limits import raise_open_files
 from gateway.runtime.parts import data_dir, open_accounts
+from gateway.runtime.reload import reload_allowlist
+from gateway.runtime.sdnotify import notify
 from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
 from gateway.smtp.admission import Admission, Identity
 from gateway.smtp.auth import SubmitAuth
 from gateway.smtp.server import GatewaySMTP, Handler
 from gateway.smtp.tls import ServerTls
+from gateway.store.crypto import KEY_FILE as STORE_KEY_FILE
+from gateway.store.crypto import uses_default_key
 
 if TYPE_CHECKING:
     from gateway.runtime.webui import EmbeddedWeb
@@ -59,6 +70,7 @@ async def serve(
     if settings.smtp.workers > 1:
         structlog.contextvars.bind_contextvars(worker=worker)
     log = logs.get("gateway")
+    raise_open_files(log)
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as started:
         wake = asyncio.Event()
         queue_wake = asyncio.Event()
@@ -75,7 +87,9 @@ async def serve(
             web_ui.bind()
             started.push_async_callback(web_ui.stop)
         supervisor = await _start_workers(settings, started) if leader else None
-        _on_hangup(server_tls, supervisor, log)
+        _on_hangup(settings, running.posture, server_tls, supervisor, log)
+        if leader:  # once it listens: a start that fails never touches a running one's file
+            started.callback(pidfile.remove, pidfile.write(data_dir(settings)))
         started.callback(asyncio.get_running_loop().remove_signal_handler, signal.SIGHUP)
         if ready_fd is not None:
             tell_leader(ready_fd)
@@ -103,10 +117,21 @@ async def serve(
             relay=f"{settings.relay.host}:{settings.relay.port}",
             data_dir=str(data_dir(settings)),
         )
+        if leader and uses_default_key(settings) and settings.store.backend is StoreBackend.SQLITE:
+            # The key beside the data it seals: the disk that dies takes both.
+            log.warning(
+                "store key made by the gateway beside the data: keep a copy elsewhere, or set"
+                " [store] key_file; losing it loses every held message (docs/deployment.md)",
+                key_file=str(data_dir(settings) / STORE_KEY_FILE),
+            )
         if ready is not None:
             ready.set()
+        if leader:
+            notify("READY=1")
         await running.stop.wait()
         log.info("stopping", sessions=admission.active)
+        if leader:
+            notify("STOPPING=1")
         for server in servers:
             server.close()
         if supervisor is not None:
@@ -168,16 +193,24 @@ def _admission(
     )
 
 
-def _on_hangup(server_tls: ServerTls | None, supervisor: Supervisor | None, log: Any) -> None:
-    """SIGHUP reloads the certificate files (for new handshakes; sessions in progress keep
-    theirs) in this process, and the leader passes it on to every worker. A file that does not
-    load keeps the certificate in service. SIGHUP never stops the gateway."""
+def _on_hangup(
+    settings: Settings,
+    posture: Posture,
+    server_tls: ServerTls | None,
+    supervisor: Supervisor | None,
+    log: Any,
+) -> None:
+    """SIGHUP re-reads the allowlist files (gateway.runtime.reload: all or nothing, for the
+    next message decided) and the certificate files (for new handshakes; sessions in progress
+    keep theirs) in this process, and the leader passes it on to every worker. A file that does
+    not load keeps the list or certificate in force. SIGHUP never stops the gateway."""
 
     def reload() -> None:
         if supervisor is not None:
             supervisor.send_signal(signal.SIGHUP)
+        reload_allowlist(settings, posture, log)
         if server_tls is None:
-            log.info("reload: nothing to reload (no smtp.tls_cert)")
+            log.info("certificate: none to reload (no smtp.tls_cert)")
             return
         problem = server_tls.reload()
         if problem:
@@ -226,15 +259,18 @@ async def _listen(
     loop = asyncio.get_running_loop()
     reuse_port = settings.smtp.workers > 1
     listen = settings.smtp.listen
-    servers = [
-        await loop.create_server(
-            lambda: session(False),
-            listen.host,
-            listen.port,
-            reuse_address=True,
-            reuse_port=reuse_port,
-        )
-    ]
+    try:
+        servers = [
+            await loop.create_server(
+                lambda: session(False),
+                listen.host,
+                listen.port,
+                reuse_address=True,
+                reuse_port=reuse_port,
+            )
+        ]
+    except OSError as exc:
+        raise explained(exc, listen, "smtp.listen") from exc
     implicit = settings.smtp.implicit_tls_address
     if implicit is not None and context is not None:
         try:
@@ -248,8 +284,10 @@ async def _listen(
                     reuse_port=reuse_port,
                 )
             )
-        except BaseException:
+        except BaseException as exc:
             servers[0].close()
+            if isinstance(exc, OSError):
+                raise explained(exc, implicit, "smtp.implicit_tls_listen") from exc
             raise
     return servers
 

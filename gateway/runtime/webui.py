@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -20,8 +21,10 @@ from gateway.config.settings import Settings
 from gateway.errors import ConfigError
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
+from gateway.runtime.inuse import explained
 from gateway.runtime.lifecycle import lifecycle
 from gateway.runtime.parts import data_dir, open_accounts
+from gateway.runtime.reload import reload_allowlist
 from gateway.store import HoldStore
 from gateway.store.protocols import AccountStore
 from gateway.web import server
@@ -116,7 +119,8 @@ class EmbeddedWeb:
         try:
             self._listener = server.bind(self._listen)
         except OSError as exc:
-            self._log.error("web UI not started", listen=str(self._listen), error=str(exc))
+            problem = explained(exc, self._listen, "web.listen")
+            self._log.error("web UI not started", listen=str(self._listen), error=str(problem))
 
     async def start(self) -> None:
         if self._listener is None:
@@ -138,7 +142,8 @@ class EmbeddedWeb:
 
 
 async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """`gateway web`: the review UI without the SMTP filter, until SIGTERM or SIGINT. ConfigError
+    """`gateway web`: the review UI without the SMTP filter, until SIGTERM or SIGINT (SIGHUP
+    re-reads the allowlist files). ConfigError
     or OSError (a port in use) before anything is served."""
     log = logs.get("gateway.web")
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as parts:
@@ -148,8 +153,15 @@ async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> N
         app = build_web(
             settings, running.review, running.store, running.posture, records=accounts.records
         )
-        listener = server.bind(settings.web.listen)
+        try:
+            listener = server.bind(settings.web.listen)
+        except OSError as exc:
+            raise explained(exc, settings.web.listen, "web.listen") from exc
         web_ui = await server.start(app, listener, tls, settings.web.trusted_proxies)
+        # SIGHUP re-reads the allowlist, as in `gateway serve`, for the allowlist page.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, reload_allowlist, settings, running.posture, log)
+        parts.callback(loop.remove_signal_handler, signal.SIGHUP)
         try:
             log.info("web UI listening", url=web_ui.url, data_dir=str(data_dir(settings)))
             if ready is not None:

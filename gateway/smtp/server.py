@@ -7,7 +7,8 @@ or implicit TLS (RFC 8314); AUTH and REQUIRETLS (RFC 8689) are offered only insi
 Envelope addresses are checked by ``paths`` with the reply each refusal needs; DATA is read by
 ``data``, which takes lines of any length.
 DSN parameters and REQUIRETLS, which stock aiosmtpd refuses with 555, are taken off the
-command by ``params`` with their case kept, checked, and passed on.
+command by ``params`` with their case kept, checked, and passed on. XFORWARD (``xforward``)
+lets the organisation's MTA name the client it had the message from.
 Any unexpected error becomes 451 4.3.0 with no internals in the reply.
 """
 
@@ -24,7 +25,7 @@ from gateway.core.addresses import normalise_domain
 from gateway.delivery.transport import Recipient
 from gateway.filter.message import Incoming
 from gateway.filter.orchestrator import Filter
-from gateway.smtp import auth, paths, senders
+from gateway.smtp import auth, paths, senders, xforward
 from gateway.smtp.admission import Admission
 from gateway.smtp.data import read_data
 from gateway.smtp.params import DSN_MAIL, DSN_RCPT, path_end, split_params, take_flag
@@ -48,14 +49,15 @@ AUTH_IN_TRANSACTION = SmtpReply(503, "5.5.1", "AUTH not permitted during a mail 
 
 
 class DsnEnvelope(Envelope):
-    """aiosmtpd's envelope plus the DSN parameters, per recipient in RCPT order, and the
-    REQUIRETLS flag (RFC 8689 §4)."""
+    """aiosmtpd's envelope plus the DSN parameters, per recipient in RCPT order, the
+    REQUIRETLS flag (RFC 8689 §4), and what XFORWARD said of the client (None: nothing)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.dsn_mail: list[str] = []
         self.dsn_rcpt: list[tuple[str, ...]] = []
         self.requiretls = False
+        self.forwarded: xforward.Forwarded | None = None
 
 
 class GatewaySMTP(SMTP):
@@ -77,6 +79,11 @@ class GatewaySMTP(SMTP):
     @property
     def secure(self) -> bool:
         return self.tls is not None
+
+    @property
+    def xforward_permitted(self) -> bool:
+        """Only a client trusted by its network may name its own clients (``xforward``)."""
+        return self.trusted_as == "network"
 
     def _create_envelope(self) -> DsnEnvelope:
         return DsnEnvelope()
@@ -144,9 +151,10 @@ class GatewaySMTP(SMTP):
         )
 
     def extensions(self, responses: list[str]) -> list[str]:
-        """The EHLO reply: AUTH and REQUIRETLS only inside TLS (RFC 4954 §4, RFC 8689 §4)."""
+        """The EHLO reply: AUTH and REQUIRETLS only inside TLS (RFC 4954 §4, RFC 8689 §4),
+        XFORWARD only to trusted networks."""
         lines = [line for line in responses if not line.startswith("250-AUTH")]
-        extra = []
+        extra = ["250-" + xforward.EHLO_KEYWORD] if self.xforward_permitted else []
         if self.secure and self._admission.identity.auth is not None:
             extra.append("250-AUTH " + " ".join(auth.MECHANISMS))
         if self.secure:
@@ -197,6 +205,22 @@ class GatewaySMTP(SMTP):
             self.session.authenticated = True
             self.trusted_as = self.trusted_as or f"account {name}"
         return reply
+
+    @syntax("XFORWARD attribute=value ...", when="xforward_permitted")
+    async def smtp_XFORWARD(self, arg: str | None) -> None:
+        if await self.check_helo_needed("EHLO"):
+            return
+        envelope = self._dsn_envelope()
+        reply, envelope.forwarded = xforward.command(
+            arg,
+            permitted=self.xforward_permitted,
+            in_transaction=envelope.mail_from is not None,
+            current=envelope.forwarded,
+        )
+        if reply.code != 250:
+            assert self.session is not None
+            self._log.info("xforward refused", peer=str(self.session.peer), reply=str(reply))
+        await self.push(str(reply))
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         assert self.session is not None
@@ -370,8 +394,7 @@ class Handler:
         # SIZE described the client's copy, which our trace headers make larger: not passed on.
         mail_options = [o for o in envelope.mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
         incoming = Incoming(
-            client_ip=str(session.peer[0]),
-            helo=session.host_name or "",
+            **xforward.client_fields(envelope.forwarded, str(session.peer[0]), session.host_name),
             esmtp=bool(session.extended_smtp),
             sender=sender,
             mail_options=(*mail_options, *envelope.dsn_mail),

@@ -1,6 +1,7 @@
 """The allowlist, read-only, with each domain's live posture: the same assessment as
 `gateway check`, and its text report for one domain on request; beside it, each entry's last
-active probe (`gateway allowlist check --live`), from the store."""
+active probe (`gateway allowlist check --live`), from the store; and when the list in force
+was read, from which files (SIGHUP reads them again)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,12 @@ class PostureCache:
     def __init__(self) -> None:
         self._found: dict[str, tuple[float, Assessment]] = {}
         self._limit = asyncio.Semaphore(CONCURRENCY)
+        self._list: object = None
 
     async def assess(self, posture: Posture, domain: str, now: float) -> Assessment:
+        if posture.in_force is not self._list:  # reloaded: the entries' matches changed
+            self._found.clear()
+            self._list = posture.in_force
         cached = self._found.get(domain)
         if cached is not None and now - cached[0] < FRESH_FOR:
             return cached[1]
@@ -73,7 +78,8 @@ async def page(request: Request, session: Session) -> Response:
         return render(request, session, "allowlist.html", lines=[], unavailable=True, minimum="")
     now = web.clock()
     cache = _cache(request)
-    entries = sorted(posture.allowlist.entries, key=lambda e: e.domain)
+    in_force = posture.in_force  # once: a reload while the page is built shows next time
+    entries = sorted(in_force.allowlist.entries, key=lambda e: e.domain)
     lines = await asyncio.gather(*(_line(cache, posture, e, now) for e in entries))
     return render(
         request,
@@ -83,6 +89,7 @@ async def page(request: Request, session: Session) -> Response:
         unavailable=False,
         minimum=web.settings.policy.minimum_transport,
         probes=await web.store.last_probes(),
+        in_force=in_force,
     )
 
 

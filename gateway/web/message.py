@@ -117,7 +117,9 @@ async def attachment(request: Request, session: Session) -> Response:
     if found is None:
         return render(request, session, "error.html", 404, title="No such attachment", message="")
     info, data = found
-    await web.audit([audit.attachment_downloaded(hold, session.user.name, index, len(data))])
+    await web.audit(
+        [audit.attachment_downloaded(hold, session.user.name, index, len(data), info.filename)]
+    )
     web.log.info("attachment downloaded", hold_id=hold.id, user=session.user.name, index=index)
     return Response(
         data,

@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 
-from gateway.audit import path
+from gateway.audit import words
 from gateway.core import reasons, timefmt
 from gateway.core.auditchain import Entry
 from gateway.core.display import visible
@@ -30,7 +30,6 @@ def environment() -> jinja2.Environment:
     env.filters.update(age=age, when=when, size=size, visible=visible, data=audit_data)
     env.globals["reason_words"] = reason_words
     env.globals["sentence"] = entry_sentence
-    env.globals["sentences"] = SENTENCES
     return env
 
 
@@ -57,20 +56,13 @@ def reason_words(code: str, recipient: HeldRecipient) -> str:
     return reasons.sender_words(code, recipient.domain, recipient.address)
 
 
-# The trail entries shown as a sentence first, their details folded away.
-SENTENCES = frozenset({"delivered", "received"})
-
-
 def entry_sentence(entry: Entry) -> str:
-    return path.sentence(entry.event, entry.actor, entry.hold_id, entry.data)
+    """The entry as its sentence (``audit.words``); the page folds its details away."""
+    return words.sentence(entry.event, entry.actor, entry.hold_id, entry.data)
 
 
 def size(count: int) -> str:
-    if count < 1024:
-        return f"{count} bytes"
-    if count < 1024 * 1024:
-        return f"{count / 1024:.1f} KB"
-    return f"{count / (1024 * 1024):.1f} MB"
+    return words.size_words(count)
 
 
 def audit_data(data: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ One gateway serves the module; each test sends its own message and looks only at
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -127,11 +128,18 @@ def test_release_relays_the_held_copy_once_and_records_who_and_why(
     assert len(listed) == len(trail), listed
     [requested] = [line for line in listed if " release-requested " in line]
     assert f"  {hold}  Jo Smith (DSL)  " in requested, requested
-    assert requested.endswith(f'  {{"rationale": "{RATIONALE}"}}'), requested
+    assert requested.endswith(f"  Release decided by Jo Smith (DSL): {RATIONALE}"), requested
     [done] = [line for line in listed if " released " in line]
     assert f"  {hold}  Jo Smith (DSL)  " in done, done
-    assert f'"delivered": ["{INSECURE}"]' in done, done
-    assert f'"rationale": "{RATIONALE}"' in done, done
+    assert done.endswith(f"  Released by Jo Smith (DSL): {RATIONALE} — sent to {INSECURE}"), done
+    # --verbose keeps every fact: each entry's data as JSON on the line under it; --json all.
+    verbose = cli.ok("audit", "list", "--hold", hold, "--verbose").stdout.splitlines()
+    assert len(verbose) == 2 * len(trail), verbose
+    assert [json.loads(line) for line in verbose[1::2]] == [e["data"] for e in trail]
+    assert verbose[::2] == listed
+    as_json = json.loads(cli.ok("audit", "list", "--hold", hold, "--json").stdout)
+    assert [e["data"] for e in as_json] == [e["data"] for e in trail]
+    assert all(line.endswith(f"  {e['sentence']}") for e, line in zip(as_json, listed, strict=True))
 
     # The sender is told, once; the notice names the reviewer and who got it.
     [notice] = notices_of(gw, hold, "Released after review")

@@ -9,6 +9,7 @@ where a filter is checked), so the holds of other tests do not matter.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from rig import Rig
-from rig.gatewayproc import Gateway
+from rig.gatewayproc import Gateway, raw_session
 from rig.heldcli import (
     INSECURE,
     SECURE,
@@ -26,6 +27,7 @@ from rig.heldcli import (
     hold_id,
     review_gateway,
     state,
+    wait_events,
 )
 from rig.heldcli import send_held as send
 from rig.sharedstore import SharedStore
@@ -67,6 +69,25 @@ def raw(headers: Sequence[str], body: bytes, subject: str = "Pupil welfare updat
 
 def send_raw(gw: Gateway, data: bytes) -> str:
     return hold_id(gw.send(SENDER, [INSECURE], data))
+
+
+def send_forwarded(gw: Gateway, data: bytes, *xforward: str) -> str:
+    """Send ``data`` to SECURE and INSECURE as the organisation's MTA does with
+    smtp_send_xforward_command=yes: XFORWARD commands naming its client, then the message."""
+    with raw_session(gw.address) as (session, greeting):
+        assert greeting.code == 220, greeting
+        ehlo = session.expect("EHLO mta.school.test", 250)
+        assert "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE" in ehlo.text.split("\n")
+        for line in xforward:
+            session.expect(line, 250)
+        session.expect(f"MAIL FROM:<{SENDER}>", 250)
+        session.expect(f"RCPT TO:<{SECURE}>", 250)
+        session.expect(f"RCPT TO:<{INSECURE}>", 250)
+        session.expect("DATA", 354)
+        held = hold_id(session.expect(data + b".\r\n", 250))
+        session.expect("QUIT", 221)
+    wait_events(gw, held, "notice-sent", 2)
+    return held
 
 
 # ---- held list
@@ -287,3 +308,37 @@ def test_show_of_an_unknown_hold_is_a_usage_error(cli: ReviewCli) -> None:
     assert ran.code == 2, str(ran)
     assert "no held message '0123456789abcdef'" in ran.stderr, str(ran)
     assert ran.stdout == ""
+
+
+def test_show_names_the_staff_members_client_behind_the_mta(gw: Gateway, cli: ReviewCli) -> None:
+    original = raw([], b"Notes about J.\r\n")
+    hold = send_forwarded(
+        gw,
+        original,
+        "XFORWARD NAME=pc7.school.test ADDR=192.0.2.7 PORT=50123 PROTO=ESMTP",
+        "XFORWARD HELO=PC7 IDENT=4XyZ12 SOURCE=REMOTE",
+    )
+    client = "pc7.school.test[192.0.2.7] (HELO PC7) via 127.0.0.1, MTA queue id 4XyZ12"
+    assert f"Sent from: {client}" in cli.ok("held", "show", hold).stdout.splitlines()
+    assert cli.ok("held", "show", hold, "--json").json()["client"] == client
+
+    mid = original.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
+    arrivals = [
+        json.loads(d) for (d,) in gw.query("SELECT data FROM audit WHERE event = ?", ("received",))
+    ]
+    [arrival] = [a for a in arrivals if a["message_id"] == mid]
+    assert arrival["client"] == client
+    [logged] = gw.proc.events("message received", message_id=mid)
+    assert (logged["client"], logged["via"], logged["helo"]) == ("192.0.2.7", "127.0.0.1", "PC7")
+    # The copy relayed at once to the secure recipient: the client in the trace, the MTA as
+    # the hop it came via (RFC 5321 §4.4).
+    [relayed] = gw.wait_relayed(1, of=original)
+    assert relayed.data.startswith(
+        b"Received: from PC7 (pc7.school.test [192.0.2.7])\r\n"
+        b"\t(via mta.school.test [127.0.0.1])\r\n"
+    ), relayed.data[:300]
+
+
+def test_without_xforward_the_mta_is_the_client(gw: Gateway, cli: ReviewCli) -> None:
+    hold = send_forwarded(gw, raw([], b"Notes.\r\n"))
+    assert "Sent from: 127.0.0.1" in cli.ok("held", "show", hold).stdout.splitlines()

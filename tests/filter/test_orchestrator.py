@@ -80,7 +80,9 @@ class FakePosture:
         self.allowlist = Allowlist([AllowlistEntry("school.test", wildcard=False)])
         self.asked: list[str] = []
 
-    async def assess(self, domain: str) -> Assessment:
+    async def assess(
+        self, domain: str, today: dt.date | None = None, allowlist: Allowlist | None = None
+    ) -> Assessment:
         self.asked.append(domain)
         verdict = VERDICTS[domain]
         facts = DomainFacts(

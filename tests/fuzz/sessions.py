@@ -8,6 +8,8 @@ Invariants, after every step:
 * a well-formed command of a well-formed transaction from a trusted client (loopback, greeted
   with EHLO) never gets a 5xx: MAIL, RCPT, and the reply to the end of DATA;
 * a 250 at the end of DATA means a new copy at the upstream or a new hold;
+* XFORWARD never changes the transaction: a well-formed one gets 250 outside it and 503
+  inside it, anything else a 5xx;
 
 and when a session ends, no notice is stuck in the outbox.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from fuzz import mailgen
+from fuzz import mailgen, xforwardgen
 from fuzz.mailgen import Address, Body
 from fuzz.watch import Counts, GatewayWatch
 from rig.gatewayproc import Gateway, RawSession, Reply
@@ -285,6 +287,26 @@ class SmtpSessions(RuleBasedStateMachine):
             self._rcpt(recipient, [])[1](reply)
 
         return on_reply
+
+    @rule(line=xforwardgen.well_formed)
+    def xforward(self, line: bytes) -> None:
+        """XFORWARD from the trusted client: 250 between transactions, 503 in one."""
+        judged = self.greeted and self.known
+        in_transaction = self.tx.sender is not None
+
+        def on_reply(reply: Reply) -> None:
+            if judged:
+                assert reply.code == (503 if in_transaction else 250), f"{line!r} got {reply}"
+
+        self._exchange([(line, on_reply)])
+
+    @rule(line=xforwardgen.hostile)
+    def hostile_xforward(self, line: bytes) -> None:
+        def on_reply(reply: Reply) -> None:
+            # 500: too long a line; a random line may be well-formed by chance (250).
+            assert reply.code in (250, 500, 501, 503), f"{line[:200]!r} got {reply}"
+
+        self._exchange([(line, on_reply)])
 
     @rule(line=mailgen.garbage_line)
     def garbage(self, line: bytes) -> None:

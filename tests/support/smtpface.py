@@ -85,17 +85,21 @@ StartFace = Callable[..., Awaitable[Face]]
 @contextlib.asynccontextmanager
 async def faces() -> AsyncIterator[StartFace]:
     """``await start(local_domains=(...), max_message_size=N, tls=context)`` gives a listening
-    face (offering STARTTLS with ``tls``); all are closed at the end."""
+    face (offering STARTTLS with ``tls``); all are closed at the end. ``trusted_networks``
+    without loopback makes the test's client untrusted: greeted, as with inbound TLS on, so
+    that what it is refused can be seen."""
     servers: list[tuple[asyncio.Server, Face]] = []
 
     async def start(
         local_domains: Sequence[str] = (),
         max_message_size: int = 100_000,
         tls: ssl.SSLContext | None = None,
+        trusted_networks: Sequence[str] = ("127.0.0.0/8",),
     ) -> Face:
         recorder = RecordingFilter()
         handler = Handler(cast(Filter, recorder), 10, local_domains)
-        admission = Admission(["127.0.0.0/8"], 10, Identity(tls=tls is not None))
+        greet_all = tls is not None or "127.0.0.0/8" not in trusted_networks
+        admission = Admission(trusted_networks, 10, Identity(tls=greet_all))
         server = await asyncio.get_running_loop().create_server(
             lambda: GatewaySMTP(
                 handler,

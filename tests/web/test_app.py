@@ -8,6 +8,7 @@ import re
 import pytest
 
 from gateway.accounts.users import FREE_FAILURES
+from gateway.core.display import visible
 from gateway.store import Status
 from gateway.web.security import CSP
 from web import mail
@@ -341,7 +342,11 @@ async def test_attachment_download_is_inert_and_audited(site: Site) -> None:
     assert "sandbox" in response.headers["content-security-policy"]
     [entry] = events(await site.trail(), "attachment-downloaded")
     assert (entry.hold_id, entry.actor, entry.data["size"]) == (hold.id, "alice", 42)
-    assert "filename" not in entry.data
+    # Which file left the hold, by its name as the page shows it: the bidi override written
+    # as an escape, never obeyed.
+    assert entry.data["filename"] == visible(mail.SCRIPT_FILENAME)
+    assert "\\u202egpj.exe" in entry.data["filename"]
+    assert "\u202e" not in entry.data["filename"]
 
 
 async def test_release_needs_a_rationale_and_a_confirmation(site: Site) -> None:

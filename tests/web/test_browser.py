@@ -465,6 +465,16 @@ def test_allowlist_with_live_posture(page: Page, live: Live) -> None:
     expect(page.locator("#report")).to_contain_text("mx patterns")
 
 
+def test_allowlist_page_says_since_when_and_from_which_files_the_list_is_in_force(
+    page: Page, live: Live, rig: Rig
+) -> None:
+    sign_in(page, live, "alice", "/allowlist")
+    loaded = page.locator("#allowlist-loaded")
+    expect(loaded).to_contain_text("In force since")
+    expect(loaded).to_contain_text(f"read from {rig.allowlist_file}")
+    expect(loaded).to_contain_text("gateway reload")
+
+
 def _probe_allowlist(rig: Rig, live: Live, mx_port: int) -> subprocess.CompletedProcess[str]:
     """`gateway allowlist check --live` on the serving gateway's store, its MX hosts at port
     `mx_port` on 127.0.0.1 (where the rig's MX names resolve)."""

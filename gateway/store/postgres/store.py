@@ -28,6 +28,7 @@ from gateway.store.changes import HoldChange
 from gateway.store.crypto import Sealer
 from gateway.store.postgres import holdrows, outbox, probes, queries, queue, trail
 from gateway.store.postgres.database import Database, check_schema
+from gateway.store.postgres.rotation import PgBodies
 from gateway.store.postgres.tables import SCHEMA_VERSION
 from gateway.store.probes import ProbeRecord
 from gateway.store.queries import AuditQuery, HoldQuery
@@ -92,6 +93,11 @@ class PgStore:
         except (SchemaMismatch, StoreUnavailable):
             await self.db.close()
             raise
+
+    @property
+    def bodies(self) -> PgBodies:
+        """The sealed bodies, for a key rotation."""
+        return PgBodies(self.db, self.sealer)
 
     async def close(self) -> None:
         await self.db.close()

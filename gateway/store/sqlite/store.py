@@ -34,7 +34,7 @@ from gateway.store.records import (
     Status,
 )
 from gateway.store.safeio import fsync_dir, private_dir, write_atomic
-from gateway.store.sqlite import outbox, probes, queries, queue, tables, trail
+from gateway.store.sqlite import outbox, probes, queries, queue, rotation, tables, trail
 from gateway.store.sqlite.database import Database
 
 T = TypeVar("T")
@@ -198,22 +198,20 @@ class SqliteStore:
 
     async def purge_body(self, hold_id: str, audit: Sequence[AuditRecord] = ()) -> bool:
         def purge() -> bool:
+            # The file goes under the writer lock: a key rotation re-sealing it at the same
+            # moment (``sqlite.rotation``) cannot write it back after it went.
             path = self.blob_path(hold_id)
             existed = path.exists()
             path.unlink(missing_ok=True)
             fsync_dir(path.parent)
-
-            def mark() -> None:
-                self._db.execute(
-                    "UPDATE holds SET purged_at = ? WHERE id = ? AND purged_at IS NULL",
-                    (self._clock(), hold_id),
-                )
-                self._append(audit)
-
-            self._write(mark)
+            self._db.execute(
+                "UPDATE holds SET purged_at = ? WHERE id = ? AND purged_at IS NULL",
+                (self._clock(), hold_id),
+            )
+            self._append(audit)
             return existed
 
-        return await self._run(purge)
+        return await self._run(lambda: self._write(purge))
 
     # --- relay journal ---------------------------------------------------------------------
 
@@ -425,6 +423,11 @@ class SqliteStore:
 
     async def next_queued_at(self) -> float | None:
         return await self._run(lambda: queue.next_due(self._db))
+
+    @property
+    def bodies(self) -> rotation.Bodies:
+        """The sealed bodies, for a key rotation and a backup's census."""
+        return rotation.Bodies(self._file, self._sealer, self._dir, self._queue_dir)
 
     async def close(self) -> None:
         await self._file.close()

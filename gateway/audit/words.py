@@ -1,0 +1,342 @@
+"""Each audit entry as one sentence for people: the one reading the web trail, the hold and
+tracking pages, ``gateway audit list`` and ``gateway trace`` all show. The facts stay in the
+entry (folded away on the pages, ``--verbose`` and ``--json`` on the CLI, ``audit export``).
+
+A pure function of the entry alone (no clock, no I/O), so a trail read years later, or one
+written by another release, reads the same: an event this version does not know still gets a
+line, and a field missing from an old entry reads as "?" rather than failing. Lists of
+addresses are cut to the first few ("and 96 more"): one message to a hundred people is one
+line; the details keep them all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.core.auditchain import KEYED
+
+# How many addresses a sentence names before "and N more".
+NAMED = 3
+
+_AUTH_WORDS = {
+    "dane-ee": "certificate matched DANE (DANE-EE)",
+    "dane-ta": "certificate verified by DANE (DANE-TA)",
+    "mta-sts-webpki": "certificate verified by MTA-STS",
+    "smarthost-verified": "smarthost certificate verified",
+    "none": "certificate not verified",
+}
+
+# How a relayed recipient's domain was proven secure (``core.model.Transport`` labels).
+_TRANSPORT_WORDS = {
+    "dane": "over DANE-verified TLS",
+    "mta-sts-enforce": "over MTA-STS-enforced TLS",
+    "mta-sts-testing": "over TLS with MTA-STS in testing mode only",
+    "none": "without proven TLS",
+}
+
+_NOTICE_WORDS = {
+    "held": "The sender was told it is held",
+    "held-reviewers": "Reviewers were alerted to the hold",
+    "released": "The sender was told it was released",
+    "rejected": "The sender was told it was rejected, with the reason",
+    "expired": "The sender was told it expired unreviewed",
+    "escalated": "The escalation notice went",
+    "delivered": "The sender was sent the delivery confirmation",
+    "audit-head": "The audit trail's head was sent to its witnesses",
+}
+
+_SIGN_IN_WORDS = {
+    "wrong-password": "wrong password",
+    "unknown-account": "no such account",
+    "disabled": "account disabled",
+    "throttled": "too many attempts, throttled",
+    "submit-only": "a submit-only account cannot sign in to the web UI",
+}
+
+
+def sentence(event: str, actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    """One entry of the trail as a sentence; the details stay in the entry."""
+    words = _SENTENCES.get(event)
+    if words is not None:
+        return words(actor, hold_id, data)
+    # An event this release does not know: its name and who, still one readable line.
+    return f"{event.replace('-', ' ').capitalize()} (by {actor or '?'})"
+
+
+def names(value: Any, named: int = NAMED) -> str:
+    """ "a, b, c and 97 more" from a list (or a mapping's keys); "-" when there is none."""
+    items = [str(v) for v in value] if isinstance(value, list | tuple | dict) else []
+    if not items:
+        return "-"
+    shown = ", ".join(items[:named])
+    rest = len(items) - named
+    return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def tls_words(version: str) -> str:
+    """TLSv1.3 -> TLS 1.3, as people write it."""
+    return version.replace("TLSv", "TLS ") if version.startswith("TLSv") else version
+
+
+def size_words(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KB"
+    return f"{count / (1024 * 1024):.1f} MB"
+
+
+def delivered_words(data: Mapping[str, Any], with_reply: bool = True) -> str:
+    """ "Delivered to bob@partner.test via mx1.partner.test [127.0.0.5] over TLSv1.3,
+    certificate verified by MTA-STS, at 01 Dec 2026 10:02 UTC — 250 2.0.0 Ok: queued as 12"."""
+    host = str(data.get("host") or "")
+    address = str(data.get("address") or "")
+    where = f"{host} [{address}]" if host and address else host or address
+    route = "the smarthost" if data.get("route") == "smarthost" else "its MX host"
+    text = f"Delivered to {data.get('recipient', '?')} via {where or route}"
+    version = str(data.get("tls_version") or "")
+    if version:
+        auth = str(data.get("authenticated") or "none")
+        text += f" over {version}, {_AUTH_WORDS.get(auth, auth)}"
+    elif host:
+        text += " without TLS"
+    else:
+        text += " (the transport did not report how)"
+    at = _clock(str(data.get("at") or ""))
+    if at:
+        text += f", at {at}"
+    reply = str(data.get("reply") or "")
+    return f"{text} — {reply}" if with_reply and reply else text
+
+
+def confirmation_words(data: Mapping[str, Any]) -> str:
+    """For the sender: "delivered to mx1.partner.example over TLS 1.3, certificate verified
+    by MTA-STS, at 01 Dec 2026 10:02 UTC"."""
+    host = str(data.get("host") or "")
+    if data.get("route") == "smarthost":
+        text = f"handed to our mail server {host}".rstrip()
+    else:
+        text = f"delivered to {host or 'its mail server'}"
+    version = str(data.get("tls_version") or "")
+    if version:
+        auth = str(data.get("authenticated") or "none")
+        text += f" over {tls_words(version)}, {_AUTH_WORDS.get(auth, auth)}"
+    at = _clock(str(data.get("at") or ""))
+    return f"{text}, at {at}" if at else text
+
+
+def _clock(iso: str) -> str:
+    """01 Dec 2026 10:02 UTC: always with the day, so the sentence is the same whenever it is
+    read (no clock read here: a record read years later says what it said on the day)."""
+    try:
+        moment = dt.datetime.fromisoformat(iso).astimezone(dt.UTC)
+    except ValueError:
+        return ""
+    return moment.strftime("%d %b %Y %H:%M UTC")
+
+
+# --- Mail: arrival, verdicts, holds and decisions ---------------------------------------------
+
+
+def _received(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return (
+        f"Received from {data.get('sender') or '<>'} (client {data.get('client') or '?'}) "
+        f"for {names(data.get('recipients'))}; flagged: {_findings(data)}"
+    )
+
+
+def _relayed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    """ "Relayed at once to a@x.test over MTA-STS-enforced TLS; b@y.test over DANE-verified
+    TLS": each recipient with how its domain was proven secure (the entry's ``facts``)."""
+    facts = data.get("facts")
+    facts = facts if isinstance(facts, Mapping) else {}
+    groups: dict[str, list[str]] = {}
+    for address in data.get("recipients") or ():
+        domain = str(address).rpartition("@")[2].lower()
+        fact = facts.get(domain)
+        label = str(fact.get("transport") or "") if isinstance(fact, Mapping) else ""
+        how = _TRANSPORT_WORDS.get(label, f"over {label}" if label else "(how: not recorded)")
+        groups.setdefault(how, []).append(str(address))
+    if not groups:
+        return "Relayed at once to -"
+    return "Relayed at once to " + "; ".join(f"{names(a)} {how}" for how, a in groups.items())
+
+
+def _held(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    recipients = data.get("recipients")
+    recipients = dict(recipients) if isinstance(recipients, Mapping) else {}
+    why = "; ".join(f"{a} ({', '.join(r)})" for a, r in list(recipients.items())[:NAMED])
+    if len(recipients) > NAMED:
+        why += f"; and {len(recipients) - NAMED} more"
+    return f"Held for review as {hold_id or '?'}: {why or '-'}"
+
+
+def _release_requested(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Release decided by {actor}: {_said(data.get('rationale'))}"
+
+
+def _released(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    sent = names(data.get("delivered"))
+    # The rationale is free text, often a sentence of its own: what followed it goes after a dash.
+    text = f"Released by {actor}: {_said(data.get('rationale'))} — sent to {sent}"
+    refused = data.get("refused")
+    refused = dict(refused) if isinstance(refused, Mapping) else {}
+    return text + "".join(f"; refused for {a}: {r}" for a, r in list(refused.items())[:NAMED])
+
+
+def _rejected(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Rejected by {actor}: {_said(data.get('reason'))}"
+
+
+def _expired(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Expired unreviewed after {data.get('after_hours', '?')} hours"
+
+
+def _escalated(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    waited = data.get("waited_hours")
+    after = f" after {waited} hours unreviewed" if waited is not None else ""
+    return f"Escalated to {names(data.get('contacts'))}{after}"
+
+
+def _purged(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Body deleted by {actor} (the message was {data.get('status', '?')}); the record stays"
+
+
+def _notice_sent(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    kind = str(data.get("kind") or "")
+    told = _NOTICE_WORDS.get(kind, f"Notice ({kind or '?'}) sent")
+    return f"{told}: {names(data.get('to'))}"
+
+
+def _viewed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Viewed by {actor}"
+
+
+def _attachment_downloaded(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    # Entries written before the name was recorded have only the part number.
+    name = str(data.get("filename") or "") or f"number {data.get('attachment', '?')}"
+    size = data.get("size")
+    of = f" ({size_words(size)})" if isinstance(size, int) else ""
+    return f"Attachment {name}{of} downloaded by {actor}"
+
+
+# --- The delivery queue ([delivery] direct) ---------------------------------------------------
+
+
+def _queued(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return (
+        f"Queued as {data.get('queue_id', '?')} for delivery to the recipients' mail servers: "
+        f"{names(data.get('recipients'))}; flagged: {_findings(data)}"
+    )
+
+
+def _queue_delivered(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return (
+        f"Taken by the mail server of {data.get('domain', '?')} from queue entry "
+        f"{data.get('queue_id', '?')}: {names(data.get('recipients'))}"
+    )
+
+
+def _queue_failed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    recipients = data.get("recipients")
+    recipients = dict(recipients) if isinstance(recipients, Mapping) else {}
+    refused = "; ".join(f"{a}: {r}" for a, r in list(recipients.items())[:NAMED])
+    if len(recipients) > NAMED:
+        refused += f"; and {len(recipients) - NAMED} more"
+    how = "given up" if data.get("gave_up") else "refused"
+    return (
+        f"Not delivered from queue entry {data.get('queue_id', '?')} ({how}), "
+        f"the sender told: {refused or '-'}"
+    )
+
+
+def _queue_purged(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return (
+        f"Taken out of the queue by {actor} ({_said(data.get('reason'))}); not delivered to "
+        f"{names(data.get('recipients'))}, the sender told"
+    )
+
+
+# --- Accounts, sessions and the chain itself --------------------------------------------------
+
+
+def _signed_in(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"{actor} signed in from {data.get('client') or '?'}"
+
+
+def _sign_in_failed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    why = str(data.get("why") or "?")
+    return (
+        f"Sign-in as {actor} from {data.get('client') or '?'} refused: "
+        f"{_SIGN_IN_WORDS.get(why, why)}"
+    )
+
+
+def _signed_out(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"{actor} signed out"
+
+
+def _user_added(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Account {data.get('user', '?')} ({data.get('role', '?')}) added by {actor}"
+
+
+def _password_changed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Password of {data.get('user', '?')} changed by {actor}"
+
+
+def _user_disabled(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Account {data.get('user', '?')} disabled by {actor}"
+
+
+def _user_enabled(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Account {data.get('user', '?')} enabled again by {actor}"
+
+
+def _chain_keyed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return (
+        f"The audit chain was keyed ({data.get('rule', '?')}) after "
+        f"{data.get('legacy_entries', '?')} earlier entries"
+    )
+
+
+def _said(value: Any) -> str:
+    """A rationale or reason on one line: a sentence is one line; the entry keeps the text."""
+    return " ".join(str(value or "").split())
+
+
+def _findings(data: Mapping[str, Any]) -> str:
+    return ", ".join(str(f) for f in data.get("findings") or ()) or "-"
+
+
+_SENTENCES: dict[str, Callable[[str, str, Mapping[str, Any]], str]] = {
+    "received": _received,
+    "relayed": _relayed,
+    "delivered": lambda actor, hold_id, data: delivered_words(data),
+    "held": _held,
+    "release-requested": _release_requested,
+    "released": _released,
+    "rejected": _rejected,
+    "expired": _expired,
+    "escalated": _escalated,
+    "purged": _purged,
+    "notice-sent": _notice_sent,
+    "viewed": _viewed,
+    "attachment-downloaded": _attachment_downloaded,
+    "queued": _queued,
+    "queue-delivered": _queue_delivered,
+    "queue-failed": _queue_failed,
+    "queue-purged": _queue_purged,
+    "signed-in": _signed_in,
+    "sign-in-failed": _sign_in_failed,
+    "signed-out": _signed_out,
+    "user-added": _user_added,
+    "password-changed": _password_changed,
+    "user-disabled": _user_disabled,
+    "user-enabled": _user_enabled,
+    KEYED: _chain_keyed,
+}
+
+# The events this release writes and reads as sentences (the trail page's event filter).
+KNOWN = frozenset(_SENTENCES)
