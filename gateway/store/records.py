@@ -20,9 +20,10 @@ class Status(StrEnum):
     RELEASED = "released"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    LINKED = "linked"  # sent by secure link: the recipients read it on the portal
 
 
-DECIDED = frozenset({Status.RELEASED, Status.REJECTED, Status.EXPIRED})
+DECIDED = frozenset({Status.RELEASED, Status.REJECTED, Status.EXPIRED, Status.LINKED})
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ STATUSES = {
     "released": "Released",
     "rejected": "Rejected",
     "expired": "Expired",
+    "linked": "Sent by secure link",
     "all": "Any status",
 }
 
