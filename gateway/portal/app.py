@@ -13,11 +13,8 @@ reviewer UI is served here: any other path is a 404.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import jinja2
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -29,13 +26,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logs
-from gateway.audit.words import size_words
-from gateway.core import timefmt
-from gateway.core.display import visible
 from gateway.portal import pages
-from gateway.portal.limits import Limits
-from gateway.portal.service import Portal
-from gateway.portal.viewer import Signer
+from gateway.portal.state import PortalApp
 from gateway.web.security import BodyLimit
 
 HERE = Path(__file__).parent
@@ -59,36 +51,6 @@ HEADERS = {
 }
 HSTS = "max-age=31536000"  # RFC 6797: once seen over HTTPS, never over plain HTTP again
 MAX_BODY = 64 * 1024  # the largest form is a reply of MAX_REPLY characters
-
-
-@dataclass
-class PortalApp:
-    """What every page handler reaches."""
-
-    portal: Portal
-    signer: Signer
-    templates: jinja2.Environment
-    organisation: str
-    limits: Limits = field(default_factory=Limits)
-    log: Any = field(default_factory=lambda: logs.get("gateway.portal"))
-
-
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,  # every template, whatever its name
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    # Shown, never obeyed: bidi overrides and control characters from the message are made
-    # visible, as on the reviewer's pages.
-    env.filters.update(visible=visible, size=size_words, when=_when)
-    return env
-
-
-def _when(timestamp: float | None) -> str:
-    return timefmt.or_dash(timefmt.day_and_time, timestamp)
 
 
 class Headers:
@@ -143,7 +105,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     state = request.app.state.portal
     assert isinstance(state, PortalApp)
-    page = state.templates.get_template("notfound.html").render(status=exc.status_code)
+    page = state.templates.get_template("notfound.html").render(
+        organisation=state.organisation, refused=exc.status_code != 404
+    )
     return HTMLResponse(page, status_code=exc.status_code)
 
 

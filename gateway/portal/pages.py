@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from gateway.core.securelink import CODE_LIFETIME, VIEW_LIFETIME, CodeCheck, LinkState
 from gateway.portal.service import MAX_REPLY, CodeSent, Opened, reply_too_long
+from gateway.portal.state import PortalApp
 from gateway.portal.viewer import COOKIE, Viewer
 from gateway.web.security import content_disposition, same_origin
 
@@ -36,8 +37,10 @@ CHECK_WORDS = {
 }
 
 
-def _app(request: Request) -> Any:
-    return request.app.state.portal
+def _app(request: Request) -> PortalApp:
+    state = request.app.state.portal
+    assert isinstance(state, PortalApp)
+    return state
 
 
 def _client(request: Request) -> str:
@@ -45,9 +48,8 @@ def _client(request: Request) -> str:
 
 
 def _render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    page = _app(request).templates.get_template(template).render(
-        organisation=_app(request).organisation, **context
-    )
+    app = _app(request)
+    page = app.templates.get_template(template).render(organisation=app.organisation, **context)
     return HTMLResponse(page, status_code=status)
 
 
@@ -61,7 +63,7 @@ async def _link(request: Request) -> Opened | Response:
         return _too_many(request)
     opened = await _app(request).portal.open(request.path_params["token"])
     if opened is None:
-        return _render(request, "notfound.html", 404, status=404)
+        return _render(request, "notfound.html", 404, refused=False)
     if opened.state is not LinkState.ACTIVE:
         return _render(request, "closed.html", CLOSED_STATUS[opened.state], opened=opened)
     return opened
@@ -197,7 +199,7 @@ async def attachment(request: Request) -> Response:
     index = request.path_params["index"]
     found = await _app(request).portal.attachment(opened, index, _client(request))
     if found is None:
-        return _render(request, "notfound.html", 404, status=404)
+        return _render(request, "notfound.html", 404, refused=False)
     info, data = found
     headers = {"Content-Disposition": content_disposition(info.filename)}
     # Always bytes to save, never a page to render: nosniff (set for every response) makes

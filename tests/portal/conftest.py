@@ -1,0 +1,170 @@
+"""The portal in a real browser: Debian's Chromium, headless, driven by Playwright, against
+`gateway serve` with [portal] on, started for the rig with a recording upstream. Holds are
+made the real way, by mail over SMTP; the codes are read from the emails the upstream got."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from portal import links
+from rig.gatewayproc import Gateway, start_gateway
+from rig.plugin import rig
+from rig.ports import LOOPBACK, free_port
+from rig.rig import Rig
+from rig.upstream import Message, Upstream
+
+__all__ = ["browser", "live", "rig"]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+HOLD_ID = re.compile(r"held for review as ([0-9a-f]+)")
+CODE = re.compile(rb"^\s+(\d{4} \d{4})\s*$", re.MULTILINE)
+ORGANISATION = "Oak Primary School"
+
+
+@dataclass
+class Live:
+    gateway: Gateway
+    base: str
+    made: int = 0
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def hold(self, sender: str, to: str, raw: bytes) -> str:
+        reply = self.gateway.send(sender, [to], raw)
+        assert reply.code == 250, reply
+        found = HOLD_ID.search(reply.text)
+        assert found, reply
+        return found.group(1)
+
+    def link(
+        self, sender: str, to: str, raw: bytes, lifetime: float = 14 * 86400
+    ) -> tuple[str, str]:
+        """Hold ``raw`` and send it by secure link: (the link's path, its id)."""
+        hold_id = self.hold(sender, to, raw)
+        made = links.send_links(self.gateway.proc.config, hold_id, lifetime)[to]
+        return f"/m/{made['token']}", made["link"]
+
+    def codes(self, recipient: str) -> list[Message]:
+        return [m for m in self.gateway.upstream.messages if _is_code(m, recipient)]
+
+    def wait_code(self, recipient: str, count: int = 1) -> str:
+        """The code in the ``count``-th code email to ``recipient``, once it has arrived."""
+        upstream = self.gateway.upstream
+        found = upstream.wait_for(count, 15, where=lambda m: _is_code(m, recipient))
+        assert len(found) >= count, f"no code email for {recipient}\n{self.gateway.proc.output()}"
+        match = CODE.search(found[count - 1].data)
+        assert match
+        return match.group(1).decode()
+
+    def events(self, hold_id: str | None = None) -> list[str]:
+        sql = "SELECT event FROM audit" + (" WHERE hold_id = ?" if hold_id else "")
+        rows = self.gateway.query(sql + " ORDER BY seq", (hold_id,) if hold_id else ())
+        return [str(row[0]) for row in rows]
+
+    def audit_text(self) -> str:
+        return "\n".join(str(r) for r in self.gateway.query("SELECT * FROM audit", ()))
+
+
+def _is_code(message: Message, recipient: str) -> bool:
+    return recipient in message.rcpt_tos and b"one-time code" in message.data
+
+
+@pytest.fixture(scope="module")
+def live(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    upstream = Upstream().start()
+    port = free_port()
+    base = f"http://{LOOPBACK}:{port}"
+    gateway = start_gateway(
+        rig,
+        tmp_path_factory.mktemp("portal-live"),
+        upstream,
+        portal={"enabled": True, "listen": f"{LOOPBACK}:{port}", "public_url": base},
+        web={"enabled": True, "listen": f"{LOOPBACK}:{free_port()}"},
+        notify={"organisation": ORGANISATION},
+        review={"reviewers": ["dsl@school.test"], "sweep_interval": "1s"},
+    )
+    try:
+        _wait_listening(base, gateway)
+        yield Live(gateway, base)
+    finally:
+        status = gateway.proc.stop()
+        upstream.close()
+        assert status == 0, f"gateway serve exited {status}\n{gateway.proc.output()}"
+
+
+def _wait_listening(base: str, gateway: Gateway) -> None:
+    """The portal starts after the SMTP port: wait for its log line, not for time."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if "portal listening" in gateway.proc.output():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the portal did not start\n{gateway.proc.output()}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no {CHROMIUM}: `make test` installs Debian's chromium package")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class Watch:
+    """What a page did that it never should: dialogs, requests elsewhere."""
+
+    dialogs: list[str] = field(default_factory=list)
+    foreign_requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def context(browser: Browser, live: Live) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1100, "height": 820}, accept_downloads=True)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def watched(context: BrowserContext, live: Live) -> tuple[Page, Watch]:
+    page = context.new_page()
+    watch = Watch()
+
+    def on_dialog(dialog: object) -> None:
+        watch.dialogs.append(dialog.message)  # type: ignore[attr-defined]
+        dialog.dismiss()  # type: ignore[attr-defined]
+
+    page.on("dialog", on_dialog)
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(live.base) else watch.foreign_requests.append(r.url),
+    )
+    return page, watch
+
+
+@pytest.fixture
+def page(watched: tuple[Page, Watch]) -> Page:
+    return watched[0]
