@@ -98,7 +98,7 @@ def _start_page(
         opened=opened,
         token=request.path_params["token"],
         csrf=_app(request).signer.form_token(opened.link.id),
-        asked=asked or notice == SENT_WORDS[CodeSent.SENT],
+        asked=asked or bool(notice),  # a code was sent, now or a moment ago
         notice=notice,
         error=error,
         minutes=int(CODE_LIFETIME // 60),

@@ -20,7 +20,7 @@ from rig.ports import LOOPBACK, free_port
 from rig.rig import Rig
 from rig.upstream import Message, Upstream
 
-__all__ = ["browser", "live", "rig"]
+__all__ = ["browser", "browser_phone", "live", "rig"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -129,6 +129,19 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def browser_phone(browser: Browser, live: Live) -> Iterator[Page]:
+    """A page the size of a phone's screen, touch and all."""
+    ctx = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    try:
+        yield ctx.new_page()
+    finally:
+        ctx.close()
 
 
 @dataclass

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from portal import links
 from portal.conftest import ORGANISATION, Live
@@ -19,7 +19,6 @@ from web import mail
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="portal-"))
-PHONE = {"width": 390, "height": 844}
 REFERRAL = (
     "Dear Ms Patel,\n\nFurther to our call, the referral form for J is attached. Please ring me "
     "on 01632 960 123 before 3 pm.\n\nHead teacher\n"
@@ -78,3 +77,114 @@ def test_the_recipient_reads_the_message_and_downloads_its_attachment(
         1, 15, where=lambda m: "head@school.test" in m.rcpt_tos and b"Opened by" in m.data
     )
     assert opened, live.gateway.proc.output()
+
+
+def test_five_wrong_codes_lock_the_link(live: Live, page: Page, browser_phone: Page) -> None:
+    path, link_id = live.link("head@school.test", "carer@nosts.test", mail.message())
+    page.goto(live.url(path))
+    page.get_by_role("button", name="Email me a code").click()
+    right = live.wait_code("carer@nosts.test")
+    wrong = "00000000" if right.replace(" ", "") != "00000000" else "11111111"
+    for left in (4, 3, 2, 1):
+        page.fill("#code", wrong)
+        page.get_by_role("button", name="Open the message").click()
+        plural = "attempt" if left == 1 else "attempts"
+        expect(page.get_by_role("alert")).to_have_text(
+            f"That code is not right. {left} {plural} left."
+        )
+    page.fill("#code", wrong)
+    page.get_by_role("button", name="Open the message").click()
+    expect(page.locator("h1")).to_have_text("This link is locked")
+    expect(page.locator("main")).to_contain_text("head@school.test")  # whom to ask
+    page.screenshot(path=str(SCREENSHOTS / "portal-locked.png"), full_page=True)
+    # Locked for good: the right code opens nothing now, on any page of the link.
+    for target in (path, path + "/view"):
+        response = page.goto(live.url(target))
+        assert response is not None and response.status == 410
+        expect(page.locator("h1")).to_have_text("This link is locked")
+    browser_phone.goto(live.url(path))
+    browser_phone.screenshot(path=str(SCREENSHOTS / "portal-phone-locked.png"), full_page=True)
+    hold_id = live.gateway.query("SELECT hold_id FROM secure_links WHERE id = ?", (link_id,))
+    events = live.events(hold_id[0][0])
+    assert events.count("link-code-failed") == 4 and events.count("link-locked") == 1, events
+    assert right not in live.audit_text() and right.replace(" ", "") not in live.audit_text()
+
+
+@pytest.mark.parametrize(
+    ("case", "heading"),
+    [
+        ("expired", "This link has expired"),
+        ("revoked", "This link has been withdrawn"),
+        ("purged", "This link is no longer available"),
+    ],
+)
+def test_a_link_that_no_longer_opens_says_why_and_whom_to_ask(
+    live: Live, page: Page, case: str, heading: str
+) -> None:
+    lifetime = 0.001 if case == "expired" else 14 * 86400
+    path, link_id = live.link("dsl@school.test", f"{case}@nosts.test", mail.message(), lifetime)
+    if case == "revoked":
+        links.revoke(live.gateway.proc.config, link_id)
+    elif case == "purged":
+        [(hold_id,)] = live.gateway.query(
+            "SELECT hold_id FROM secure_links WHERE id = ?", (link_id,)
+        )
+        links.purge(live.gateway.proc.config, hold_id)
+    response = page.goto(live.url(path))
+    assert response is not None and response.status == 410
+    expect(page.locator("h1")).to_have_text(heading)
+    expect(page.locator(".contact")).to_contain_text("dsl@school.test")
+    expect(page.locator(".contact")).to_contain_text(link_id)
+    assert page.get_by_role("button").count() == 0  # no code can be asked for
+    answer = page.request.post(live.url(path + "/code"), form={"csrf": "x"})
+    assert answer.status == 410
+
+
+def test_a_forwarded_link_shows_nothing_without_the_mailbox(
+    live: Live, page: Page, browser: Browser
+) -> None:
+    raw = mail.message(
+        to=["gp@nosts.test"],
+        body="Private notes about J.\n",
+        attachments=[("notes.txt", "text/plain", b"private")],
+    )
+    path, _ = live.link("head@school.test", "gp@nosts.test", raw)
+    # The recipient opens it on their own device...
+    page.goto(live.url(path))
+    enter_code(page, live, "gp@nosts.test")
+    expect(page.locator("pre.body")).to_contain_text("Private notes")
+    # ...and whoever they forwarded the email to has the link, but not the mailbox.
+    other = browser.new_context()
+    try:
+        stranger = other.new_page()
+        stranger.goto(live.url(path + "/view"))
+        expect(stranger).to_have_url(live.url(path))  # back to "prove your address"
+        expect(stranger.locator("main")).not_to_contain_text("Private notes")
+        answer = stranger.request.get(live.url(path + "/a/1"))
+        assert answer.status == 403 and b"private" not in answer.body()
+        stranger.get_by_role("button", name="Email me a code").click()
+        expect(stranger.get_by_role("status")).to_contain_text("less than a minute ago")
+        stranger.fill("#code", "12345678")
+        stranger.get_by_role("button", name="Open the message").click()
+        expect(stranger.get_by_role("alert")).to_be_visible()
+        expect(stranger.locator("main")).not_to_contain_text("Private notes")
+    finally:
+        other.close()
+
+
+def test_a_reply_reaches_the_sender_through_the_upstream(live: Live, page: Page) -> None:
+    path, link_id = live.link("teacher@school.test", "aunt@nosts.test", mail.message())
+    page.goto(live.url(path))
+    enter_code(page, live, "aunt@nosts.test")
+    page.fill("#text", "Thank you. I can come to the meeting on Friday at 10.")
+    page.get_by_role("button", name="Send reply").click()
+    expect(page.get_by_role("status")).to_have_text("Your reply has been sent to the sender.")
+    found = live.gateway.upstream.wait_for(
+        1, 15, where=lambda m: m.rcpt_tos == ("teacher@school.test",) and b"Secure reply" in m.data
+    )
+    assert found, live.gateway.proc.output()
+    assert b"I can come to the meeting on Friday at 10." in found[0].data
+    assert b"aunt@nosts.test" in found[0].data
+    [(hold_id,)] = live.gateway.query("SELECT hold_id FROM secure_links WHERE id = ?", (link_id,))
+    assert "link-reply" in live.events(hold_id)
+    assert "meeting on Friday" not in live.audit_text()  # a reply is a body: not in the trail
