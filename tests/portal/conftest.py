@@ -73,9 +73,10 @@ class Live:
         assert match
         return match.group(1).decode()
 
-    def events(self, hold_id: str | None = None) -> list[str]:
-        sql = "SELECT event FROM audit" + (" WHERE hold_id = ?" if hold_id else "")
-        rows = self.gateway.query(sql + " ORDER BY seq", (hold_id,) if hold_id else ())
+    def events(self, hold_id: str) -> list[str]:
+        rows = self.gateway.query(
+            "SELECT event FROM audit WHERE hold_id = ? ORDER BY seq", (hold_id,)
+        )
         return [str(row[0]) for row in rows]
 
     def audit_text(self) -> str:

@@ -30,7 +30,8 @@ async def main(config, hold_id, lifetime):
         for n, recipient in enumerate(r.address for r in hold.recipients):
             token = securelink.token_text(secrets.token_bytes(securelink.TOKEN_BYTES))
             link_id = f"LTEST{secrets.token_hex(3).upper()}{n}"
-            links.append(NewLink(link_id, recipient, securelink.token_digest(token), now + lifetime))
+            digest = securelink.token_digest(token)
+            links.append(NewLink(link_id, recipient, digest, now + lifetime))
             made[recipient] = {"token": token, "link": link_id}
         change = SendLinks(now, "alice", "the family's address is not secure", tuple(links))
         changed = await store.update(hold_id, frozenset({Status.HELD}), change)

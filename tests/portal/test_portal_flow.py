@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
+from web import mail
 
 from portal import links
 from portal.conftest import ORGANISATION, Live
-from web import mail
 
 pytestmark = pytest.mark.e2e
 
@@ -100,14 +100,17 @@ def test_five_wrong_codes_lock_the_link(live: Live, page: Page, browser_phone: P
     # Locked for good: the right code opens nothing now, on any page of the link.
     for target in (path, path + "/view"):
         response = page.goto(live.url(target))
-        assert response is not None and response.status == 410
+        assert response is not None
+        assert response.status == 410
         expect(page.locator("h1")).to_have_text("This link is locked")
     browser_phone.goto(live.url(path))
     browser_phone.screenshot(path=str(SCREENSHOTS / "portal-phone-locked.png"), full_page=True)
     hold_id = live.gateway.query("SELECT hold_id FROM secure_links WHERE id = ?", (link_id,))
     events = live.events(hold_id[0][0])
-    assert events.count("link-code-failed") == 4 and events.count("link-locked") == 1, events
-    assert right not in live.audit_text() and right.replace(" ", "") not in live.audit_text()
+    assert events.count("link-code-failed") == 4, events
+    assert events.count("link-locked") == 1, events
+    assert right not in live.audit_text()
+    assert right.replace(" ", "") not in live.audit_text()
 
 
 @pytest.mark.parametrize(
@@ -131,7 +134,8 @@ def test_a_link_that_no_longer_opens_says_why_and_whom_to_ask(
         )
         links.purge(live.gateway.proc.config, hold_id)
     response = page.goto(live.url(path))
-    assert response is not None and response.status == 410
+    assert response is not None
+    assert response.status == 410
     expect(page.locator("h1")).to_have_text(heading)
     expect(page.locator(".contact")).to_contain_text("dsl@school.test")
     expect(page.locator(".contact")).to_contain_text(link_id)
@@ -161,7 +165,8 @@ def test_a_forwarded_link_shows_nothing_without_the_mailbox(
         expect(stranger).to_have_url(live.url(path))  # back to "prove your address"
         expect(stranger.locator("main")).not_to_contain_text("Private notes")
         answer = stranger.request.get(live.url(path + "/a/1"))
-        assert answer.status == 403 and b"private" not in answer.body()
+        assert answer.status == 403
+        assert b"private" not in answer.body()
         stranger.get_by_role("button", name="Email me a code").click()
         expect(stranger.get_by_role("status")).to_contain_text("less than a minute ago")
         stranger.fill("#code", "12345678")
