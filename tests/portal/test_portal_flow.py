@@ -77,6 +77,9 @@ def test_the_recipient_reads_the_message_and_downloads_its_attachment(
         1, 15, where=lambda m: "head@school.test" in m.rcpt_tos and b"Opened by" in m.data
     )
     assert opened, live.gateway.proc.output()
+    token = path.removeprefix("/m/")
+    assert token not in live.gateway.proc.output()  # neither the token nor the code is logged
+    assert token not in live.audit_text()
 
 
 def test_five_wrong_codes_lock_the_link(live: Live, page: Page, browser_phone: Page) -> None:
