@@ -309,7 +309,14 @@ class SecureLinks(Protocol):
 
 
 class HoldStore(
-    Holds, RelayJournal, AuditTrail, NoticeOutbox, DeliveryQueue, ProbeResults, Protocol
+    Holds,
+    RelayJournal,
+    AuditTrail,
+    NoticeOutbox,
+    DeliveryQueue,
+    ProbeResults,
+    SecureLinks,
+    Protocol,
 ):
     """The hold store as one service: holds, journal, trail, outbox and queue share a
     transaction."""
