@@ -262,8 +262,10 @@ class SecureLinks(Protocol):
         audit: Sequence[AuditRecord] = (),
         notices: Sequence[NewNotice] = (),
     ) -> Link | None:
-        """Record ``outcome`` (its attempts; locked_at = at when it locks the link); None when
-        the attempts are no longer ``expect_attempts``."""
+        """Record ``outcome`` (its attempts; locked_at = at when it locks the link; a right
+        code is used up: its digest is cleared); None when the attempts are no longer
+        ``expect_attempts``, or the code the outcome was judged against was used up meanwhile
+        (read the link again and check again)."""
         ...
 
     async def link_opened(

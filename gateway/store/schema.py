@@ -11,8 +11,17 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gateway.core.securelink import CodeFacts
 from gateway.store.assessment import AssessmentRecord, DaneHostRecord, HoldFacts
-from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalate, HoldChange
+from gateway.store.changes import (
+    Decide,
+    DeliveryDone,
+    DeliveryPending,
+    Escalate,
+    HoldChange,
+    SendLinks,
+)
+from gateway.store.links import Link
 from gateway.store.records import HeldRecipient, Hold, Status
 
 ASSESSMENT_VERSION = 2  # 1 was the `gateway check --json` layout this one grew out of
@@ -160,6 +169,15 @@ def change_columns(change: HoldChange, text: Callable[[str], str] = str) -> dict
                 "decided_by": text(by),
                 "decision": text(reason),
             }
+        case SendLinks(at, by, reason, _links):
+            # The links themselves are rows of their own, inserted by the backend in the
+            # same transaction once this compare-and-set has succeeded.
+            return {
+                "status": Status.LINKED.value,
+                "decided_at": at,
+                "decided_by": text(by),
+                "decision": text(reason),
+            }
         case Escalate(at):
             return {"escalated_at": at}
         case DeliveryPending(error, delivered):
@@ -212,3 +230,38 @@ def hold_from_row(row: Sequence[Any]) -> Hold:
         attempt_at=attempt_at,
         attempt_by=attempt_by,
     )
+
+
+# The columns of a secure link, in the order both backends select them (``link_from_row``).
+LINK_COLUMNS = (
+    "id, hold_id, recipient, token_digest, created_at, created_by, expires_at, code_digest,"
+    " code_expires_at, code_attempts, codes_sent, code_sent_at, revoked_at, revoked_by,"
+    " locked_at, opened_at, unopened_noticed_at"
+)
+
+
+def link_from_row(row: Sequence[Any]) -> Link:
+    (link_id, hold_id, recipient, token, created_at, created_by, expires_at, digest,
+     code_expires_at, attempts, sent, sent_at, revoked_at, revoked_by, locked_at, opened_at,
+     noticed_at) = row  # fmt: skip
+    return Link(
+        id=link_id,
+        hold_id=hold_id,
+        recipient=recipient,
+        token_digest=token,
+        created_at=created_at,
+        created_by=created_by,
+        expires_at=expires_at,
+        code=CodeFacts(digest, code_expires_at, attempts, sent, sent_at),
+        revoked_at=revoked_at,
+        revoked_by=revoked_by,
+        locked_at=locked_at,
+        opened_at=opened_at,
+        unopened_noticed_at=noticed_at,
+    )
+
+
+def code_address(address: str) -> str:
+    """The form an address is counted under for the portal's limit of codes per address:
+    folded, so that changing the case of a local part does not buy more codes."""
+    return address.casefold()

@@ -19,7 +19,7 @@ from typing import TypeVar
 from gateway import logs
 from gateway.core.auditchain import Entry, Problem
 from gateway.store.auditkey import default_key
-from gateway.store.changes import HoldChange
+from gateway.store.changes import HoldChange, SendLinks
 from gateway.store.crypto import Sealer
 from gateway.store.probes import ProbeRecord
 from gateway.store.queries import AuditQuery, HoldQuery
@@ -34,7 +34,7 @@ from gateway.store.records import (
     Status,
 )
 from gateway.store.safeio import fsync_dir, private_dir, write_atomic
-from gateway.store.sqlite import outbox, probes, queries, queue, rotation, tables, trail
+from gateway.store.sqlite import links, outbox, probes, queries, queue, rotation, tables, trail
 from gateway.store.sqlite.database import Database
 
 T = TypeVar("T")
@@ -43,9 +43,9 @@ HELD_DB = "held.sqlite3"
 JOURNAL_DAYS = 7
 
 
-class SqliteStore:
+class SqliteStore(links.SqliteLinks):
     """Implements ``Holds``, ``RelayJournal``, ``AuditTrail``, ``NoticeOutbox``,
-    ``DeliveryQueue`` and ``ProbeResults``."""
+    ``DeliveryQueue``, ``ProbeResults`` and (``sqlite.links``) ``SecureLinks``."""
 
     def __init__(
         self,
@@ -171,6 +171,8 @@ class SqliteStore:
         def change_it() -> Hold | None:
             if self._db.execute(sql, (*columns.values(), hold_id, *statuses)).rowcount != 1:
                 return None
+            if isinstance(change, SendLinks):
+                links.insert(self._db, hold_id, change)
             self._append(audit)
             outbox.enqueue(self._db, self._sealer, self._clock(), notices)
             return self._get(hold_id)

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.store import schema
 from gateway.store.records import NewHold, Status
-from gateway.store.sqlite import trail
+from gateway.store.sqlite import links, trail
 from gateway.store.sqlite.database import Migration, script
 
 VERSION_1 = """
@@ -117,6 +117,7 @@ def migrations(audit_key: bytes, clock: Callable[[], float]) -> tuple[Migration,
         trail.keying_migration(audit_key, clock),
         script(PROBE_RESULTS),
         script(QUEUE),
+        script(links.TABLES),
     )
 
 
