@@ -383,6 +383,8 @@ async def _scheduler(
                         purged=report.purged,
                         released=report.released,
                     )
+                if report.unopened:
+                    log.info("secure links not opened", links=report.unopened)
             else:
                 await review.drain_notices()
         except Exception:  # the scheduler must outlive a bad sweep; it runs again later
