@@ -16,10 +16,10 @@ from starlette.applications import Starlette
 from gateway import logs
 from gateway.config.settings import Settings
 from gateway.errors import ConfigError
-from gateway.portal.app import PortalApp, create_app, environment
+from gateway.portal.app import create_app
 from gateway.portal.service import Portal, PortalStore, code_pepper
+from gateway.portal.state import PortalApp, environment
 from gateway.portal.viewer import Signer
-from gateway.review.linknotices import LinkNotices
 from gateway.review.model import Review
 from gateway.runtime.inuse import explained
 from gateway.runtime.parts import data_dir
@@ -46,9 +46,7 @@ def build_portal(
     settings: Settings, review: Review, store: PortalStore, wake: Callable[[], None]
 ) -> Starlette:
     folder = data_dir(settings)
-    mails = LinkNotices(
-        review.notices, settings.portal.public_url, settings.secure_link.unopened_after
-    )
+    mails = review.secure_links.notices  # the same emails the reviewer's side sends
     portal = Portal(store, mails, code_pepper(load_key(settings, folder)), wake)
     state = PortalApp(
         portal=portal,

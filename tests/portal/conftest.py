@@ -4,16 +4,20 @@ made the real way, by mail over SMTP; the codes are read from the emails the ups
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from portal import links
+from rig.cli import gateway_script, run_gateway
 from rig.gatewayproc import Gateway, start_gateway
 from rig.plugin import rig
 from rig.ports import LOOPBACK, free_port
@@ -32,7 +36,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 HOLD_ID = re.compile(r"held for review as ([0-9a-f]+)")
-CODE = re.compile(rb"^\s+(\d{4} \d{4})\s*$", re.MULTILINE)
+LINK = re.compile(r"https?://[^/\s]+(/m/[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])")
+CODE = re.compile(r"^ +(\d{4} \d{4}) *$", re.MULTILINE)
 ORGANISATION = "Oak Primary School"
 
 
@@ -54,12 +59,61 @@ class Live:
         return found.group(1)
 
     def link(
-        self, sender: str, to: str, raw: bytes, lifetime: float = 14 * 86400
+        self, sender: str, to: str, raw: bytes, lifetime: float | None = None
     ) -> tuple[str, str]:
-        """Hold ``raw`` and send it by secure link: (the link's path, its id)."""
+        """Hold ``raw`` and send it by secure link, as a reviewer does (`gateway held
+        send-link`), the token taken from the link email the upstream got: (the link's path,
+        its id). With ``lifetime``, the link is made through the store instead, to expire."""
         hold_id = self.hold(sender, to, raw)
-        made = links.send_links(self.gateway.proc.config, hold_id, lifetime)[to]
-        return f"/m/{made['token']}", made["link"]
+        if lifetime is not None:
+            made = links.send_links(self.gateway.proc.config, hold_id, lifetime)[to]
+            return f"/m/{made['token']}", made["link"]
+        config = self.gateway.proc.config
+        reason = "the family's provider is not secure"
+        done = run_gateway(
+            gateway_script(),
+            "held",
+            "send-link",
+            hold_id,
+            "--reason",
+            reason,
+            "--by",
+            "alice",
+            "--config",
+            config,
+        )
+        assert done.returncode == 0, done.stderr
+        found = self.gateway.upstream.wait_for(
+            1,
+            15,
+            where=lambda m: (
+                to in m.rcpt_tos and LINK.search(text_of(m)) is not None and hold_id in text_of(m)
+            ),
+        )
+        assert found, f"no link email to {to}\n{self.gateway.proc.output()}"
+        match = LINK.search(text_of(found[0]))
+        assert match
+        path = match.group(1)
+        [(link_id,)] = self.gateway.query(
+            "SELECT id FROM secure_links WHERE hold_id = ?", (hold_id,)
+        )
+        return path, str(link_id)
+
+    def revoke(self, link_id: str) -> None:
+        config = self.gateway.proc.config
+        done = run_gateway(
+            gateway_script(),
+            "held",
+            "revoke-link",
+            link_id,
+            "--reason",
+            "sent to the wrong family",
+            "--by",
+            "alice",
+            "--config",
+            config,
+        )
+        assert done.returncode == 0, done.stderr
 
     def codes(self, recipient: str) -> list[Message]:
         return [m for m in self.gateway.upstream.messages if _is_code(m, recipient)]
@@ -69,9 +123,9 @@ class Live:
         upstream = self.gateway.upstream
         found = upstream.wait_for(count, 15, where=lambda m: _is_code(m, recipient))
         assert len(found) >= count, f"no code email for {recipient}\n{self.gateway.proc.output()}"
-        match = CODE.search(found[count - 1].data)
+        match = CODE.search(text_of(found[count - 1]))
         assert match
-        return match.group(1).decode()
+        return match.group(1)
 
     def events(self, hold_id: str) -> list[str]:
         rows = self.gateway.query(
@@ -83,8 +137,17 @@ class Live:
         return "\n".join(str(r) for r in self.gateway.query("SELECT * FROM audit", ()))
 
 
+def text_of(message: Message) -> str:
+    """The email as its reader sees it: headers and decoded text body."""
+    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    body = parsed.get_body(("plain",))
+    text = body.get_content() if body is not None else ""
+    return f"{parsed}\n{text}"
+
+
 def _is_code(message: Message, recipient: str) -> bool:
-    return recipient in message.rcpt_tos and b"one-time code" in message.data
+    return recipient in message.rcpt_tos and CODE.search(text_of(message)) is not None
 
 
 @pytest.fixture(scope="module")
