@@ -45,6 +45,13 @@ _NOTICE_WORDS = {
     "escalated": "The escalation notice went",
     "delivered": "The sender was sent the delivery confirmation",
     "audit-head": "The audit trail's head was sent to its witnesses",
+    "link": "The secure link was emailed",
+    "link-code": "A one-time code was emailed",
+    "linked": "The sender was told it was sent by secure link",
+    "linked-reviewers": "Reviewers were told it was sent by secure link automatically",
+    "link-opened": "The sender was told the secure link was opened",
+    "link-unopened": "The sender and reviewers were told the secure link was not opened",
+    "link-reply": "The recipient's reply went to the sender",
 }
 
 _SIGN_IN_WORDS = {
@@ -222,6 +229,73 @@ def _attachment_downloaded(actor: str, hold_id: str, data: Mapping[str, Any]) ->
     return f"Attachment {name}{of} downloaded by {actor}"
 
 
+# --- Secure links (``audit.linkevents``) -------------------------------------------------------
+
+
+def _link_sent(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    links = data.get("links")
+    pairs = [
+        f"{link.get('recipient', '?')} ({link.get('link', '?')})"
+        for link in (links if isinstance(links, list) else [])
+        if isinstance(link, Mapping)
+    ]
+    how = "automatically" if data.get("automatic") else f"by {actor}"
+    return f"Sent by secure link {how} to {names(pairs)}: {_said(data.get('rationale'))}"
+
+
+def _link(data: Mapping[str, Any]) -> str:
+    return f"link {data.get('link', '?')} to {data.get('recipient', '?')}"
+
+
+def _from(data: Mapping[str, Any]) -> str:
+    client = str(data.get("client") or "")
+    return f" (from {client})" if client else ""
+
+
+def _link_code_sent(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"One-time code number {data.get('codes_sent', '?')} sent for {_link(data)}{_from(data)}"
+
+
+def _link_code_failed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Wrong code entered for {_link(data)}{_from(data)}, attempt {data.get('attempts', '?')}"
+
+
+def _link_locked(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return (
+        f"Locked {_link(data)} after {data.get('attempts', '?')} wrong codes{_from(data)}; "
+        "a reviewer must send a new link"
+    )
+
+
+def _link_opened(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Opened for the first time through {_link(data)}{_from(data)}, after a right code"
+
+
+def _link_viewed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Viewed again through {_link(data)}{_from(data)}"
+
+
+def _link_attachment(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    name = str(data.get("filename") or "") or f"number {data.get('part', '?')}"
+    return f"Attachment {name} downloaded through {_link(data)}{_from(data)}"
+
+
+def _link_reply(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    size = data.get("size")
+    of = f" ({size_words(size)})" if isinstance(size, int) else ""
+    return f"Reply{of} through {_link(data)}{_from(data)}, sent to {data.get('to') or '?'}"
+
+
+def _link_revoked(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    return f"Revoked {_link(data)} by {actor}: {_said(data.get('reason'))}"
+
+
+def _link_unopened(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
+    waited = data.get("waited_seconds")
+    hours = f" after {round(waited / 3600, 1):g} hours" if isinstance(waited, int | float) else ""
+    return f"Not opened{hours}: {_link(data)}; told {names(data.get('told'))}"
+
+
 # --- The delivery queue ([delivery] direct) ---------------------------------------------------
 
 
@@ -324,6 +398,16 @@ _SENTENCES: dict[str, Callable[[str, str, Mapping[str, Any]], str]] = {
     "notice-sent": _notice_sent,
     "viewed": _viewed,
     "attachment-downloaded": _attachment_downloaded,
+    "link-sent": _link_sent,
+    "link-code-sent": _link_code_sent,
+    "link-code-failed": _link_code_failed,
+    "link-locked": _link_locked,
+    "link-opened": _link_opened,
+    "link-viewed": _link_viewed,
+    "link-attachment-downloaded": _link_attachment,
+    "link-reply": _link_reply,
+    "link-revoked": _link_revoked,
+    "link-unopened": _link_unopened,
     "queued": _queued,
     "queue-delivered": _queue_delivered,
     "queue-failed": _queue_failed,

@@ -111,6 +111,12 @@ class Notices:
             message = self._message(recipients, subject, ascii_body, hold, from_hold=False)
         return [NewNotice(kind, hold.id, self.sender, tuple(recipients), message)]
 
+    def notice(
+        self, kind: str, hold: Hold, to: Sequence[str], subject: str, body: str
+    ) -> list[NewNotice]:
+        """A notice of ``kind`` about ``hold``, as every notice here is built (``linknotices``)."""
+        return self._notice(kind, hold, to, subject, body)
+
     def held(self, hold: Hold, relayed_to: Sequence[str]) -> list[NewNotice]:
         lines = [
             "Your message has not been sent to some of its recipients yet.",
