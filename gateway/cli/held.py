@@ -15,6 +15,7 @@ from gateway.audit import events as audit
 from gateway.audit.words import sentence
 from gateway.cli.actor import acting
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
+from gateway.cli.links import add_link_commands, link_json, link_lines
 from gateway.config.settings import Settings
 from gateway.config.values import parse_duration
 from gateway.core.auditchain import Entry, Head, contains
@@ -72,6 +73,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         decide.add_argument("--reason", required=True, metavar="TEXT")
         decide.add_argument("--by", default=None, help="who decided (default: your user name)")
         decide.set_defaults(run=_command(release if name == "release" else reject))
+
+    add_link_commands(actions, common, _command)
 
     purge = actions.add_parser("purge", parents=[common], help="delete decided bodies")
     purge.add_argument(
@@ -215,8 +218,10 @@ async def list_holds(review: Review, args: argparse.Namespace) -> int:
 
 async def show_hold(review: Review, args: argparse.Namespace) -> int:
     hold, message = await review.show(args.hold_id, _by(args))
+    links = await review.links(hold.id)
     if args.json:
         data = hold_json(hold)
+        data["links"] = [link_json(link, hold, time.time()) for link in links]
         if message is not None:
             data["headers"] = [list(h) for h in message.headers]
             data["text"] = message.text
@@ -241,6 +246,7 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
         lines.append(f"Decided by {hold.decided_by} at {_when(hold.decided_at)}: {hold.decision}")
     if hold.last_error:
         lines.append(f"Last delivery error: {hold.last_error}")
+    lines += link_lines(links, hold, time.time())
     route = review.release_route(hold)
     if route:
         lines.append(f"{route}.")

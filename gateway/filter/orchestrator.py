@@ -50,6 +50,7 @@ from gateway.filter.replies import (
     upstream_reply,
 )
 from gateway.posture.assessment import Assessment
+from gateway.review.links import SecureLinking, automatic_reasons
 from gateway.review.notices import Notices
 from gateway.smtp.reply import SmtpReply
 from gateway.store import (
@@ -88,6 +89,7 @@ class Filter:
         self._store = store
         self._delivery = delivery
         self._notices = Notices(settings.notify, settings.review, hostname, settings.web.public_url)
+        self._links = SecureLinking(settings, store, self._notices)
         # Canonical, like the domains they are compared with ("School.Test." is school.test).
         self._local_domains = frozenset(normalise_domain(d) for d in settings.policy.local_domains)
         # Called after a new hold, so its notices go out now rather than at the next sweep.
@@ -346,14 +348,21 @@ class Filter:
             new.findings,
         )
 
+        # Sent by secure link at once ([secure_link] automatic_for): the sender and reviewers
+        # hear that instead of "held", unless the sending fails (``send_automatically``).
+        automatic = automatic_reasons(new.recipients, self._links.automatic_for)
+
         def consequences(hold: Hold) -> tuple[list[AuditRecord], list[NewNotice]]:
             # The policy hold comes before any relay: the message's arrival goes with it.
             arrival = trail.received(work) if kind == "policy" else []
-            return [*arrival, audit.held(work.queue_id, hold, **details)], self._notices.held(
-                hold, relayed_to
-            )
+            notices = [] if automatic else self._notices.held(hold, relayed_to)
+            return [*arrival, audit.held(work.queue_id, hold, **details)], notices
 
         hold, created = await self._store.hold(new, consequences)
+        if created and automatic:
+            await self._links.send_automatically(
+                hold, automatic, self._notices.held(hold, relayed_to)
+            )
         if created and self._on_hold is not None:
             self._on_hold()
         log.info(

@@ -26,6 +26,7 @@ from gateway.core.auditchain import Entry, Problem
 from gateway.delivery.deliver import Delivery, Trace
 from gateway.delivery.transport import Recipient, Transaction, failure_reply
 from gateway.errors import ReviewError
+from gateway.review.links import SecureLinking
 from gateway.review.messageview import MessageView, view
 from gateway.review.notices import Notices
 from gateway.review.outbox import Outbox
@@ -42,6 +43,7 @@ from gateway.store import (
     HoldStore,
     Status,
 )
+from gateway.store.links import Link
 from gateway.store.ownership import owner_dead, process_owner
 
 
@@ -62,6 +64,7 @@ class SweepReport:
     released: list[str] = field(default_factory=list)
     notices_sent: int = 0
     pruned: int = 0  # finished delivery-queue entries deleted past retention
+    unopened: list[str] = field(default_factory=list)  # links told about, not opened in time
 
 
 class Review:
@@ -80,6 +83,7 @@ class Review:
         self._clock = clock
         self.notices = Notices(settings.notify, settings.review, hostname, settings.web.public_url)
         self._outbox = Outbox(store, delivery)
+        self.secure_links = SecureLinking(settings, store, self.notices, clock)
         self._log = logs.get("gateway.review")
         review = settings.review
         self._escalate_after = review.escalate_after
@@ -198,6 +202,20 @@ class Review:
         self._log.info("rejected", hold_id=hold_id, by=by)
         metrics.DECISIONS.labels("rejected").inc()
         return changed
+
+    async def send_link(self, hold_id: str, rationale: str, by: str) -> tuple[Hold, list[Link]]:
+        """Send the hold to its held recipients by secure link (``links``): a decision."""
+        rationale = decision_text(
+            rationale, "sending by secure link needs a written rationale, as a release does"
+        )
+        return await self.secure_links.send(await self.get(hold_id), rationale, _name(by))
+
+    async def links(self, hold_id: str) -> Sequence[Link]:
+        return await self._store.links_of((await self.get(hold_id)).id)
+
+    async def revoke_link(self, link_id: str, reason: str, by: str) -> Link:
+        reason = decision_text(reason, "revoking a link needs a reason: the trail keeps it")
+        return await self.secure_links.revoke(link_id, reason, _name(by))
 
     async def purge(self, older_than: float, by: str) -> list[str]:
         """Delete the bodies of decided holds older than ``older_than`` seconds (counted from
@@ -335,6 +353,7 @@ class Review:
                     report.released.append(hold.id)
         report.purged = await self.purge(self._retention, audit.GATEWAY)
         report.pruned = await self._store.prune_queued(now - self._retention)
+        report.unopened = await self.secure_links.sweep_unopened()
         # The clock again: the notices this sweep queued are due now, not before it began.
         report.notices_sent = await self._outbox.drain(self._clock())
         await self._witness_head()
