@@ -46,6 +46,7 @@ from gateway.store.crypto import KEY_FILE as STORE_KEY_FILE
 from gateway.store.crypto import uses_default_key
 
 if TYPE_CHECKING:
+    from gateway.runtime.portal import EmbeddedPortal
     from gateway.runtime.webui import EmbeddedWeb
 
 SESSION_DRAIN = 10.0  # seconds for sessions in progress when the gateway stops
@@ -78,6 +79,7 @@ async def serve(
         if accounts is not None:
             started.callback(accounts.close)
         web_ui = _web_ui(settings, running, wake, accounts) if leader else None
+        portal = _portal(settings, running, wake) if leader else None
         server_tls = ServerTls(settings) if settings.smtp.tls_cert else None
         admission = _admission(settings, server_tls, accounts)
         servers = await _listen(settings, running, admission, wake, queue_wake, server_tls)
@@ -86,6 +88,9 @@ async def serve(
         if web_ui is not None:
             web_ui.bind()
             started.push_async_callback(web_ui.stop)
+        if portal is not None:
+            portal.bind()
+            started.push_async_callback(portal.stop)
         supervisor = await _start_workers(settings, started) if leader else None
         _on_hangup(settings, running.posture, server_tls, supervisor, log)
         if leader:  # once it listens: a start that fails never touches a running one's file
@@ -109,6 +114,8 @@ async def serve(
             started.push_async_callback(_stop_witness, witnessing, running.stop)
         if web_ui is not None:
             await web_ui.start()
+        if portal is not None:
+            await portal.start()
         log.info(
             "listening",
             smtp=str(settings.smtp.listen),
@@ -138,6 +145,8 @@ async def serve(
             await supervisor.stop()
         if web_ui is not None:
             await web_ui.stop()
+        if portal is not None:
+            await portal.stop()
         await _drain(admission)  # then the scheduler stops and the parts close
 
 
@@ -171,6 +180,15 @@ def _web_ui(
     return EmbeddedWeb(
         settings, running.review, running.store, running.posture, wake.set, accounts.records
     )
+
+
+def _portal(settings: Settings, running: Running, wake: asyncio.Event) -> EmbeddedPortal | None:
+    """The recipients' portal ([portal] enabled), on its own listener, never the web UI's."""
+    if not settings.portal.enabled:
+        return None
+    from gateway.runtime.portal import EmbeddedPortal  # loads the portal's stack
+
+    return EmbeddedPortal(settings, running.review, running.store, wake.set)
 
 
 def _admission(
@@ -365,6 +383,8 @@ async def _scheduler(
                         purged=report.purged,
                         released=report.released,
                     )
+                if report.unopened:
+                    log.info("secure links not opened", links=report.unopened)
             else:
                 await review.drain_notices()
         except Exception:  # the scheduler must outlive a bad sweep; it runs again later

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gateway.core.securelink import CodeFacts
+from gateway.core.securelink import CodeCheck, CodeFacts, CodeOutcome
 from gateway.store.assessment import AssessmentRecord, DaneHostRecord, HoldFacts
 from gateway.store.changes import (
     Decide,
@@ -265,3 +265,13 @@ def code_address(address: str) -> str:
     """The form an address is counted under for the portal's limit of codes per address:
     folded, so that changing the case of a local part does not buy more codes."""
     return address.casefold()
+
+
+def entered_values(
+    link_id: str, expect_attempts: int, outcome: CodeOutcome, at: float
+) -> tuple[Any, ...]:
+    """The parameters of the "code entered" compare-and-set, in both backends' order."""
+    locks = at if outcome.check is CodeCheck.LOCKED else None
+    used = outcome.check is CodeCheck.OK
+    none_sent = outcome.check is CodeCheck.NONE_SENT
+    return (outcome.attempts, locks, used, link_id, expect_attempts, none_sent)

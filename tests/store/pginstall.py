@@ -8,10 +8,13 @@ from pathlib import Path
 
 from gateway.core.model import PolicyStatus
 from gateway.core.mtasts import parse_policy
+from gateway.core.securelink import token_digest
 from gateway.core.stscache import CachedPolicy, FetchFailure
-from gateway.store import HeldRecipient, NewHold
+from gateway.store import HeldRecipient, NewHold, Status
 from gateway.store.accounts import NewSession, Role, User
+from gateway.store.changes import SendLinks
 from gateway.store.crypto import Sealer
+from gateway.store.links import NewLink
 from gateway.store.policycache import PolicyDb
 from gateway.store.postgres.copy import Install
 from gateway.store.probes import ProbeRecord
@@ -31,6 +34,7 @@ class Made:
     install: Install
     hold_ids: list[str]
     queue_ids: list[str]
+    link: NewLink | None = None  # the last hold's, sent by secure link, with one code sent
 
 
 def install_of(folder: Path) -> Install:
@@ -47,9 +51,20 @@ def body(n: int) -> bytes:
     return f"Subject: hold {n}\r\n\r\nabout a child, number {n}\r\n".encode()
 
 
-async def make_install(folder: Path, holds: int = HOLDS) -> Made:
+async def send_link(store: SqliteStore, hold_id: str, recipient: str) -> NewLink:
+    link = NewLink("LCOPY000001", recipient, token_digest("t" * 43), 9e9)
+    change = SendLinks(10.0, "alice", "the procedure", (link,))
+    record = AuditRecord("link-sent", hold_id, "alice", {"link": link.id})
+    assert await store.update(hold_id, frozenset({Status.HELD}), change, [record])
+    assert await store.link_code_sent(link.id, 0, "c" * 64, 11.0, 611.0)
+    return link
+
+
+async def make_install(folder: Path, holds: int = HOLDS, linked: bool = False) -> Made:
+    """``linked``: the last hold is sent by secure link (one more audit entry)."""
     store = SqliteStore(folder, Sealer(STORE_KEY), audit_key=AUDIT_KEY)
     hold_ids, queue_ids = [], []
+    link = None
     try:
         for n in range(holds):
             new = NewHold(
@@ -90,6 +105,8 @@ async def make_install(folder: Path, holds: int = HOLDS) -> Made:
             queue_ids.append(queued.id)
         await store.purge_body(hold_ids[0], [AuditRecord("purged", hold_ids[0], "gateway", {})])
         await store.record_probes([ProbeRecord("partner.test", 1.0, True, "all good", ({"a": 1},))])
+        if linked:
+            link = await send_link(store, hold_ids[-1], f"a{holds - 1}@partner.test")
     finally:
         await store.close()
     cache = PolicyDb(folder / "sts-cache.sqlite3")
@@ -109,4 +126,4 @@ async def make_install(folder: Path, holds: int = HOLDS) -> Made:
         accounts.add_session(NewSession("s" * 64, "alice", "c", "192.0.2.1", 6.0), "", (0, 0))
     finally:
         accounts.close()
-    return Made(install_of(folder), hold_ids, queue_ids)
+    return Made(install_of(folder), hold_ids, queue_ids, link)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store import Status
 from gateway.store.crypto import Sealer
 from gateway.store.postgres import Database, PgStore, SyncDatabase
 from gateway.store.postgres.copy import CopyRefused, copy_install
@@ -19,7 +20,7 @@ from store.pginstall import AUDIT_KEY, HOLDS, STORE_KEY, Made, body, make_instal
 EXPECTED = {  # rows each table of the install has
     "holds": HOLDS,
     "relay_journal": HOLDS,
-    "audit": 2 * HOLDS + 1,  # held and queued per message, one purge
+    "audit": 2 * HOLDS + 2,  # held and queued per message, one purge, one sent by link
     "outbox": HOLDS,
     "probe_results": 1,
     "queue": HOLDS,
@@ -28,6 +29,8 @@ EXPECTED = {  # rows each table of the install has
     "users": 2,
     "sign_in_failures": 1,
     "sessions": 1,
+    "secure_links": 1,
+    "link_codes": 1,
 }
 
 
@@ -48,7 +51,7 @@ async def target(pg_dsn: str) -> AsyncIterator[SyncDatabase]:
 
 @pytest.fixture
 async def made(tmp_path: Path) -> Made:
-    return await make_install(tmp_path / "install")
+    return await make_install(tmp_path / "install", linked=True)
 
 
 def rows(db: SyncDatabase, sql: str, *values: object) -> list[tuple[object, ...]]:
@@ -103,6 +106,19 @@ async def test_every_table_arrives_and_the_sealed_bodies_open_under_the_same_key
         assert await store.queued_message(made.queue_ids[3]) == body(3)
         assert await store.verify_audit() == (EXPECTED["audit"], None)
         assert await store.relayed("copy:4") == frozenset({"b4@secure.test"})
+        assert made.link is not None
+        link = await store.link_by_token(made.link.token_digest)
+        assert link is not None
+        assert (link.id, link.hold_id, link.recipient) == (
+            made.link.id,
+            made.hold_ids[-1],
+            "a4@partner.test",
+        )
+        assert (link.code.sent, link.code.digest, link.created_by) == (1, "c" * 64, "alice")
+        assert await store.codes_sent_to("a4@partner.test", 0.0) == 1
+        linked = await store.get(made.hold_ids[-1])
+        assert linked is not None
+        assert linked.status is Status.LINKED
     finally:
         await store.close()
 

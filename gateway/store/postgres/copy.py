@@ -3,7 +3,8 @@
 What the embedded backend keeps in three SQLite files and two folders of sealed files is
 written to a migrated database: the hold store's tables (holds and their sealed bodies, the
 relay journal, the audit trail, the outbox, the delivery queue and its bodies, the last
-probes), the MTA-STS policy cache and the accounts (users, the sign-in throttle, web sessions).
+probes, the secure links and the codes they sent), the MTA-STS policy cache and the accounts
+(users, the sign-in throttle, web sessions).
 
 The copy is made to be run again. Each table goes in batches, each batch one transaction of
 ``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL docs, "INSERT", the ON CONFLICT clause), so a
@@ -34,6 +35,7 @@ from psycopg import Connection
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
 from gateway.errors import GatewayError, SchemaMismatch
+from gateway.store import schema
 from gateway.store.postgres import trail
 from gateway.store.postgres.database import SyncDatabase
 from gateway.store.postgres.tables import SCHEMA_VERSION, text_value
@@ -136,6 +138,7 @@ QUEUE_COLUMNS = (
     "lease_by", "done_at",
 )
 # fmt: on
+LINK_COLUMNS = ("position", *schema.LINK_COLUMNS.split(", "))
 AUDIT_COLUMNS = ("seq", "at", "event", "hold_id", "actor", "data", "prev", "hash")
 SESSION_COLUMNS = ("key", "user", "csrf", "client", "created_at", "seen_at", "flash")
 TABLES = (
@@ -152,6 +155,8 @@ TABLES = (
     Table("held_db", "outbox", OUTBOX_COLUMNS, convert=_free_notice),
     Table("held_db", "probe_results", ("domain", "at", "secure", "summary", "hosts"), _flag(2)),
     Table("held_db", "queue", QUEUE_COLUMNS, convert=_free_queued),
+    Table("held_db", "secure_links", LINK_COLUMNS),
+    Table("held_db", "link_codes", ("link_id", "number", "address", "sent_at")),
     Table("policy_db", "sts_policy", ("domain", "id", "policy", "fetched_at", "expires_at")),
     Table(
         "policy_db", "sts_failure", ("domain", "id", "at", "status", "error", "temporary"), _flag(5)

@@ -24,9 +24,9 @@ from psycopg import AsyncConnection
 from gateway import logs
 from gateway.core.auditchain import Entry, Problem
 from gateway.errors import SchemaMismatch, StoreUnavailable
-from gateway.store.changes import HoldChange
+from gateway.store.changes import HoldChange, SendLinks
 from gateway.store.crypto import Sealer
-from gateway.store.postgres import holdrows, outbox, probes, queries, queue, trail
+from gateway.store.postgres import holdrows, links, outbox, probes, queries, queue, trail
 from gateway.store.postgres.database import Database, check_schema
 from gateway.store.postgres.rotation import PgBodies
 from gateway.store.postgres.tables import SCHEMA_VERSION
@@ -64,9 +64,10 @@ class _Work:
         await outbox.enqueue(self.conn, self._store.sealer, self._store.now(), notices)
 
 
-class PgStore:
+class PgStore(links.PgLinks):
     """Implements ``HoldStore`` (Holds, RelayJournal, AuditTrail, NoticeOutbox, DeliveryQueue,
-    ProbeResults) on a ``Database``; ``open`` before use, ``close`` after."""
+    ProbeResults, and through ``postgres.links`` SecureLinks) on a ``Database``; ``open``
+    before use, ``close`` after."""
 
     def __init__(
         self,
@@ -174,6 +175,8 @@ class PgStore:
         async with self._write() as work:
             changed = await holdrows.update(work.conn, hold_id, expect, change)
             if changed is not None:
+                if isinstance(change, SendLinks):
+                    await links.insert(work.conn, hold_id, change)
                 await work.notify(notices)
                 await work.append(audit)
         return changed

@@ -165,7 +165,44 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user ON sessions (user_name);
 """
 
-MIGRATIONS: tuple[str, ...] = (VERSION_1,)
+# Secure links (issue 12): one row per link, only digests of its token and current code; the
+# codes sent, one row each, for the portal's limit per address over all its links. The
+# partial index holds only the links the unopened sweep may still have to tell about.
+SECURE_LINKS = """
+CREATE TABLE secure_links (
+    id                  text PRIMARY KEY,
+    hold_id             text NOT NULL,
+    position            integer NOT NULL,
+    recipient           text NOT NULL,
+    token_digest        text NOT NULL UNIQUE,
+    created_at          double precision NOT NULL,
+    created_by          text NOT NULL,
+    expires_at          double precision NOT NULL,
+    code_digest         text NOT NULL DEFAULT '',
+    code_expires_at     double precision NOT NULL DEFAULT 0,
+    code_attempts       integer NOT NULL DEFAULT 0,
+    codes_sent          integer NOT NULL DEFAULT 0,
+    code_sent_at        double precision,
+    revoked_at          double precision,
+    revoked_by          text NOT NULL DEFAULT '',
+    locked_at           double precision,
+    opened_at           double precision,
+    unopened_noticed_at double precision
+);
+CREATE INDEX secure_links_hold ON secure_links (hold_id, position);
+CREATE INDEX secure_links_unopened ON secure_links (created_at)
+    WHERE opened_at IS NULL AND revoked_at IS NULL AND unopened_noticed_at IS NULL;
+CREATE TABLE link_codes (
+    link_id             text NOT NULL,
+    number              integer NOT NULL,   -- the link's first code, second, ...
+    address             text NOT NULL,
+    sent_at             double precision NOT NULL,
+    PRIMARY KEY (link_id, number)
+);
+CREATE INDEX link_codes_address ON link_codes (address, sent_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (VERSION_1, SECURE_LINKS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway.core.securelink import CodeCheck, CodeOutcome
+from gateway.core.securelink import CodeOutcome
 from gateway.store import schema
 from gateway.store.changes import SendLinks
 from gateway.store.crypto import Sealer
@@ -51,8 +51,10 @@ CREATE INDEX IF NOT EXISTS secure_links_unopened ON secure_links (created_at)
     WHERE opened_at IS NULL AND revoked_at IS NULL AND unopened_noticed_at IS NULL;
 CREATE TABLE IF NOT EXISTS link_codes (
     link_id             TEXT NOT NULL,
+    number              INTEGER NOT NULL,   -- the link's first code, second, ...
     address             TEXT NOT NULL,
-    sent_at             REAL NOT NULL
+    sent_at             REAL NOT NULL,
+    PRIMARY KEY (link_id, number)
 );
 CREATE INDEX IF NOT EXISTS link_codes_address ON link_codes (address, sent_at)
 """
@@ -92,16 +94,6 @@ def insert(db: sqlite3.Connection, hold_id: str, change: SendLinks) -> None:
 def get(db: sqlite3.Connection, link_id: str) -> Link | None:
     row = db.execute(f"{_SELECT} WHERE id = ?", (link_id,)).fetchone()
     return schema.link_from_row(row) if row else None
-
-
-def entered_values(
-    link_id: str, expect_attempts: int, outcome: CodeOutcome, at: float
-) -> tuple[Any, ...]:
-    """The parameters of the "code entered" compare-and-set, in both backends' order."""
-    locks = at if outcome.check is CodeCheck.LOCKED else None
-    used = outcome.check is CodeCheck.OK
-    none_sent = outcome.check is CodeCheck.NONE_SENT
-    return (outcome.attempts, locks, used, link_id, expect_attempts, none_sent)
 
 
 class SqliteLinks:
@@ -172,8 +164,8 @@ class SqliteLinks:
 
         def counted(link: Link) -> None:
             self._db.execute(
-                "INSERT INTO link_codes (link_id, address, sent_at) VALUES (?, ?, ?)",
-                (link.id, schema.code_address(link.recipient), at),
+                "INSERT INTO link_codes (link_id, number, address, sent_at) VALUES (?, ?, ?, ?)",
+                (link.id, link.code.sent, schema.code_address(link.recipient), at),
             )
 
         values = (digest, expires_at, at, link_id, expect_sent)
@@ -188,7 +180,7 @@ class SqliteLinks:
         audit: Sequence[AuditRecord] = (),
         notices: Sequence[NewNotice] = (),
     ) -> Link | None:
-        values = entered_values(link_id, expect_attempts, outcome, at)
+        values = schema.entered_values(link_id, expect_attempts, outcome, at)
         return await self._change(link_id, _ENTERED, values, audit, notices)
 
     async def link_opened(

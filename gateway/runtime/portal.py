@@ -1,0 +1,110 @@
+"""The portal's parts and its listener inside `gateway serve` ([portal] enabled): built, its
+key and TLS pair loaded, before anything listens; its port bound with the others; served once
+the workers are up. Like the web UI, a port in use is logged and the SMTP filter runs on
+without it. Imported only when the portal is on, so other commands do not load it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from gateway import logs
+from gateway.config.settings import Settings
+from gateway.errors import ConfigError
+from gateway.portal.app import create_app
+from gateway.portal.service import Portal, PortalStore, code_pepper
+from gateway.portal.state import PortalApp, environment
+from gateway.portal.viewer import Signer
+from gateway.review.model import Review
+from gateway.runtime.inuse import explained
+from gateway.runtime.parts import data_dir
+from gateway.store.crypto import load_key
+from gateway.store.keyfile import read_key_file
+from gateway.web import server
+
+KEY_FILE = "portal.key"
+
+
+def load_portal_secret(settings: Settings, folder: Path) -> str:
+    """[portal] secret_key (GATEWAY_PORTAL_SECRET_KEY), else <data_dir>/portal.key, made with
+    mode 0600 at first start (as the web UI's web.key)."""
+    if settings.portal.secret_key:
+        return settings.portal.secret_key.reveal()
+    path = folder / KEY_FILE
+    text = read_key_file(path, "portal.secret_key", lambda: secrets.token_hex(32).encode() + b"\n")
+    if len(text) < 32:
+        raise ConfigError("portal.secret_key", f"{path} must hold at least 32 characters")
+    return text
+
+
+def build_portal(
+    settings: Settings, review: Review, store: PortalStore, wake: Callable[[], None]
+) -> Starlette:
+    folder = data_dir(settings)
+    mails = review.secure_links.notices  # the same emails the reviewer's side sends
+    portal = Portal(store, mails, code_pepper(load_key(settings, folder)), wake)
+    state = PortalApp(
+        portal=portal,
+        signer=Signer(load_portal_secret(settings, folder)),
+        templates=environment(),
+        organisation=review.notices.organisation,
+    )
+    return create_app(state)
+
+
+def load_portal_tls(settings: Settings) -> server.TlsPair | None:
+    cert, key = settings.portal.tls_cert, settings.portal.tls_key
+    if not cert:
+        return None
+    cert_path, key_path = str(settings.path(cert)), str(settings.path(key))
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
+    except (OSError, ssl.SSLError) as exc:
+        problem = f"cannot load {cert_path} with {key_path}: {exc}"
+        raise ConfigError("portal.tls_cert", problem) from exc
+    return server.TlsPair(cert_path, key_path)
+
+
+class EmbeddedPortal:
+    """The portal inside `gateway serve`, on [portal] listen."""
+
+    def __init__(
+        self, settings: Settings, review: Review, store: PortalStore, wake: Callable[[], None]
+    ) -> None:
+        self._listen = settings.portal.listen
+        self._proxies = settings.portal.trusted_proxies
+        self._tls = load_portal_tls(settings)
+        self._app = build_portal(settings, review, store, wake)
+        self._listener: server.Listener | None = None
+        self._server: server.WebServer | None = None
+        self._log = logs.get("gateway.portal")
+
+    def bind(self) -> None:
+        try:
+            self._listener = server.bind(self._listen)
+        except OSError as exc:
+            problem = explained(exc, self._listen, "portal.listen")
+            self._log.error("portal not started", listen=str(self._listen), error=str(problem))
+
+    async def start(self) -> None:
+        if self._listener is None:
+            return
+        try:
+            self._server = await server.start(self._app, self._listener, self._tls, self._proxies)
+        except OSError as exc:
+            self._log.error("portal not started", listen=str(self._listen), error=str(exc))
+            return
+        self._log.info("portal listening", url=self._server.url)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+        elif self._listener is not None:
+            self._listener.close()
+        self._listener = None
