@@ -50,7 +50,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 HSTS = "max-age=31536000"  # RFC 6797: once seen over HTTPS, never over plain HTTP again
-MAX_BODY = 64 * 1024  # the largest form is a reply of MAX_REPLY characters
+MAX_BODY = 256 * 1024  # the largest form: a reply of MAX_REPLY characters, URL-encoded
 
 
 class Headers:
