@@ -35,7 +35,9 @@ from gateway.store.protocols import AuditTrail, Holds, NoticeOutbox, SecureLinks
 ADDRESS_CODES = 20
 ADDRESS_WINDOW = 24 * 3600.0
 MAX_REPLY = 20_000  # characters of a reply: a note to the sender, not a document
-RETRIES = 5  # a compare-and-set lost to another request is tried again this often
+# A compare-and-set is lost only when another request moved the link on (one more attempt, or
+# the code used), which happens at most MAX_CODE_ATTEMPTS + 1 times before the link locks.
+RETRIES = securelink.MAX_CODE_ATTEMPTS + 2
 PEPPER_LABEL = b"gateway secure link code pepper v1"
 
 
@@ -164,7 +166,7 @@ class Portal:
                 return Verified(outcome.check, outcome.attempts_left)
             fresh = await self._store.link(link.id)
             current = None if fresh is None else await self._opened(fresh)
-        return Verified(CodeCheck.WRONG, 0)
+        raise RuntimeError("a code check lost more races than a link has attempts")
 
     async def message(self, opened: Opened, client: str) -> Shown | None:
         """The message for a verified viewer; the first time, the link is opened (and the

@@ -3,6 +3,7 @@ serve, answer a reviewer's route, or send a page without its protective headers.
 
 from __future__ import annotations
 
+import re
 import ssl
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from rig.upstream import Upstream
 pytestmark = pytest.mark.e2e
 
 CANARY = "canary.invalid"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 # Every way a message could try to run script or reach out: scripts, event handlers,
 # javascript: URLs, remote images and stylesheets, CSS url(), frames, forms, meta refresh.
 HOSTILE_HTML = f"""<html><head><style>body{{background:url(https://{CANARY}/css)}}</style>
@@ -212,6 +214,21 @@ def test_over_https_the_portal_sends_hsts_and_secure_cookies(rig: Rig, tmp_path:
         assert answer.status_code == 200
         assert answer.headers["strict-transport-security"].startswith("max-age=")
         assert "https://" in gateway.proc.output()
+        # The viewer's cookie, over HTTPS, is Secure too.
+        live = Live(gateway, f"https://{LOOPBACK}:{port}")
+        path, _ = live.link("head@school.test", "tls@nosts.test", mail.message())
+        with httpx.Client(base_url=live.base, verify=trust) as client:
+            start = client.get(path)
+            csrf = CSRF.search(start.text)
+            assert csrf
+            assert client.post(path + "/code", data={"csrf": csrf.group(1)}).status_code == 200
+            code = live.wait_code("tls@nosts.test")
+            form = {"csrf": csrf.group(1), "code": code}
+            verified = client.post(path + "/verify", data=form)
+        assert verified.status_code == 303
+        cookie = verified.headers["set-cookie"]
+        for attribute in ("Secure", "HttpOnly", "SameSite=strict", f"Path={path}"):
+            assert attribute in cookie, cookie
     finally:
         assert gateway.proc.stop() == 0
         upstream.close()
