@@ -1,8 +1,9 @@
 """Sending by secure link from the review web UI, in Chromium, against `gateway serve` with
-[portal] public_url set: the third decision on a hold's page and its confirmation, the link
-email reaching the recipient's side of the rig's upstream, the hold's links with their state,
-revoking one, a second decision told plainly, CSRF on the new forms, and markup in the
-recipient's address and the rationale rendered inert. Screenshots as in test_browser.py."""
+the portal on: the third decision on a hold's page and its confirmation, the link email
+reaching the recipient's side of the rig's upstream and opening the portal, the hold's links
+with their state, revoking one, a second decision told plainly, CSRF on the new forms, and
+markup in the recipient's address and the rationale rendered inert. Screenshots as in
+test_browser.py."""
 
 from __future__ import annotations
 
@@ -58,7 +59,11 @@ def live(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         web={"enabled": True, "listen": f"{LOOPBACK}:{port}", "metrics_token": METRICS_TOKEN},
         notify={"organisation": "Oak Primary School"},
         review={"reviewers": ["dsl@school.test"]},
-        portal={"public_url": f"http://{LOOPBACK}:{portal}"},
+        portal={
+            "enabled": True,
+            "listen": f"{LOOPBACK}:{portal}",
+            "public_url": f"http://{LOOPBACK}:{portal}",
+        },
     )
     try:
         _users(gateway.proc.config, "alice", "reviewer")
@@ -130,11 +135,22 @@ def test_send_by_secure_link_from_the_hold_page(page: Page, live: Live) -> None:
 
     [email] = _link_emails(live, "parent@nosts.test")
     text = readable(email)
-    assert LINK.search(text), text
+    link = LINK.search(text)
+    assert link, text
     assert SUBJECT not in text, text
     assert "review conference" not in text, text
     assert live.gateway.relayed(of=live.sent["plan"]) == []  # the message itself never left
 
+    recipient = page.context.browser.new_context()  # type: ignore[union-attr]
+    try:  # the link works: the portal asks the recipient for a code
+        portal = recipient.new_page()
+        portal.goto(link.group(0))
+        expect(portal.locator("h1")).to_have_text("A secure message for you")
+        expect(portal.locator("button:has-text('Email me a code')")).to_be_visible()
+    finally:
+        recipient.close()
+
+    page.reload()
     row = page.locator("#link-list tbody tr")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("parent@nosts.test")
