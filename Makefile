@@ -38,7 +38,8 @@ demo: $(STAMP) e2e-deps
 ## screenshots: refresh docs/screenshots/ from the browser tests
 screenshots: $(STAMP) e2e-deps
 	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest tests/web/test_browser.py tests/web/test_tracking_browser.py \
-		tests/portal/test_portal_flow.py tests/portal/test_portal_security.py
+		tests/web/test_link_browser.py tests/portal/test_portal_flow.py \
+		tests/portal/test_portal_security.py
 
 ## check: ruff and mypy
 check: $(STAMP)

@@ -12,6 +12,8 @@ through the same ``Review`` the command line uses, with the signed-in name as ``
     GET  /held/{id}/attachments/{n}   download an attachment (audited)
     POST /held/{id}/release           rationale -> confirmation -> release
     POST /held/{id}/reject            reason -> confirmation -> reject
+    POST /held/{id}/send-link         rationale -> confirmation -> send by secure link
+    POST /held/{id}/links/{link}/revoke   revoke one secure link (with a reason)
     GET  /audit                       the audit trail, searchable
     GET  /tracking                    find flagged mail by sender, recipient, Message-ID
     GET  /tracking/{id}               one message's path, as `gateway trace` prints it
@@ -37,7 +39,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.web import admin, allowlist, auth, message, ops, queue, tracking, trail
+from gateway.web import admin, allowlist, auth, links, message, ops, queue, tracking, trail
 from gateway.web.context import Web
 from gateway.web.security import HEADERS, BodyLimit, SecurityHeaders
 
@@ -56,6 +58,8 @@ def routes() -> list[Route | Mount]:
         Route("/held/{hold_id}/attachments/{index:int}", message.attachment, methods=["GET"]),
         Route("/held/{hold_id}/release", message.release, methods=post),
         Route("/held/{hold_id}/reject", message.reject, methods=post),
+        Route("/held/{hold_id}/send-link", message.send_link, methods=post),
+        Route("/held/{hold_id}/links/{link_id}/revoke", links.revoke, methods=post),
         Route("/audit", trail.trail, methods=["GET"]),
         Route("/tracking", tracking.search, methods=["GET"]),
         Route("/tracking/{ident}", tracking.message, methods=["GET"]),

@@ -98,6 +98,7 @@ async def dashboard(request: Request, session: Session) -> Response:
         releasing=await count(Status.RELEASING),
         released=await count(Status.RELEASED, since=week),
         rejected=await count(Status.REJECTED, since=week),
+        linked=await count(Status.LINKED, since=week),
         expired=await count(Status.EXPIRED, since=week),
         oldest=waiting[0] if waiting else None,
         waiting=waiting,

@@ -114,6 +114,7 @@ def live(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         web={"enabled": True, "listen": f"{LOOPBACK}:{port}", "metrics_token": METRICS_TOKEN},
         notify={"organisation": "Oak Primary School", "include_subject": True},
         review={"reviewers": ["dsl@school.test"], "sweep_interval": "1s"},
+        portal={"public_url": f"http://{LOOPBACK}:{free_port()}"},  # the third decision shows
     )
     try:
         _users(gateway.proc.config, "alice", "reviewer")
