@@ -294,3 +294,27 @@ async def test_links_outlive_the_purged_body_and_then_open_nothing(
         found = await hold_store.link_by_token(link.token_digest)
         assert found == link
         assert link_state(found.facts(purged=True), now) is LinkState.PURGED
+
+
+async def test_two_nodes_sending_a_code_at_once_send_one(store_nodes: Nodes) -> None:
+    """Two "email me a code" presses on two nodes: one code is stored, counted and mailed."""
+    a, b = await store_nodes.node(), await store_nodes.node()
+    now = store_nodes.clock()
+    hold, links = await linked(a, now, tuple(f"r{n}@plain.test" for n in range(6)))
+    await a.due_notices(now + 1)
+
+    async def send(store: HoldStore, link: Link, digest: str) -> Link | None:
+        mail = notice(hold.id, "link-code", link.recipient)
+        record = linkevents.code_sent(link, "c")
+        return await store.link_code_sent(link.id, 0, digest, now, now + 600, [record], [mail])
+
+    races = [asyncio.gather(send(a, link, "from a"), send(b, link, "from b")) for link in links]
+    for link, results in zip(links, await asyncio.gather(*races), strict=True):
+        [winner] = [r for r in results if r is not None]
+        assert await a.link(link.id) == winner
+        assert winner.code.sent == 1
+        assert await b.codes_sent_to(link.recipient, now) == 1
+    mailed = [n for n in await b.due_notices(now + 10) if n.kind == "link-code"]
+    assert sorted(n.recipients[0] for n in mailed) == sorted(link.recipient for link in links)
+    events = [e.event for e in await a.audit_entries()]
+    assert events.count("link-code-sent") == len(links)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store.postgres.tables import SCHEMA_VERSION
 from rig.cli import clean_env, gateway_script, run_gateway
 from rig.ports import free_port
 from rig.postgres import PASSWORD
@@ -68,11 +69,12 @@ def test_on_postgresql_a_node_refuses_to_start_until_migrated(tmp_path: Path, pg
     assert "dbname=" in refused.stdout  # the log names the database, not the password
     status = gateway(config, pg_dsn, "store", "status")
     assert status.returncode == 1
-    assert "schema: version 0 (this release knows 1)" in status.stdout
+    assert f"schema: version 0 (this release knows {SCHEMA_VERSION})" in status.stdout
     first = gateway(config, pg_dsn, "store", "migrate")
-    assert (first.returncode, first.stdout.strip()) == (0, "schema at version 1 (was 0)")
+    migrated = f"schema at version {SCHEMA_VERSION} (was 0)"
+    assert (first.returncode, first.stdout.strip()) == (0, migrated)
     again = gateway(config, pg_dsn, "store", "migrate")
-    assert again.stdout.strip() == "schema at version 1 (was 1)"
+    assert again.stdout.strip() == f"schema at version {SCHEMA_VERSION} (was {SCHEMA_VERSION})"
     status = gateway(config, pg_dsn, "store", "status")
     assert status.returncode == 0, status.stderr
     assert "backend: postgresql" in status.stdout

@@ -130,7 +130,7 @@ class PgLinks:
         return await self._one("token_digest", token_digest)
 
     async def links_of(self, hold_id: str) -> Sequence[Link]:
-        sql = f"{_SELECT} WHERE hold_id = %s ORDER BY created_at, position"
+        sql = f"{_SELECT} WHERE hold_id = %s ORDER BY position"  # one decision: one batch
         return await self._many(sql, (hold_id,))
 
     async def link_code_sent(

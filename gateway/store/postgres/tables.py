@@ -190,7 +190,7 @@ CREATE TABLE secure_links (
     unopened_noticed_at double precision
 );
 CREATE INDEX secure_links_hold ON secure_links (hold_id, position);
-CREATE INDEX secure_links_unopened ON secure_links (created_at)
+CREATE INDEX secure_links_unopened ON secure_links (created_at, position)
     WHERE opened_at IS NULL AND revoked_at IS NULL AND unopened_noticed_at IS NULL;
 CREATE TABLE link_codes (
     link_id             text NOT NULL,

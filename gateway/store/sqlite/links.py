@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS secure_links (
     unopened_noticed_at REAL
 );
 CREATE INDEX IF NOT EXISTS secure_links_hold ON secure_links (hold_id, position);
-CREATE INDEX IF NOT EXISTS secure_links_unopened ON secure_links (created_at)
+CREATE INDEX IF NOT EXISTS secure_links_unopened ON secure_links (created_at, position)
     WHERE opened_at IS NULL AND revoked_at IS NULL AND unopened_noticed_at IS NULL;
 CREATE TABLE IF NOT EXISTS link_codes (
     link_id             TEXT NOT NULL,
@@ -142,7 +142,7 @@ class SqliteLinks:
         return await self._file.run(read)
 
     async def links_of(self, hold_id: str) -> Sequence[Link]:
-        sql = f"{_SELECT} WHERE hold_id = ? ORDER BY created_at, position"
+        sql = f"{_SELECT} WHERE hold_id = ? ORDER BY position"  # one decision: one batch
         return await self._file.run(
             lambda: [schema.link_from_row(r) for r in self._db.execute(sql, (hold_id,))]
         )
