@@ -244,7 +244,7 @@ class WebSettings:
 @dataclass(frozen=True)
 class SecureLinkSettings:
     # Reason codes for which the gateway sends by secure link itself and tells the reviewers:
-    # a recipient is sent a link at once when every reason it is held for is listed here.
+    # a hold is sent by link at once when every reason of every held recipient is listed here.
     automatic_for: tuple[str, ...] = field(default=(), metadata=_key(reason_list))
     # A link nobody has opened after this long: the sender and the reviewers are told.
     unopened_after: Seconds = field(default=2 * DAY, metadata=_key(longer_than_zero))

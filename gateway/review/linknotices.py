@@ -52,8 +52,9 @@ class LinkNotices:
 
     def _message(self, kind: str, hold_id: str, to: str, subject: str, body: str) -> bytes:
         message = email.message.EmailMessage(policy=email.policy.SMTP)
-        organisation = fields.one_line(self.notices.organisation, 80)
-        message["From"] = f"{organisation} (Safeguarding Mail Gateway) <{self.sender}>"
+        # The organisation names the sender; formataddr quotes whatever its name holds.
+        name = f"{fields.one_line(self.notices.organisation, 80)} secure messages"
+        message["From"] = email.utils.formataddr((name, self.sender))
         message["To"] = fields.address_list([to])
         message["Subject"] = fields.one_line(subject)
         message["Date"] = email.utils.formatdate(usegmt=True)

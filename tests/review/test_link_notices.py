@@ -60,6 +60,8 @@ def test_the_link_email_names_the_sender_and_the_link_and_nothing_of_the_message
     assert notice.recipients == ("carer@nosts.test",)
     assert to == "carer@nosts.test"
     assert subject == "A secure message from Oak School"
+    parsed = email.message_from_bytes(notice.message, policy=email.policy.default)
+    assert str(parsed["From"]) == "Oak School secure messages <postmaster@gw.test>"
     assert f"  {link_url('https://portal.test/', TOKEN)}\n" in body
     assert "https://portal.test/m/" + TOKEN in body
     assert "teacher@school.test at Oak School" in body
