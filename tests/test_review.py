@@ -227,6 +227,12 @@ async def test_sweep_escalates_then_expires(
     assert (await review.sweep()).escalated == []  # once
     escalations = [n for n in notices(upstream) if b"Escalated" in n]
     assert len(escalations) == 1
+    # The escalation contact reads the reasons as the reviewers did: words, then the code.
+    escalation = email.message_from_bytes(escalations[0], policy=email.policy.default)
+    assert isinstance(escalation, email.message.EmailMessage)
+    text = escalation.get_content().replace("\r\n", "\n")
+    assert "- nosts.test does not publish an MTA-STS policy in enforce mode (sts-no-record)" in text
+    assert "- other.test is not on our secure-email list (not-allowlisted)" in text
     clock.now += 7 * 24 * HOUR
     report = await review.sweep()
     assert report.expired == [hold_id]

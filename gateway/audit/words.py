@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.core.auditchain import KEYED
+from gateway.core.reasons import labelled
 
 # How many addresses a sentence names before "and N more".
 NAMED = 3
@@ -174,7 +175,7 @@ def _relayed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
 def _held(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
     recipients = data.get("recipients")
     recipients = dict(recipients) if isinstance(recipients, Mapping) else {}
-    why = "; ".join(f"{a} ({', '.join(r)})" for a, r in list(recipients.items())[:NAMED])
+    why = "; ".join(f"{a} — {_reasons(r)}" for a, r in list(recipients.items())[:NAMED])
     if len(recipients) > NAMED:
         why += f"; and {len(recipients) - NAMED} more"
     return f"Held for review as {hold_id or '?'}: {why or '-'}"
@@ -378,6 +379,12 @@ def _chain_keyed(actor: str, hold_id: str, data: Mapping[str, Any]) -> str:
 def _said(value: Any) -> str:
     """A rationale or reason on one line: a sentence is one line; the entry keeps the text."""
     return " ".join(str(value or "").split())
+
+
+def _reasons(codes: Any) -> str:
+    """Each reason code in plain words with the code (``core.reasons``)."""
+    codes = codes if isinstance(codes, list | tuple) else [codes]
+    return ", ".join(labelled(str(c)) for c in codes) or "?"
 
 
 def _findings(data: Mapping[str, Any]) -> str:

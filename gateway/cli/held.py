@@ -20,11 +20,12 @@ from gateway.config.settings import Settings
 from gateway.config.values import parse_duration
 from gateway.core.auditchain import Entry, Head, contains
 from gateway.core.display import visible
+from gateway.core.reasons import sender_words
 from gateway.core.timefmt import iso_utc, or_dash, start_of_day
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.model import Review
 from gateway.runtime.parts import review_session
-from gateway.store import AuditQuery, Hold, HoldQuery, Status, schema
+from gateway.store import AuditQuery, HeldRecipient, Hold, HoldQuery, Status, schema
 
 Runner = Callable[[Review, argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -239,7 +240,8 @@ async def show_hold(review: Review, args: argparse.Namespace) -> int:
         "Held recipients:",
     ]
     for recipient in hold.recipients:
-        lines.append(f"  {recipient.address}: {', '.join(recipient.reasons)}")
+        # Each reason as the sender was told it, with the code to filter by (--reason).
+        lines.append(f"  {recipient.address}: {_reasons_in_words(recipient)}")
     lines.append(f"Why flagged: {', '.join(hold.findings) or '(all mail is checked)'}")
     lines += [f"  {line}" for line in assessment_lines(hold)]
     if hold.decided_by:
@@ -356,6 +358,13 @@ async def audit_list(review: Review, args: argparse.Namespace) -> int:
             facts = json.dumps(dict(entry.data), sort_keys=True, ensure_ascii=False)
             print(f"{'':8}{visible(facts)}")
     return EXIT_OK
+
+
+def _reasons_in_words(recipient: HeldRecipient) -> str:
+    words = [
+        f"{sender_words(r, recipient.domain, recipient.address)} ({r})" for r in recipient.reasons
+    ]
+    return "; ".join(words) or "-"
 
 
 def _sentence(entry: Entry) -> str:

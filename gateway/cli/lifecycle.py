@@ -120,10 +120,14 @@ async def _backup_manifest(target: Path, settings: Settings, audit_id: str) -> i
         await store.close()
     found = manifest("postgresql", head, census, audit_id, {}, counts)
     write_atomic(target / MANIFEST, json.dumps(found, indent=2).encode() + b"\n")
+    # The manifest first, the dump after: the chain only grows, so a dump taken after it holds
+    # the recorded head even while mail flows; one taken before it might not.
     print(
-        "PostgreSQL: back up the database itself with pg_dump (pg_dump -Fc) or your PostgreSQL"
-        f" backups, now; {target / MANIFEST} records the audit head and the keys to check the"
-        " restored database against (`gateway store restore DIR` after pg_restore)"
+        f"PostgreSQL: {target / MANIFEST} records the audit head and the keys to check a"
+        " restored database against. Now dump the database itself, after this command:"
+        f" pg_dump -Fc --file {target / 'gateway.pgdump'} DBNAME (or take your PostgreSQL"
+        " backup); to restore: pg_restore into an empty database, then `gateway store restore"
+        f" {target}`"
     )
     _describe(found)
     print(KEYS_NOT_COPIED)

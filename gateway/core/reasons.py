@@ -115,3 +115,10 @@ def sender_words(code: str, domain: str, address: str) -> str:
 
 def label(code: str) -> str:
     return words_for(code).label
+
+
+def labelled(code: str) -> str:
+    """The label with its code, for reviewers and the trail: "No MTA-STS policy
+    (sts-no-record)". The code stays so that a reviewer can look it up (and filter by it)."""
+    words = label(code)
+    return code if words == code else f"{words} ({code})"

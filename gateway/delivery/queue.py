@@ -110,7 +110,12 @@ class QueueRunner:
             requiretls=entry.requiretls,
         )
         trace = Trace(entry.helo, entry.client, entry.protocol, entry.id, entry.summary)
-        trace = replace(trace, message_id=entry.message_id)
+        trace = replace(
+            trace,
+            message_id=entry.message_id,
+            comment=entry.trace_comment,
+            client_name=entry.client_name,
+        )
 
         def audit(accepted: Sequence[str]) -> list[AuditRecord]:
             return [trail.delivered(entry, domain, accepted)] if entry.flagged else []
@@ -263,7 +268,7 @@ class QueueRunner:
             ),
             mail_options=entry.mail_options,
             message=data,
-            client=entry.client,
+            client=entry.sent_from or entry.client,
             message_id=entry.message_id,
             findings=entry.findings,
             facts=facts,

@@ -7,7 +7,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.core.model import RecipientDecision
-from gateway.filter.message import Work, domain_or_none, protocol, summary
+from gateway.filter.message import (
+    Work,
+    client_text,
+    domain_or_none,
+    protocol,
+    summary,
+    trace_comment,
+)
 from gateway.posture.assessment import record_of
 from gateway.store import HoldFacts, NewQueued, QueuedRecipient
 
@@ -43,4 +50,15 @@ def queue_entry(work: Work, decisions: Sequence[RecipientDecision], subject: str
         flagged=bool(work.findings),
         # RFC 8689 §4.1: the client asked that every hop be authenticated TLS.
         requiretls=work.incoming.requiretls,
+        **_forwarded(work),
     )
+
+
+def _forwarded(work: Work) -> dict[str, str]:
+    """What a hold made when delivery gives up, and the Received: field, say of the client
+    beyond its address and HELO name: the same as for a message held or relayed at once."""
+    return {
+        "sent_from": client_text(work.incoming),
+        "client_name": work.incoming.client_name,
+        "trace_comment": trace_comment(work.incoming),
+    }

@@ -36,6 +36,15 @@ def reason_words(reason: str, recipient: HeldRecipient) -> str:
     return sender_words(reason, recipient.domain, recipient.address)
 
 
+def _reasons_for_reviewers(hold: Hold) -> list[str]:
+    """Each held recipient, then each of its reasons in plain words with the code."""
+    lines = []
+    for recipient in hold.recipients:
+        lines.append(f"  {recipient.address}")
+        lines += [f"    - {reason_words(r, recipient)} ({r})" for r in recipient.reasons]
+    return lines
+
+
 @dataclass(frozen=True)
 class Notices:
     """Builds the notices; what it returns goes into the outbox with the event."""
@@ -161,9 +170,7 @@ class Notices:
             f"Held: {day_and_time(hold.created_at)}",
             "Recipients and reasons:",
         ]
-        for recipient in hold.recipients:
-            lines.append(f"  {recipient.address}")
-            lines += [f"    - {reason_words(r, recipient)} ({r})" for r in recipient.reasons]
+        lines += _reasons_for_reviewers(hold)
         lines += [
             "",
             *self.review_lines(hold),
@@ -235,7 +242,8 @@ class Notices:
                 "",
                 f"From: {hold.sender or '(no sender)'}",
                 "To: " + ", ".join(r.address for r in hold.recipients),
-                f"Reasons: {', '.join(hold.reasons)}",
+                "Reasons:",
+                *_reasons_for_reviewers(hold),
                 "",
                 *self.review_lines(hold),
                 f"It expires unsent after {describe_duration(review.expire_after)}.",

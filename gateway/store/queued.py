@@ -59,6 +59,12 @@ class NewQueued:
     smtputf8: bool = False
     flagged: bool = False
     requiretls: bool = False  # the client asked for RFC 8689 REQUIRETLS
+    # When the MTA in front named its client (XFORWARD): the hold's "sent from" (the filter's
+    # ``client_text``), and the Received: field's client name and comment, as a relayed copy
+    # has them. "" for a client that spoke for itself: ``client`` and ``helo`` say it all.
+    sent_from: str = ""
+    client_name: str = ""
+    trace_comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,9 @@ class Queued:
     smtputf8: bool = False
     flagged: bool = False
     requiretls: bool = False
+    sent_from: str = ""
+    client_name: str = ""
+    trace_comment: str = ""
     attempts: int = 0
     next_at: float = 0.0
     last_error: str = ""

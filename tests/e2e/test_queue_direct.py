@@ -20,7 +20,7 @@ import pytest
 
 from rig import Rig
 from rig.cli import GatewayRunner
-from rig.gatewayproc import Gateway, is_notice, message, readable
+from rig.gatewayproc import Gateway, is_notice, message, raw_session, readable
 from rig.mx import start_mx
 from rig.ports import free_port
 from rig.upstream import Upstream
@@ -66,7 +66,10 @@ def mx(rig: Rig) -> Iterator[Mx]:
 @pytest.fixture
 def direct(serve: Callable[..., Gateway], rig: Rig, mx: Mx) -> Callable[..., Gateway]:
     def start(
-        data_dir: Path | None = None, retry_after: str = "1s", **more: Mapping[str, object]
+        data_dir: Path | None = None,
+        retry_after: str = "1s",
+        delivery_more: Mapping[str, object] | None = None,
+        **more: Mapping[str, object],
     ) -> Gateway:
         return serve(
             data_dir,
@@ -78,6 +81,7 @@ def direct(serve: Callable[..., Gateway], rig: Rig, mx: Mx) -> Callable[..., Gat
                 "ca_file": str(rig.ca.ca_file),
                 "retry_after": retry_after,
                 "timeout": "5s",
+                **(delivery_more or {}),
             },
         )
 
@@ -236,3 +240,59 @@ def wait_delivered(gw: Gateway, address: str, timeout: float = 30.0) -> None:
             return
         assert time.monotonic() < deadline, gw.proc.output()
         time.sleep(0.02)
+
+
+# What Postfix says with smtp_send_xforward_command=yes, and what the gateway makes of it.
+XFORWARD = (
+    "XFORWARD NAME=pc7.school.test ADDR=192.0.2.7 PORT=50123 PROTO=ESMTP",
+    "XFORWARD HELO=PC7 IDENT=4XyZ12 SOURCE=REMOTE",
+)
+SENT_FROM = "pc7.school.test[192.0.2.7] (HELO PC7) via 127.0.0.1, MTA queue id 4XyZ12"
+
+
+def send_forwarded(gw: Gateway, data: bytes) -> str:
+    """``data`` to TO as the organisation's MTA sends it, naming its client; the queue id."""
+    with raw_session(gw.address) as (session, greeting):
+        assert greeting.code == 220, greeting
+        session.expect("EHLO mta.school.test", 250)
+        for line in XFORWARD:
+            session.expect(line, 250)
+        session.expect(f"MAIL FROM:<{SENDER}>", 250)
+        session.expect(f"RCPT TO:<{TO}>", 250)
+        session.expect("DATA", 354)
+        entry = queue_id(session.expect(data + b".\r\n", 250).text)
+        session.expect("QUIT", 221)
+    return entry
+
+
+def test_a_hold_made_when_delivery_gives_up_names_the_client_behind_the_mta(
+    direct: Callable[..., Gateway], gateway: GatewayRunner
+) -> None:
+    # No MX host answers: the entry gives up at once and becomes a hold for review, which
+    # must say who sent it as a hold made at the end of DATA does, not just "192.0.2.7".
+    gw = direct(retry_after="1s", delivery_more={"give_up_after": "1s"})
+    original = message(to=[TO])
+    entry = send_forwarded(gw, original)
+    gw.proc.wait_event("queued delivery given up", queue_id=entry, timeout=20)
+    [hold] = gw.holds(of=original)
+    config = str(gw.proc.config)
+    shown = gateway("held", "show", hold.id, "--config", config)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Sent from: {SENT_FROM}" in shown.stdout.splitlines()
+    listed = gateway("held", "show", hold.id, "--json", "--config", config)
+    assert json.loads(listed.stdout)["client"] == SENT_FROM
+
+
+def test_a_queued_copy_names_the_client_behind_the_mta_in_its_received_field(
+    direct: Callable[..., Gateway], mx: Mx
+) -> None:
+    server = mx.start()
+    gw = direct()
+    original = message(to=[TO])
+    send_forwarded(gw, original)
+    [copy] = server.wait_for(1)
+    # As a copy relayed at once has it: the client, then the MTA as the hop (RFC 5321 §4.4).
+    assert copy.data.startswith(
+        b"Received: from PC7 (pc7.school.test [192.0.2.7])\r\n"
+        b"\t(via mta.school.test [127.0.0.1])\r\n"
+    ), copy.data[:300]

@@ -132,6 +132,27 @@ def test_a_broken_edit_keeps_the_previous_list_and_the_log_names_file_and_line(
     assert "held for review" in gw.send(SENDER, [NEWLY_LISTED], unlisted).text
 
 
+def test_a_reload_that_finds_no_allowlist_file_keeps_the_previous_list(
+    serve: Callable[..., Gateway], rig: Rig, tmp_path: Path, gateway: GatewayRunner
+) -> None:
+    # The folder was moved or the file renamed: an empty list would hold every flagged
+    # message with "not on the list", and nobody would know why. The reload is refused like
+    # any other problem, and the log says which pattern found nothing.
+    allowlist = _own_allowlist(rig, tmp_path / "lists")
+    gw = serve(allowlist={"paths": [str(tmp_path / "lists" / "*.toml")]})
+    loaded = gw.proc.events("allowlist loaded")[0]
+    allowlist.rename(tmp_path / "partners.toml.moved")
+    _reload(gateway, gw)
+    [failed] = gw.proc.wait_event("allowlist reload failed")
+    assert failed["level"] == "error"
+    assert failed["file"] == str(tmp_path / "lists" / "*.toml")
+    assert failed["problem"] == "[allowlist] paths: matches no file"
+    assert failed["kept_entries"] == loaded["entries"]
+    listed = message(to=[LISTED])
+    assert gw.send(SENDER, [LISTED], listed).code == 250
+    gw.wait_relayed(1, of=listed)
+
+
 def test_the_pid_file_is_private_and_goes_at_a_clean_stop(gw: Gateway) -> None:
     pid_file = gw.data_dir / "gateway.pid"
     assert pid_file.read_text().strip() == str(gw.proc.pid)

@@ -168,7 +168,11 @@ def test_show_gives_envelope_reasons_headers_and_text(gw: Gateway, cli: ReviewCl
     assert lines[0].startswith(f"Hold {hold}: held, held "), shown
     assert "From (envelope): show-text@school.test" in lines
     held_for = lines[lines.index("Held recipients:") + 1 : lines.index("Held recipients:") + 3]
-    assert held_for == [f"  {INSECURE}: sts-no-record", "  x@unlisted.test: not-allowlisted"]
+    assert held_for == [
+        f"  {INSECURE}: nosts.test does not publish an MTA-STS policy in enforce mode"
+        " (sts-no-record)",
+        "  x@unlisted.test: unlisted.test is not on our secure-email list (not-allowlisted)",
+    ]
     assert f"  {SECURE}" not in shown  # relayed, not held
     assert "Why flagged: header: X-Safeguarding: yes" in lines
     assert "  Subject: Strategy meeting notes" in lines

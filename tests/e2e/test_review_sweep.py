@@ -200,7 +200,7 @@ def test_purge_deletes_the_bodies_of_decided_holds_only(serve: Serve) -> None:
     assert f"Hold {released}: released" in shown, shown
     assert "Decided by Jo at " in shown, shown
     assert shown.count(": Confirmed by phone") == 1, shown
-    assert f"  {INSECURE}: sts-no-record" in shown, shown
+    assert f"  {INSECURE}: nosts.test does not publish an MTA-STS policy" in shown, shown
     data = as_json.json()
     assert data["purged"] is True
     assert data["status"] == "rejected"

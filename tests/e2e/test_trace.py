@@ -107,7 +107,10 @@ def test_trace_of_a_hold_through_its_release(gw: Gateway, cli: ReviewCli) -> Non
     mid = message_id(original)
     before = cli.run("trace", hold)
     assert before.code == 0, str(before)
-    assert f"Held for review as {hold}: {INSECURE} (sts-no-record)" in before.stdout
+    assert (
+        f"Held for review as {hold}: {INSECURE} — No MTA-STS policy (sts-no-record)"
+        in before.stdout
+    )
     assert f"  {INSECURE}: held for review as {hold}" in before.stdout
 
     cli.ok("held", "release", hold, "--reason", "Checked with the DSL by phone", "--by", "Jo")

@@ -71,9 +71,15 @@ CASES: list[tuple[AuditRecord, str]] = [
     ),
     (
         events.held("q1", HOLD, recipients={a: ["sts-no-record"] for a in HUNDRED}),
-        "Held for review as h1a2b3: pupil-000@insecure.test (sts-no-record); "
-        "pupil-001@insecure.test (sts-no-record); pupil-002@insecure.test (sts-no-record); "
-        "and 97 more",
+        "Held for review as h1a2b3: pupil-000@insecure.test — No MTA-STS policy "
+        "(sts-no-record); pupil-001@insecure.test — No MTA-STS policy (sts-no-record); "
+        "pupil-002@insecure.test — No MTA-STS policy (sts-no-record); and 97 more",
+    ),
+    (
+        # Every reason in words with its code; a code from another release reads as itself.
+        events.held("q1", HOLD, recipients={"x@old.test": ["not-allowlisted", "retired-code"]}),
+        "Held for review as h1a2b3: x@old.test — Not on the secure-email list "
+        "(not-allowlisted), retired-code",
     ),
     (
         events.release_requested(HOLD, "lead@school.test", "Checked with\nthe DSL"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import select
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from gateway.store.postgres.tables import SCHEMA_VERSION
 from rig.cli import clean_env, gateway_script, run_gateway
 from rig.ports import free_port
-from rig.postgres import PASSWORD
+from rig.postgres import PASSWORD, Postgres, bindir
 from store.pginstall import AUDIT_KEY, HOLDS, make_install
 
 START_TIMEOUT = 60
@@ -158,3 +159,61 @@ async def test_copy_into_a_database_other_nodes_use_is_refused(tmp_path: Path, p
     assert results[0].returncode == 0
     assert results[1].returncode == 1
     assert "already used by other nodes" in results[1].stderr
+
+
+def pg_tool(name: str, *args: str) -> None:
+    """pg_dump or pg_restore of the rig's PostgreSQL release, as the operator runs them."""
+    done = subprocess.run(
+        [str(bindir() / name), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+async def test_on_postgresql_backup_writes_the_manifest_and_restore_checks_a_pg_restore(
+    tmp_path: Path, postgres_server: Postgres, pg_dsn: str
+) -> None:
+    """The documented order: `gateway store backup DIR`, then pg_dump -Fc (mail may flow in
+    between: the dump holds the recorded head and more); pg_restore into a new database, then
+    `gateway store restore DIR` checks the keys, the chain, the head and every body."""
+    single = write_config(tmp_path / "single", "sqlite")
+    await make_install(tmp_path / "single" / "data")
+    assert gateway(single, pg_dsn, "store", "copy").returncode == 0
+    node = write_config(tmp_path / "node", "postgresql")
+    backup = tmp_path / "backup"
+    taken = gateway(node, pg_dsn, "store", "backup", str(backup))
+    assert taken.returncode == 0, taken.stderr
+    assert "pg_dump -Fc" in taken.stdout
+    assert "the keys are NOT in the backup" in taken.stdout
+    found = json.loads((backup / "manifest.json").read_text())
+    assert found["backend"] == "postgresql"
+    assert found["audit_head"]["seq"] == 11
+    assert found["counts"]["holds"] == HOLDS
+    assert stat.S_IMODE((backup / "manifest.json").stat().st_mode) == 0o600
+
+    # The trail goes on after the manifest (a reviewer opens a hold), then the dump is taken.
+    listed = gateway(node, pg_dsn, "held", "list", "--json")
+    first = json.loads(listed.stdout)[-1]["id"]
+    assert gateway(node, pg_dsn, "held", "show", first).returncode == 0
+    dump = backup / "gateway.pgdump"
+    pg_tool("pg_dump", "-Fc", "--file", str(dump), pg_dsn)
+
+    restored = postgres_server.dsn(postgres_server.create_database("restored"))
+    pg_tool("pg_restore", "--no-owner", "--dbname", restored, str(dump))
+    checked = gateway(node, restored, "store", "restore", str(backup))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "audit trail: 12 entries verified, the backup's head is there" in checked.stdout
+    assert f"holds: {HOLDS - 1} bodies opened with the configured keys, 0 not" in checked.stdout
+    assert gateway(node, restored, "audit", "verify").returncode == 0
+
+    # A database that is not the one backed up (here: a new, empty one) is refused.
+    empty = postgres_server.dsn(postgres_server.create_database("empty"))
+    assert gateway(node, empty, "store", "migrate").returncode == 0
+    refused = gateway(node, empty, "store", "restore", str(backup))
+    assert refused.returncode == 1
+    assert "the backup's audit head 11 is not there" in refused.stderr
+    # And so is a configuration whose store key is not the one the bodies are sealed under.
+    other_key = node.read_text().replace(bytes(range(32)).hex(), "ab" * 32)
+    (tmp_path / "node" / "gateway.toml").write_text(other_key)
+    wrong = gateway(node, restored, "store", "restore", str(backup))
+    assert wrong.returncode == 1
+    assert "sealed under store key" in wrong.stderr

@@ -16,10 +16,10 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from gateway.store import schema
 from gateway.store.ownership import owner_dead
 from gateway.store.postgres.tables import text_value
 from gateway.store.queued import NewQueued, Queued, QueuedRecipient, RecipientState
+from gateway.store.sqlite.queue import entry_json
 from gateway.store.sqlite.queue import from_row as _from_sqlite_row
 
 COLUMNS = (
@@ -40,25 +40,8 @@ async def insert(
     conn: AsyncConnection[Any], queue_id: str, now: float, new: NewQueued, body: bytes
 ) -> Queued | None:
     """The new entry, due now, with its sealed body; None when the key exists already."""
-    entry = {
-        "sender": new.sender,
-        "recipients": [_recipient_json(r) for r in new.recipients],
-        "mail_options": list(new.mail_options),
-        "size": len(new.message),
-        "client": new.client,
-        "helo": new.helo,
-        "protocol": new.protocol,
-        "message_id": new.message_id,
-        "findings": list(new.findings),
-        "facts": schema.facts_json(new.facts),
-        "subject": new.subject,
-        "summary": new.summary,
-        "smtputf8": new.smtputf8,
-        "flagged": new.flagged,
-        "requiretls": new.requiretls,
-    }
     # json.dumps escapes U+0000, so the text column takes any value the entry holds.
-    cursor = await conn.execute(_INSERT, (queue_id, new.key, now, json.dumps(entry), now))
+    cursor = await conn.execute(_INSERT, (queue_id, new.key, now, json.dumps(entry_json(new)), now))
     found = await cursor.fetchone()
     if found is None:
         return None

@@ -21,7 +21,15 @@ COLUMNS = (
 
 
 def insert(db: sqlite3.Connection, queue_id: str, now: float, new: NewQueued) -> None:
-    entry = {
+    db.execute(
+        "INSERT INTO queue (id, key, created_at, entry, next_at) VALUES (?, ?, ?, ?, ?)",
+        (queue_id, new.key, now, json.dumps(entry_json(new)), now),
+    )
+
+
+def entry_json(new: NewQueued) -> dict[str, Any]:
+    """The entry's fixed part, as both backends keep it (one JSON text column)."""
+    return {
         "sender": new.sender,
         "recipients": [_recipient_json(r) for r in new.recipients],
         "mail_options": list(new.mail_options),
@@ -37,11 +45,10 @@ def insert(db: sqlite3.Connection, queue_id: str, now: float, new: NewQueued) ->
         "smtputf8": new.smtputf8,
         "flagged": new.flagged,
         "requiretls": new.requiretls,
+        "sent_from": new.sent_from,
+        "client_name": new.client_name,
+        "trace_comment": new.trace_comment,
     }
-    db.execute(
-        "INSERT INTO queue (id, key, created_at, entry, next_at) VALUES (?, ?, ?, ?, ?)",
-        (queue_id, new.key, now, json.dumps(entry), now),
-    )
 
 
 def get(db: sqlite3.Connection, queue_id: str) -> Queued | None:
@@ -174,6 +181,10 @@ def from_row(row: sqlite3.Row | tuple[Any, ...]) -> Queued:
         smtputf8=bool(e["smtputf8"]),
         flagged=bool(e["flagged"]),
         requiretls=bool(e["requiretls"]),
+        # Entries queued by earlier releases have none of these: the client's address stands.
+        sent_from=e.get("sent_from", ""),
+        client_name=e.get("client_name", ""),
+        trace_comment=e.get("trace_comment", ""),
         attempts=attempts,
         next_at=next_at,
         last_error=last_error,
