@@ -21,7 +21,7 @@ from gateway.portal.service import Portal, PortalStore, code_pepper
 from gateway.portal.state import PortalApp, environment
 from gateway.portal.viewer import Signer
 from gateway.review.model import Review
-from gateway.runtime.inuse import explained
+from gateway.runtime.embedded import EmbeddedApp
 from gateway.runtime.parts import data_dir
 from gateway.store.crypto import load_key
 from gateway.store.keyfile import read_key_file
@@ -70,41 +70,16 @@ def load_portal_tls(settings: Settings) -> server.TlsPair | None:
     return server.TlsPair(cert_path, key_path)
 
 
-class EmbeddedPortal:
-    """The portal inside `gateway serve`, on [portal] listen."""
+class EmbeddedPortal(EmbeddedApp):
+    """The portal inside `gateway serve`, on [portal] listen (``EmbeddedApp``)."""
 
     def __init__(
         self, settings: Settings, review: Review, store: PortalStore, wake: Callable[[], None]
     ) -> None:
-        self._listen = settings.portal.listen
-        self._proxies = settings.portal.trusted_proxies
-        self._tls = load_portal_tls(settings)
-        self._app = build_portal(settings, review, store, wake)
-        self._listener: server.Listener | None = None
-        self._server: server.WebServer | None = None
-        self._log = logs.get("gateway.portal")
-
-    def bind(self) -> None:
-        try:
-            self._listener = server.bind(self._listen)
-        except OSError as exc:
-            problem = explained(exc, self._listen, "portal.listen")
-            self._log.error("portal not started", listen=str(self._listen), error=str(problem))
-
-    async def start(self) -> None:
-        if self._listener is None:
-            return
-        try:
-            self._server = await server.start(self._app, self._listener, self._tls, self._proxies)
-        except OSError as exc:
-            self._log.error("portal not started", listen=str(self._listen), error=str(exc))
-            return
-        self._log.info("portal listening", url=self._server.url)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.stop()
-            self._server = None
-        elif self._listener is not None:
-            self._listener.close()
-        self._listener = None
+        portal = settings.portal
+        app = build_portal(settings, review, store, wake)
+        tls = load_portal_tls(settings)
+        log = logs.get("gateway.portal")
+        super().__init__(
+            "portal", "portal.listen", portal.listen, app, tls, portal.trusted_proxies, log
+        )

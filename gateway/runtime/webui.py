@@ -21,6 +21,7 @@ from gateway.config.settings import Settings
 from gateway.errors import ConfigError
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
+from gateway.runtime.embedded import EmbeddedApp
 from gateway.runtime.inuse import explained
 from gateway.runtime.lifecycle import lifecycle
 from gateway.runtime.parts import data_dir, open_accounts
@@ -89,11 +90,9 @@ def load_web_tls(settings: Settings) -> server.TlsPair | None:
     return server.TlsPair(cert_path, key_path)
 
 
-class EmbeddedWeb:
-    """The web UI inside `gateway serve`: built and its TLS pair loaded before anything
-    listens; its port bound with the SMTP port; served once the workers are up. A port in use
-    is logged and the SMTP filter runs on without it (mail keeps flowing; `gateway held` still
-    reviews)."""
+class EmbeddedWeb(EmbeddedApp):
+    """The web UI inside `gateway serve` (``EmbeddedApp``). A port in use is logged and the
+    SMTP filter runs on without it (mail keeps flowing; `gateway held` still reviews)."""
 
     def __init__(
         self,
@@ -107,38 +106,18 @@ class EmbeddedWeb:
         async def wake_scheduler() -> None:
             wake()  # the scheduler sends the notices at once
 
-        self._listen = settings.web.listen
-        self._proxies = settings.web.trusted_proxies
-        self._tls = load_web_tls(settings)
-        self._app = build_web(settings, review, store, posture, wake_scheduler, records=records)
-        self._listener: server.Listener | None = None
-        self._server: server.WebServer | None = None
-        self._log = logs.get("gateway.web")
-
-    def bind(self) -> None:
-        try:
-            self._listener = server.bind(self._listen)
-        except OSError as exc:
-            problem = explained(exc, self._listen, "web.listen")
-            self._log.error("web UI not started", listen=str(self._listen), error=str(problem))
-
-    async def start(self) -> None:
-        if self._listener is None:
-            return
-        try:
-            self._server = await server.start(self._app, self._listener, self._tls, self._proxies)
-        except OSError as exc:
-            self._log.error("web UI not started", listen=str(self._listen), error=str(exc))
-            return
-        self._log.info("web UI listening", url=self._server.url)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.stop()
-            self._server = None
-        elif self._listener is not None:
-            self._listener.close()
-        self._listener = None
+        app = build_web(settings, review, store, posture, wake_scheduler, records=records)
+        web = settings.web
+        tls = load_web_tls(settings)
+        super().__init__(
+            "web UI",
+            "web.listen",
+            web.listen,
+            app,
+            tls,
+            web.trusted_proxies,
+            logs.get("gateway.web"),
+        )
 
 
 async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -175,12 +174,7 @@ def live(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 def _wait_listening(base: str, gateway: Gateway) -> None:
     """The portal starts after the SMTP port: wait for its log line, not for time."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if "portal listening" in gateway.proc.output():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the portal did not start\n{gateway.proc.output()}")
+    gateway.proc.wait_event("portal listening", timeout=20)
 
 
 @pytest.fixture(scope="module")

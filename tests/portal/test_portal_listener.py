@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -30,10 +29,7 @@ def test_a_taken_portal_port_is_named_and_mail_still_flows(rig: Rig, tmp_path: P
         }
         gateway = start_gateway(rig, tmp_path, upstream, portal=portal)
         try:
-            deadline = time.monotonic() + 20
-            while "portal not started" not in gateway.proc.output():
-                assert time.monotonic() < deadline, gateway.proc.output()
-                time.sleep(0.05)
+            gateway.proc.wait_event("portal not started", timeout=20)
             assert "([portal] listen) is already in use" in gateway.proc.output()
             raw = b"From: a@school.test\r\nTo: b@school.test\r\nSubject: hi\r\n\r\nhello\r\n"
             assert gateway.send("a@school.test", ["b@school.test"], raw).code == 250

@@ -6,7 +6,6 @@ node; the attempts, the codes sent and the first view are the database's."""
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -57,10 +56,7 @@ def nodes(
                 notify={"organisation": "Oak Primary School"},
             )
             started.append(gateway)
-            deadline = time.monotonic() + 20
-            while "portal listening" not in gateway.proc.output():
-                assert time.monotonic() < deadline, gateway.proc.output()
-                time.sleep(0.05)
+            gateway.proc.wait_event("portal listening", timeout=20)
             made.append(Live(gateway, base))
         yield made
     finally:

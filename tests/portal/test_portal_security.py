@@ -206,9 +206,7 @@ def test_over_https_the_portal_sends_hsts_and_secure_cookies(rig: Rig, tmp_path:
         },
     )
     try:
-        deadline = time.monotonic() + 20
-        while "portal listening" not in gateway.proc.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        gateway.proc.wait_event("portal listening", timeout=20)
         trust = ssl.create_default_context(cafile=str(rig.ca_file))
         answer = httpx.get(f"https://{LOOPBACK}:{port}/healthz", verify=trust)
         assert answer.status_code == 200

@@ -9,7 +9,7 @@ backend's (``sqlite.links``) with PostgreSQL's placeholders; free text through `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -79,9 +79,8 @@ class PgLinks:
     """The ``SecureLinks`` half of ``PgStore``."""
 
     db: Database
-
-    def _write(self) -> AbstractAsyncContextManager[Writing]:
-        raise NotImplementedError
+    # PgStore's write transaction: the audit chain and the outbox in the same transaction.
+    _write: Callable[[], AbstractAsyncContextManager[Writing]]
 
     async def _change(
         self,

@@ -104,8 +104,8 @@ class SqliteLinks:
     _sealer: Sealer
     _clock: Callable[[], float]
 
-    def _append(self, records: Sequence[AuditRecord]) -> None:
-        raise NotImplementedError
+    # SqliteStore's append to the audit chain, inside the caller's transaction.
+    _append: Callable[[Sequence[AuditRecord]], None]
 
     async def _change(
         self,
