@@ -5,14 +5,33 @@ and the SMTP filter runs on without it: mail keeps flowing."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
 from starlette.applications import Starlette
 
+from gateway.config.settings import Settings
 from gateway.config.values import HostPort
+from gateway.errors import ConfigError
 from gateway.runtime.inuse import explained
 from gateway.web import server
+
+
+def load_tls_pair(settings: Settings, section: str) -> server.TlsPair | None:
+    """The certificate and key of ``[section] tls_cert`` / ``tls_key``, loaded now so that a
+    mistake stops the start with the key's name, before anything listens, rather than failing
+    in the middle of serving. (``config.load`` has seen both or neither.)"""
+    values = getattr(settings, section)
+    if not values.tls_cert:
+        return None
+    cert_path, key_path = str(settings.path(values.tls_cert)), str(settings.path(values.tls_key))
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
+    except (OSError, ssl.SSLError) as exc:
+        problem = f"cannot load {cert_path} with {key_path}: {exc}"
+        raise ConfigError(f"{section}.tls_cert", problem) from exc
+    return server.TlsPair(cert_path, key_path)
 
 
 class EmbeddedApp:

@@ -7,7 +7,6 @@ without it. Imported only when the portal is on, so other commands do not load i
 from __future__ import annotations
 
 import secrets
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,11 +20,10 @@ from gateway.portal.service import Portal, PortalStore, code_pepper
 from gateway.portal.state import PortalApp, environment
 from gateway.portal.viewer import Signer
 from gateway.review.model import Review
-from gateway.runtime.embedded import EmbeddedApp
+from gateway.runtime.embedded import EmbeddedApp, load_tls_pair
 from gateway.runtime.parts import data_dir
 from gateway.store.crypto import load_key
 from gateway.store.keyfile import read_key_file
-from gateway.web import server
 
 KEY_FILE = "portal.key"
 
@@ -57,19 +55,6 @@ def build_portal(
     return create_app(state)
 
 
-def load_portal_tls(settings: Settings) -> server.TlsPair | None:
-    cert, key = settings.portal.tls_cert, settings.portal.tls_key
-    if not cert:
-        return None
-    cert_path, key_path = str(settings.path(cert)), str(settings.path(key))
-    try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
-    except (OSError, ssl.SSLError) as exc:
-        problem = f"cannot load {cert_path} with {key_path}: {exc}"
-        raise ConfigError("portal.tls_cert", problem) from exc
-    return server.TlsPair(cert_path, key_path)
-
-
 class EmbeddedPortal(EmbeddedApp):
     """The portal inside `gateway serve`, on [portal] listen (``EmbeddedApp``)."""
 
@@ -78,7 +63,7 @@ class EmbeddedPortal(EmbeddedApp):
     ) -> None:
         portal = settings.portal
         app = build_portal(settings, review, store, wake)
-        tls = load_portal_tls(settings)
+        tls = load_tls_pair(settings, "portal")
         log = logs.get("gateway.portal")
         super().__init__(
             "portal", "portal.listen", portal.listen, app, tls, portal.trusted_proxies, log

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 
@@ -18,10 +17,9 @@ from starlette.applications import Starlette
 from gateway import logs
 from gateway.accounts.users import Accounts, Throttle
 from gateway.config.settings import Settings
-from gateway.errors import ConfigError
 from gateway.posture.assessment import Posture
 from gateway.review.model import Review
-from gateway.runtime.embedded import EmbeddedApp
+from gateway.runtime.embedded import EmbeddedApp, load_tls_pair
 from gateway.runtime.inuse import explained
 from gateway.runtime.lifecycle import lifecycle
 from gateway.runtime.parts import data_dir, open_accounts
@@ -74,22 +72,6 @@ def build_web(
     return create_app(web)
 
 
-def load_web_tls(settings: Settings) -> server.TlsPair | None:
-    """The certificate and key, loaded now so that a mistake stops the start with the key's
-    name, before anything listens, rather than failing in the middle of serving.
-    (``config.load`` has seen both or neither.)"""
-    cert, key = settings.web.tls_cert, settings.web.tls_key
-    if not cert:
-        return None
-    cert_path, key_path = str(settings.path(cert)), str(settings.path(key))
-    try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
-    except (OSError, ssl.SSLError) as exc:
-        problem = f"cannot load {cert_path} with {key_path}: {exc}"
-        raise ConfigError("web.tls_cert", problem) from exc
-    return server.TlsPair(cert_path, key_path)
-
-
 class EmbeddedWeb(EmbeddedApp):
     """The web UI inside `gateway serve` (``EmbeddedApp``). A port in use is logged and the
     SMTP filter runs on without it (mail keeps flowing; `gateway held` still reviews)."""
@@ -108,7 +90,7 @@ class EmbeddedWeb(EmbeddedApp):
 
         app = build_web(settings, review, store, posture, wake_scheduler, records=records)
         web = settings.web
-        tls = load_web_tls(settings)
+        tls = load_tls_pair(settings, "web")
         super().__init__(
             "web UI",
             "web.listen",
@@ -126,7 +108,7 @@ async def serve_web(settings: Settings, ready: asyncio.Event | None = None) -> N
     or OSError (a port in use) before anything is served."""
     log = logs.get("gateway.web")
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as parts:
-        tls = load_web_tls(settings)
+        tls = load_tls_pair(settings, "web")
         accounts = open_accounts(settings)
         parts.callback(accounts.close)
         app = build_web(
