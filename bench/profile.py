@@ -34,45 +34,128 @@ PROFILE_RUNS = [
     ("flagged_secure_5k", "latency"),
     ("unflagged_5k", "latency"),
     ("flagged_insecure_5k", "throughput"),
+    ("mixed_5rcpt", "throughput"),
     ("large_1mb", "throughput"),
+    ("flagged_direct_tls", "throughput"),
 ]
 LARGE_COUNT = 200  # 1 MB messages in the profiled run (200 sessions, one message each)
 RATE = 250  # samples per second
 
-# (pattern on the frame's file, component), tried in order on each frame from the leaf up.
+SMTP_IN = "SMTP in: gateway/smtp (session, DATA reader, parameters)"
+DELIVERY = "delivery: smarthost, transport (gateway/delivery)"
+DIRECT = "delivery: direct to the MX (delivery/mx, mxplan, peer)"
+DNS = "DNS lookups (dnspython, posture/dns.py)"
+FETCH = "MTA-STS policy fetch (httpx, posture/stsfetch.py)"
+POLICY_CACHE = "policy cache (store/policycache.py, core/stscache.py)"
+POSTURE = "posture: domain checks, allowlists, verdicts (gateway/posture)"
+CORE = "core rules (gateway/core: policy, MTA-STS, DANE, addresses)"
+CLASSIFY = "classify: headers, body keywords (core/classify.py, headers.py)"
+CRYPTO = "store: AES-GCM (store/crypto.py, cryptography)"
+STORE = "store: SQLite/PostgreSQL rows, files, fsync (gateway/store)"
+LOGGING = "logging (structlog JSON, gateway/logs.py)"
+LOOP = "asyncio event loop (uvloop: scheduling and socket I/O in C)"
+ENTRY = "runtime, CLI"
+EXECUTOR = "executor threads (the pool's own bookkeeping, results handed back)"
+
+# Who a sample's CPU is for: (pattern on the frame's file, component), tried in order on each
+# frame from the leaf up; the first frame that matches any pattern owns the sample. Files are
+# matched with a leading "/" (py-spy names them "aiosmtpd/smtp.py" or by their full path).
 COMPONENTS: list[tuple[str, str]] = [
-    ("/aiosmtpd/", "SMTP in (aiosmtpd)"),
-    ("gateway/smtp_in.py", "SMTP in (aiosmtpd)"),
-    ("/aiosmtplib/", "relay out (aiosmtplib)"),
-    ("gateway/relay.py", "relay out (aiosmtplib)"),
-    ("/dns/", "DNS lookups (dnspython)"),
-    ("gateway/dns.py", "DNS lookups (dnspython)"),
-    ("/structlog/", "logging (structlog JSON)"),
-    ("gateway/logs.py", "logging (structlog JSON)"),
-    ("gateway/stsdb.py", "policy cache (SQLite read + policy parse)"),
-    ("gateway/store/crypto.py", "hold store (AES-GCM, fsync, SQLite)"),
-    ("gateway/store/", "hold store (AES-GCM, fsync, SQLite)"),
-    ("gateway/safeio.py", "hold store (AES-GCM, fsync, SQLite)"),
-    ("/cryptography/", "hold store (AES-GCM, fsync, SQLite)"),
-    ("/httpx/", "policy fetch (httpx)"),
-    ("/httpcore/", "policy fetch (httpx)"),
-    ("gateway/stsfetch.py", "policy fetch (httpx)"),
-    ("gateway/notify.py", "notices"),
-    ("gateway/review.py", "notices"),
-    ("gateway/audit.py", "audit/report facts (JSON)"),
-    ("gateway/report.py", "audit/report facts (JSON)"),
-    ("gateway/core/classify.py", "classify (headers, body scan)"),
-    ("gateway/core/headers.py", "classify (headers, body scan)"),
-    ("/email/", "classify (headers, body scan)"),
-    ("gateway/domaincheck.py", "posture (domain checks, policy decision)"),
-    ("gateway/posture.py", "posture (domain checks, policy decision)"),
-    ("gateway/core/", "posture (domain checks, policy decision)"),
-    ("gateway/service.py", "filter (service.py own code)"),
-    ("gateway/", "gateway, other"),
-    ("/asyncio/", "asyncio event loop"),
-    ("/concurrent/", "thread pool"),
-    ("threading.py", "thread pool"),
+    ("/aiosmtpd/", "SMTP in: aiosmtpd"),
+    ("/gateway/smtp/", SMTP_IN),
+    ("/aiosmtplib/", "relay out: aiosmtplib"),
+    ("/gateway/delivery/queue.py", "delivery: the queue (delivery/queue.py)"),
+    ("/gateway/delivery/mx", DIRECT),
+    ("/gateway/delivery/peer.py", DIRECT),
+    ("/gateway/delivery/", DELIVERY),
+    ("/dns/", DNS),
+    ("/gateway/posture/dns.py", DNS),
+    ("/httpx/", FETCH),
+    ("/httpcore/", FETCH),
+    ("/h11/", FETCH),
+    ("/gateway/posture/stsfetch.py", FETCH),
+    ("/gateway/posture/fetchlock.py", FETCH),
+    ("/gateway/store/policycache.py", POLICY_CACHE),
+    ("/gateway/store/postgres/policycache.py", POLICY_CACHE),
+    ("/gateway/core/stscache.py", POLICY_CACHE),
+    ("/gateway/posture/", POSTURE),
+    ("/gateway/core/classify.py", CLASSIFY),
+    ("/gateway/core/headers.py", CLASSIFY),
+    ("/gateway/core/", CORE),
+    ("/gateway/review/notices.py", "notices: rendering (review/notices.py)"),
+    ("/gateway/review/linknotices.py", "notices: rendering (review/notices.py)"),
+    ("/gateway/review/outbox.py", "notices: the outbox, sending (review/outbox.py)"),
+    ("/gateway/review/", "review model (gateway/review)"),
+    ("/gateway/store/crypto.py", CRYPTO),
+    ("/cryptography/", CRYPTO),
+    ("/gateway/store/", STORE),
+    ("/psycopg/", STORE),
+    ("/psycopg_pool/", STORE),
+    ("/gateway/audit/", "audit trail facts (gateway/audit)"),
+    ("/gateway/filter/", "filter: orchestrator, holding, replies (gateway/filter)"),
+    ("/structlog/", LOGGING),
+    ("/gateway/logs.py", LOGGING),
+    ("/gateway/metrics.py", "metrics"),
+    ("/gateway/cli/", ENTRY),
+    ("/gateway/runtime/", ENTRY),
+    ("/gateway/config/", ENTRY),
+    ("/gateway/__main__.py", ENTRY),
+    ("/gateway/", "gateway, other"),
 ]
+# Owners only when nothing above claims the sample (a thread pool's own bookkeeping).
+FALLBACKS: list[tuple[str, str]] = [("/concurrent/", EXECUTOR), ("/threading.py", EXECUTOR)]
+
+# What, under its owner, the sample was doing in the standard library (nearest the leaf):
+# the "of which" column, and a total per kind across owners.
+DETAILS: list[tuple[str, str]] = [
+    ("/asyncio/streams.py", "asyncio streams"),
+    ("/asyncio/selector_events.py", "asyncio streams"),
+    ("/asyncio/sslproto.py", "TLS (ssl)"),
+    ("/ssl.py", "TLS (ssl)"),
+    ("/asyncio/tasks.py", "asyncio tasks, locks, futures"),
+    ("/asyncio/locks.py", "asyncio tasks, locks, futures"),
+    ("/asyncio/futures.py", "asyncio tasks, locks, futures"),
+    ("/asyncio/queues.py", "asyncio tasks, locks, futures"),
+    ("/asyncio/base_events.py", "executor hand-off (run_in_executor)"),
+    ("/concurrent/futures/", "executor hand-off (run_in_executor)"),
+    ("/email/", "email package"),
+    ("/json/", "json"),
+    ("/sqlite3/", "sqlite3"),
+    ("/re/", "re"),
+]
+# A sample owned only by the entry point (gateway/cli, gateway/runtime) with an asyncio frame
+# below it is the event loop's own time (uvloop runs callbacks and socket I/O in C, under
+# Runner.run).
+LOOP_FILES = ("/asyncio/runners.py", "/asyncio/base_events.py", "/asyncio/events.py", "/uvloop/")
+
+
+def _match(file: str, table: list[tuple[str, str]]) -> str | None:
+    path = file if file.startswith("/") else "/" + file
+    return next((name for pattern, name in table if pattern in path), None)
+
+
+def attribute(frames: list[tuple[str, str]]) -> tuple[str, str | None]:
+    """The component owning a sample (root-first `frames`), and what it was doing in the
+    standard library below its own frame, if anything."""
+    owner, at = "other", -1
+    for table in (COMPONENTS, FALLBACKS):
+        for i in range(len(frames) - 1, -1, -1):
+            found = _match(frames[i][1], table)
+            if found is not None:
+                owner, at = found, i
+                break
+        if at >= 0:
+            break
+    below = frames[at + 1 :] if at >= 0 else frames
+    if owner == ENTRY and any(_match(f, [(p, LOOP) for p in LOOP_FILES]) for _, f in below):
+        owner = LOOP
+    detail = None
+    for _func, file in reversed(below):
+        detail = _match(file, DETAILS)
+        if detail is not None:
+            break
+    return owner, detail
+
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
@@ -100,6 +183,8 @@ def summarise(folded: Path, top: int = 15) -> dict[str, Any]:
     leaves: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     threads: Counter[str] = Counter()
+    details: Counter[tuple[str, str]] = Counter()
+    stdlib: Counter[str] = Counter()
     total = 0
     for line in folded.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -114,13 +199,11 @@ def summarise(folded: Path, top: int = 15) -> dict[str, Any]:
                 )
             frames = frames[1:]
         total += count
-        component = "other"
-        for _func, file in reversed(frames):
-            found = next((name for pattern, name in COMPONENTS if pattern in file), None)
-            if found is not None:
-                component = found
-                break
+        component, detail = attribute(frames)
         components[component] += count
+        if detail is not None:
+            details[(component, detail)] += count
+            stdlib[detail] += count
         if frames:
             func, file = frames[-1]
             leaves[f"{func} ({_short(file)})"] += count
@@ -135,9 +218,15 @@ def summarise(folded: Path, top: int = 15) -> dict[str, Any]:
     def share(counter: Counter[str], n: int) -> list[tuple[str, float]]:
         return [(k, round(100 * v / total, 1)) for k, v in counter.most_common(n)] if total else []
 
+    def of_which(component: str) -> list[tuple[str, float]]:
+        parts = Counter({d: n for (c, d), n in details.items() if c == component})
+        return share(parts, 4)
+
     return {
         "samples": total,
-        "components": share(components, 30),
+        "components": share(components, 40),
+        "of_which": {c: of_which(c) for c, _ in components.most_common(40)},
+        "stdlib": share(stdlib, 10),
         "self": share(leaves, top),
         "gateway_inclusive": share(inclusive, top),
         "threads": share(threads, 10),
@@ -154,7 +243,15 @@ def _text(name: str, fig: dict[str, Any], summary: dict[str, Any], folded: Path)
         f"stacks: {folded.relative_to(ROOT)}",
         "   by component (% of CPU samples):",
     ]
-    lines += [f"     {pct:5.1f}%  {k}" for k, pct in summary["components"]]
+    for k, pct in summary["components"]:
+        parts = summary.get("of_which", {}).get(k) or []
+        under = ", ".join(f"{d} {p}%" for d, p in parts)
+        lines.append(f"     {pct:5.1f}%  {k}" + (f"  (of which {under})" if under else ""))
+    if summary.get("stdlib"):
+        lines.append(
+            "   in the standard library, under any owner: "
+            + ", ".join(f"{k} {p}%" for k, p in summary["stdlib"])
+        )
     lines.append("   hottest functions (self):")
     lines += [f"     {pct:5.1f}%  {k}" for k, pct in summary["self"][:12]]
     lines.append("   gateway functions (inclusive):")
@@ -178,6 +275,7 @@ def run(bench: Bench, gateway: GatewayTarget, workdir: Path) -> dict[str, Any]:
         folded = ROOT / "bench" / "results" / f"{stamp}-profile-{label}.folded"
         gateway.begin(scenario)
         try:
+            bench.use(gateway, scenario)  # the direct scenario's copies arrive at the TLS sink
             bench.warmup(gateway, scenario)
             spy = subprocess.Popen(
                 [

@@ -127,6 +127,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="then run experimental gateway variants (bench/variant.py) for the report",
     )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="run the whole set N times, then a summary of the medians (bench/results/summary-*)",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="then the scaling tables: [smtp] workers 1..cores, and 1/5/20/100 recipients",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     return parser.parse_args(argv)
 
@@ -135,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     deps.ensure()
 
-    from bench import experiments, profile, report, zones
+    from bench import experiments, profile, report, scaling, summary, zones
     from bench.measure import Bench
     from bench.pgnodes import GatewayNodes
     from bench.postfix import Postfix, PostfixTls
@@ -164,21 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             for s in scenarios
         ]
     wanted = [t for t in args.targets.split(",") if t]
-    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    results: dict[str, Any] = {
-        "meta": {
-            "started": started,
-            "command": "make bench" + (f" ({' '.join(sys.argv[1:])})" if sys.argv[1:] else ""),
-            "machine": _machine(),
-            "versions": _versions(),
-            "targets": {t: report.DESCRIPTIONS[t] for t in wanted},
-        },
-        "scenarios": [],
-    }
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     workdir.chmod(0o755)  # Postfix's daemons run as postfix and must reach their queue
     print(f"bench: work directory {workdir}", file=sys.stderr, flush=True)
-    began = time.monotonic()
+    runs: list[dict[str, Any]] = []
+    paths: list[Path] = []
     with contextlib.ExitStack() as stack:
         # SIGTERM (e.g. from make's parent) unwinds the stack like Ctrl-C does.
         signal.signal(signal.SIGTERM, _interrupt)
@@ -227,50 +228,103 @@ def main(argv: list[str] | None = None) -> int:
         rig_pids = [s.process.pid for s in servers if s is not None and s.process.pid]
         machine = Machine([postfix.master_pid, tls_postfix.master_pid])
         bench = Bench(workdir, sink, machine, rig_pids, tls_sink, rig.ca_file)
-        for scenario in scenarios:
-            entry: dict[str, Any] = {
-                "name": scenario.name,
-                "title": scenario.title,
-                "cold": None,
-                "targets": {},
-            }
-            for name in wanted:
-                target = all_targets[name]
-                if not target.takes_part(scenario):
-                    continue
-                print(f"bench: {scenario.name} / {name}", file=sys.stderr, flush=True)
-                try:
-                    target.begin(scenario)
-                    bench.use(target, scenario)
-                    figures, entry["cold"] = _measure(
-                        bench, target, scenario, events, entry["cold"]
-                    )
-                except Exception as exc:  # one failed measurement must not lose the run
-                    print(f"bench: {scenario.name} / {name} failed: {exc}", file=sys.stderr)
-                    figures = {"error": f"{type(exc).__name__}: {str(exc)[:1000]}"}
-                finally:
-                    target.end()
-                entry["targets"][name] = figures
-            report.add_ratios(entry)
-            results["scenarios"].append(entry)
-        results["targets"] = report.check_targets(results)
-        if args.profile and "gateway" in wanted and "sink" in wanted:
-            gateway = all_targets["gateway"]
-            assert isinstance(gateway, GatewayTarget)
-            results["profile"] = profile.run(bench, gateway, workdir)
-        if args.variants and "gateway" in wanted and "sink" in wanted:
-            results["experiments"] = experiments.run(
-                results,
-                lambda v, n: GatewayTarget(workdir, rig, sink.port, fetch_port, v, n),
-                lambda target, scenario: _measure(bench, target, scenario, events, None),
-            )
-    results["meta"]["duration_s"] = round(time.monotonic() - began, 1)
-    # The gateway is developed while benchmarks run: say so if it changed under this run.
-    results["meta"]["gateway_at_end"] = _versions().get("gateway")
-    print(report.table(results))
-    path = report.write_json(results, ROOT / "bench" / "results")
-    print(f"\nJSON: {path.relative_to(ROOT)}  ({results['meta']['duration_s']} s)")
+        for number in range(1, args.runs + 1):
+            if args.runs > 1:
+                print(f"bench: run {number} of {args.runs}", file=sys.stderr, flush=True)
+            began = time.monotonic()
+            results = _new_results(wanted, number, args.runs)
+            for scenario in scenarios:
+                results["scenarios"].append(_scenario(bench, all_targets, wanted, scenario, events))
+            results["targets"] = report.check_targets(results)
+            last = number == args.runs
+            if last and args.profile and "gateway" in wanted and "sink" in wanted:
+                gateway = all_targets["gateway"]
+                assert isinstance(gateway, GatewayTarget)
+                results["profile"] = profile.run(bench, gateway, workdir)
+            if last and args.variants and "gateway" in wanted and "sink" in wanted:
+                results["experiments"] = experiments.run(
+                    results,
+                    lambda v, n: GatewayTarget(workdir, rig, sink.port, fetch_port, v, n),
+                    lambda target, scenario: _measure(bench, target, scenario, events, None),
+                )
+            if last and args.scaling:
+                results["scaling"] = scaling.run(
+                    lambda n: GatewayTarget(workdir, rig, sink.port, fetch_port, workers=n),
+                    all_targets["postfix"],
+                    lambda target, scenario: _throughput(bench, target, scenario),
+                    args.scale,
+                )
+            results["meta"]["duration_s"] = round(time.monotonic() - began, 1)
+            # The gateway is developed while benchmarks run: say so if it changed under this run.
+            results["meta"]["gateway_at_end"] = _versions().get("gateway")
+            print(report.table(results), flush=True)
+            path = report.write_json(results, ROOT / "bench" / "results")
+            print(f"\nJSON: {path.relative_to(ROOT)}  ({results['meta']['duration_s']} s)")
+            runs.append(results)
+            paths.append(path)
+    if args.runs > 1:
+        written = summary.write(summary.summarise(runs, paths), ROOT / "bench" / "results")
+        print("\n" + written["text"])
+        print(f"\nSummary: {written['json'].relative_to(ROOT)}, {written['md'].relative_to(ROOT)}")
     return 0
+
+
+def _new_results(wanted: list[str], number: int, total: int) -> dict[str, Any]:
+    from bench import report
+
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "meta": {
+            "started": started,
+            "command": "make bench" + (f" ({' '.join(sys.argv[1:])})" if sys.argv[1:] else ""),
+            "run": number,
+            "runs": total,
+            "machine": _machine(),
+            "versions": _versions(),
+            "targets": {t: report.DESCRIPTIONS[t] for t in wanted},
+        },
+        "scenarios": [],
+    }
+
+
+def _scenario(
+    bench: Any, targets: dict[str, Any], wanted: list[str], scenario: Any, events: Path
+) -> dict[str, Any]:
+    """Every wanted target in one scenario, with the ratios between them."""
+    from bench import report
+
+    entry: dict[str, Any] = {
+        "name": scenario.name,
+        "title": scenario.title,
+        "cold": None,
+        "targets": {},
+    }
+    for name in wanted:
+        target = targets[name]
+        if not target.takes_part(scenario):
+            continue
+        print(f"bench: {scenario.name} / {name}", file=sys.stderr, flush=True)
+        try:
+            target.begin(scenario)
+            bench.use(target, scenario)
+            figures, entry["cold"] = _measure(bench, target, scenario, events, entry["cold"])
+        except Exception as exc:  # one failed measurement must not lose the run
+            print(f"bench: {scenario.name} / {name} failed: {exc}", file=sys.stderr)
+            figures = {"error": f"{type(exc).__name__}: {str(exc)[:1000]}"}
+        finally:
+            target.end()
+        entry["targets"][name] = figures
+    report.add_ratios(entry)
+    return entry
+
+
+def _throughput(bench: Any, target: Any, scenario: Any) -> dict[str, Any]:
+    """Warm up and measure throughput only (the scaling tables), for a begun target."""
+    bench.use(target, scenario)
+    bench.warmup(target, scenario)
+    figures: dict[str, Any] = bench.throughput(target, scenario)
+    figures.pop("driver", None)
+    return figures
 
 
 def _measure(

@@ -243,6 +243,8 @@ class GatewayTarget(_PythonProcess):
         if self.variant or self.workers != WORKERS:
             name += f"-{self.variant or 'stock'}-{self.workers}"
         name += self.node
+        # And per start: with --runs N, each run's cold start must find an empty policy cache.
+        name += f"-{self.runs + 1}"
         self.data_dir = self.workdir / f"gateway-data-{name}"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         mta_sts: dict[str, object] = {}
