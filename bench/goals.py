@@ -282,17 +282,20 @@ def cpu_budget(results: dict[str, Any], factor: float = 2.0) -> dict[str, Any] |
     on this machine, where the load tools (smtp-source, smtp-sink) share the cores with it.
 
     At factor x Postfix msg/s the whole machine has cores x 1000 / rate ms of CPU per message;
-    smtp-source and smtp-sink take their share of that (measured in the gateway's own run: the
-    machine's busy cores over the run less the gateway's CPU); the rest is the gateway's."""
+    smtp-source, smtp-sink and the rig take their share of that (measured in the gateway's own
+    run: the machine's CPU over the run less the gateway's and less what processes outside
+    the bench used); the rest is the gateway's."""
     gw = figure(results, "unflagged_5k", "gateway")
     pf = figure(results, "unflagged_5k", "postfix").get("msgs_per_s")
     cores = results.get("meta", {}).get("machine", {}).get("cores")
-    if not pf or not cores or not gw.get("msgs_per_s") or gw.get("cpu_ms_per_msg") is None:
+    n = gw.get("messages")
+    if not pf or not cores or not n or gw.get("cpu_s") is None or "machine_cpu_s" not in gw:
         return None
     rate = factor * pf
     machine_ms = cores * 1000 / rate
-    busy_ms = gw.get("machine_busy_cores", 0) * 1000 / gw["msgs_per_s"]
-    tools_ms = max(0.0, busy_ms - gw["cpu_ms_per_msg"])
+    foreign_s = (gw.get("foreign_cores") or 0.0) * gw.get("window_s", 0.0)
+    tools_s = gw["machine_cpu_s"] - foreign_s - gw["cpu_s"]
+    tools_ms = max(0.0, tools_s * 1000 / n)
     return {
         "factor": factor,
         "cores": cores,

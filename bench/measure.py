@@ -284,6 +284,10 @@ class Bench:
                 # CPU of the whole machine over the run, in cores busy (2 = saturated here):
                 # the target, the load generator, the sink, the rig and anything else.
                 "machine_busy_cores": round(busy / max(time.monotonic() - t0, 1e-9), 2),
+                # The same as CPU seconds and the window they were counted over, so that the
+                # load tools' share can be told apart (bench/goals.py, cpu_budget).
+                "machine_cpu_s": round(busy, 3),
+                "window_s": round(time.monotonic() - t0, 3),
                 # Of which other processes than the bench's (a neighbour on a shared machine).
                 "foreign_cores": round(foreign, 2),
                 "foreign_cores_before": quiet_before,

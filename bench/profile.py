@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import Bench
-from bench.scenarios import by_name
+from bench.scenarios import Scenario, by_name
 from bench.targets import GatewayTarget
 from bench.tools import ROOT
 
@@ -261,15 +261,22 @@ def _text(name: str, fig: dict[str, Any], summary: dict[str, Any], folded: Path)
     return "\n".join(lines)
 
 
-def run(bench: Bench, gateway: GatewayTarget, workdir: Path) -> dict[str, Any]:
+def run(
+    bench: Bench, gateway: GatewayTarget, workdir: Path, scenarios: list[Scenario] | None = None
+) -> dict[str, Any]:
+    """Profile the PROFILE_RUNS whose scenario is in `scenarios` (the run's, as --scenarios and
+    --scale made them; None: all, at full counts)."""
+    chosen = {s.name: s for s in scenarios} if scenarios is not None else None
     py_spy = str(Path(sys.executable).parent / "py-spy")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out: dict[str, Any] = {"runs": {}, "text": ""}
     texts = ["Profile (py-spy --gil: separate runs; the figures above are from unprofiled runs):"]
     for name, phase in PROFILE_RUNS:
-        scenario = by_name([name])[0]
+        if chosen is not None and name not in chosen:
+            continue
+        scenario = chosen[name] if chosen is not None else by_name([name])[0]
         if scenario.name == "large_1mb":
-            scenario = dataclasses.replace(scenario, count=LARGE_COUNT)
+            scenario = dataclasses.replace(scenario, count=min(LARGE_COUNT, scenario.count))
         label = f"{name}-{phase}"
         print(f"bench: profiling {label}", file=sys.stderr, flush=True)
         folded = ROOT / "bench" / "results" / f"{stamp}-profile-{label}.folded"

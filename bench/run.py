@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             if last and args.profile and "gateway" in wanted and "sink" in wanted:
                 gateway = all_targets["gateway"]
                 assert isinstance(gateway, GatewayTarget)
-                results["profile"] = profile.run(bench, gateway, workdir)
+                results["profile"] = profile.run(bench, gateway, workdir, scenarios)
             if last and args.variants and "gateway" in wanted and "sink" in wanted:
                 results["experiments"] = experiments.run(
                     results,

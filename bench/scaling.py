@@ -29,7 +29,7 @@ RECIPIENT_COUNTS = (1, 5, 20, 100)
 SECURE_DOMAINS = ("secure.test", "multistring.test", "dane.test")
 INSECURE_DOMAINS = ("nosts.test", "unlisted.test")
 # Messages per point: fewer as each carries more recipients, so each point takes seconds.
-MESSAGES = {1: 400, 5: 240, 20: 100, 100: 40}
+MESSAGES = {1: 600, 5: 300, 20: 120, 100: 40}
 SESSIONS = 10
 WORKER_SCENARIOS = ("unflagged_5k", "flagged_secure_5k")
 
