@@ -1,14 +1,16 @@
 """`make bench`: start everything on loopback, run every scenario against every target, report.
 
     python -m bench [--scenarios a,b] [--targets sink,bare,postfix,gateway,gateway-2pg]
-                    [--scale F] [--profile] [--keep]
+                    [--scale F] [--runs N] [--profile] [--variants] [--scaling] [--keep]
 
 Order of a run: install what is missing (bench/deps.py); start the rig (knot, unbound, nginx)
 with the zone table plus the bench's 200 cold-start domains; start smtp-sink, a private
 Postfix instance relaying to it, and the fetch watcher in front of nginx; then for each
 scenario and each target: (re)start the target, warm it up, measure throughput (with CPU and
-peak RSS) and latency, stop it. Finally the targets of the issue are checked, a table goes to
-stdout and the JSON to bench/results/<timestamp>.json.
+peak RSS) and latency, stop it. Finally the targets of the issue are checked (bench/goals.py),
+a table goes to stdout and the JSON to bench/results/<timestamp>.json. With --runs N the set is
+run N times over the same rig and Postfix, each run with its own JSON, and then the summary of
+the medians (bench/summary.py); --profile, --variants and --scaling run once, after the last.
 """
 
 from __future__ import annotations
