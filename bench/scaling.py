@@ -10,7 +10,8 @@ Two tables, the gateway only, in the same invocation as the Postfix they are set
   against the number of recipients. A straight line means each recipient costs the same; a
   cliff shows as rows far from the line.
 
-Only throughput is measured here (no one-session latency run); each point is one run.
+Only throughput is measured here (no one-session latency run); each point is one run, with the
+cores other processes used meanwhile ("other", as in the main table: a busy neighbour shows).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def _row(label: str, fig: dict[str, Any]) -> dict[str, Any]:
         "msgs_per_s": fig.get("msgs_per_s"),
         "cpu_ms_per_msg": fig.get("cpu_ms_per_msg"),
         "peak_rss_mb": fig.get("peak_rss_mb"),
+        "foreign_cores": fig.get("foreign_cores"),
         "complete": bool(fig.get("complete")) and fig.get("held_ok") is not False,
         "error": fig.get("error"),
     }
@@ -146,7 +148,7 @@ def text(scaling: dict[str, Any]) -> str:
         "Scaling (the gateway only; one throughput run per point):",
         "  [smtp] workers (Postfix of the same invocation beside it):",
         f"   {'scenario':<18} {'workers':>7} {'msg/s':>8} {'x w=1':>6} {'Postfix':>8}"
-        f" {'x Postfix':>9} {'CPU ms/msg':>10} {'RSS MB':>7}  ok",
+        f" {'x Postfix':>9} {'CPU ms/msg':>10} {'RSS MB':>7} {'other':>6}  ok",
     ]
     first: dict[str, float | None] = {}
     for row in scaling["workers"]:
@@ -159,13 +161,13 @@ def text(scaling: dict[str, Any]) -> str:
             f"   {row['scenario']:<18} {row['workers']:>7} {_n(row['msgs_per_s'], 8)}"
             f" {_n(speedup, 6, 2)} {_n(pf, 8)} {_n(versus, 9, 2)}"
             f" {_n(row['cpu_ms_per_msg'], 10, 3)} {_n(row['peak_rss_mb'], 7)}"
-            f"  {'yes' if row['complete'] else 'NO'}"
+            f" {_n(row.get('foreign_cores'), 6, 2)}  {'yes' if row['complete'] else 'NO'}"
             + (f"  {row['error'][:120]}" if row.get("error") else "")
         )
     out.append("  recipients per message (5 KB flagged; relayed: secure domains, held: insecure):")
     out.append(
         f"   {'kind':<8} {'rcpts':>5} {'msg/s':>8} {'rcpt/s':>8} {'CPU ms/msg':>10}"
-        f" {'ms/rcpt':>8} {'line':>8} {'off line':>8}  ok"
+        f" {'ms/rcpt':>8} {'line':>8} {'off line':>8} {'other':>6}  ok"
     )
     for row in scaling["recipients"]:
         line = scaling["fits"].get(row["kind"])
@@ -177,7 +179,8 @@ def text(scaling: dict[str, Any]) -> str:
             f"   {row['kind']:<8} {row['recipients']:>5} {_n(rate, 8)}"
             f" {_n(rate * row['recipients'] if rate else None, 8, 0)} {_n(cpu, 10, 3)}"
             f" {_n(cpu / row['recipients'] if cpu is not None else None, 8, 3)}"
-            f" {_n(on_line, 8, 3)} {_n(off, 7, 0)}%  {'yes' if row['complete'] else 'NO'}"
+            f" {_n(on_line, 8, 3)} {_n(off, 7, 0)}% {_n(row.get('foreign_cores'), 6, 2)}"
+            f"  {'yes' if row['complete'] else 'NO'}"
             + (f"  {row['error'][:120]}" if row.get("error") else "")
         )
     for kind, line in scaling["fits"].items():

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.goals import verdict
+from bench.goals import cold_best_ratio, cpu_budget, verdict
 from bench.report import TARGET_ORDER
 
 # The figures of the Markdown table (the JSON has the median of every numeric figure).
@@ -115,6 +115,19 @@ def targets(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def bounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The medians of what the scenario and the machine allow: the cold start's best ratio
+    to Postfix, and the gateway's CPU budget per message for 2.0x unflagged."""
+    best = [cold_best_ratio(r)[1] for r in runs]
+    budgets = [cpu_budget(r) or {} for r in runs]
+    keys = ("needed_msgs_per_s", "machine_ms_per_msg", "tools_ms_per_msg")
+    out: dict[str, Any] = {"cold_best_ratio": {"median": median(best), "runs": best}}
+    for key in (*keys, "gateway_budget_ms_per_msg", "gateway_ms_per_msg"):
+        values = [b.get(key) for b in budgets]
+        out[key] = {"median": median(values), "runs": values}
+    return out
+
+
 def summarise(runs: list[dict[str, Any]], paths: list[Path] | None = None) -> dict[str, Any]:
     first = runs[0]["meta"] if runs else {}
     summary: dict[str, Any] = {
@@ -130,6 +143,7 @@ def summarise(runs: list[dict[str, Any]], paths: list[Path] | None = None) -> di
         "targets": targets(runs),
         "figures": figures(runs),
     }
+    summary["bounds"] = bounds(runs)
     for results in runs:  # the scaling tables are measured once, in the last run
         if results.get("scaling"):
             summary["scaling"] = {k: v for k, v in results["scaling"].items() if k != "text"}
@@ -182,6 +196,7 @@ def text(summary: dict[str, Any]) -> str:
             f"| {t['target']} | {t['scenario']} | {_fmt(t['median'])}{unit} | {runs} | {goal} |"
             f" **{_verdict(t['pass'], t['op'])}** |"
         )
+    out += _bounds_lines(summary.get("bounds") or {})
     out += [
         "",
         "## Figures (medians)",
@@ -202,6 +217,25 @@ def text(summary: dict[str, Any]) -> str:
         out += ["", "## Scaling (measured once, in the last run)", "", "```"]
         out += [summary["scaling_text"], "```"]
     return "\n".join(out) + "\n"
+
+
+def _bounds_lines(b: dict[str, Any]) -> list[str]:
+    out = []
+    cold = (b.get("cold_best_ratio") or {}).get("median")
+    if cold is not None:
+        out.append(
+            f"\nThe cold start's best possible ratio (its messages / the slow policy hosts' 2 s,"
+            f" over Postfix): median {_fmt(cold)}x."
+        )
+    budget = (b.get("gateway_budget_ms_per_msg") or {}).get("median")
+    if budget is not None:
+        out.append(
+            f"\n2.0x unflagged = {_fmt(b['needed_msgs_per_s']['median'], 1)} msg/s:"
+            f" {_fmt(b['machine_ms_per_msg']['median'])} ms of machine CPU per message, the load"
+            f" tools {_fmt(b['tools_ms_per_msg']['median'])}, leaving the gateway"
+            f" {_fmt(budget)} ms (it spent {_fmt(b['gateway_ms_per_msg']['median'])}); medians."
+        )
+    return out
 
 
 def write(summary: dict[str, Any], folder: Path) -> dict[str, Any]:
