@@ -91,8 +91,10 @@ class Posture:
         return self.in_force.allowlist
 
     def use(self, in_force: InForce) -> None:
-        """Decide with this list from now on (assessments already started keep theirs)."""
+        """Decide with this list from now on (assessments already started keep theirs), with
+        every domain's facts checked afresh."""
         self.in_force = in_force
+        self.checker.forget()
 
     async def assess(
         self, domain: str, today: dt.date | None = None, allowlist: Allowlist | None = None
