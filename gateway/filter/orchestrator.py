@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -137,8 +138,9 @@ class Filter:
                 checked=bool(assessments),
             )
         if assessments:
-            for d in decisions:
-                metrics.RECIPIENTS.labels(d.action.value).inc()
+            # One counter update per action, not per recipient (each labels() is a lock).
+            for action, count in Counter(d.action.value for d in decisions).items():
+                metrics.RECIPIENTS.labels(action).inc(count)
         if any(d.action is Action.TEMPFAIL for d in decisions):
             log.info("message temp-failed", reason="recipient posture undetermined")
             metrics.MESSAGES.labels("tempfailed").inc()
