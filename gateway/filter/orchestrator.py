@@ -176,9 +176,12 @@ class Filter:
         # One list for the whole message, taken once: a reload (SIGHUP) while its domains are
         # assessed applies from the next message on, never to half of this one's recipients.
         allowlist = self._posture.allowlist
-        results = await asyncio.gather(
-            *(self._posture.assess(d, allowlist=allowlist) for d in domains)
-        )
+        if len(domains) == 1:  # most messages: no task to make and schedule for one domain
+            results = [await self._posture.assess(domains[0], allowlist=allowlist)]
+        else:
+            results = await asyncio.gather(
+                *(self._posture.assess(d, allowlist=allowlist) for d in domains)
+            )
         assessments = dict(zip(domains, results, strict=True))
         sender = check_sender(
             self._sender_domains(incoming, parsed),
