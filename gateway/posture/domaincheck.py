@@ -93,7 +93,7 @@ class DomainChecker:
 
     async def _gather(self, domain: str) -> DomainFacts:
         generation = self._memo.generation
-        seen = _Answers(self._resolver)
+        seen = _Answers(self._resolver, self._clock)
         timings: dict[str, float] = {}
         started = time.perf_counter()
         async with asyncio.TaskGroup() as group:
@@ -115,7 +115,7 @@ class DomainChecker:
             timings_ms=timings,
         )
         if not seen.temporary:
-            self._memo.put(domain, facts, self._clock(), seen.ttl, generation)
+            self._memo.put(domain, facts, self._clock(), seen.until, generation)
         return facts
 
     # --- MX ----------------------------------------------------------------------------------
@@ -229,19 +229,22 @@ class DomainChecker:
 
 
 class _Answers:
-    """The resolver, as one check sees it: notes the shortest TTL of the answers the facts are
-    built from and whether any was a temporary failure (then the facts are not memoised)."""
+    """The resolver, as one check sees it: notes when the first of the answers the facts are
+    built from expires (its TTL counted from when it came) and whether any was a temporary
+    failure (then the facts are not memoised)."""
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, clock: Clock) -> None:
         self._resolver = resolver
-        self.ttl: float | None = None
+        self._clock = clock
+        self.until: float | None = None
         self.temporary = False
 
     def _note(self, answer: DnsAnswer[T]) -> DnsAnswer[T]:
         if answer.status is DnsStatus.TEMPORARY:
             self.temporary = True
         elif answer.ttl is not None:
-            self.ttl = answer.ttl if self.ttl is None else min(self.ttl, answer.ttl)
+            until = self._clock() + answer.ttl
+            self.until = until if self.until is None else min(self.until, until)
         return answer
 
     async def mx(self, name: str) -> DnsAnswer[MxRecord]:

@@ -58,14 +58,21 @@ class FactsMemo:
         return facts
 
     def put(
-        self, domain: str, facts: DomainFacts, now: float, ttl: float | None, generation: int
+        self,
+        domain: str,
+        facts: DomainFacts,
+        now: float,
+        answers_until: float | None,
+        generation: int,
     ) -> None:
-        """Keep ``facts`` until the earliest of the memo's bound, ``ttl`` (the shortest TTL of
-        the answers they came from) and the policy's expiry; not at all when they hold a
-        temporary failure or the memo was cleared since the check began."""
+        """Keep ``facts`` until the earliest of the memo's bound, ``answers_until`` (when the
+        first of the DNS answers they came from expires) and the policy's expiry; not at all
+        when they hold a temporary failure or the memo was cleared since the check began."""
         if not self.enabled or generation != self.generation or has_temporary(facts):
             return
-        until = now + (self.seconds if ttl is None else min(self.seconds, ttl))
+        until = now + self.seconds
+        if answers_until is not None:
+            until = min(until, answers_until)
         expires_at = facts.sts_policy.expires_at
         if expires_at is not None:
             until = min(until, expires_at)

@@ -178,6 +178,24 @@ async def test_the_shortest_ttl_bounds_the_memo(world: World, key: tuple[str, st
     assert world.costs()[0] > spent[0]
 
 
+async def test_a_ttl_counts_from_when_the_answer_came(world: World) -> None:
+    # Every answer lives three seconds; the policy host takes two to answer, after them.
+    for key, answer in world.resolver.table.items():
+        world.resolver.table[key] = replace(answer, ttl=3.0)
+    fetch = world.fetcher.fetch
+
+    async def slow_fetch(domain: str) -> str:
+        world.clock.advance(2)
+        return await fetch(domain)
+
+    world.fetcher.fetch = slow_fetch  # type: ignore[method-assign]
+    await world.checker.facts("good.test")
+    spent = world.costs()
+    world.clock.advance(1)  # three seconds since the answers came, one since the check ended
+    await world.checker.facts("good.test")
+    assert world.costs()[0] > spent[0]
+
+
 async def test_a_negative_answer_ttl_bounds_the_memo(world: World) -> None:
     # No TLS-RPT record: the NXDOMAIN's negative TTL (RFC 2308 §5) counts like any other.
     world.resolver.table[("_smtp._tls.good.test", "TXT")] = DnsAnswer(
