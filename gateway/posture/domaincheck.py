@@ -73,6 +73,11 @@ class DomainChecker:
         MX hosts with it."""
         return self._resolver
 
+    @property
+    def memo_seconds(self) -> float:
+        """How long a domain's facts are reused ([dns] facts_cache_seconds); 0: never."""
+        return self._memo.seconds
+
     def forget(self) -> None:
         """Check every domain afresh from now on (the allowlist was reloaded: an operator who
         changed it expects what follows to reflect the domains as they are now)."""

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.config import settings as config
 from gateway.config.settings import Settings
 from gateway.core.allowlist import Allowlist, AllowlistEntry
 from gateway.core.model import (
@@ -27,6 +29,7 @@ from gateway.posture.allowlists import InForce
 from gateway.posture.assessment import Posture
 from gateway.posture.domaincheck import DomainChecker
 from gateway.posture.factsmemo import FactsMemo
+from gateway.runtime import parts
 from support.fakes import FakeClock
 
 ENFORCE = "version: STSv1\nmode: enforce\nmx: mx.good.test\nmax_age: 86400\n"
@@ -356,3 +359,22 @@ async def test_a_reload_that_removes_a_domain_holds_the_next_message_at_once(
     after = await posture.assess("good.test")
     assert after.verdict.verdict is Verdict.NOT_SECURE
     assert Reason.NOT_ALLOWLISTED in after.verdict.reasons
+
+
+# --- who uses the memo ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "memo", "seconds"),
+    [
+        ({}, True, 5.0),  # gateway serve: the default
+        ({"GATEWAY_DNS_FACTS_CACHE_SECONDS": "0"}, True, 0.0),  # turned off
+        ({}, False, 0.0),  # gateway check: a person asking wants fresh facts
+    ],
+)
+async def test_serve_memoises_and_check_does_not(
+    tmp_path: Path, environ: dict[str, str], memo: bool, seconds: float
+) -> None:
+    settings = config.load(None, environ={"GATEWAY_STORE_DATA_DIR": str(tmp_path), **environ})
+    async with parts.open_posture(settings, Allowlist(()), memo=memo) as posture:
+        assert posture.checker.memo_seconds == seconds
