@@ -222,7 +222,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("allowlist problem", problem=str(problem))
 
     async def assess_all() -> list[Assessment]:
-        async with open_posture(settings, loaded.allowlist) as posture:
+        async with open_posture(settings, loaded.allowlist, memo=False) as posture:
             return list(await asyncio.gather(*(posture.assess(d) for d in domains)))
 
     assessments = asyncio.run(assess_all())

@@ -96,7 +96,7 @@ def _check_all(
 
     async def run() -> list[Checked]:
         limit = asyncio.Semaphore(CONCURRENCY)
-        async with open_posture(settings, loaded.allowlist) as posture:
+        async with open_posture(settings, loaded.allowlist, memo=False) as posture:
             work = (_check(posture, domain, options, limit) for domain in domains)
             return list(await asyncio.gather(*work))
 

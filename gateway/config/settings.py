@@ -147,6 +147,8 @@ class DnsSettings:
     trust_ad: bool = False
     max_concurrency: int = field(default=64, metadata=_key(positive))
     cache_size: int = field(default=10_000, metadata=_key(non_negative))
+    # A domain's facts reused for this long at most (and never past a TTL); 0: off.
+    facts_cache_seconds: float = field(default=5.0, metadata=_key(non_negative))
 
 
 @dataclass(frozen=True)

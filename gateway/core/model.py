@@ -103,6 +103,10 @@ class DnsAnswer(Generic[T]):
     # True when the answer came with the AD bit from a resolver the operator trusts.
     authenticated: bool = False
     error: str = ""
+    # Seconds the answer may still be used (its RRset's TTL; for NXDOMAIN and NODATA the
+    # negative-caching TTL, min(SOA TTL, SOA MINIMUM): RFC 2308 §5); None when unknown. How
+    # fresh an answer is, not what it says: two answers with the same records are equal.
+    ttl: float | None = field(default=None, compare=False)
 
     @property
     def negative(self) -> bool:

@@ -22,11 +22,12 @@ def new_hold(
 ) -> NewHold:
     """The hold of ``decisions``; ``kind`` ("policy", "refused") keeps the two apart."""
     options = {r.address: r.options for r in work.incoming.recipients}
+    held_domains = {d.domain for d in decisions}  # a set: one look-up per domain, not a scan
     facts = HoldFacts(
         tuple(
             record_of(assessment)
             for domain, assessment in work.assessments.items()
-            if any(d.domain == domain for d in decisions)
+            if domain in held_domains
         ),
         {a: str(r) for a, r in (refusals or {}).items()},
     )

@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -137,8 +138,9 @@ class Filter:
                 checked=bool(assessments),
             )
         if assessments:
-            for d in decisions:
-                metrics.RECIPIENTS.labels(d.action.value).inc()
+            # One counter update per action, not per recipient (each labels() is a lock).
+            for action, count in Counter(d.action.value for d in decisions).items():
+                metrics.RECIPIENTS.labels(action).inc(count)
         if any(d.action is Action.TEMPFAIL for d in decisions):
             log.info("message temp-failed", reason="recipient posture undetermined")
             metrics.MESSAGES.labels("tempfailed").inc()
@@ -174,9 +176,12 @@ class Filter:
         # One list for the whole message, taken once: a reload (SIGHUP) while its domains are
         # assessed applies from the next message on, never to half of this one's recipients.
         allowlist = self._posture.allowlist
-        results = await asyncio.gather(
-            *(self._posture.assess(d, allowlist=allowlist) for d in domains)
-        )
+        if len(domains) == 1:  # most messages: no task to make and schedule for one domain
+            results = [await self._posture.assess(domains[0], allowlist=allowlist)]
+        else:
+            results = await asyncio.gather(
+                *(self._posture.assess(d, allowlist=allowlist) for d in domains)
+            )
         assessments = dict(zip(domains, results, strict=True))
         sender = check_sender(
             self._sender_domains(incoming, parsed),

@@ -11,6 +11,7 @@ from gateway.core import headers
 from gateway.filter.message import Work, client_text
 from gateway.posture.assessment import record_of
 from gateway.store import AuditRecord, schema
+from gateway.store.assessment import AssessmentRecord
 
 
 def subject_of(work: Work) -> str:
@@ -43,13 +44,13 @@ def relayed(work: Work, accepted: Sequence[str], first: bool) -> list[AuditRecor
     if not work.assessments:
         return []
     arrival = received(work) if first else []
-    facts = schema.assessments_json(
-        [
-            record_of(work.assessments[d.domain])
-            for d in work.decisions
-            if d.recipient in accepted and d.domain in work.assessments
-        ]
-    )
+    took = set(accepted)  # one look-up per recipient, not a scan of the accepted list
+    # Keyed by domain (as the entry is): one record per domain, however many recipients.
+    records: dict[str, AssessmentRecord] = {}
+    for d in work.decisions:
+        if d.recipient in took and d.domain in work.assessments and d.domain not in records:
+            records[d.domain] = record_of(work.assessments[d.domain])
+    facts = schema.assessments_json(list(records.values()))
     return [
         *arrival,
         audit.relayed(

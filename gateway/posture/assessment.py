@@ -85,14 +85,19 @@ class Posture:
         self.settings = settings
         self.in_force = allowlist if isinstance(allowlist, InForce) else InForce(allowlist)
         self.checker = checker
+        # Made once: the settings do not change while the gateway runs (a reload re-reads the
+        # allowlist only), and building it looks its level up by name.
+        self._requirement = settings.policy.requirement
 
     @property
     def allowlist(self) -> Allowlist:
         return self.in_force.allowlist
 
     def use(self, in_force: InForce) -> None:
-        """Decide with this list from now on (assessments already started keep theirs)."""
+        """Decide with this list from now on (assessments already started keep theirs), with
+        every domain's facts checked afresh."""
         self.in_force = in_force
+        self.checker.forget()
 
     async def assess(
         self, domain: str, today: dt.date | None = None, allowlist: Allowlist | None = None
@@ -101,5 +106,5 @@ class Posture:
         listed = allowlist if allowlist is not None else self.allowlist
         facts = await self.checker.facts(domain)
         match = listed.match(domain, today or today_utc(time.time()))
-        verdict = decide_domain(match, facts, self.settings.policy.requirement)
+        verdict = decide_domain(match, facts, self._requirement)
         return Assessment(match, facts, verdict)

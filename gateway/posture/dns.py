@@ -12,6 +12,7 @@ same time share one query (single flight), and a semaphore bounds how many run a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -130,10 +131,15 @@ class DnsResolver:
         try:
             answer = await self._resolver.resolve(qname, rdtype, search=False)
         except dns.resolver.NXDOMAIN as exc:
-            return DnsAnswer(DnsStatus.NXDOMAIN, authenticated=self._ad(_nx_response(exc)))
+            response = _nx_response(exc)
+            return DnsAnswer(
+                DnsStatus.NXDOMAIN, authenticated=self._ad(response), ttl=_negative_ttl(response)
+            )
         except dns.resolver.NoAnswer as exc:
             response = exc.kwargs.get("response")
-            return DnsAnswer(DnsStatus.NODATA, authenticated=self._ad(response))
+            return DnsAnswer(
+                DnsStatus.NODATA, authenticated=self._ad(response), ttl=_negative_ttl(response)
+            )
         except dns.resolver.NoNameservers as exc:
             return DnsAnswer(DnsStatus.TEMPORARY, error=_short(exc, "SERVFAIL or REFUSED"))
         except dns.exception.Timeout:
@@ -144,7 +150,9 @@ class DnsResolver:
             records = convert(answer)
         except (ValueError, AddressError) as exc:
             return DnsAnswer(DnsStatus.TEMPORARY, error=f"unusable answer: {exc}")
-        return DnsAnswer(DnsStatus.FOUND, records, self._ad(answer.response))
+        # What is left of the TTL: an answer from dnspython's cache has aged since it came.
+        ttl = max(0.0, answer.expiration - time.time())
+        return DnsAnswer(DnsStatus.FOUND, records, self._ad(answer.response), ttl=ttl)
 
     def _ad(self, response: dns.message.Message | None) -> bool:
         return self._trusted and response is not None and bool(response.flags & dns.flags.AD)
@@ -154,16 +162,34 @@ def merge_address_answers(v4: DnsAnswer[str], v6: DnsAnswer[str]) -> DnsAnswer[s
     """A and AAAA as one answer: found if either found; secure only if both were."""
     records = v4.records + v6.records
     authenticated = v4.authenticated and v6.authenticated
+    ttl = _shorter(v4.ttl, v6.ttl)
     temporary = [a for a in (v4, v6) if a.status is DnsStatus.TEMPORARY]
     if temporary:
         # A name whose other family failed may still be reachable, but whether it is
         # DNSSEC-secure is unknown: report the error and never claim authentication.
         return DnsAnswer(DnsStatus.TEMPORARY, records, False, temporary[0].error)
     if records:
-        return DnsAnswer(DnsStatus.FOUND, records, authenticated)
+        return DnsAnswer(DnsStatus.FOUND, records, authenticated, ttl=ttl)
     nxdomain = DnsStatus.NXDOMAIN in (v4.status, v6.status)
     status = DnsStatus.NXDOMAIN if nxdomain else DnsStatus.NODATA
-    return DnsAnswer(status, (), authenticated)
+    return DnsAnswer(status, (), authenticated, ttl=ttl)
+
+
+def _shorter(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None  # one of them unknown: so is the pair's
+    return min(a, b)
+
+
+def _negative_ttl(response: dns.message.Message | None) -> float | None:
+    """RFC 2308 §5: a negative answer may be used for min(SOA TTL, SOA MINIMUM) of the SOA in
+    its authority section; dnspython's chaining result computes exactly that."""
+    if not isinstance(response, dns.message.QueryMessage):
+        return None
+    try:
+        return float(response.resolve_chaining().minimum_ttl)
+    except (dns.exception.DNSException, KeyError):
+        return None
 
 
 def _nx_response(exc: dns.resolver.NXDOMAIN) -> dns.message.Message | None:

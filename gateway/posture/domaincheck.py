@@ -2,7 +2,8 @@
 
 The lookups run concurrently (DANE's TLSA lookups start as soon as the MX answer is in), each
 is timed, and concurrent checks of the same domain share one run (single flight). The result is
-a ``DomainFacts`` for ``core.policy.decide_domain``.
+a ``DomainFacts`` for ``core.policy.decide_domain``, kept for a few seconds by ``FactsMemo``
+when it holds nothing temporary.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from gateway.core.model import (
 )
 from gateway.errors import PolicyFetchError
 from gateway.posture.dns import Resolver
+from gateway.posture.factsmemo import FactsMemo
 from gateway.posture.fetchlock import FetchLocks, LockTimeout
 from gateway.posture.stsfetch import PolicyFetcher
 from gateway.store.protocols import PolicyCache
@@ -52,6 +54,7 @@ class DomainChecker:
         clock: Clock = time.time,
         locks: FetchLocks | None = None,
         lock_timeout: float = 30.0,
+        memo_seconds: float = 0.0,
     ) -> None:
         self._resolver = resolver
         self._fetcher = fetcher
@@ -61,6 +64,7 @@ class DomainChecker:
         self._locks = locks
         self._lock_timeout = lock_timeout
         self._inflight: dict[str, asyncio.Future[DomainFacts]] = {}
+        self._memo = FactsMemo(memo_seconds)
         self.policy_fetches = 0
 
     @property
@@ -69,8 +73,22 @@ class DomainChecker:
         MX hosts with it."""
         return self._resolver
 
+    @property
+    def memo_seconds(self) -> float:
+        """How long a domain's facts are reused ([dns] facts_cache_seconds); 0: never."""
+        return self._memo.seconds
+
+    def forget(self) -> None:
+        """Check every domain afresh from now on (the allowlist was reloaded: an operator who
+        changed it expects what follows to reflect the domains as they are now)."""
+        self._memo.clear()
+
     async def facts(self, domain: str) -> DomainFacts:
         """``domain`` must be canonical (``core.addresses.normalise_domain``)."""
+        if self._memo.enabled:
+            kept = self._memo.get(domain, self._clock())
+            if kept is not None:
+                return kept
         future = self._inflight.get(domain)
         if future is None:
             future = asyncio.ensure_future(self._gather(domain))
@@ -79,17 +97,20 @@ class DomainChecker:
         return await asyncio.shield(future)
 
     async def _gather(self, domain: str) -> DomainFacts:
+        generation = self._memo.generation
+        seen = _Answers(self._resolver, self._clock)
         timings: dict[str, float] = {}
         started = time.perf_counter()
         async with asyncio.TaskGroup() as group:
-            mx_task = group.create_task(_timed(timings, "mx", self._mx(domain)))
-            sts_task = group.create_task(_timed(timings, "mta_sts", self._sts(domain)))
-            rpt_task = group.create_task(_timed(timings, "tls_rpt", self._tls_rpt(domain)))
-            dane_task = group.create_task(_timed(timings, "dane", self._dane(domain, mx_task)))
+            mx_task = group.create_task(_timed(timings, "mx", self._mx(seen, domain)))
+            sts_task = group.create_task(_timed(timings, "mta_sts", self._sts(seen, domain)))
+            rpt_task = group.create_task(_timed(timings, "tls_rpt", self._tls_rpt(seen, domain)))
+            dane = self._dane(seen, domain, mx_task)
+            dane_task = group.create_task(_timed(timings, "dane", dane))
         timings["total"] = _ms(started)
         metrics.POSTURE_SECONDS.observe(timings["total"] / 1000)
         record, policy = sts_task.result()
-        return DomainFacts(
+        facts = DomainFacts(
             domain=domain,
             mx=mx_task.result(),
             sts_record=record,
@@ -98,17 +119,20 @@ class DomainChecker:
             dane=dane_task.result(),
             timings_ms=timings,
         )
+        if not seen.temporary:
+            self._memo.put(domain, facts, self._clock(), seen.until, generation)
+        return facts
 
     # --- MX ----------------------------------------------------------------------------------
 
-    async def _mx(self, domain: str) -> MxFacts:
-        answer = await self._resolver.mx(domain)
+    async def _mx(self, seen: _Answers, domain: str) -> MxFacts:
+        answer = await seen.mx(domain)
         return mx_facts(answer)
 
     # --- MTA-STS -----------------------------------------------------------------------------
 
-    async def _sts(self, domain: str) -> tuple[StsRecordFacts, StsPolicyFacts]:
-        answer = await self._resolver.txt(f"_mta-sts.{domain}")
+    async def _sts(self, seen: _Answers, domain: str) -> tuple[StsRecordFacts, StsPolicyFacts]:
+        answer = await seen.txt(f"_mta-sts.{domain}")
         record = sts_record_facts(answer)
         plan, failure = await self._plan(domain, record)
         if plan.step is stscache.Step.FETCH and self._locks is not None:
@@ -117,10 +141,10 @@ class DomainChecker:
             try:
                 async with self._locks.locked(domain, self._lock_timeout):
                     plan, failure = await self._plan(domain, record)
-                    return record, await self._apply(domain, record, plan, failure)
+                    return record, await self._apply(seen, domain, record, plan, failure)
             except LockTimeout:
                 pass  # the holder is stuck: fetch ourselves rather than fail the check
-        return record, await self._apply(domain, record, plan, failure)
+        return record, await self._apply(seen, domain, record, plan, failure)
 
     async def _plan(
         self, domain: str, record: StsRecordFacts
@@ -130,6 +154,7 @@ class DomainChecker:
 
     async def _apply(
         self,
+        seen: _Answers,
         domain: str,
         record: StsRecordFacts,
         plan: stscache.Plan,
@@ -143,10 +168,17 @@ class DomainChecker:
             return StsPolicyFacts(PolicyStatus.NOT_FETCHED)
         if plan.step is stscache.Step.BACK_OFF:
             assert failure is not None
+            # Even when a cached policy stands in, the next message must look again: the
+            # back-off may end and the fetch succeed.
+            seen.temporary = seen.temporary or failure.temporary
             return stscache.after_fetch_failure(plan, failure)
-        return await self._fetch(domain, record.id, plan)
+        facts, failure = await self._fetch(domain, record.id, plan)
+        seen.temporary = seen.temporary or (failure is not None and failure.temporary)
+        return facts
 
-    async def _fetch(self, domain: str, record_id: str, plan: stscache.Plan) -> StsPolicyFacts:
+    async def _fetch(
+        self, domain: str, record_id: str, plan: stscache.Plan
+    ) -> tuple[StsPolicyFacts, stscache.FetchFailure | None]:
         self.policy_fetches += 1
         try:
             text = await self._fetcher.fetch(domain)
@@ -165,39 +197,72 @@ class DomainChecker:
                 domain, record_id, policy, text, now, now + policy.max_age
             )
             await self._cache.store_policy(cached)
-            return StsPolicyFacts(
+            facts = StsPolicyFacts(
                 PolicyStatus.OK,
                 policy,
                 PolicySource.FETCHED,
                 fetched_at=cached.fetched_at,
                 expires_at=cached.expires_at,
             )
+            return facts, None
         await self._cache.store_failure(domain, failure)
-        return stscache.after_fetch_failure(plan, failure)
+        return stscache.after_fetch_failure(plan, failure), failure
 
     # --- TLS-RPT -----------------------------------------------------------------------------
 
-    async def _tls_rpt(self, domain: str) -> TlsRptFacts:
-        answer = await self._resolver.txt(f"_smtp._tls.{domain}")
+    async def _tls_rpt(self, seen: _Answers, domain: str) -> TlsRptFacts:
+        answer = await seen.txt(f"_smtp._tls.{domain}")
         return tls_rpt_facts(answer)
 
     # --- DANE --------------------------------------------------------------------------------
 
-    async def _dane(self, domain: str, mx_task: Awaitable[MxFacts]) -> DaneFacts:
+    async def _dane(self, seen: _Answers, domain: str, mx_task: Awaitable[MxFacts]) -> DaneFacts:
         mx = await mx_task
         trusted = self._resolver.trusted
         # RFC 7672 §2.2: DANE applies only when the MX RRset itself is DNSSEC-secure.
         if not trusted or not mx.dnssec or mx.status not in (MxStatus.FOUND, MxStatus.IMPLICIT):
             return DaneFacts(resolver_trusted=trusted)
         hosts = mx.hosts if mx.status is MxStatus.FOUND else (domain,)
-        results = await asyncio.gather(*(self._dane_host(host) for host in hosts))
+        results = await asyncio.gather(*(self._dane_host(seen, host) for host in hosts))
         return DaneFacts(resolver_trusted=True, hosts=tuple(results))
 
-    async def _dane_host(self, host: str) -> DaneHostFacts:
+    async def _dane_host(self, seen: _Answers, host: str) -> DaneHostFacts:
         addresses, tlsa = await asyncio.gather(
-            self._resolver.addresses(host), self._resolver.tlsa(dane.tlsa_name(host))
+            seen.addresses(host), seen.tlsa(dane.tlsa_name(host))
         )
         return dane_host_facts(host, addresses, tlsa)
+
+
+class _Answers:
+    """The resolver, as one check sees it: notes when the first of the answers the facts are
+    built from expires (its TTL counted from when it came) and whether any was a temporary
+    failure (then the facts are not memoised)."""
+
+    def __init__(self, resolver: Resolver, clock: Clock) -> None:
+        self._resolver = resolver
+        self._clock = clock
+        self.until: float | None = None
+        self.temporary = False
+
+    def _note(self, answer: DnsAnswer[T]) -> DnsAnswer[T]:
+        if answer.status is DnsStatus.TEMPORARY:
+            self.temporary = True
+        elif answer.ttl is not None:
+            until = self._clock() + answer.ttl
+            self.until = until if self.until is None else min(self.until, until)
+        return answer
+
+    async def mx(self, name: str) -> DnsAnswer[MxRecord]:
+        return self._note(await self._resolver.mx(name))
+
+    async def txt(self, name: str) -> DnsAnswer[str]:
+        return self._note(await self._resolver.txt(name))
+
+    async def addresses(self, name: str) -> DnsAnswer[str]:
+        return self._note(await self._resolver.addresses(name))
+
+    async def tlsa(self, name: str) -> DnsAnswer[TlsaRecord]:
+        return self._note(await self._resolver.tlsa(name))
 
 
 # --- Pure translations from DNS answers to facts ----------------------------------------------

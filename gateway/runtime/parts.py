@@ -115,9 +115,10 @@ async def _open_fetch_locks(settings: Settings, parts: AsyncExitStack) -> FetchL
 
 @asynccontextmanager
 async def open_posture(
-    settings: Settings, allowlist: Allowlist | allowlists.InForce
+    settings: Settings, allowlist: Allowlist | allowlists.InForce, *, memo: bool = True
 ) -> AsyncIterator[Posture]:
-    """The posture of recipient domains: one resolver, the policy fetcher and its cache."""
+    """The posture of recipient domains: one resolver, the policy fetcher and its cache;
+    ``memo=False`` checks every domain afresh (a person asking, as `gateway check`)."""
     ca_file = settings.path(settings.mta_sts.ca_file) if settings.mta_sts.ca_file else None
     resolver = DnsResolver(settings.dns)
     workers = settings.smtp.workers
@@ -137,6 +138,7 @@ async def open_posture(
             cache,
             locks=locks,
             lock_timeout=settings.mta_sts.fetch_timeout * 2,
+            memo_seconds=settings.dns.facts_cache_seconds if memo else 0.0,
         )
         yield Posture(settings, allowlist, checker)
 

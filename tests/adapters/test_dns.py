@@ -415,3 +415,40 @@ async def test_the_answer_cache_never_keeps_a_temporary_failure(server: DnsServe
     assert (await resolver.mx("good.test")).status is DnsStatus.TEMPORARY
     server.servfail.discard("good.test")
     assert (await resolver.mx("good.test")).status is DnsStatus.FOUND
+
+
+# --- how long an answer may be used --------------------------------------------------------
+
+TTLS = [
+    # (method, name, the TTL the answer may be used for at most), from a server whose records
+    # have a TTL of 600 and whose SOA has a MINIMUM of 300
+    ("mx", "good.test", 600),  # the RRset's TTL
+    ("addresses", "dual.good.test", 600),  # A and AAAA: the shorter of the two
+    ("mx", "absent.test", 300),  # NXDOMAIN: min(SOA TTL, SOA MINIMUM) (RFC 2308 §5)
+    ("txt", "good.test", 300),  # NODATA: the same
+]
+
+
+@pytest.mark.parametrize(("method", "name", "ttl"), TTLS)
+async def test_an_answer_says_how_long_it_may_be_used(method: str, name: str, ttl: int) -> None:
+    async with DnsServer(ZONE, ttl=600) as running:
+        answer: DnsAnswer[object] = await getattr(resolver_for(running), method)(name)
+    assert answer.ttl is not None
+    assert ttl - 5 < answer.ttl <= ttl
+
+
+async def test_an_answer_from_the_cache_has_aged() -> None:
+    async with DnsServer(ZONE, ttl=120) as running:
+        resolver = resolver_for(running, cache_size=100)
+        first = await resolver.mx("good.test")
+        second = await resolver.mx("good.test")
+    assert running.count("good.test", "MX") == 1
+    assert first.ttl is not None
+    assert second.ttl is not None
+    assert second.ttl <= first.ttl
+
+
+async def test_a_temporary_failure_has_no_ttl(server: DnsServer) -> None:
+    answer = await resolver_for(server, timeout=0.5).mx("servfail.test")
+    assert answer.status is DnsStatus.TEMPORARY
+    assert answer.ttl is None
