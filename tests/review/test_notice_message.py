@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
+import unicodedata
 from dataclasses import replace
 
 import pytest
@@ -179,3 +180,17 @@ def test_the_direct_rendering_reads_as_the_email_packages_own(subject: str) -> N
 def test_a_structured_field_that_is_not_ascii_is_left_to_the_email_package() -> None:
     headers = [("From", "Gateway <pöstmaster@gw.test>"), ("Subject", "x")]
     assert mailtext.render(headers, "x\n") == mailtext._by_registry(headers, "x\n")
+
+
+def _kept(ch: str) -> bool:
+    return ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=200) | st.text(alphabet="a \t\n\u00a0\u200b\u2028=?", max_size=60))
+def test_field_values_lose_exactly_the_invisible_characters(text: str) -> None:
+    body = "\n".join("".join(c for c in line if c == "\t" or _kept(c)) for line in text.split("\n"))
+    assert fields.body_text(text) == body
+    spaced = "".join(" " if c.isspace() else c for c in text)
+    line = " ".join("".join(c for c in spaced if _kept(c)).split(" "))
+    assert fields.one_line(text) == " ".join(line.split()).replace("=?", "= ?")[:200]

@@ -193,16 +193,20 @@ class SqliteStore(links.SqliteLinks):
             f" AND status IN ({', '.join('?' for _ in statuses)})"
         )
 
-        def change_it() -> Hold | None:
+        notice_rows = outbox.sealed(self._sealer, self._clock(), notices)
+
+        def change_it() -> tuple[Hold | None, list[Entry]]:
             if self._db.execute(sql, (*columns.values(), hold_id, *statuses)).rowcount != 1:
-                return None
+                return None, []
             if isinstance(change, SendLinks):
                 links.insert(self._db, hold_id, change)
-            self._append(audit)
-            outbox.enqueue(self._db, self._sealer, self._clock(), notices)
-            return self._get(hold_id)
+            entries = self._chain(audit)
+            outbox.insert(self._db, notice_rows)
+            return self._get(hold_id), entries
 
-        return await self._run(lambda: self._write(change_it))
+        changed, entries = await self._commits.write(change_it)
+        self._witness(entries)
+        return changed
 
     async def claim(
         self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
@@ -266,7 +270,7 @@ class SqliteStore(links.SqliteLinks):
     # --- audit trail -----------------------------------------------------------------------
 
     async def append_audit(self, audit: Sequence[AuditRecord]) -> None:
-        await self._run(lambda: self._write(lambda: self._append(audit)))
+        self._witness(await self._commits.write(lambda: self._chain(audit)))
 
     def _append(self, records: Sequence[AuditRecord]) -> None:
         self._witness(self._chain(records))
@@ -313,27 +317,27 @@ class SqliteStore(links.SqliteLinks):
     async def queue_notices(
         self, notices: Sequence[NewNotice], audit: Sequence[AuditRecord] = ()
     ) -> None:
-        def queue() -> None:
-            outbox.enqueue(self._db, self._sealer, self._clock(), notices)
-            self._append(audit)
+        rows = outbox.sealed(self._sealer, self._clock(), notices)
 
-        await self._run(lambda: self._write(queue))
+        def queue() -> list[Entry]:
+            outbox.insert(self._db, rows)
+            return self._chain(audit)
+
+        self._witness(await self._commits.write(queue))
 
     async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
         rows = await self._run(lambda: self._write(lambda: outbox.claim_due(self._db, now, limit)))
         return outbox.opened(self._sealer, rows)
 
     async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None:
-        def mark() -> None:
+        def mark() -> list[Entry]:
             outbox.sent(self._db, notice_id, self._clock())
-            self._append(audit)
+            return self._chain(audit)
 
-        await self._run(lambda: self._write(mark))
+        self._witness(await self._commits.write(mark))
 
     async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None:
-        await self._run(
-            lambda: self._write(lambda: outbox.failed(self._db, notice_id, error, retry_at))
-        )
+        await self._commits.write(lambda: outbox.failed(self._db, notice_id, error, retry_at))
 
     # --- probe results -----------------------------------------------------------------------
 
