@@ -54,8 +54,11 @@ def one_line(text: str, limit: int = 200) -> str:
     """``text`` as one line of visible characters: controls, line and paragraph separators,
     format characters (bidi and zero-width marks) and lone surrogates removed, runs of
     whitespace made one space, and ``=?`` broken up so nothing decodes it again."""
-    spaced = "".join(" " if ch.isspace() else ch for ch in text)
-    kept = _SPACES.sub(" ", "".join(ch for ch in spaced if _visible_or_space(ch))).strip()
+    if text.isprintable():  # nothing to remove (str.isprintable: no Cc, Cf, Cs, Z* but " ")
+        kept = _SPACES.sub(" ", text).strip()
+    else:
+        spaced = "".join(" " if ch.isspace() else ch for ch in text)
+        kept = _SPACES.sub(" ", "".join(ch for ch in spaced if _visible_or_space(ch))).strip()
     return kept.replace("=?", "= ?")[:limit]
 
 
@@ -64,7 +67,11 @@ def body_text(text: str) -> str:
     surrogate removed (``set_content`` could not encode a surrogate: no notice, no hold)."""
     lines = text.split("\n")
     return "\n".join(
-        "".join(ch for ch in line if ch == "\t" or _visible_or_space(ch)) for line in lines
+        # A printable line (str.isprintable: no Cc, Cf, Cs, Zl, Zp) is kept as it is.
+        line
+        if line.isprintable()
+        else "".join(ch for ch in line if ch == "\t" or _visible_or_space(ch))
+        for line in lines
     )
 
 

@@ -22,7 +22,7 @@ from gateway.config.settings import NotifySettings, ReviewSettings
 from gateway.config.values import describe_duration
 from gateway.core.reasons import sender_words
 from gateway.core.timefmt import day_and_time
-from gateway.review import fields
+from gateway.review import fields, mailtext
 from gateway.store import HeldRecipient, Hold, NewNotice
 
 WHY_IT_MATTERS = (
@@ -87,20 +87,19 @@ class Notices:
         """The notice as it is sent. Every header value is one line valid for its field
         (``fields``); with ``from_hold`` false, nothing of the held message but its id and
         addresses is used, for the fallback below."""
-        message = email.message.EmailMessage(policy=email.policy.SMTP)
-        message["From"] = f"Safeguarding Mail Gateway <{self.sender}>"
-        message["To"] = fields.address_list(to)
-        message["Subject"] = self._subject(subject, hold) if from_hold else subject
-        message["Date"] = email.utils.formatdate(usegmt=True)
-        message["Message-ID"] = email.utils.make_msgid("notice", self.hostname)
-        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
-        message["X-Safeguarding-Gateway"] = f"notice; hold={fields.one_line(hold.id)}"
+        headers = [
+            ("From", f"Safeguarding Mail Gateway <{self.sender}>"),
+            ("To", fields.address_list(to)),
+            ("Subject", self._subject(subject, hold) if from_hold else subject),
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Message-ID", email.utils.make_msgid("notice", self.hostname)),
+            ("Auto-Submitted", "auto-generated"),  # RFC 3834: no auto-replies to this
+            ("X-Safeguarding-Gateway", f"notice; hold={fields.one_line(hold.id)}"),
+        ]
         original = fields.msg_id(hold.message_id) if from_hold else None
         if original:  # RFC 5322 §3.6.4: the held message's id, only if it is a valid msg-id
-            message["In-Reply-To"] = original
-            message["References"] = original
-        message.set_content(fields.body_text(body))
-        return message.as_bytes()
+            headers += [("In-Reply-To", original), ("References", original)]
+        return mailtext.render(headers, fields.body_text(body))
 
     def _notice(
         self, kind: str, hold: Hold, to: Sequence[str], subject: str, body: str
@@ -111,8 +110,8 @@ class Notices:
         try:
             message = self._message(recipients, subject, body, hold)
         except Exception:
-            # A notice is built inside the transaction that holds the message: whatever in
-            # the held message defeats it must not make the message impossible to hold.
+            # A notice is built with the hold it tells of: whatever in the held message
+            # defeats it must not make the message impossible to hold.
             logs.get("gateway.notify").exception(
                 "notice built without the message's fields", notice=kind, hold_id=hold.id
             )
@@ -277,21 +276,21 @@ class Notices:
         lines += ["", f"Message-ID: {message_id}" if message_id else ""]
         if reference:
             lines.append(f"Reference: {reference}")
-        message = email.message.EmailMessage(policy=email.policy.SMTP)
-        message["From"] = f"Safeguarding Mail Gateway <{self.sender}>"
-        message["To"] = fields.address_list(to)
         shown = fields.one_line(subject) if self.notify.include_subject else ""
-        message["Subject"] = f"Delivered: {shown}" if shown else "Delivered securely"
-        message["Date"] = email.utils.formatdate(usegmt=True)
-        message["Message-ID"] = email.utils.make_msgid("notice", self.hostname)
-        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
-        message["X-Safeguarding-Gateway"] = "notice; delivered"
+        headers = [
+            ("From", f"Safeguarding Mail Gateway <{self.sender}>"),
+            ("To", fields.address_list(to)),
+            ("Subject", f"Delivered: {shown}" if shown else "Delivered securely"),
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Message-ID", email.utils.make_msgid("notice", self.hostname)),
+            ("Auto-Submitted", "auto-generated"),  # RFC 3834: no auto-replies to this
+            ("X-Safeguarding-Gateway", "notice; delivered"),
+        ]
         original = fields.msg_id(message_id)
         if original:  # RFC 5322 §3.6.4
-            message["In-Reply-To"] = original
-            message["References"] = original
-        message.set_content(fields.body_text("\n".join(lines).rstrip() + "\n"))
-        return [NewNotice("delivered", "", self.sender, tuple(to), message.as_bytes())]
+            headers += [("In-Reply-To", original), ("References", original)]
+        body = fields.body_text("\n".join(lines).rstrip() + "\n")
+        return [NewNotice("delivered", "", self.sender, tuple(to), mailtext.render(headers, body))]
 
 
 def audit_head_notice(

@@ -39,7 +39,9 @@ class Holds(Protocol):
     async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
         """Durably store the message (encrypted, fsync'd) and its metadata, with what ``then``
         makes of the new hold, in one transaction. Returns the hold and whether it was created
-        now (False: an earlier delivery of the same message made it; ``then`` is not run)."""
+        now (False: an earlier delivery of the same message made it; nothing of ``then`` is
+        stored or sent: a store may run it before its transaction, and then throws its result
+        away). ``then`` is a pure function of the hold: it runs outside the writer's lock."""
         ...
 
     async def get(self, hold_id: str) -> Hold | None: ...

@@ -33,14 +33,18 @@ def _write_temporary(path: Path, data: bytes, mode: int) -> Path:
     return temporary
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, sync_folder: bool = True) -> None:
+    """``path`` with ``data``, complete or absent. With ``sync_folder`` false the caller
+    fsyncs the folder itself before relying on the file (once for many files: group
+    commit, ``sqlite.groupcommit``)."""
     temporary = _write_temporary(path, data, mode)
     try:
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync_folder:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(folder: Path) -> None:

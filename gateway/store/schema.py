@@ -240,6 +240,18 @@ LINK_COLUMNS = (
 )
 
 
+# What a new hold's row leaves to the columns' defaults (the same on both backends), in the
+# order of ``hold_from_row`` after ``subject``: undecided, unescalated, unpurged, unsent.
+_UNDECIDED = (None, "", "", None, None, "[]", "{}", "", None, "")
+
+
+def fresh_hold(inserted: Sequence[Any]) -> Hold:
+    """The hold as its row will read back once inserted, from the inserted values (``id``
+    to ``subject``): the store builds it before its write transaction, so that what is made
+    of a new hold (notices, audit records) is made outside the writer's lock."""
+    return hold_from_row((*inserted, *_UNDECIDED))
+
+
 def link_from_row(row: Sequence[Any]) -> Link:
     (link_id, hold_id, recipient, token, created_at, created_by, expires_at, digest,
      code_expires_at, attempts, sent, sent_at, revoked_at, revoked_by, locked_at, opened_at,

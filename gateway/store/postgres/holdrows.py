@@ -24,27 +24,22 @@ COLUMNS = (
     " delivered, refused, last_error, attempt_at, attempt_by"
 )
 _INSERT = (
-    "INSERT INTO holds (id, key, status, created_at, sender, recipients, mail_options, size,"  # noqa: S608
+    "INSERT INTO holds (id, key, status, created_at, sender, recipients, mail_options, size,"
     " client, message_id, findings, facts, subject)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    f" ON CONFLICT (key) DO NOTHING RETURNING {COLUMNS}"
+    " ON CONFLICT (key) DO NOTHING RETURNING id"
 )
 
 
-async def insert(
-    conn: AsyncConnection[Any], hold_id: str, created_at: float, new: NewHold, body: bytes
-) -> Hold | None:
-    """The new hold, with its sealed body; None when a hold with its key exists already (an
-    earlier delivery of the message, or another node's at this moment: the insert then waits
-    for that node's transaction, PostgreSQL docs, INSERT "ON CONFLICT Clause")."""
-    recipients = [_clean(schema.recipient_json(r)) for r in new.recipients]
-    row = (
+def values(hold_id: str, created_at: float, new: NewHold) -> tuple[Any, ...]:
+    """The row of a new hold, as ``insert`` writes it (free text as PostgreSQL keeps it)."""
+    return (
         hold_id,
         new.key,
         Status.HELD.value,
         created_at,
         text_value(new.sender),
-        Jsonb(recipients),
+        [_clean(schema.recipient_json(r)) for r in new.recipients],
         json.dumps(list(new.mail_options)),
         len(new.message),
         text_value(new.client),
@@ -53,11 +48,24 @@ async def insert(
         json.dumps(schema.facts_json(new.facts)),
         text_value(new.subject),
     )
-    found = await (await conn.execute(_INSERT, row)).fetchone()
+
+
+def fresh(row: tuple[Any, ...]) -> Hold:
+    """The hold ``row`` reads back as once inserted, known before the transaction."""
+    return schema.fresh_hold(row)
+
+
+async def insert(conn: AsyncConnection[Any], row: tuple[Any, ...], body: bytes) -> bool:
+    """Insert the new hold (``values``) with its sealed body; False when a hold with its key
+    exists already (an earlier delivery of the message, or another node's at this moment:
+    the insert then waits for that node's transaction, PostgreSQL docs, INSERT "ON CONFLICT
+    Clause")."""
+    written = (*row[:5], Jsonb(row[5]), *row[6:])
+    found = await (await conn.execute(_INSERT, written)).fetchone()
     if found is None:
-        return None
-    await conn.execute("INSERT INTO hold_bodies (hold_id, body) VALUES (%s, %s)", (hold_id, body))
-    return from_row(found)
+        return False
+    await conn.execute("INSERT INTO hold_bodies (hold_id, body) VALUES (%s, %s)", (row[0], body))
+    return True
 
 
 async def get(conn: AsyncConnection[Any], hold_id: str) -> Hold | None:

@@ -41,6 +41,12 @@ _TAKE = (
 async def enqueue(
     conn: AsyncConnection[Any], sealer: Sealer, now: float, notices: Sequence[NewNotice]
 ) -> None:
+    await insert(conn, sealed(sealer, now, notices))
+
+
+def sealed(sealer: Sealer, now: float, notices: Sequence[NewNotice]) -> list[tuple[Any, ...]]:
+    """The notices' rows, each message sealed under its own id (a notice may name people):
+    made before the transaction, which then only inserts them (``insert``)."""
     rows = []
     for notice in notices:
         notice_id = secrets.token_hex(8)
@@ -51,11 +57,15 @@ async def enqueue(
                 notice.hold_id,
                 text_value(notice.sender),
                 json.dumps(list(notice.recipients)),
-                sealer.seal(f"notice:{notice_id}", notice.message),  # a notice may name people
+                sealer.seal(f"notice:{notice_id}", notice.message),
                 now,
                 now,
             )
         )
+    return rows
+
+
+async def insert(conn: AsyncConnection[Any], rows: Sequence[tuple[Any, ...]]) -> None:
     if rows:
         async with conn.cursor() as cursor:
             await cursor.executemany(_INSERT, rows)

@@ -122,24 +122,29 @@ class PgStore(links.PgLinks):
     # --- holds -----------------------------------------------------------------------------
 
     async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
+        # What ``then`` makes of the new hold (notices rendered and sealed, audit records) is
+        # made before the transaction opens, from the hold as its row will read; the
+        # transaction only inserts. When the key exists already, it is thrown away unseen.
         hold_id = secrets.token_hex(8)
+        row = holdrows.values(hold_id, self.now(), new)
+        made = holdrows.fresh(row)
+        audit, notices = then(made) if then is not None else ((), ())
+        notice_rows = outbox.sealed(self.sealer, self.now(), notices)
         sealed = self.sealer.seal(hold_id, new.message)
         existing = None
         async with self._write() as work:
-            made = await holdrows.insert(work.conn, hold_id, self.now(), new, sealed)
-            if made is None:
+            if await holdrows.insert(work.conn, row, sealed):
+                await outbox.insert(work.conn, notice_rows)
+                await work.append(audit)
+            else:
                 # An earlier delivery of the message, or another node's at this moment (the
                 # insert waited for its commit): the hold that exists is the answer.
                 existing = await holdrows.by_key(work.conn, new.key)
-            elif then is not None:
-                audit, notices = then(made)
-                await work.notify(notices)
-                await work.append(audit)
-        if made is not None:
-            return made, True
-        if existing is None:
-            raise LookupError(f"the hold with key {new.key} went while it was read")
-        return existing, False
+                if existing is None:
+                    raise LookupError(f"the hold with key {new.key} went while it was read")
+        if existing is not None:
+            return existing, False
+        return made, True
 
     async def get(self, hold_id: str) -> Hold | None:
         async with self.db.transaction() as conn:

@@ -71,6 +71,11 @@ class Database:
     async def run(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
+    def submit(self, work: Callable[[], object]) -> None:
+        """Queue ``work`` on the file's thread without waiting for it (``groupcommit``);
+        RuntimeError once the file is closed."""
+        self._executor.submit(work)
+
     def call(self, work: Callable[[], T]) -> T:
         """Run ``work`` on the file's thread and wait for it (for callers off the loop)."""
         if threading.current_thread() is self._thread:

@@ -20,22 +20,36 @@ NOTICE_LEASE = 300.0
 def enqueue(
     db: sqlite3.Connection, sealer: Sealer, now: float, notices: Sequence[NewNotice]
 ) -> None:
+    insert(db, sealed(sealer, now, notices))
+
+
+def sealed(sealer: Sealer, now: float, notices: Sequence[NewNotice]) -> list[tuple[Any, ...]]:
+    """The notices' rows, each message sealed under its own id (a notice may name people):
+    made before the write transaction, which then only inserts them (``insert``)."""
+    rows = []
     for notice in notices:
         notice_id = secrets.token_hex(8)
-        db.execute(
-            "INSERT INTO outbox (id, kind, hold_id, sender, recipients, message, created_at,"
-            " next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows.append(
             (
                 notice_id,
                 notice.kind,
                 notice.hold_id,
                 notice.sender,
                 json.dumps(list(notice.recipients)),
-                sealer.seal(f"notice:{notice_id}", notice.message),  # a notice may name people
+                sealer.seal(f"notice:{notice_id}", notice.message),
                 now,
                 now,
-            ),
+            )
         )
+    return rows
+
+
+def insert(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    db.executemany(
+        "INSERT INTO outbox (id, kind, hold_id, sender, recipients, message, created_at,"
+        " next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 def claim_due(db: sqlite3.Connection, now: float, limit: int) -> list[tuple[Any, ...]]:

@@ -4,7 +4,9 @@ Order of a hold: the encrypted blob is written atomically and fsync'd, then the 
 is committed with its audit entries and notices in one transaction. A crash between the two
 leaves a blob without a row (harmless), never a row without its message. SQLite calls run on
 the file's dedicated thread (``Database``), off the event loop; ``BEGIN IMMEDIATE`` serialises
-writers, also across processes, so the audit chain stays one chain.
+writers, also across processes, so the audit chain stays one chain. Holds, relay journal
+records and queue entries go through ``groupcommit``: the ones waiting together share one
+transaction and one COMMIT, and nothing but SQL runs while the writer's lock is held.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from gateway.store.records import (
 from gateway.store.safeio import fsync_dir, private_dir, write_atomic
 from gateway.store.sqlite import links, outbox, probes, queries, queue, rotation, tables, trail
 from gateway.store.sqlite.database import Database
+from gateway.store.sqlite.groupcommit import GroupCommit
 
 T = TypeVar("T")
 HELD_DB = "held.sqlite3"
@@ -66,6 +69,7 @@ class SqliteStore(links.SqliteLinks):
         migrations = tables.migrations(self._audit_key, clock)
         self._file = Database(data_dir / HELD_DB, migrations, name="hold-store")
         self._db = self._file.db
+        self._commits = GroupCommit(self._file)
         self._db.create_function("data_text", 1, trail.data_text, deterministic=True)
         cutoff = clock() - JOURNAL_DAYS * 86400
         self._file.call(
@@ -77,6 +81,16 @@ class SqliteStore(links.SqliteLinks):
         """The SQLite connection, for diagnostics (tracing statements); the store's thread
         runs every statement of its own."""
         return self._db
+
+    @property
+    def file(self) -> Database:
+        """The SQLite file of the holds, and its thread."""
+        return self._file
+
+    @property
+    def commits(self) -> GroupCommit:
+        """The writes queued for the file's thread, committed in batches (``groupcommit``)."""
+        return self._commits
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await self._file.run(work)
@@ -90,35 +104,46 @@ class SqliteStore(links.SqliteLinks):
     # --- holds -----------------------------------------------------------------------------
 
     async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
-        return await self._run(lambda: self._hold(new, then))
-
-    def _hold(self, new: NewHold, then: Consequences | None) -> tuple[Hold, bool]:
-        existing = self._get_by_key(new.key)
-        if existing is not None:
-            return existing, False
+        # Everything but SQL is made before the write transaction, outside the writer's lock
+        # (which serialises the workers): the hold as its row will read, what ``then`` makes
+        # of it (the notices rendered and sealed, the audit records). When the key exists
+        # already (a retry of the same message) all of that is thrown away, unseen.
         hold_id = secrets.token_hex(8)
-        write_atomic(self.blob_path(hold_id), self._sealer.seal(hold_id, new.message))
         row = tables.hold_row(hold_id, self._clock(), new)
+        made = tables.fresh_hold(row)
+        audit, notices = then(made) if then is not None else ((), ())
+        notice_rows = outbox.sealed(self._sealer, self._clock(), notices)
+        path = self.blob_path(hold_id)
 
-        def insert() -> Hold:
+        def prepare() -> None:
+            # Sealed on the store's thread, off the loop; the folder is fsync'd once for the
+            # batch, before the COMMIT of the rows (``groupcommit``).
+            write_atomic(path, self._sealer.seal(hold_id, new.message), sync_folder=False)
+
+        def insert() -> tuple[Hold, bool, list[Entry]]:
+            # Looked up under the writer's lock: another worker's hold of the same message is
+            # committed or not yet begun, never half-way.
+            existing = self._get_by_key(new.key)
+            if existing is not None:
+                return existing, False, []
             self._db.execute(tables.INSERT_HOLD, row)
-            hold = self._get(hold_id)
-            assert hold is not None
-            if then is not None:
-                audit, notices = then(hold)
-                self._append(audit)
-                outbox.enqueue(self._db, self._sealer, self._clock(), notices)
-            return hold
+            outbox.insert(self._db, notice_rows)
+            return made, True, self._chain(audit)
 
         try:
-            return self._write(insert), True
+            hold, created, entries = await self._commits.write(
+                insert, prepare=prepare, folder=self._dir
+            )
         except sqlite3.IntegrityError:
-            # Another process stored the same message between our look and our write.
-            self.blob_path(hold_id).unlink(missing_ok=True)
-            existing = self._get_by_key(new.key)
+            await self._run(lambda: path.unlink(missing_ok=True))
+            existing = await self._run(lambda: self._get_by_key(new.key))
             if existing is None:
                 raise
             return existing, False
+        if not created:
+            await self._run(lambda: path.unlink(missing_ok=True))
+        self._witness(entries)
+        return hold, created
 
     async def get(self, hold_id: str) -> Hold | None:
         return await self._run(lambda: self._get(hold_id))
@@ -168,16 +193,20 @@ class SqliteStore(links.SqliteLinks):
             f" AND status IN ({', '.join('?' for _ in statuses)})"
         )
 
-        def change_it() -> Hold | None:
+        notice_rows = outbox.sealed(self._sealer, self._clock(), notices)
+
+        def change_it() -> tuple[Hold | None, list[Entry]]:
             if self._db.execute(sql, (*columns.values(), hold_id, *statuses)).rowcount != 1:
-                return None
+                return None, []
             if isinstance(change, SendLinks):
                 links.insert(self._db, hold_id, change)
-            self._append(audit)
-            outbox.enqueue(self._db, self._sealer, self._clock(), notices)
-            return self._get(hold_id)
+            entries = self._chain(audit)
+            outbox.insert(self._db, notice_rows)
+            return self._get(hold_id), entries
 
-        return await self._run(lambda: self._write(change_it))
+        changed, entries = await self._commits.write(change_it)
+        self._witness(entries)
+        return changed
 
     async def claim(
         self, hold_id: str, owner: str, now: float, stale_before: float, dead_owner: str = ""
@@ -222,28 +251,36 @@ class SqliteStore(links.SqliteLinks):
             rows = self._db.execute("SELECT recipient FROM relay_journal WHERE key = ?", (key,))
             return frozenset(row[0] for row in rows)
 
-        return await self._run(query)
+        return await self._commits.read(query)
 
     async def record_relayed(
         self, key: str, recipients: Sequence[str], audit: Sequence[AuditRecord] = ()
     ) -> None:
-        def insert() -> None:
-            now = self._clock()
-            self._db.executemany(
-                "INSERT OR IGNORE INTO relay_journal VALUES (?, ?, ?)",
-                [(key, recipient, now) for recipient in recipients],
-            )
-            self._append(audit)
+        now = self._clock()
+        rows = [(key, recipient, now) for recipient in recipients]
 
-        await self._run(lambda: self._write(insert))
+        def insert() -> list[Entry]:
+            self._db.executemany("INSERT OR IGNORE INTO relay_journal VALUES (?, ?, ?)", rows)
+            return self._chain(audit)
+
+        # Concurrent relays' records share one COMMIT (one fsync); each is durable before
+        # this returns, so before the 250 of flagged mail.
+        self._witness(await self._commits.write(insert))
 
     # --- audit trail -----------------------------------------------------------------------
 
     async def append_audit(self, audit: Sequence[AuditRecord]) -> None:
-        await self._run(lambda: self._write(lambda: self._append(audit)))
+        self._witness(await self._commits.write(lambda: self._chain(audit)))
 
     def _append(self, records: Sequence[AuditRecord]) -> None:
-        for entry in trail.append(self._db, self._audit_key, self._clock(), records):
+        self._witness(self._chain(records))
+
+    def _chain(self, records: Sequence[AuditRecord]) -> list[Entry]:
+        """Append ``records`` to the chain, inside the caller's write transaction."""
+        return trail.append(self._db, self._audit_key, self._clock(), records)
+
+    def _witness(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
             # The log is the witness for the chain's head: a copy kept elsewhere shows if
             # the newest entries were ever cut off.
             self._log.info(
@@ -280,27 +317,27 @@ class SqliteStore(links.SqliteLinks):
     async def queue_notices(
         self, notices: Sequence[NewNotice], audit: Sequence[AuditRecord] = ()
     ) -> None:
-        def queue() -> None:
-            outbox.enqueue(self._db, self._sealer, self._clock(), notices)
-            self._append(audit)
+        rows = outbox.sealed(self._sealer, self._clock(), notices)
 
-        await self._run(lambda: self._write(queue))
+        def queue() -> list[Entry]:
+            outbox.insert(self._db, rows)
+            return self._chain(audit)
+
+        self._witness(await self._commits.write(queue))
 
     async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
         rows = await self._run(lambda: self._write(lambda: outbox.claim_due(self._db, now, limit)))
         return outbox.opened(self._sealer, rows)
 
     async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None:
-        def mark() -> None:
+        def mark() -> list[Entry]:
             outbox.sent(self._db, notice_id, self._clock())
-            self._append(audit)
+            return self._chain(audit)
 
-        await self._run(lambda: self._write(mark))
+        self._witness(await self._commits.write(mark))
 
     async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None:
-        await self._run(
-            lambda: self._write(lambda: outbox.failed(self._db, notice_id, error, retry_at))
-        )
+        await self._commits.write(lambda: outbox.failed(self._db, notice_id, error, retry_at))
 
     # --- probe results -----------------------------------------------------------------------
 
@@ -322,31 +359,40 @@ class SqliteStore(links.SqliteLinks):
     async def enqueue(
         self, new: NewQueued, audit: Sequence[AuditRecord] = ()
     ) -> tuple[Queued, bool]:
-        return await self._run(lambda: self._enqueue(new, audit))
-
-    def _enqueue(self, new: NewQueued, audit: Sequence[AuditRecord]) -> tuple[Queued, bool]:
-        # The order of a hold: the body on disk (fsync'd) before the row that promises it.
-        existing = queue.by_key(self._db, new.key)
-        if existing is not None:
-            return existing, False
+        # The order of a hold (``hold``): the body on disk, fsync'd with its folder, before
+        # the row that promises it, in a transaction shared with the other writes waiting.
         queue_id = secrets.token_hex(8)
-        write_atomic(self.queue_path(queue_id), self._sealer.seal(f"queue:{queue_id}", new.message))
+        path = self.queue_path(queue_id)
+        records = [_with_queue_id(record, queue_id) for record in audit]
 
-        def insert() -> Queued:
+        def prepare() -> None:
+            sealed = self._sealer.seal(f"queue:{queue_id}", new.message)
+            write_atomic(path, sealed, sync_folder=False)
+
+        def insert() -> tuple[Queued, bool, list[Entry]]:
+            existing = queue.by_key(self._db, new.key)
+            if existing is not None:
+                return existing, False, []
             queue.insert(self._db, queue_id, self._clock(), new)
-            self._append([_with_queue_id(record, queue_id) for record in audit])
+            entries = self._chain(records)
             entry = queue.get(self._db, queue_id)
             assert entry is not None
-            return entry
+            return entry, True, entries
 
         try:
-            return self._write(insert), True
+            entry, created, entries = await self._commits.write(
+                insert, prepare=prepare, folder=self._queue_dir
+            )
         except sqlite3.IntegrityError:
-            self.queue_path(queue_id).unlink(missing_ok=True)
-            existing = queue.by_key(self._db, new.key)
+            await self._run(lambda: path.unlink(missing_ok=True))
+            existing = await self._run(lambda: queue.by_key(self._db, new.key))
             if existing is None:
                 raise
             return existing, False
+        if not created:
+            await self._run(lambda: path.unlink(missing_ok=True))
+        self._witness(entries)
+        return entry, created
 
     async def queued(self, queue_id: str) -> Queued | None:
         return await self._run(lambda: queue.get(self._db, queue_id))

@@ -153,3 +153,4 @@ def hold_row(hold_id: str, created_at: float, new: NewHold) -> tuple[Any, ...]:
 # The same for every backend (``store.schema``).
 change_columns = schema.change_columns
 hold_from_row = schema.hold_from_row
+fresh_hold = schema.fresh_hold
