@@ -218,8 +218,9 @@ class Filter:
     async def _deliver(self, work: Work, log: Any) -> SmtpReply:
         to_hold = [d for d in work.decisions if d.action is Action.HOLD]
         relay = [d for d in work.decisions if d.action is Action.RELAY]
-        to_queue = [d for d in relay if self._direct(work, d)]
-        to_relay = [d for d in relay if d not in to_queue]
+        direct = [self._direct(work, d) for d in relay]
+        to_queue = [d for d, queued in zip(relay, direct, strict=True) if queued]
+        to_relay = [d for d, queued in zip(relay, direct, strict=True) if not queued]
         hold_id = queue_id = ""
         if to_hold:
             try:
