@@ -19,6 +19,8 @@ on a disconnect or a timeout, so the transports map errors exactly as before.
 
 from __future__ import annotations
 
+import asyncio
+
 import aiosmtplib
 
 _CRLF = b"\r\n"
@@ -26,6 +28,8 @@ _END = b".\r\n"  # after the text's final CRLF
 # Below this a message is joined into one write (one send() instead of several); above it
 # the pieces go to the transport as they are, with no copy of the body.
 _JOIN_BELOW = 64 * 1024
+# The aiosmtplib protocol's own attribute this relies on (with ``_response_pending``).
+_LOCK = "_command_lock"
 
 
 def wire_pieces(body: bytes, prefix: bytes = b"") -> list[bytes]:
@@ -60,6 +64,10 @@ async def send_data(
     """DATA, then ``prefix + body``, as ``client.data(prefix + body)`` would send it; the
     250's response. Raises what ``client.data`` raises (``SMTPDataError`` for a refusal,
     ``SMTPServerDisconnected``, ``SMTPTimeoutError``), closing the client on the last two."""
+    if not hasattr(client.protocol, _LOCK):
+        # Not connected (its data() says so), or an aiosmtplib whose protocol is not the one
+        # this was written against: its own data(), slower but the same bytes.
+        return await client.data(prefix + body)
     pieces = wire_pieces(body, prefix)
     try:
         return await _exchange(client, pieces)
@@ -71,7 +79,7 @@ async def send_data(
 async def _exchange(client: aiosmtplib.SMTP, pieces: list[bytes]) -> aiosmtplib.SMTPResponse:
     # SMTPProtocol.execute_data_command, with the text already on the wire's terms.
     protocol = client.protocol
-    lock = protocol._command_lock if protocol is not None else None
+    lock: asyncio.Lock | None = getattr(protocol, _LOCK) if protocol is not None else None
     if protocol is None or lock is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
     timeout = client.timeout

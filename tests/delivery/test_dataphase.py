@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.core.headers import normalise_line_endings, trace_headers
+from gateway.delivery import dataphase
 from gateway.delivery.dataphase import send_data, wire_pieces
 
 TRACE = trace_headers(
@@ -179,3 +180,20 @@ async def test_the_server_closing_mid_body_is_a_disconnect(size: int) -> None:
         with pytest.raises(aiosmtplib.SMTPServerDisconnected):
             await send_data(ours, body, TRACE)
         assert not ours.is_connected  # closed, as SMTP.data closes it
+
+
+async def test_an_aiosmtplib_without_the_protocol_internals_gets_its_own_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # as if a later aiosmtplib had renamed the command lock
+    monkeypatch.setattr(dataphase, "_LOCK", "_renamed_command_lock")
+    body = b"Subject: x\r\n\r\n.dot\r\nend"
+    async with sink() as server:
+        stock = await connected(server.port)
+        await stock.data(TRACE + body)
+        other = await connected(server.port)
+        assert (await send_data(other, body, TRACE)).code == 250
+        await stock.quit()
+        await other.quit()
+    theirs, mine = server.received
+    assert mine == theirs
