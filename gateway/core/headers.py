@@ -126,9 +126,12 @@ def normalise_line_endings(message: bytes) -> bytes:
     DATA early at the next hop and smuggle a second message past the filter (the class of
     CVE-2023-51764 and CVE-2024-27305); normalised, ``\\n.\\r\\n`` is just a line with a dot,
     which the relay dot-stuffs."""
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") == crlf and message.count(b"\r") == crlf:
-        return message  # the usual case, checked without a copy of a large message
+    # The usual case is checked without a copy of a large message: clean means as many LFs
+    # as CRs as CRLFs. The one-byte counts run first (about twice as fast as the two-byte
+    # one), so a message with a bare LF or CR is told apart before the CRLF count.
+    lf = message.count(b"\n")
+    if lf == message.count(b"\r") and lf == message.count(b"\r\n"):
+        return message
     return _BARE_LINE_END.sub(b"\r\n", message)
 
 

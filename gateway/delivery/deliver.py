@@ -181,9 +181,10 @@ class Delivery:
     def _prepare(
         self, transaction: Transaction, pending: tuple[Recipient, ...], trace: Trace | None
     ) -> Transaction:
-        data = transaction.data
+        prefix = transaction.prefix
         if trace is not None:
-            prefix = trace_headers(
+            # Sent before the body by the transport, not prepended here: no copy of the body.
+            prefix += trace_headers(
                 helo=trace.helo,
                 client_ip=trace.client_ip,
                 hostname=self._hostname,
@@ -194,8 +195,7 @@ class Delivery:
                 comment=trace.comment,
                 client_name=trace.client_name,
             )
-            data = prefix + data
-        return replace(transaction, recipients=pending, data=data)
+        return replace(transaction, recipients=pending, prefix=prefix)
 
     async def _record(
         self, key: str, accepted: Sequence[str], records: Sequence[AuditRecord]

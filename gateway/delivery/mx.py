@@ -33,6 +33,7 @@ from gateway.core import dane
 from gateway.core.addresses import AddressError, address_domain
 from gateway.core.model import DnsAnswer, DnsStatus, DomainFacts
 from gateway.delivery import mxplan, peer
+from gateway.delivery.dataphase import send_data
 from gateway.delivery.mxplan import Candidate, Requirement
 from gateway.delivery.smarthost import send_recipients, supported
 from gateway.delivery.transport import (
@@ -288,7 +289,7 @@ class MxTransport:
         self, client: aiosmtplib.SMTP, t: Transaction, sent: Sent, where: str, attempts: _Attempts
     ) -> Sent:
         try:
-            response = await client.data(t.data)
+            response = await send_data(client, t.data, t.prefix)
         except aiosmtplib.SMTPResponseException as exc:
             _next_host_or_fail(Reply(exc.code, exc.message), "DATA", where, attempts)
         except (aiosmtplib.SMTPException, OSError) as exc:

@@ -29,6 +29,7 @@ import aiosmtplib
 from gateway import logs
 from gateway.config.settings import RelaySettings
 from gateway.config.values import RelayTls, RequireTlsMode
+from gateway.delivery.dataphase import send_data
 from gateway.delivery.transport import (
     Evidence,
     Outcome,
@@ -264,7 +265,7 @@ class Smarthost:
             if not result.accepted:
                 await _reset(client)
                 return result, client
-            response = await client.data(t.data)
+            response = await send_data(client, t.data, t.prefix)
             result.reply = Reply(response.code, response.message)
             result.evidence = self._evidence(client, at=time.time())
         except aiosmtplib.SMTPResponseException as exc:

@@ -117,6 +117,15 @@ class Transaction:
     # The client asked for RFC 8689 REQUIRETLS: the next hop must be authenticated TLS and
     # must itself advertise REQUIRETLS, else 5.7.30.
     requiretls: bool = False
+    # Lines sent before ``data`` (the gateway's trace fields), kept apart so that a large
+    # message is not copied to prepend them; ``message`` is the whole text.
+    prefix: bytes = b""
+
+    @property
+    def message(self) -> bytes:
+        """The text the next hop receives: ``prefix`` then ``data`` (a copy; for tests and
+        for anything that needs it in one piece)."""
+        return self.prefix + self.data if self.prefix else self.data
 
 
 @dataclass

@@ -22,6 +22,7 @@ from gateway.audit import events as audit
 from gateway.audit.path import MessagePath
 from gateway.audit.path import find as find_path
 from gateway.config.settings import Settings
+from gateway.core import headers
 from gateway.core.auditchain import Entry, Problem
 from gateway.delivery.deliver import Delivery, Trace
 from gateway.delivery.transport import Recipient, Transaction, failure_reply
@@ -308,7 +309,9 @@ class Review:
         return Transaction(
             sender=hold.sender,
             recipients=tuple(Recipient(r.address, r.options) for r in hold.recipients),
-            data=await self.raw_message(hold.id),
+            # The filter held CRLF-only text; normalised again (a scan, no copy when clean)
+            # for a hold kept from before it did: the transports send it as it is.
+            data=headers.normalise_line_endings(await self.raw_message(hold.id)),
             mail_options=hold.mail_options,
             smtputf8=any(o == "SMTPUTF8" for o in hold.mail_options),
             # A release of flagged mail is proven in the trail like its first delivery.

@@ -245,7 +245,7 @@ async def test_trace_fields_are_prepended_once_to_the_original_bytes(
     trace = Trace("mta.school.test", "192.0.2.1", "ESMTP", "Q1", "checked; id=Q1")
     await delivery.deliver(transaction(A), "k", trace=trace)
     [copy] = transport.delivered
-    data = copy.transaction.data
+    data = copy.transaction.message
     assert data.endswith(DATA)
     head = data[: -len(DATA)].decode()
     assert head.startswith("Received: from mta.school.test ([192.0.2.1])\r\n")

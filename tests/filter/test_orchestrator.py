@@ -320,8 +320,8 @@ async def test_copy_upstream_is_the_original_with_the_trace_fields_on_top(rig: R
     assert reply.code == 250, reply
     [copy] = rig.transport.delivered
     original = message((SECURE, INSECURE))
-    assert copy.transaction.data.endswith(original)
-    trace = copy.transaction.data[: -len(original)].decode()
+    assert copy.transaction.message.endswith(original)
+    trace = copy.transaction.message[: -len(original)].decode()
     assert trace.startswith("Received: from mta.school.test ([192.0.2.10])\r\n")
     assert "by gateway.school.test (Safeguarding Mail Gateway) with ESMTP id " in trace
     assert trace.count("Received:") == 1
@@ -335,7 +335,7 @@ async def test_unflagged_mail_is_not_checked(rig: Rig) -> None:
     assert reply.code == 250, reply
     assert rig.posture.asked == []
     [copy] = rig.transport.delivered
-    assert b"X-Safeguarding-Gateway: not flagged; relayed unchecked;" in copy.transaction.data
+    assert b"X-Safeguarding-Gateway: not flagged; relayed unchecked;" in copy.transaction.message
 
 
 # ---- [delivery] direct: which recipients the gateway queues to deliver itself

@@ -92,3 +92,29 @@ async def test_a_long_command_line_still_gets_500(face: Face) -> None:
     reply = await client.command("MAIL FROM:<" + "a" * 2_000 + "@school.test>")
     assert reply.code == 500, reply
     assert (await client.command("MAIL FROM:<head@school.test>")).code == 250
+
+
+async def test_commands_pipelined_after_the_dot_are_answered(face: Face) -> None:
+    # RFC 2920: the client may send the next commands with the end of data, in one write;
+    # the reader must leave them for the session.
+    client = await open_data(face)
+    body = HEADERS + b"\r\n" + b"p" * 70_000 + b"\r\n..dot\r\n"
+    await client.send(body + b".\r\nRSET\r\nMAIL FROM:<head@school.test>\r\nNOOP\r\n")
+    replies = [(await client.reply()).code for _ in range(4)]
+    assert replies == [250, 250, 250, 250]
+    [incoming] = face.filter.received
+    assert incoming.data == HEADERS + b"\r\n" + b"p" * 70_000 + b"\r\n.dot\r\n"
+
+
+@pytest.mark.parametrize("cut", range(1, 6))
+async def test_the_end_of_data_split_across_tcp_writes(face: Face, cut: int) -> None:
+    # Each write is a segment on loopback; the reader sees CRLF "." CRLF arrive in two pieces.
+    client = await open_data(face)
+    data = HEADERS + b"\r\nsplit\r\n"
+    sent = data + b".\r\n"
+    at = len(data) - 2 + cut
+    await client.send(sent[:at])
+    await client.send(sent[at:])
+    assert (await client.reply()).code == 250
+    [incoming] = face.filter.received
+    assert incoming.data == data
