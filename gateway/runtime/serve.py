@@ -40,6 +40,7 @@ from gateway.runtime.sdnotify import notify
 from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
 from gateway.smtp.admission import Admission, Identity
 from gateway.smtp.auth import SubmitAuth
+from gateway.smtp.budget import DataBudget
 from gateway.smtp.server import GatewaySMTP, Handler
 from gateway.smtp.tls import ServerTls
 from gateway.store.crypto import KEY_FILE as STORE_KEY_FILE
@@ -260,11 +261,13 @@ async def _listen(
     )
     handler = Handler(filter_, settings.smtp.max_recipients, settings.policy.local_domains)
     context = server_tls.context if server_tls is not None else None
+    budget = DataBudget.of(settings.smtp)  # one for the process: both listeners share it
 
     def session(implicit: bool) -> Any:
         return GatewaySMTP(
             handler,
             admission,
+            budget,
             implicit=implicit,
             hostname=running.hostname,
             data_size_limit=settings.smtp.max_message_size,
