@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.smtp.reply import SmtpReply
@@ -91,20 +92,30 @@ class DataBudget:
         max_concurrent_large: int,
         large_message_threshold: int,
         wait_timeout: float,
+        after_large: Callable[[], None] | None = None,
     ) -> None:
         self.data = Slots(max_concurrent_data)
         self.large = Slots(min(max_concurrent_large, max_concurrent_data))
         self.threshold = large_message_threshold
         self.wait_timeout = wait_timeout
+        # Called when the last large message in progress is done, its memory free: the
+        # runtime gives the allocator's free pages back (gateway.runtime.allocator).
+        self.after_large = after_large
 
     @classmethod
-    def of(cls, smtp: SmtpSettings) -> DataBudget:
+    def of(cls, smtp: SmtpSettings, after_large: Callable[[], None] | None = None) -> DataBudget:
         return cls(
             smtp.max_concurrent_data,
             smtp.max_concurrent_large,
             smtp.large_message_threshold,
             smtp.data_wait_timeout,
+            after_large,
         )
+
+    def large_done(self) -> None:
+        self.large.release()
+        if self.large.in_use == 0 and self.after_large is not None:
+            self.after_large()
 
     def meter(self, flow: Flow) -> Meter:
         return Meter(self, flow)
@@ -182,4 +193,4 @@ class Meter:
             self._asking.cancel()
         if self.large:
             self.large = False
-            self._budget.large.release()
+            self._budget.large_done()

@@ -249,3 +249,18 @@ async def test_a_permit_handed_over_as_the_wait_ends_is_not_lost() -> None:
     if await late:
         slots.release()
     assert (slots.in_use, slots.waiting) == (0, 0)
+
+
+async def test_the_allocator_is_told_once_the_last_large_message_is_done(
+    start_face: StartFace,
+) -> None:
+    done: list[int] = []
+    budget = DataBudget(4, 1, 10_000, LONG_WAIT, after_large=lambda: done.append(1))
+    face = await start_face(budget=budget)
+    for size in (5_000, 40_000, 5_000):
+        first, rest = message(b"m", size)
+        client = await open_data(face)
+        await client.send(first + rest + b".\r\n")
+        assert (await client.reply()).code == 250
+        await until(lambda: budget.data.in_use == 0)
+    assert done == [1]  # after the large one only
