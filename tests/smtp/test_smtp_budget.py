@@ -8,11 +8,15 @@ the test waits for is the budget's own count of sessions waiting, never a length
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from gateway.smtp.budget import DataBudget, Slots
+from rig.gatewayproc import HOSTNAME
+from rig.pki import RigCA
 from support.smtpface import Client, Face, StartFace
 
 HEADERS = b"From: head@school.test\r\nTo: friend@secure.test\r\nSubject: budget\r\n\r\n"
@@ -264,3 +268,40 @@ async def test_the_allocator_is_told_once_the_last_large_message_is_done(
         assert (await client.reply()).code == 250
         await until(lambda: budget.data.in_use == 0)
     assert done == [1]  # after the large one only
+
+
+async def test_inside_tls_a_large_message_waits_for_its_slot_and_arrives_whole(
+    start_face: StartFace, tmp_path: Path
+) -> None:
+    # After STARTTLS the session reads through the TLS transport, which pauses alike.
+    ca = RigCA(tmp_path)
+    leaf = ca.issue((HOSTNAME,))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(leaf.cert_file, leaf.key_file)
+    client_context = ssl.create_default_context(cafile=str(ca.ca_file))
+    budget = DataBudget(4, 1, 10_000, LONG_WAIT)
+    face = await start_face(budget=budget, tls=server)
+
+    async def tls_data() -> Client:
+        client = await face.connect()
+        assert (await client.command("STARTTLS")).code == 220
+        await client.writer.start_tls(client_context, server_hostname=HOSTNAME)
+        assert (await client.command("EHLO client.school.test")).code == 250
+        assert (await client.command("MAIL FROM:<head@school.test>")).code == 250
+        assert (await client.command("RCPT TO:<friend@secure.test>")).code == 250
+        assert (await client.command("DATA")).code == 354
+        return client
+
+    a_first, a_rest = message(b"a", 60_000)
+    b_first, b_rest = message(b"b", 60_000)
+    a = await tls_data()
+    await a.send(a_first)
+    await until(lambda: budget.large.in_use == 1)
+    b = await tls_data()
+    b.writer.write(b_first + b_rest + b".\r\n")  # no drain: the face stops reading
+    await until(lambda: budget.large.waiting == 1)
+    await a.send(a_rest + b".\r\n")
+    assert (await a.reply()).code == 250
+    assert (await b.reply()).code == 250
+    received = [incoming.data for incoming in face.filter.received]
+    assert received == [unstuffed(a_first, a_rest), unstuffed(b_first, b_rest)]
