@@ -89,6 +89,12 @@ class SmtpSettings:
     max_connections: int = field(default=100, metadata=_key(positive))
     command_timeout: float = field(default=300.0, metadata=_key(positive))
     workers: int = field(default=1, metadata=_key(positive))
+    # The DATA budget of each process (gateway.smtp.budget): memory grows with these, not
+    # with message size x sessions.
+    max_concurrent_data: int = field(default=12, metadata=_key(positive))
+    max_concurrent_large: int = field(default=1, metadata=_key(positive))
+    large_message_threshold: int = field(default=1_048_576, metadata=_key(positive))
+    data_wait_timeout: float = field(default=60.0, metadata=_key(positive))
     # Inbound TLS (RFC 3207 STARTTLS; RFC 8314 implicit TLS) and client identity.
     tls_cert: str = ""
     tls_key: str = ""

@@ -31,6 +31,7 @@ from gateway.posture.assessment import Posture
 from gateway.review.model import Review
 from gateway.review.notices import audit_head_notice
 from gateway.runtime import pidfile
+from gateway.runtime.allocator import fix_thresholds, trimmer
 from gateway.runtime.inuse import explained
 from gateway.runtime.lifecycle import Running, lifecycle
 from gateway.runtime.limits import raise_open_files
@@ -40,6 +41,7 @@ from gateway.runtime.sdnotify import notify
 from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
 from gateway.smtp.admission import Admission, Identity
 from gateway.smtp.auth import SubmitAuth
+from gateway.smtp.budget import DataBudget
 from gateway.smtp.server import GatewaySMTP, Handler
 from gateway.smtp.tls import ServerTls
 from gateway.store.crypto import KEY_FILE as STORE_KEY_FILE
@@ -72,6 +74,7 @@ async def serve(
         structlog.contextvars.bind_contextvars(worker=worker)
     log = logs.get("gateway")
     raise_open_files(log)
+    fix_thresholds(log)
     async with lifecycle(settings, log) as running, contextlib.AsyncExitStack() as started:
         wake = asyncio.Event()
         queue_wake = asyncio.Event()
@@ -260,11 +263,14 @@ async def _listen(
     )
     handler = Handler(filter_, settings.smtp.max_recipients, settings.policy.local_domains)
     context = server_tls.context if server_tls is not None else None
+    # One budget for the process: both listeners share it.
+    budget = DataBudget.of(settings.smtp, after_large=trimmer())
 
     def session(implicit: bool) -> Any:
         return GatewaySMTP(
             handler,
             admission,
+            budget,
             implicit=implicit,
             hostname=running.hostname,
             data_size_limit=settings.smtp.max_message_size,

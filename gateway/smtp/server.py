@@ -21,12 +21,14 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
 
 from gateway import errors, logs
+from gateway.config.settings import SmtpSettings
 from gateway.core.addresses import normalise_domain
 from gateway.delivery.transport import Recipient
 from gateway.filter.message import Incoming
 from gateway.filter.orchestrator import Filter
 from gateway.smtp import auth, paths, senders, xforward
 from gateway.smtp.admission import Admission
+from gateway.smtp.budget import BUSY, BUSY_CLOSING, DataBudget, Meter
 from gateway.smtp.data import read_data
 from gateway.smtp.params import DSN_MAIL, DSN_RCPT, path_end, split_params, take_flag
 from gateway.smtp.reply import SmtpReply
@@ -66,10 +68,18 @@ class GatewaySMTP(SMTP):
     connection, not to aiosmtpd's Session, which STARTTLS replaces (RFC 3207 §4.2)."""
 
     def __init__(
-        self, handler: Handler, admission: Admission, implicit: bool = False, **kwargs: Any
+        self,
+        handler: Handler,
+        admission: Admission,
+        budget: DataBudget | None = None,
+        implicit: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(handler, ident=IDENT, **kwargs)
         self._admission = admission
+        # None: a budget of this session's own, at the defaults (tests of the SMTP face).
+        self._budget = budget if budget is not None else DataBudget.of(SmtpSettings())
+        self._meter: Meter | None = None
         self._implicit = implicit
         self.tls: TlsFacts | None = None
         self.trusted_as = ""  # "network", "certificate NAME" or "account NAME"; "": untrusted
@@ -275,9 +285,20 @@ class GatewaySMTP(SMTP):
             return text[1:], ""
         return text[1:end] or "<>", text[end + 1 :]
 
+    def data_received(self, data: bytes) -> None:
+        # While a message is read, its bytes pass the DATA budget's meter, which keeps them
+        # back (and pauses the transport) when a large message must wait for its slot.
+        if self._meter is not None:
+            passed = self._meter.received(data)
+            if passed is None:
+                return
+            data = passed
+        super().data_received(data)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
-        # aiosmtpd's own, with data.read_data in place of its 1,000-byte line reader.
+        # aiosmtpd's own, with data.read_data in place of its 1,000-byte line reader, inside
+        # the process's DATA budget: from before the 354 until the reply is sent.
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
@@ -287,12 +308,33 @@ class GatewaySMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        budget = self._budget
+        if not await budget.data.acquire(budget.wait_timeout):
+            # The client has sent nothing of the message yet: it keeps it and retries.
+            assert self.session is not None
+            self._log.info("message deferred", peer=str(self.session.peer), reply=str(BUSY))
+            self.envelope = self._create_envelope()
+            await self.push(str(BUSY))
+            return
+        meter = budget.meter(_SessionFlow(self))
+        try:
+            await self._data_phase(meter)
+        finally:
+            self._meter = None
+            meter.close()
+            budget.data.release()
+
+    async def _data_phase(self, meter: Meter) -> None:
+        assert self.envelope is not None
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._meter = meter
         try:
             content = await read_data(self._reader, self.data_size_limit)
         except asyncio.CancelledError:
             self._writer.close()  # the connection went away during DATA
             raise
+        finally:
+            self._meter = None  # what follows the final dot is the next command
         if content is None:
             assert self.session is not None
             self._log.info("message refused", peer=str(self.session.peer), reply=str(TOO_MUCH_DATA))
@@ -303,6 +345,36 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self.envelope = self._create_envelope()
         await self.push(status)
+
+    def _refuse_large(self) -> None:
+        """A large message waited too long for its slot: 421 and the connection closes; the
+        client, which never saw a 250, keeps the message (RFC 5321 §3.8)."""
+        assert self.session is not None
+        self._log.info("message deferred", peer=str(self.session.peer), reply=str(BUSY_CLOSING))
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(f"{BUSY_CLOSING}\r\n".encode("ascii"))  # type: ignore[attr-defined]
+            self.transport.close()
+
+
+class _SessionFlow:
+    """The session as its DATA meter sees it (budget.Flow)."""
+
+    def __init__(self, session: GatewaySMTP) -> None:
+        self._session = session
+
+    def pause(self) -> None:
+        if self._session.transport is not None:
+            self._session.transport.pause_reading()  # type: ignore[attr-defined]
+
+    def resume(self) -> None:
+        if self._session.transport is not None:
+            self._session.transport.resume_reading()  # type: ignore[attr-defined]
+
+    def feed(self, data: bytes) -> None:
+        SMTP.data_received(self._session, data)
+
+    def refuse(self) -> None:
+        self._session._refuse_large()
 
 
 class Handler:

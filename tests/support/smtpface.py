@@ -13,6 +13,7 @@ from typing import cast
 
 from gateway.filter.orchestrator import Filter, Incoming
 from gateway.smtp.admission import Admission, Identity
+from gateway.smtp.budget import DataBudget
 from gateway.smtp.reply import SmtpReply
 from gateway.smtp.server import GatewaySMTP, Handler
 
@@ -85,7 +86,8 @@ StartFace = Callable[..., Awaitable[Face]]
 @contextlib.asynccontextmanager
 async def faces() -> AsyncIterator[StartFace]:
     """``await start(local_domains=(...), max_message_size=N, tls=context)`` gives a listening
-    face (offering STARTTLS with ``tls``); all are closed at the end. ``trusted_networks``
+    face (offering STARTTLS with ``tls``; its sessions sharing ``budget`` when given, else
+    each its own at the defaults); all are closed at the end. ``trusted_networks``
     without loopback makes the test's client untrusted: greeted, as with inbound TLS on, so
     that what it is refused can be seen."""
     servers: list[tuple[asyncio.Server, Face]] = []
@@ -95,6 +97,7 @@ async def faces() -> AsyncIterator[StartFace]:
         max_message_size: int = 100_000,
         tls: ssl.SSLContext | None = None,
         trusted_networks: Sequence[str] = ("127.0.0.0/8",),
+        budget: DataBudget | None = None,
     ) -> Face:
         recorder = RecordingFilter()
         handler = Handler(cast(Filter, recorder), 10, local_domains)
@@ -104,6 +107,7 @@ async def faces() -> AsyncIterator[StartFace]:
             lambda: GatewaySMTP(
                 handler,
                 admission,
+                budget,
                 hostname="gateway.school.test",
                 data_size_limit=max_message_size,
                 enable_SMTPUTF8=True,
