@@ -35,6 +35,7 @@ PROFILE_RUNS = [
     ("unflagged_5k", "latency"),
     ("flagged_insecure_5k", "throughput"),
     ("large_1mb", "throughput"),
+    ("flagged_direct_tls", "throughput"),
 ]
 LARGE_COUNT = 200  # 1 MB messages in the profiled run (200 sessions, one message each)
 RATE = 250  # samples per second

@@ -51,6 +51,7 @@ from gateway.store.ownership import process_owner
 
 PARALLEL = 20  # deliveries at once, per process
 CLAIM = 5 * PARALLEL  # entries claimed at a time
+ROUND = 10 * CLAIM  # entries one run_due starts at most, so that a stop is not kept waiting
 MIN_LEASE = 300.0  # seconds; at least ten transport timeouts (several MX hosts, each slow)
 
 
@@ -83,7 +84,8 @@ class QueueRunner:
         about as much for one entry as for many, and again when the claimed ones have started
         and half the slots are free. An attempt that fails (the store's write) does not stop
         the others; the first such error is raised once all have ended, and its entry is
-        tried again when its lease runs out."""
+        tried again when its lease runs out. At most ROUND entries a run: what arrives all the
+        while waits for the next run, so a stop waits for no more than those."""
         attempted = 0
         waiting: deque[tuple[Queued, float]] = deque()  # claimed, not started; when claimed
         running: set[asyncio.Task[None]] = set()
@@ -91,7 +93,8 @@ class QueueRunner:
         more = True
         try:
             while True:
-                if more and not waiting and len(running) <= PARALLEL // 2:
+                room = not waiting and len(running) <= PARALLEL // 2
+                if more and room and attempted < ROUND:
                     now = self._clock()
                     batch = await self._store.claim_queued(
                         now, now + self._lease, self._owner, CLAIM

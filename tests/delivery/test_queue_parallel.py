@@ -127,3 +127,20 @@ async def test_one_failed_attempt_does_not_stop_the_others(store: HoldStore) -> 
     assert first is not None
     assert first.done_at is None  # tried again when its lease runs out
     assert len(transport.received) == 3
+
+
+async def test_one_run_starts_a_bounded_number_and_the_next_run_takes_the_rest(
+    store: HoldStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stop waits for the run in progress: it must not go on while mail keeps arriving.
+    monkeypatch.setattr(queue_module, "CLAIM", 3)
+    monkeypatch.setattr(queue_module, "ROUND", 5)
+    recipients = [f"r{n}@partner.test" for n in range(10)]
+    for r in recipients:
+        await enqueue(store, r)
+    transport = FakeTransport()
+    queue_runner = runner(store, transport)
+    first = await queue_runner.run_due()
+    assert 5 <= first < 10
+    assert first + await queue_runner.run_due() == 10
+    assert sorted(r for (r,) in transport.received) == sorted(recipients)
