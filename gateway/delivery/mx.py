@@ -15,7 +15,8 @@ first may have the message.
 
 A connection that ended its transaction cleanly is kept for the next message to the same host
 that needs the same proof (``mxcache``): tried first, after RSET, before any new connection to
-that host; one the host has closed meanwhile is replaced, with nothing sent twice.
+that host; one the host has closed meanwhile is replaced, with nothing sent twice. A domain's
+settled facts serve the messages of the next two seconds (``mxfacts``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from gateway import logs
 from gateway.config.settings import DeliverySettings
 from gateway.core import dane
 from gateway.core.addresses import AddressError, address_domain
-from gateway.core.model import DnsAnswer, DnsStatus, DomainFacts
+from gateway.core.model import DnsAnswer, DnsStatus
 from gateway.delivery import mxplan, peer
 from gateway.delivery.mxcache import Connection, ConnectionCache, quit_politely
+from gateway.delivery.mxfacts import FACTS_SECONDS, FactsSource, KeptFacts
 from gateway.delivery.mxplan import Candidate, Requirement
 from gateway.delivery.smarthost import send_recipients, supported
 from gateway.delivery.transport import (
@@ -50,12 +52,6 @@ from gateway.delivery.transport import (
     failure,
 )
 from gateway.errors import DeliveryFailed
-
-
-class FactsSource(Protocol):
-    """A domain's transport facts as the verdict saw them (``posture.DomainChecker``)."""
-
-    async def facts(self, domain: str) -> DomainFacts: ...
 
 
 class AddressSource(Protocol):
@@ -103,9 +99,10 @@ class MxTransport:
         local_hostname: str,
         clock: Callable[[], float] = time.time,
         cache: ConnectionCache | None = None,
+        facts_for: float = FACTS_SECONDS,
     ) -> None:
         self._settings = settings
-        self._facts = facts
+        self._facts = KeptFacts(facts, facts_for)
         self._addresses = addresses
         self._local_hostname = local_hostname
         self._clock = clock
