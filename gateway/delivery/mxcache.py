@@ -68,6 +68,7 @@ class ConnectionCache:
         self._clock = clock
         self._idle: dict[Candidate, list[Connection]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.opened = 0  # connections handed to the cache for the first time
         self.reused = 0  # transactions that rode a cached connection
 
@@ -100,7 +101,7 @@ class ConnectionCache:
         waiting = self._idle.setdefault(connection.candidate, [])
         full = len(waiting) >= self._per_host
         done = connection.messages >= self._max_messages or not self._young(connection)
-        if full or done or not connection.client.is_connected:
+        if full or done or self._closed or not connection.client.is_connected:
             self._quit_later(connection)
             return
         connection.idle_since = self._clock()
@@ -114,7 +115,9 @@ class ConnectionCache:
         return sum(len(waiting) for waiting in self._idle.values())
 
     async def close(self) -> None:
-        """QUIT every idle connection; wait for those already closing."""
+        """QUIT every idle connection, and each one given back from now on; wait for those
+        already closing."""
+        self._closed = True
         idle, self._idle = self._idle, {}
         for waiting in idle.values():
             for connection in waiting:
