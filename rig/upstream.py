@@ -210,6 +210,7 @@ class Upstream:
         self._thread.start()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._sessions: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     # ---- control, from the test thread
 
@@ -310,9 +311,25 @@ class Upstream:
             writer.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 5)
+        # A client that keeps its connection open between messages (a connection cache) is
+        # still in a session here: let each session see its connection closed and end.
+        # A TLS close waits for the client's close_notify: one that does not answer soon has
+        # its connection cut.
+        sessions = dict(self._sessions)
+        if sessions:
+            _, pending = await asyncio.wait(sessions, timeout=2)
+            for session in pending:
+                sessions[session].transport.abort()
+            if pending:
+                _, pending = await asyncio.wait(pending, timeout=2)
+            for session in pending:
+                session.cancel()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        session = asyncio.current_task()
+        if session is not None:
+            self._sessions[session] = writer
         self.connections += 1
         try:
             conn = _Connection(reader, writer)
@@ -322,6 +339,8 @@ class Upstream:
             pass
         finally:
             self._writers.discard(writer)
+            if session is not None:
+                self._sessions.pop(session, None)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()

@@ -12,6 +12,10 @@ TLS or authentication (the queue turns that into ``delivery-tls-failed``), other
 of the SMTP reply or connection failure. A 5xx is final: no other host is tried. A timeout or
 a dropped connection after DATA was sent is never retried on another host here, since the
 first may have the message.
+
+A connection that ended its transaction cleanly is kept for the next message to the same host
+that needs the same proof (``mxcache``): tried first, after RSET, before any new connection to
+that host; one the host has closed meanwhile is replaced, with nothing sent twice.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from gateway.core.addresses import AddressError, address_domain
 from gateway.core.model import DnsAnswer, DnsStatus, DomainFacts
 from gateway.delivery import mxplan, peer
 from gateway.delivery.dataphase import send_data
+from gateway.delivery.mxcache import Connection, ConnectionCache, quit_politely
 from gateway.delivery.mxplan import Candidate, Requirement
 from gateway.delivery.smarthost import send_recipients, supported
 from gateway.delivery.transport import (
@@ -98,14 +103,18 @@ class MxTransport:
         addresses: AddressSource,
         local_hostname: str,
         clock: Callable[[], float] = time.time,
+        cache: ConnectionCache | None = None,
     ) -> None:
         self._settings = settings
+        # The posture's checker: its memo ([dns] facts_cache_seconds) spares a burst of
+        # queued messages to one domain the lookups, and never keeps a temporary failure.
         self._facts = facts
         self._addresses = addresses
         self._local_hostname = local_hostname
         self._clock = clock
         self._webpki = peer.webpki_context(Path(settings.ca_file) if settings.ca_file else None)
         self._log = logs.get("gateway.delivery.mx")
+        self._cache = cache or ConnectionCache()
 
     async def send(self, transaction: Transaction) -> Sent:
         domain = _one_domain(transaction)
@@ -115,24 +124,47 @@ class MxTransport:
         for line in plan.passed_over:
             attempts.add(line, _HostFailed(TLS, line))
         for candidate in plan.candidates:
+            reused = await self._on_cached(candidate, transaction, attempts)
+            if reused is not None:
+                return reused
             for address in await self._dialable(candidate.host, attempts):
-                log = self._log.bind(
-                    host=candidate.host,
-                    address=address,
-                    requirement=candidate.requirement.value,
-                )
                 try:
-                    return await self._deliver(candidate, address, transaction, attempts, log)
+                    connection = await self._open(candidate, address)
+                    return await self._deliver(connection, transaction, attempts)
                 except _HostFailed as exc:
                     attempts.add(f"{candidate.host} [{address}]: {exc.why}", exc)
-                    log.info("mx-attempt", outcome="skipped", reason=exc.why)
-                except DeliveryFailed as exc:
-                    log.info("mx-attempt", outcome=exc.outcome, stage=exc.stage, reply=exc.code)
-                    raise
+                    self._logger(candidate, address).info(
+                        "mx-attempt", outcome="skipped", reason=exc.why
+                    )
         raise _give_up(transaction, attempts)
 
+    async def _on_cached(
+        self, candidate: Candidate, transaction: Transaction, attempts: _Attempts
+    ) -> Sent | None:
+        """The transaction on a kept connection that proved what ``candidate`` asks, if one
+        is there; None when none is, or it failed before the host took anything (after DATA
+        that is ``DeliveryFailed``): a new connection to the host follows."""
+        cached = await self._cache.take(candidate)
+        if cached is None:
+            return None
+        address = cached.evidence.address
+        try:
+            return await self._deliver(cached, transaction, attempts)
+        except _HostFailed as exc:
+            if exc.kind != CONNECT:  # one the host had closed meanwhile is no finding
+                attempts.add(f"{candidate.host} [{address}]: {exc.why}", exc)
+            log = self._logger(candidate, address)
+            log.info("mx-attempt", outcome="skipped", reason=exc.why, reused=True)
+            return None
+
     async def close(self) -> None:
-        """Nothing to close: one connection per transaction, closed when it ends."""
+        """QUIT the connections kept for reuse."""
+        await self._cache.close()
+
+    def _logger(self, candidate: Candidate, address: str) -> Any:
+        return self._log.bind(
+            host=candidate.host, address=address, requirement=candidate.requirement.value
+        )
 
     async def _dialable(self, host: str, attempts: _Attempts) -> list[str]:
         answer = await self._addresses.addresses(host)
@@ -152,14 +184,22 @@ class MxTransport:
                 attempts.add(f"{host} [{address}]: {why}", _HostFailed(CONNECT, why))
         return allowed
 
-    async def _deliver(
-        self, candidate: Candidate, address: str, t: Transaction, attempts: _Attempts, log: Any
-    ) -> Sent:
-        client, evidence = await self._open(candidate, address)
+    async def _deliver(self, connection: Connection, t: Transaction, attempts: _Attempts) -> Sent:
+        """One transaction on ``connection``; kept for the next message if it ended cleanly
+        (accepted, or every recipient refused), else closed."""
+        evidence = connection.evidence
+        log = self._logger(connection.candidate, evidence.address)
+        kept = False
         try:
-            sent = await self._transact(client, t, evidence, attempts)
+            sent = await self._transact(connection.client, t, evidence, attempts)
+            self._cache.give_back(connection)
+            kept = True
+        except DeliveryFailed as exc:
+            log.info("mx-attempt", outcome=exc.outcome, stage=exc.stage, reply=exc.code)
+            raise
         finally:
-            await _quit(client)
+            if not kept:
+                await quit_politely(connection.client)
         # One line per host tried; never the subject or body (they are never in scope here).
         log.info(
             "mx-attempt",
@@ -168,18 +208,20 @@ class MxTransport:
             auth=evidence.authenticated.value,
             accepted=len(sent.accepted),
             refused=len(sent.refused),
+            reused=connection.reused,
         )
         return sent
 
-    async def _open(self, candidate: Candidate, address: str) -> tuple[aiosmtplib.SMTP, Evidence]:
+    async def _open(self, candidate: Candidate, address: str) -> Connection:
         """A connection that meets ``candidate``'s requirement, after the EHLO that follows
-        STARTTLS; the evidence of how it was made."""
+        STARTTLS, with the evidence of how it was made."""
         try:
-            return await self._open_once(candidate, address, plaintext=False)
+            client, evidence = await self._open_once(candidate, address, plaintext=False)
         except _Plaintext:
             # RFC 7435 §3: opportunistic TLS that fails to negotiate falls back to plaintext
             # on a new connection, as Postfix does; never for a host whose TLS is mandatory.
-            return await self._open_once(candidate, address, plaintext=True)
+            client, evidence = await self._open_once(candidate, address, plaintext=True)
+        return self._cache.open(client, candidate, evidence)
 
     async def _open_once(
         self, candidate: Candidate, address: str, plaintext: bool
@@ -375,12 +417,3 @@ def _public(address: str) -> bool:
     except ValueError:
         return False
     return ip.is_global and not ip.is_multicast
-
-
-async def _quit(client: aiosmtplib.SMTP) -> None:
-    if not client.is_connected:
-        return
-    try:
-        await client.quit()
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()

@@ -20,7 +20,9 @@ no plaintext fallback exists here to take.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -47,7 +49,9 @@ from gateway.store import (
 )
 from gateway.store.ownership import process_owner
 
-BATCH = 20
+PARALLEL = 20  # deliveries at once, per process
+CLAIM = 5 * PARALLEL  # entries claimed at a time
+ROUND = 10 * CLAIM  # entries one run_due starts at most, so that a stop is not kept waiting
 MIN_LEASE = 300.0  # seconds; at least ten transport timeouts (several MX hosts, each slow)
 
 
@@ -72,16 +76,53 @@ class QueueRunner:
         self._log = logs.get("gateway.queue")
 
     async def run_due(self) -> int:
-        """Attempt every entry due now, batch after batch; how many were attempted."""
+        """Attempt every entry due now, up to PARALLEL at once; how many were attempted.
+
+        Each delivery waits mostly on the network (a connection, TLS, the host's replies), so
+        one at a time leaves the queue behind what arrives; Postfix likewise runs up to 20
+        deliveries per destination. Entries are claimed CLAIM at a time, since a claim costs
+        about as much for one entry as for many, and again when the claimed ones have started
+        and half the slots are free. An attempt that fails (the store's write) does not stop
+        the others; the first such error is raised once all have ended, and its entry is
+        tried again when its lease runs out. At most ROUND entries a run: what arrives all the
+        while waits for the next run, so a stop waits for no more than those."""
         attempted = 0
-        while True:
-            now = self._clock()
-            batch = await self._store.claim_queued(now, now + self._lease, self._owner, BATCH)
-            for entry in batch:
-                await self._attempt(entry)
-                attempted += 1
-            if len(batch) < BATCH:
-                return attempted
+        waiting: deque[tuple[Queued, float]] = deque()  # claimed, not started; when claimed
+        running: set[asyncio.Task[None]] = set()
+        errors: list[BaseException] = []
+        more = True
+        try:
+            while True:
+                room = not waiting and len(running) <= PARALLEL // 2
+                if more and room and attempted < ROUND:
+                    now = self._clock()
+                    batch = await self._store.claim_queued(
+                        now, now + self._lease, self._owner, CLAIM
+                    )
+                    more = len(batch) == CLAIM
+                    waiting.extend((entry, now) for entry in batch)
+                while waiting and len(running) < PARALLEL:
+                    entry, claimed = waiting.popleft()
+                    if self._clock() > claimed + self._lease / 2:
+                        # Its lease could run out during the attempt, and another process
+                        # start a second one: left to whoever claims it when the lease ends.
+                        continue
+                    running.add(asyncio.create_task(self._attempt(entry)))
+                    attempted += 1
+                if not running:
+                    break
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                errors += [e for e in (task.exception() for task in done) if e is not None]
+                # What finished may have freed room for entries that fell due meanwhile.
+                more = more or (bool(done) and not errors)
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
+        if errors:
+            raise errors[0]
+        return attempted
 
     async def _attempt(self, entry: Queued) -> None:
         log = self._log.bind(queue_id=entry.id)
