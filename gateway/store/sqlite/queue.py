@@ -77,11 +77,14 @@ def claim(
         f"SELECT {COLUMNS} FROM queue WHERE done_at IS NULL AND next_at <= ?"  # noqa: S608
         " ORDER BY next_at"
     )
-    due = [
-        from_row(row)
-        for row in db.execute(sql, (now,))
-        if row[7] is None or row[7] < now or owner_dead(row[8])
-    ][:limit]
+    due: list[Queued] = []
+    for row in db.execute(sql, (now,)):
+        # Leased rows are passed over before they are parsed, and the scan stops at
+        # ``limit``: a long queue costs a claim only the rows it takes.
+        if row[7] is None or row[7] < now or owner_dead(row[8]):
+            due.append(from_row(row))
+            if len(due) >= limit:
+                break
     db.executemany(
         "UPDATE queue SET lease_until = ?, lease_by = ? WHERE id = ?",
         [(lease_until, owner, entry.id) for entry in due],

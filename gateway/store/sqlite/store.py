@@ -426,15 +426,20 @@ class SqliteStore(links.SqliteLinks):
         audit: Sequence[AuditRecord] = (),
         notices: Sequence[NewNotice] = (),
     ) -> Queued | None:
-        def write() -> Queued | None:
+        rows = outbox.sealed(self._sealer, self._clock(), notices)
+
+        def write() -> tuple[Queued | None, list[Entry]]:
             now = self._clock()
             if not queue.progress(self._db, queue_id, owner, recipients, next_at, last_error, now):
-                return None
-            self._append(audit)
-            outbox.enqueue(self._db, self._sealer, now, notices)
-            return queue.get(self._db, queue_id)
+                return None, []
+            entries = self._chain(audit)
+            outbox.insert(self._db, rows)
+            return queue.get(self._db, queue_id), entries
 
-        return await self._run(lambda: self._finish(self._write(write)))
+        # Concurrent deliveries' outcomes share a COMMIT (``groupcommit``).
+        entry, entries = await self._commits.write(write)
+        self._witness(entries)
+        return await self._run(lambda: self._finish(entry))
 
     async def retry_queued(self, queue_id: str, now: float) -> bool:
         return await self._run(lambda: self._write(lambda: queue.retry(self._db, queue_id, now)))
