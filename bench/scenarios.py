@@ -168,6 +168,21 @@ SCENARIOS: tuple[Scenario, ...] = (
         skip=("bare",),
     ),
     Scenario(
+        # tls_in's baseline: the same client, load and sink, in the clear. unflagged_5k is
+        # not one: smtp-source (C) costs the 2 shared cores far less than bench/load.py.
+        "plain_in",
+        "5 KB unflagged, the client of tls_in in the clear (relayed unchecked)",
+        ("office@nosts.test",),
+        PLAIN,
+        KB5,
+        count=3000,
+        sessions=20,
+        tool="driver",
+        latency_count=1000,
+        expect="relayed",
+        skip=("bare",),
+    ),
+    Scenario(
         "tls_in",
         "5 KB unflagged, the client using STARTTLS to the target (relayed unchecked)",
         ("office@nosts.test",),

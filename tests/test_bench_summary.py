@@ -62,6 +62,7 @@ def _run(
         scenario("large_1mb", {"msgs_per_s": 80.0, "peak_rss_mb": rss}, {"postfix": {}}),
     ]
     if tls_in is not None:
+        runs.append(scenario("plain_in", {"msgs_per_s": unflagged}, {"postfix": {}}))
         runs.append(scenario("tls_in", {"msgs_per_s": tls_in}, {"postfix": {}}))
     results: dict[str, Any] = {
         "meta": {"started": "2026-12-01T10:00:00Z", "machine": {"cores": 2}, "versions": {}},
