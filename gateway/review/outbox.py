@@ -3,7 +3,6 @@ path (so a notice, too, reaches each of its recipients once)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from gateway import logs
@@ -23,23 +22,12 @@ class Outbox:
 
     async def drain(self, now: float) -> int:
         """Send every notice due, batch after batch, until none is left (a burst of holds
-        must not leave its notices for later sweeps). A batch's notices go out side by
-        side, as many at once as the relay keeps connections: each waits for the upstream
-        and for the store's commit, and concurrent ones share both."""
+        must not leave its notices for later sweeps)."""
         sent = 0
-        limit = asyncio.Semaphore(CONCURRENCY)
-
-        async def send(notice: Notice) -> int:
-            async with limit:
-                return await self._send(notice, now)
-
         while True:
             batch = await self._store.due_notices(now, BATCH)
-            results = await asyncio.gather(*(send(n) for n in batch), return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:  # the store went away mid-batch: raised once every send has ended
-                raise failures[0]
-            sent += sum(r for r in results if isinstance(r, int))
+            for notice in batch:
+                sent += await self._send(notice, now)
             if len(batch) < BATCH:
                 return sent
 
@@ -109,9 +97,6 @@ class Outbox:
 
 
 BATCH = 50
-# Notices in flight at once: the relay's default pool ([relay] max_connections), so that
-# sending them never queues for a connection behind the mail itself for long.
-CONCURRENCY = 8
 
 
 def _unsendable(addresses: Sequence[str]) -> str:
