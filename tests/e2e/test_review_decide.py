@@ -111,7 +111,7 @@ def test_release_relays_the_held_copy_once_and_records_who_and_why(
     assert entry["delivered"] == [INSECURE]
     assert entry["refused"] == {}
     events = [(e["event"], e["actor"], e["data"].get("kind")) for e in trail]
-    # The two held notices go out side by side: either may be recorded first.
+    # The two held notices are one event's: their order between them is not promised.
     events[1:3] = sorted(events[1:3])
     assert events == [
         ("held", "gateway", None),

@@ -74,8 +74,8 @@ def test_with_include_subject_the_notices_show_the_subject_but_never_the_body(
     gw: Gateway,
 ) -> None:
     released, rejected = decide_two(gw)
-    # The two held notices go out side by side (the outbox sends a batch concurrently): in
-    # either order, both before the decision's.
+    # The two held notices are one event's (their order between them is not promised),
+    # both before the decision's.
     told = subjects(gw, released)
     assert sorted(told[:2]) == [
         f"Held for safeguarding review: {SUBJECT}",

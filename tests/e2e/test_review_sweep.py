@@ -87,7 +87,7 @@ def test_serve_escalates_once_then_expires_and_tells_everyone(serve: Serve) -> N
     assert entry["escalated"]
     assert entry["decided_by"] == "gateway"
     events = [(e["event"], e["actor"], e["data"].get("kind")) for e in trail]
-    events[1:3] = sorted(events[1:3])  # the two held notices go out side by side
+    events[1:3] = sorted(events[1:3])  # the two held notices: their order is not promised
     assert events == [
         ("held", "gateway", None),
         ("notice-sent", "gateway", "held"),
