@@ -24,6 +24,15 @@ def longer_than_zero(seconds: Any) -> str | None:
     return None if seconds > 0 else "must be longer than zero"
 
 
+def under_data_initiation(seconds: Any) -> str | None:
+    """A wait before the 354 that the client outlasts: RFC 5321 §4.5.3.2.5 lets it give up
+    on the reply to DATA after 2 minutes, so a longer wait would end in a dropped connection
+    instead of the 451 that tells it to try later."""
+    if not seconds > 0:
+        return "must be longer than zero"
+    return None if seconds < 120 else "must be shorter than 120 seconds (RFC 5321 §4.5.3.2.5)"
+
+
 def non_negative(value: Any) -> str | None:
     return None if value >= 0 else "must not be negative"
 

@@ -34,6 +34,7 @@ from gateway.config.checks import (
     positive,
     reason_list,
     store_key,
+    under_data_initiation,
     web_secret,
     web_url,
 )
@@ -94,7 +95,7 @@ class SmtpSettings:
     max_concurrent_data: int = field(default=12, metadata=_key(positive))
     max_concurrent_large: int = field(default=1, metadata=_key(positive))
     large_message_threshold: int = field(default=1_048_576, metadata=_key(positive))
-    data_wait_timeout: float = field(default=60.0, metadata=_key(positive))
+    data_wait_timeout: float = field(default=60.0, metadata=_key(under_data_initiation))
     # Inbound TLS (RFC 3207 STARTTLS; RFC 8314 implicit TLS) and client identity.
     tls_cert: str = ""
     tls_key: str = ""
