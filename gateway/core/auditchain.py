@@ -37,7 +37,7 @@ class Entry:
     hash: str
 
 
-def _canonical(
+def canonical(
     seq: int, at: float, event: str, hold_id: str, actor: str, data: Mapping[str, Any], prev: str
 ) -> bytes:
     """The canonical JSON form (sorted keys, no spaces, UTF-8) that both rules cover."""
@@ -61,7 +61,7 @@ def mac(
     prev: str,
 ) -> str:
     """HMAC-SHA256 under ``key`` over the canonical form: the rule of every new entry."""
-    body = _canonical(seq, at, event, hold_id, actor, data, prev)
+    body = canonical(seq, at, event, hold_id, actor, data, prev)
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
@@ -69,7 +69,7 @@ def legacy_digest(
     seq: int, at: float, event: str, hold_id: str, actor: str, data: Mapping[str, Any], prev: str
 ) -> str:
     """Plain SHA-256 over the canonical form: the rule of entries from before the key."""
-    return hashlib.sha256(_canonical(seq, at, event, hold_id, actor, data, prev)).hexdigest()
+    return hashlib.sha256(canonical(seq, at, event, hold_id, actor, data, prev)).hexdigest()
 
 
 def seal(
