@@ -6,8 +6,10 @@ someone edited."""
 from __future__ import annotations
 
 import pytest
+import structlog
 
 from gateway.audit import events as audit
+from gateway.core.auditchain import Head
 from gateway.store import (
     AuditRecord,
     Decide,
@@ -156,3 +158,22 @@ async def test_verify_names_an_edited_entry(hold_store: HoldStore, store_nodes: 
     assert count == 3
     assert problem is not None
     assert problem.seq == 2
+
+
+async def test_each_write_to_the_trail_logs_the_head_it_made(hold_store: HoldStore) -> None:
+    """The log witnesses the head: one line per write, whose SEQ:HASH the trail contains."""
+    records = [AuditRecord("received", "", "gateway", {}), AuditRecord("viewed", "h1", "Sam", {})]
+    with structlog.testing.capture_logs() as logged:
+        await hold_store.append_audit(records)
+        await hold_store.append_audit([AuditRecord("viewed", "h2", "Al", {})])
+    lines = [e for e in logged if e["event"] == "audit appended"]
+    assert [(e["seq"], e["entries"], e["audit_event"], e["hold_id"]) for e in lines] == [
+        (2, 2, "received,viewed", "h1"),
+        (3, 1, "viewed", "h2"),
+    ]
+    for line in lines:
+        head = Head(line["seq"], line["head"])
+        found = await hold_store.audit_entry(head.seq)
+        assert found is not None
+        assert found.hash == head.hash
+    assert await hold_store.verify_audit() == (3, None)

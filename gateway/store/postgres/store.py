@@ -26,6 +26,7 @@ from gateway.core.auditchain import Entry, Problem
 from gateway.errors import SchemaMismatch, StoreUnavailable
 from gateway.store.changes import HoldChange, SendLinks
 from gateway.store.crypto import Sealer
+from gateway.store.headlog import witness_appended
 from gateway.store.postgres import holdrows, links, outbox, probes, queries, queue, trail
 from gateway.store.postgres.database import Database, check_schema
 from gateway.store.postgres.rotation import PgBodies
@@ -108,16 +109,7 @@ class PgStore(links.PgLinks):
         async with self.db.transaction() as conn:
             work = _Work(self, conn)
             yield work
-        for entry in work.appended:
-            # The log is the witness for the chain's head: a copy kept elsewhere shows if
-            # the newest entries were ever cut off.
-            self._log.info(
-                "audit appended",
-                seq=entry.seq,
-                audit_event=entry.event,
-                hold_id=entry.hold_id,
-                head=entry.hash,
-            )
+        witness_appended(self._log, work.appended)
 
     # --- holds -----------------------------------------------------------------------------
 

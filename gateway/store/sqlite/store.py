@@ -23,6 +23,7 @@ from gateway.core.auditchain import Entry, Problem
 from gateway.store.auditkey import default_key
 from gateway.store.changes import HoldChange, SendLinks
 from gateway.store.crypto import Sealer
+from gateway.store.headlog import witness_appended
 from gateway.store.probes import ProbeRecord
 from gateway.store.queries import AuditQuery, HoldQuery
 from gateway.store.queued import NewQueued, Queued, QueuedRecipient
@@ -294,16 +295,7 @@ class SqliteStore(links.SqliteLinks):
         return trail.append(self._db, self._audit_key, self._clock(), records)
 
     def _witness(self, entries: Sequence[Entry]) -> None:
-        for entry in entries:
-            # The log is the witness for the chain's head: a copy kept elsewhere shows if
-            # the newest entries were ever cut off.
-            self._log.info(
-                "audit appended",
-                seq=entry.seq,
-                audit_event=entry.event,
-                hold_id=entry.hold_id,
-                head=entry.hash,
-            )
+        witness_appended(self._log, entries)
 
     async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
         return await self._run(lambda: trail.since(self._db, since))
