@@ -37,15 +37,37 @@ class Entry:
     hash: str
 
 
-def _canonical(
-    seq: int, at: float, event: str, hold_id: str, actor: str, data: Mapping[str, Any], prev: str
+# Made once: ``json.dumps`` with options builds a new encoder for every call. The options are
+# the canonical form's; strings outside the data are encoded by the same C function the
+# encoder uses for ``ensure_ascii=False``, so the bytes are those of one ``json.dumps`` of the
+# whole entry (``tests/core/test_auditchain_bytes.py`` pins them).
+_DATA = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_string = json.encoder.encode_basestring
+
+
+def encode_data(data: Mapping[str, Any]) -> str:
+    """An entry's data in the canonical form: encoded once, for the MAC and for the row."""
+    return _DATA.encode(data)
+
+
+def canonical(
+    seq: int,
+    at: float,
+    event: str,
+    hold_id: str,
+    actor: str,
+    data: Mapping[str, Any],
+    prev: str,
+    *,
+    encoded: str | None = None,
 ) -> bytes:
-    """The canonical JSON form (sorted keys, no spaces, UTF-8) that both rules cover."""
-    body = json.dumps(
-        [seq, repr(at), event, hold_id, actor, data, prev],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+    """The canonical JSON form (sorted keys, no spaces, UTF-8) that both rules cover:
+    ``[seq, repr(at), event, hold_id, actor, data, prev]``. ``encoded`` is ``encode_data(data)``
+    when the caller has it already."""
+    text = _DATA.encode(data) if encoded is None else encoded
+    body = (
+        f"[{int(seq)},{_string(repr(at))},{_string(event)},{_string(hold_id)},"
+        f"{_string(actor)},{text},{_string(prev)}]"
     )
     return body.encode("utf-8")
 
@@ -59,9 +81,11 @@ def mac(
     actor: str,
     data: Mapping[str, Any],
     prev: str,
+    *,
+    encoded: str | None = None,
 ) -> str:
     """HMAC-SHA256 under ``key`` over the canonical form: the rule of every new entry."""
-    body = _canonical(seq, at, event, hold_id, actor, data, prev)
+    body = canonical(seq, at, event, hold_id, actor, data, prev, encoded=encoded)
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
@@ -69,7 +93,7 @@ def legacy_digest(
     seq: int, at: float, event: str, hold_id: str, actor: str, data: Mapping[str, Any], prev: str
 ) -> str:
     """Plain SHA-256 over the canonical form: the rule of entries from before the key."""
-    return hashlib.sha256(_canonical(seq, at, event, hold_id, actor, data, prev)).hexdigest()
+    return hashlib.sha256(canonical(seq, at, event, hold_id, actor, data, prev)).hexdigest()
 
 
 def seal(
@@ -82,8 +106,9 @@ def seal(
     prev: str,
     *,
     key: bytes,
+    encoded: str | None = None,
 ) -> Entry:
-    sealed = mac(key, seq, at, event, hold_id, actor, data, prev)
+    sealed = mac(key, seq, at, event, hold_id, actor, data, prev, encoded=encoded)
     return Entry(seq, at, event, hold_id, actor, data, prev, sealed)
 
 

@@ -131,12 +131,17 @@ class Delivery:
         trace: Trace | None = None,
         delivered: Collection[str] = (),
         audit: AuditOf | None = None,
+        journalled: frozenset[str] | None = None,
     ) -> Report:
         """Send ``transaction`` to those of its recipients that neither the journal under
         ``key`` nor ``delivered`` (known from elsewhere) says were taken already. A failure
         of the store's journal read propagates (sending blind could duplicate), except for
-        unflagged mail when the shared store is unavailable (``_journalled``)."""
-        done = set(delivered) | await self._journalled(transaction, key)
+        unflagged mail when the shared store is unavailable (``_journalled``). ``journalled``
+        is the journal under ``key`` as the caller read it just now (with a hold, in the same
+        transaction): it is not read again."""
+        if journalled is None:
+            journalled = await self._journalled(transaction, key)
+        done = set(delivered) | journalled
         earlier = {
             r.address: Result(Outcome.ACCEPTED, earlier=True)
             for r in transaction.recipients

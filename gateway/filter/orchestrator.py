@@ -222,9 +222,14 @@ class Filter:
         to_queue = [d for d, queued in zip(relay, direct, strict=True) if queued]
         to_relay = [d for d, queued in zip(relay, direct, strict=True) if not queued]
         hold_id = queue_id = ""
+        journalled: frozenset[str] | None = None
         if to_hold:
             try:
-                hold_id = await self._hold(work, to_hold, "policy", log)
+                # With a relay to follow, the hold's write reads the relay journal too: one
+                # trip to the store for both.
+                hold_id, journalled = await self._hold(
+                    work, to_hold, "policy", log, journal=bool(to_relay)
+                )
             except Exception:
                 log.exception("hold failed")
                 return TEMPFAIL_STORE
@@ -245,6 +250,7 @@ class Filter:
         report = await self._delivery.deliver(
             self._transaction(work, to_relay),
             work.key,
+            journalled=journalled,
             trace=Trace(
                 helo=work.incoming.helo,
                 client_ip=work.incoming.client_ip,
@@ -327,7 +333,7 @@ class Filter:
             for address in refusals
         ]
         try:
-            refused_id = await self._hold(work, refused, "refused", log, refusals)
+            refused_id, _ = await self._hold(work, refused, "refused", log, refusals)
         except Exception:
             log.exception("hold failed")
             return TEMPFAIL_STORE
@@ -344,7 +350,10 @@ class Filter:
         kind: str,
         log: Any,
         refusals: dict[str, Reply] | None = None,
-    ) -> str:
+        journal: bool = False,
+    ) -> tuple[str, frozenset[str] | None]:
+        """The hold's id; with ``journal``, also what the relay journal holds for the message,
+        read in the hold's transaction."""
         new = new_hold(work, decisions, kind, self._shown_subject(work), refusals)
         relayed_to = relayed_beside(work, decisions)
         details = audit.hold_details(
@@ -364,7 +373,13 @@ class Filter:
             notices = [] if automatic else self._notices.held(hold, relayed_to)
             return [*arrival, audit.held(work.queue_id, hold, **details)], notices
 
-        hold, created = await self._store.hold(new, consequences)
+        journalled: frozenset[str] | None = None
+        if journal:
+            hold, created, journalled = await self._store.hold_and_relayed(
+                new, consequences, work.key
+            )
+        else:
+            hold, created = await self._store.hold(new, consequences)
         if created and automatic:
             await self._links.send_automatically(
                 hold, automatic, self._notices.held(hold, relayed_to)
@@ -378,7 +393,7 @@ class Filter:
             reasons=sorted({r.value for d in decisions for r in d.reasons}),
             new=created,
         )
-        return hold.id
+        return hold.id, journalled
 
     def _direct(self, work: Work, decision: RecipientDecision) -> bool:
         """Whether the gateway delivers to this recipient's MX hosts itself ([delivery]

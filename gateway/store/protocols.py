@@ -44,6 +44,14 @@ class Holds(Protocol):
         away). ``then`` is a pure function of the hold: it runs outside the writer's lock."""
         ...
 
+    async def hold_and_relayed(
+        self, new: NewHold, then: Consequences | None, journal_key: str
+    ) -> tuple[Hold, bool, frozenset[str]]:
+        """``hold``, and in the same round trip what the relay journal holds under
+        ``journal_key`` (``RelayJournal.relayed``, read in the hold's transaction): a message
+        held in part reads the journal before the relay of the rest without a second trip."""
+        ...
+
     async def get(self, hold_id: str) -> Hold | None: ...
 
     async def message(self, hold_id: str) -> bytes:

@@ -130,6 +130,17 @@ def facts_from_json(data: Mapping[str, Any]) -> HoldFacts:
     return HoldFacts(tuple(assessment_from_json(r) for r in found), refused, hosts)
 
 
+def stored_data(encoded: str, data: Mapping[str, Any]) -> str:
+    """An audit entry's data as its row keeps it: the canonical text the MAC covers
+    (``auditchain.encode_data``), with sorted keys and no spaces, when it is ASCII; else the
+    same with non-ASCII escaped, so that U+0000 and lone surrogates stay printable text
+    (PostgreSQL's text refuses U+0000). Rows read back through ``json.loads``: rows written
+    before, with spaces after the separators, read the same."""
+    if encoded.isascii():
+        return encoded
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
 def recipient_json(recipient: HeldRecipient) -> dict[str, Any]:
     return {
         "address": recipient.address,

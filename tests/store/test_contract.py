@@ -6,8 +6,10 @@ someone edited."""
 from __future__ import annotations
 
 import pytest
+import structlog
 
 from gateway.audit import events as audit
+from gateway.core.auditchain import Head
 from gateway.store import (
     AuditRecord,
     Decide,
@@ -126,6 +128,27 @@ async def test_the_journal_keeps_each_recipient_once(hold_store: HoldStore) -> N
     assert await hold_store.relayed("m2") == frozenset()
 
 
+async def test_a_hold_reads_the_journal_of_its_message_in_the_same_write(
+    hold_store: HoldStore,
+) -> None:
+    """A message held in part and relayed in part: the hold's write says which recipients an
+    earlier send already relayed, whether the hold is new or an earlier send made it."""
+    new = new_hold(key="m1:policy")
+    hold, created, relayed = await hold_store.hold_and_relayed(new, None, "m1")
+    assert (created, relayed) == (True, frozenset())
+    await hold_store.record_relayed("m1", ["a@secure.test"])
+    again, created_again, relayed_again = await hold_store.hold_and_relayed(
+        new, lambda h: ([audit.held("Q2", h)], []), "m1"
+    )
+    assert (again.id, created_again, relayed_again) == (hold.id, False, {"a@secure.test"})
+    other, _, relayed_other = await hold_store.hold_and_relayed(
+        new_hold(key="m2:policy"), None, "m2"
+    )
+    assert other.id != hold.id
+    assert relayed_other == frozenset()
+    assert await hold_store.audit_entries() == []  # the duplicate's entry was never written
+
+
 async def test_verify_names_an_edited_entry(hold_store: HoldStore, store_nodes: Nodes) -> None:
     await hold_store.append_audit([AuditRecord("viewed", f"h{n}", "Sam", {}) for n in range(3)])
     assert await hold_store.verify_audit() == (3, None)
@@ -135,3 +158,22 @@ async def test_verify_names_an_edited_entry(hold_store: HoldStore, store_nodes: 
     assert count == 3
     assert problem is not None
     assert problem.seq == 2
+
+
+async def test_each_write_to_the_trail_logs_the_head_it_made(hold_store: HoldStore) -> None:
+    """The log witnesses the head: one line per write, whose SEQ:HASH the trail contains."""
+    records = [AuditRecord("received", "", "gateway", {}), AuditRecord("viewed", "h1", "Sam", {})]
+    with structlog.testing.capture_logs() as logged:
+        await hold_store.append_audit(records)
+        await hold_store.append_audit([AuditRecord("viewed", "h2", "Al", {})])
+    lines = [e for e in logged if e["event"] == "audit appended"]
+    assert [(e["seq"], e["entries"], e["audit_event"], e["hold_id"]) for e in lines] == [
+        (2, 2, "received,viewed", "h1"),
+        (3, 1, "viewed", "h2"),
+    ]
+    for line in lines:
+        head = Head(line["seq"], line["head"])
+        found = await hold_store.audit_entry(head.seq)
+        assert found is not None
+        assert found.hash == head.hash
+    assert await hold_store.verify_audit() == (3, None)

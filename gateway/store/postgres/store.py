@@ -26,6 +26,7 @@ from gateway.core.auditchain import Entry, Problem
 from gateway.errors import SchemaMismatch, StoreUnavailable
 from gateway.store.changes import HoldChange, SendLinks
 from gateway.store.crypto import Sealer
+from gateway.store.headlog import witness_appended
 from gateway.store.postgres import holdrows, links, outbox, probes, queries, queue, trail
 from gateway.store.postgres.database import Database, check_schema
 from gateway.store.postgres.rotation import PgBodies
@@ -108,20 +109,22 @@ class PgStore(links.PgLinks):
         async with self.db.transaction() as conn:
             work = _Work(self, conn)
             yield work
-        for entry in work.appended:
-            # The log is the witness for the chain's head: a copy kept elsewhere shows if
-            # the newest entries were ever cut off.
-            self._log.info(
-                "audit appended",
-                seq=entry.seq,
-                audit_event=entry.event,
-                hold_id=entry.hold_id,
-                head=entry.hash,
-            )
+        witness_appended(self._log, work.appended)
 
     # --- holds -----------------------------------------------------------------------------
 
     async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
+        hold, created, _ = await self._hold(new, then, None)
+        return hold, created
+
+    async def hold_and_relayed(
+        self, new: NewHold, then: Consequences | None, journal_key: str
+    ) -> tuple[Hold, bool, frozenset[str]]:
+        return await self._hold(new, then, journal_key)
+
+    async def _hold(
+        self, new: NewHold, then: Consequences | None, journal_key: str | None
+    ) -> tuple[Hold, bool, frozenset[str]]:
         # What ``then`` makes of the new hold (notices rendered and sealed, audit records) is
         # made before the transaction opens, from the hold as its row will read; the
         # transaction only inserts. When the key exists already, it is thrown away unseen.
@@ -142,9 +145,10 @@ class PgStore(links.PgLinks):
                 existing = await holdrows.by_key(work.conn, new.key)
                 if existing is None:
                     raise LookupError(f"the hold with key {new.key} went while it was read")
+            relayed = await _journal(work.conn, journal_key) if journal_key is not None else None
         if existing is not None:
-            return existing, False
-        return made, True
+            return existing, False, relayed or frozenset()
+        return made, True, relayed or frozenset()
 
     async def get(self, hold_id: str) -> Hold | None:
         async with self.db.transaction() as conn:
@@ -202,10 +206,7 @@ class PgStore(links.PgLinks):
 
     async def relayed(self, key: str) -> frozenset[str]:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "SELECT recipient FROM relay_journal WHERE key = %s", (key,)
-            )
-            return frozenset(row[0] for row in await cursor.fetchall())
+            return await _journal(conn, key)
 
     async def record_relayed(
         self, key: str, recipients: Sequence[str], audit: Sequence[AuditRecord] = ()
@@ -385,3 +386,9 @@ def _with_queue_id(record: AuditRecord, queue_id: str) -> AuditRecord:
     return AuditRecord(
         record.event, record.hold_id, record.actor, {**record.data, "queue_id": queue_id}
     )
+
+
+async def _journal(conn: AsyncConnection[Any], key: str) -> frozenset[str]:
+    """The recipients the relay journal holds under ``key``."""
+    cursor = await conn.execute("SELECT recipient FROM relay_journal WHERE key = %s", (key,))
+    return frozenset(row[0] for row in await cursor.fetchall())

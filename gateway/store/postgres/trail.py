@@ -6,7 +6,7 @@ Every node appends to one chain. ``append`` first takes the audit advisory lock
 transaction ends: the next appender, on any node, reads the head only after this one committed
 or rolled back, so no two entries ever share a number or a predecessor.
 
-``data`` is stored exactly as sealed (``json.dumps(data, sort_keys=True)``, non-ASCII escaped,
+``data`` is stored as sealed (``schema.stored_data``: the canonical text, non-ASCII escaped,
 so U+0000 and lone surrogates stay printable text). Word search reads ``search``, written here
 at append time: the entry's event, hold, actor and data as shown (non-ASCII as itself), lower
 case. Computing it in SQL would need ``data::jsonb``, which refuses the ``\\u0000`` a hostile
@@ -24,6 +24,7 @@ from psycopg import AsyncConnection
 
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
+from gateway.store import schema
 from gateway.store.postgres import queries
 from gateway.store.postgres.database import AUDIT_LOCK, GATEWAY_LOCKS
 from gateway.store.postgres.tables import text_value
@@ -54,7 +55,8 @@ async def append(
     await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (GATEWAY_LOCKS, AUDIT_LOCK))
     last = await head(conn)
     seq, prev = last if last else (0, auditchain.GENESIS)
-    entries = []
+    entries: list[Entry] = []
+    texts: list[str] = []
     for record in records:
         seq += 1
         data = dict(record.data)
@@ -63,15 +65,24 @@ async def append(
         event, hold_id, actor = (
             text_value(v) for v in (record.event, record.hold_id, record.actor)
         )
-        entry = auditchain.seal(seq, at, event, hold_id, actor, data, prev, key=key)
+        # Encoded once: the MAC covers it, and the row keeps it (``schema.stored_data``).
+        encoded = auditchain.encode_data(data)
+        entry = auditchain.seal(
+            seq, at, event, hold_id, actor, data, prev, key=key, encoded=encoded
+        )
         prev = entry.hash
         entries.append(entry)
-    await insert(conn, entries)
+        texts.append(schema.stored_data(encoded, data))
+    await insert(conn, entries, texts)
     return entries
 
 
-async def insert(conn: AsyncConnection[Any], entries: Sequence[Entry]) -> None:
-    """Write entries already sealed (``append``'s, or a trail copied from another store)."""
+async def insert(
+    conn: AsyncConnection[Any], entries: Sequence[Entry], texts: Sequence[str] = ()
+) -> None:
+    """Write entries already sealed (``append``'s, with their data as stored, or a trail
+    copied from another store)."""
+    stored = texts or [schema.stored_data(auditchain.encode_data(e.data), e.data) for e in entries]
     rows = [
         (
             e.seq,
@@ -79,12 +90,12 @@ async def insert(conn: AsyncConnection[Any], entries: Sequence[Entry]) -> None:
             e.event,
             e.hold_id,
             e.actor,
-            json.dumps(dict(e.data), sort_keys=True),
+            text,
             e.prev,
             e.hash,
             searchable(e.event, e.hold_id, e.actor, e.data),
         )
-        for e in entries
+        for e, text in zip(entries, stored, strict=True)
     ]
     async with conn.cursor() as cursor:
         await cursor.executemany(_INSERT, rows)

@@ -23,6 +23,7 @@ from gateway.core.auditchain import Entry, Problem
 from gateway.store.auditkey import default_key
 from gateway.store.changes import HoldChange, SendLinks
 from gateway.store.crypto import Sealer
+from gateway.store.headlog import witness_appended
 from gateway.store.probes import ProbeRecord
 from gateway.store.queries import AuditQuery, HoldQuery
 from gateway.store.queued import NewQueued, Queued, QueuedRecipient
@@ -104,6 +105,17 @@ class SqliteStore(links.SqliteLinks):
     # --- holds -----------------------------------------------------------------------------
 
     async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
+        hold, created, _ = await self._hold(new, then, None)
+        return hold, created
+
+    async def hold_and_relayed(
+        self, new: NewHold, then: Consequences | None, journal_key: str
+    ) -> tuple[Hold, bool, frozenset[str]]:
+        return await self._hold(new, then, journal_key)
+
+    async def _hold(
+        self, new: NewHold, then: Consequences | None, journal_key: str | None
+    ) -> tuple[Hold, bool, frozenset[str]]:
         # Everything but SQL is made before the write transaction, outside the writer's lock
         # (which serialises the workers): the hold as its row will read, what ``then`` makes
         # of it (the notices rendered and sealed, the audit records). When the key exists
@@ -120,18 +132,21 @@ class SqliteStore(links.SqliteLinks):
             # batch, before the COMMIT of the rows (``groupcommit``).
             write_atomic(path, self._sealer.seal(hold_id, new.message), sync_folder=False)
 
-        def insert() -> tuple[Hold, bool, list[Entry]]:
+        def journal() -> frozenset[str]:
+            return self._journal(journal_key) if journal_key is not None else frozenset()
+
+        def insert() -> tuple[Hold, bool, list[Entry], frozenset[str]]:
             # Looked up under the writer's lock: another worker's hold of the same message is
             # committed or not yet begun, never half-way.
             existing = self._get_by_key(new.key)
             if existing is not None:
-                return existing, False, []
+                return existing, False, [], journal()
             self._db.execute(tables.INSERT_HOLD, row)
             outbox.insert(self._db, notice_rows)
-            return made, True, self._chain(audit)
+            return made, True, self._chain(audit), journal()
 
         try:
-            hold, created, entries = await self._commits.write(
+            hold, created, entries, relayed = await self._commits.write(
                 insert, prepare=prepare, folder=self._dir
             )
         except sqlite3.IntegrityError:
@@ -139,11 +154,11 @@ class SqliteStore(links.SqliteLinks):
             existing = await self._run(lambda: self._get_by_key(new.key))
             if existing is None:
                 raise
-            return existing, False
+            return existing, False, await self._run(journal)
         if not created:
             await self._run(lambda: path.unlink(missing_ok=True))
         self._witness(entries)
-        return hold, created
+        return hold, created, relayed
 
     async def get(self, hold_id: str) -> Hold | None:
         return await self._run(lambda: self._get(hold_id))
@@ -247,11 +262,11 @@ class SqliteStore(links.SqliteLinks):
     # --- relay journal ---------------------------------------------------------------------
 
     async def relayed(self, key: str) -> frozenset[str]:
-        def query() -> frozenset[str]:
-            rows = self._db.execute("SELECT recipient FROM relay_journal WHERE key = ?", (key,))
-            return frozenset(row[0] for row in rows)
+        return await self._commits.read(lambda: self._journal(key))
 
-        return await self._commits.read(query)
+    def _journal(self, key: str) -> frozenset[str]:
+        rows = self._db.execute("SELECT recipient FROM relay_journal WHERE key = ?", (key,))
+        return frozenset(row[0] for row in rows)
 
     async def record_relayed(
         self, key: str, recipients: Sequence[str], audit: Sequence[AuditRecord] = ()
@@ -280,16 +295,7 @@ class SqliteStore(links.SqliteLinks):
         return trail.append(self._db, self._audit_key, self._clock(), records)
 
     def _witness(self, entries: Sequence[Entry]) -> None:
-        for entry in entries:
-            # The log is the witness for the chain's head: a copy kept elsewhere shows if
-            # the newest entries were ever cut off.
-            self._log.info(
-                "audit appended",
-                seq=entry.seq,
-                audit_event=entry.event,
-                hold_id=entry.hold_id,
-                head=entry.hash,
-            )
+        witness_appended(self._log, entries)
 
     async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
         return await self._run(lambda: trail.since(self._db, since))

@@ -18,6 +18,7 @@ from typing import Any
 from gateway import logs
 from gateway.core import auditchain
 from gateway.core.auditchain import Entry
+from gateway.store import schema
 from gateway.store.queries import AuditQuery
 from gateway.store.records import AuditRecord
 from gateway.store.sqlite import queries
@@ -43,8 +44,11 @@ def append(
     for record in records:
         seq += 1
         data = dict(record.data)
+        # Encoded once: the MAC covers it, and the row keeps it (``schema.stored_data``).
+        encoded = auditchain.encode_data(data)
+        event, hold_id, actor = record.event, record.hold_id, record.actor
         entry = auditchain.seal(
-            seq, at, record.event, record.hold_id, record.actor, data, prev, key=key
+            seq, at, event, hold_id, actor, data, prev, key=key, encoded=encoded
         )
         db.execute(
             "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -54,7 +58,7 @@ def append(
                 entry.event,
                 entry.hold_id,
                 entry.actor,
-                json.dumps(data, sort_keys=True),
+                schema.stored_data(encoded, data),
                 entry.prev,
                 entry.hash,
             ),
