@@ -37,6 +37,7 @@ PROFILE_RUNS = [
     ("mixed_5rcpt", "throughput"),
     ("large_1mb", "throughput"),
     ("flagged_direct_tls", "throughput"),
+    ("cold_start_200", "throughput"),
 ]
 LARGE_COUNT = 200  # 1 MB messages in the profiled run (200 sessions, one message each)
 RATE = 250  # samples per second
