@@ -135,21 +135,31 @@ class DomainChecker:
         answer = await seen.txt(f"_mta-sts.{domain}")
         record = sts_record_facts(answer)
         plan, failure = await self._plan(domain, record)
-        if plan.step is stscache.Step.FETCH and self._locks is not None:
-            # One fetch per domain across all worker processes and nodes: whoever waited for
-            # the lock finds the policy the holder fetched and uses it from the cache.
-            try:
-                async with self._locks.locked(domain, self._lock_timeout):
-                    plan, failure = await self._plan(domain, record)
-                    return record, await self._apply(seen, domain, record, plan, failure)
-            except LockTimeout:
-                pass  # the holder is stuck: fetch ourselves rather than fail the check
-        return record, await self._apply(seen, domain, record, plan, failure)
+        if plan.step is not stscache.Step.FETCH:
+            return record, await self._apply(seen, domain, record, plan, failure)
+        # The policy host's addresses are needed only for a fetch: looked up now, they come in
+        # while the lock and the second look at the cache are awaited, one DNS round trip off
+        # the path of a domain seen for the first time.
+        addresses = asyncio.ensure_future(self._fetcher.addresses(domain))
+        try:
+            if self._locks is not None:
+                # One fetch per domain across all worker processes and nodes: whoever waited
+                # for the lock finds the policy the holder fetched and uses it from the cache.
+                try:
+                    async with self._locks.locked(domain, self._lock_timeout):
+                        plan, failure = await self._plan(domain, record)
+                        policy = await self._apply(seen, domain, record, plan, failure, addresses)
+                        return record, policy
+                except LockTimeout:
+                    pass  # the holder is stuck: fetch ourselves rather than fail the check
+            return record, await self._apply(seen, domain, record, plan, failure, addresses)
+        finally:
+            addresses.cancel()  # not needed after all: another worker fetched the policy
 
     async def _plan(
         self, domain: str, record: StsRecordFacts
     ) -> tuple[stscache.Plan, stscache.FetchFailure | None]:
-        cached, failure = await self._cache.policy(domain), await self._cache.failure(domain)
+        cached, failure = await self._cache.entry(domain)
         return stscache.plan(record, cached, failure, self._clock()), failure
 
     async def _apply(
@@ -159,6 +169,7 @@ class DomainChecker:
         record: StsRecordFacts,
         plan: stscache.Plan,
         failure: stscache.FetchFailure | None,
+        addresses: Awaitable[DnsAnswer[str]] | None = None,
     ) -> StsPolicyFacts:
         metrics.POLICY_CACHE.labels("fetch" if plan.step is stscache.Step.FETCH else "hit").inc()
         if plan.step is stscache.Step.USE_CACHED:
@@ -172,16 +183,20 @@ class DomainChecker:
             # back-off may end and the fetch succeed.
             seen.temporary = seen.temporary or failure.temporary
             return stscache.after_fetch_failure(plan, failure)
-        facts, failure = await self._fetch(domain, record.id, plan)
+        facts, failure = await self._fetch(domain, record.id, plan, addresses)
         seen.temporary = seen.temporary or (failure is not None and failure.temporary)
         return facts
 
     async def _fetch(
-        self, domain: str, record_id: str, plan: stscache.Plan
+        self,
+        domain: str,
+        record_id: str,
+        plan: stscache.Plan,
+        addresses: Awaitable[DnsAnswer[str]] | None,
     ) -> tuple[StsPolicyFacts, stscache.FetchFailure | None]:
         self.policy_fetches += 1
         try:
-            text = await self._fetcher.fetch(domain)
+            text = await self._fetcher.fetch(domain, addresses)
             policy = mtasts.parse_policy(text)
         except PolicyFetchError as exc:
             failure = stscache.FetchFailure(

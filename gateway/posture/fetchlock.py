@@ -19,7 +19,10 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
 
-POLL = 0.02
+# How often a worker waiting for another's fetch tries the lock again. A policy fetch takes
+# tens of milliseconds, and every message to that domain waits for it to end: a short poll
+# keeps them from waiting a poll's length more (a try is one flock call).
+POLL = 0.005
 
 
 class LockTimeout(TimeoutError):

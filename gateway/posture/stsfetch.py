@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+from collections.abc import Awaitable
 from pathlib import Path
 
 import httpx
 
 from gateway.config.settings import MtaStsSettings
-from gateway.core.model import DnsStatus, PolicyStatus
+from gateway.core.model import DnsAnswer, DnsStatus, PolicyStatus
 from gateway.core.mtasts import POLICY_MAX_BYTES
 from gateway.errors import PolicyFetchError
 from gateway.posture.dns import Resolver
@@ -69,20 +70,27 @@ class PolicyFetcher:
         self._client = client
         self._limit = asyncio.Semaphore(max_concurrency)
 
-    async def fetch(self, domain: str) -> str:
-        """Return the policy text for ``domain``; raise PolicyFetchError."""
-        host = f"mta-sts.{domain}"
+    def addresses(self, domain: str) -> Awaitable[DnsAnswer[str]]:
+        """Look up the addresses of ``domain``'s policy host, for ``fetch`` to use."""
+        return self._resolver.addresses(_policy_host(domain))
+
+    async def fetch(self, domain: str, addresses: Awaitable[DnsAnswer[str]] | None = None) -> str:
+        """Return the policy text for ``domain``; raise PolicyFetchError. ``addresses``: the
+        policy host's lookup, already under way (``addresses``); None: looked up here."""
+        host = _policy_host(domain)
         async with self._limit:
             try:
                 async with asyncio.timeout(self._settings.fetch_timeout):
-                    return await self._fetch_host(host)
+                    lookup = addresses if addresses is not None else self._resolver.addresses(host)
+                    answer = await lookup
+                    return await self._fetch_host(host, answer)
             except TimeoutError as exc:
                 raise PolicyFetchError(
                     PolicyStatus.FETCH_ERROR, "policy fetch timed out", temporary=True
                 ) from exc
 
-    async def _fetch_host(self, host: str) -> str:
-        addresses = await self._addresses(host)
+    async def _fetch_host(self, host: str, answer: DnsAnswer[str]) -> str:
+        addresses = self._allowed_addresses(host, answer)
         last: PolicyFetchError | None = None
         for address in addresses:
             try:
@@ -94,8 +102,7 @@ class PolicyFetcher:
         assert last is not None
         raise last
 
-    async def _addresses(self, host: str) -> list[str]:
-        answer = await self._resolver.addresses(host)
+    def _allowed_addresses(self, host: str, answer: DnsAnswer[str]) -> list[str]:
         if answer.status is DnsStatus.TEMPORARY:
             raise PolicyFetchError(
                 PolicyStatus.FETCH_ERROR,
@@ -135,6 +142,10 @@ class PolicyFetcher:
             raise PolicyFetchError(
                 PolicyStatus.FETCH_ERROR, f"unreadable policy response: {exc}"
             ) from exc
+
+
+def _policy_host(domain: str) -> str:
+    return f"mta-sts.{domain}"  # RFC 8461 §3.3
 
 
 def _check_response(response: httpx.Response) -> None:

@@ -70,17 +70,22 @@ class PolicyDb:
         return CachedPolicy(domain, record_id, policy, text, fetched_at, expires_at)
 
     async def failure(self, domain: str) -> FetchFailure | None:
-        def read() -> FetchFailure | None:
-            row = self._db.execute(
-                "SELECT id, at, status, error, temporary FROM sts_failure WHERE domain = ?",
-                (domain,),
-            ).fetchone()
-            if row is None:
-                return None
-            record_id, at, status, error, temporary = row
-            return FetchFailure(record_id, at, PolicyStatus(status), error, bool(temporary))
+        return await self._file.run(lambda: self._failure(domain))
 
-        return await self._file.run(read)
+    async def entry(self, domain: str) -> tuple[CachedPolicy | None, FetchFailure | None]:
+        # One hop to the file's thread for both: every domain check reads the two together
+        # (twice when it has to fetch), and the hand-off costs more than the reads.
+        return await self._file.run(lambda: (self._policy(domain), self._failure(domain)))
+
+    def _failure(self, domain: str) -> FetchFailure | None:
+        row = self._db.execute(
+            "SELECT id, at, status, error, temporary FROM sts_failure WHERE domain = ?",
+            (domain,),
+        ).fetchone()
+        if row is None:
+            return None
+        record_id, at, status, error, temporary = row
+        return FetchFailure(record_id, at, PolicyStatus(status), error, bool(temporary))
 
     async def store_policy(self, cached: CachedPolicy) -> None:
         def write() -> None:

@@ -613,3 +613,21 @@ async def test_nodes_sharing_the_fetch_locks_fetch_each_policy_once(
     assert [f.sts_policy.source for f in facts] == [PolicySource.FETCHED, PolicySource.CACHE]
     assert (first.policy_fetches, second.policy_fetches) == (1, 0)
     assert handler.calls == 1
+
+
+async def test_the_policy_host_is_resolved_once_and_only_for_a_fetch(
+    world: World, handler: RecordingHandler
+) -> None:
+    # Its lookup starts as soon as the cache says to fetch, before the fetch lock is taken:
+    # the fetch then uses that answer instead of asking again.
+    checker = await world.node()
+    first = await checker.facts("good.test")
+    assert first.sts_policy.source is PolicySource.FETCHED
+    assert world.server.count("mta-sts.good.test", "A") == 1
+    assert world.server.count("mta-sts.good.test", "AAAA") == 1
+    world.server.reset_counts()
+    again = await checker.facts("good.test")  # cached: nothing to fetch, no host to resolve
+    assert again.sts_policy.source is PolicySource.CACHE
+    assert world.server.count("mta-sts.good.test", "A") == 0
+    assert world.server.count("mta-sts.good.test", "AAAA") == 0
+    assert handler.calls == 1

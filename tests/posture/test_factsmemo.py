@@ -5,6 +5,7 @@ full check again."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,12 @@ class FakeFetcher:
         self.policies: dict[str, str | PolicyFetchError] = {"good.test": ENFORCE}
         self.fetches = 0
 
-    async def fetch(self, domain: str) -> str:
+    async def addresses(self, domain: str) -> DnsAnswer[str]:
+        return DnsAnswer(DnsStatus.FOUND, ("192.0.2.1",), authenticated=True)
+
+    async def fetch(self, domain: str, addresses: Awaitable[DnsAnswer[str]] | None) -> str:
+        if addresses is not None:
+            await addresses
         self.fetches += 1
         policy = self.policies.get(domain, PolicyFetchError(PolicyStatus.FETCH_ERROR, "404"))
         if isinstance(policy, PolicyFetchError):
@@ -105,6 +111,10 @@ class FakeCache:
     async def failure(self, domain: str) -> FetchFailure | None:
         self.reads += 1
         return self.failures.get(domain)
+
+    async def entry(self, domain: str) -> tuple[CachedPolicy | None, FetchFailure | None]:
+        self.reads += 1
+        return self.policies.get(domain), self.failures.get(domain)
 
     async def store_policy(self, cached: CachedPolicy) -> None:
         self.policies[cached.domain] = cached
@@ -187,9 +197,9 @@ async def test_a_ttl_counts_from_when_the_answer_came(world: World) -> None:
         world.resolver.table[key] = replace(answer, ttl=3.0)
     fetch = world.fetcher.fetch
 
-    async def slow_fetch(domain: str) -> str:
+    async def slow_fetch(domain: str, addresses: Awaitable[DnsAnswer[str]] | None) -> str:
         world.clock.advance(2)
-        return await fetch(domain)
+        return await fetch(domain, addresses)
 
     world.fetcher.fetch = slow_fetch  # type: ignore[method-assign]
     await world.checker.facts("good.test")

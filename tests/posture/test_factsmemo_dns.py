@@ -46,6 +46,10 @@ class CountingCache:
         self.reads += 1
         return await self.db.failure(domain)
 
+    async def entry(self, domain: str) -> tuple[CachedPolicy | None, FetchFailure | None]:
+        self.reads += 1
+        return await self.db.entry(domain)
+
     async def store_policy(self, cached: CachedPolicy) -> None:
         await self.db.store_policy(cached)
 

@@ -66,6 +66,7 @@ async def test_the_posture_caches_in_the_database_and_locks_across_nodes(
     try:
         assert await other.domains() == ["good.test"]
         assert await other.policy("good.test") == cached
+        assert await other.entry("good.test") == (cached, None)
     finally:
         await other.close()
     assert not (tmp_path / "data" / parts.POLICY_DB).exists()

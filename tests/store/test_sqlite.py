@@ -16,7 +16,8 @@ from web.site import Site
 
 from gateway.accounts.users import FREE_FAILURES, Accounts, Throttle
 from gateway.core.model import PolicyStatus
-from gateway.core.stscache import FetchFailure
+from gateway.core.mtasts import parse_policy
+from gateway.core.stscache import CachedPolicy, FetchFailure
 from gateway.store.crypto import Sealer
 from gateway.store.policycache import PolicyDb
 from gateway.store.sqlite import HELD_DB, SqliteStore, tables
@@ -115,6 +116,35 @@ def test_files_the_store_creates_are_private(tmp_path: Path, site: Site) -> None
     PolicyDb(folder / "sts.sqlite3")
     assert mode(folder) == 0o700
     assert mode(folder / "sts.sqlite3") == 0o600
+
+
+POLICY_TEXT = "version: STSv1\nmode: enforce\nmx: mx.partner.test\nmax_age: 86400\n"
+CACHED = CachedPolicy("partner.test", "id1", parse_policy(POLICY_TEXT), POLICY_TEXT, 1.0, 9e9)
+FAILED = FetchFailure("id2", 2.0, PolicyStatus.FETCH_ERROR, "timed out", True)
+
+
+@pytest.mark.parametrize(
+    ("writes", "expected"),
+    [
+        ((), (None, None)),
+        (("policy",), (CACHED, None)),
+        (("failure",), (None, FAILED)),
+        (("policy", "failure"), (CACHED, FAILED)),  # a refetch failed: the policy stands in
+        (("failure", "policy"), (CACHED, None)),  # a fetch that worked clears the failure
+    ],
+)
+async def test_a_domains_policy_and_failure_are_read_together(
+    tmp_path: Path, writes: tuple[str, ...], expected: tuple[object, object]
+) -> None:
+    cache = PolicyDb(tmp_path / "sts.sqlite3")
+    for write in writes:
+        if write == "policy":
+            await cache.store_policy(CACHED)
+        else:
+            await cache.store_failure("partner.test", FAILED)
+    assert await cache.entry("partner.test") == expected
+    assert expected == (await cache.policy("partner.test"), await cache.failure("partner.test"))
+    await cache.close()
 
 
 async def test_a_busy_policy_cache_does_not_stall_the_event_loop(tmp_path: Path) -> None:

@@ -41,32 +41,16 @@ class PgPolicyCache:
 
     async def policy(self, domain: str) -> CachedPolicy | None:
         async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                "SELECT id, policy, fetched_at, expires_at FROM sts_policy WHERE domain = %s",
-                (domain,),
-            )
-            row = await cursor.fetchone()
-            if row is None:
-                return None
-            record_id, text, fetched_at, expires_at = row
-            try:
-                policy = parse_policy(text)
-            except StsError:
-                await _forget(conn, domain)
-                return None
-        return CachedPolicy(domain, record_id, policy, text, fetched_at, expires_at)
+            return await _policy(conn, domain)
 
     async def failure(self, domain: str) -> FetchFailure | None:
         async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                "SELECT id, at, status, error, temporary FROM sts_failure WHERE domain = %s",
-                (domain,),
-            )
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        record_id, at, status, error, temporary = row
-        return FetchFailure(record_id, at, PolicyStatus(status), error, bool(temporary))
+            return await _failure(conn, domain)
+
+    async def entry(self, domain: str) -> tuple[CachedPolicy | None, FetchFailure | None]:
+        # One transaction for both: a domain check reads the two together.
+        async with self._db.transaction() as conn:
+            return await _policy(conn, domain), await _failure(conn, domain)
 
     async def store_policy(self, cached: CachedPolicy) -> None:
         async with self._db.transaction() as conn:
@@ -121,3 +105,32 @@ async def _forget(conn: AsyncConnection[Any], domain: str | None) -> int:
         cursor = await conn.execute("DELETE FROM sts_policy WHERE domain = %s", (domain,))
         await conn.execute("DELETE FROM sts_failure WHERE domain = %s", (domain,))
     return cursor.rowcount
+
+
+async def _policy(conn: AsyncConnection[Any], domain: str) -> CachedPolicy | None:
+    cursor = await conn.execute(
+        "SELECT id, policy, fetched_at, expires_at FROM sts_policy WHERE domain = %s",
+        (domain,),
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    record_id, text, fetched_at, expires_at = row
+    try:
+        policy = parse_policy(text)
+    except StsError:
+        await _forget(conn, domain)
+        return None
+    return CachedPolicy(domain, record_id, policy, text, fetched_at, expires_at)
+
+
+async def _failure(conn: AsyncConnection[Any], domain: str) -> FetchFailure | None:
+    cursor = await conn.execute(
+        "SELECT id, at, status, error, temporary FROM sts_failure WHERE domain = %s",
+        (domain,),
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    record_id, at, status, error, temporary = row
+    return FetchFailure(record_id, at, PolicyStatus(status), error, bool(temporary))
