@@ -137,11 +137,21 @@ class NoticeOutbox(Protocol):
         with their audit entries, in one transaction."""
         ...
 
-    async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]: ...
+    async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
+        """Up to ``limit`` notices due, oldest first, claimed for this process; each with the
+        recipients the relay journal says were taken already (``Notice.taken``, written by
+        an earlier version that journalled notices), read in the claim's transaction."""
+        ...
 
-    async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None: ...
+    async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None:
+        """The upstream took it: never sent again. The mark and its audit entries are one
+        transaction, written at once after the upstream's reply; it is the notice's journal
+        (a journal write before it would only stand where the mark stands)."""
+        ...
 
-    async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None: ...
+    async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None:
+        """Not sent: tried again at ``retry_at`` (None: never, kept for an operator)."""
+        ...
 
 
 class ProbeResults(Protocol):

@@ -5,6 +5,11 @@ A claim is a lease: the claimed rows get ``next_at = now + NOTICE_LEASE`` and th
 name, and a node that dies before sending leaves them to whichever node looks once the lease
 has run out. Claiming takes the due rows ``FOR UPDATE SKIP LOCKED`` (PostgreSQL docs, SELECT
 "The Locking Clause"), so two nodes claiming at once never pick the same notice.
+
+A notice is sent once by its "sent" mark, committed with its audit entry as soon as the
+upstream has taken it: the mark is its journal. (A relay journal write before the mark only
+stood where the mark stands, one more commit per notice.) The journal's rows an earlier
+version wrote for a notice are still read, with the claim, in its transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from psycopg import AsyncConnection
 from gateway.store.crypto import Sealer
 from gateway.store.ownership import owner_dead, process_owner
 from gateway.store.postgres.tables import text_value
-from gateway.store.records import NewNotice, Notice
+from gateway.store.records import NewNotice, Notice, notice_key
 
 # How long a node may take to send the notices it claimed before another may send them.
 NOTICE_LEASE = 300.0
@@ -88,16 +93,30 @@ async def claim_due(conn: AsyncConnection[Any], now: float, limit: int) -> list[
         return []
     cursor = await conn.execute(_TAKE, (now + NOTICE_LEASE, process_owner(), ids))
     # RETURNING keeps no order: sort as queued (created_at, then seq), and drop seq.
-    return [row[:8] for row in sorted(await cursor.fetchall(), key=lambda row: (row[7], row[8]))]
+    claimed = sorted(await cursor.fetchall(), key=lambda row: (row[7], row[8]))
+    journal = await taken(conn, ids)
+    return [(*row[:8], journal.get(row[0], frozenset())) for row in claimed]
+
+
+async def taken(conn: AsyncConnection[Any], notice_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+    """Per notice, the recipients the relay journal says the upstream took already."""
+    keys = {notice_key(nid): nid for nid in notice_ids}
+    cursor = await conn.execute(
+        "SELECT key, recipient FROM relay_journal WHERE key = ANY(%s)", (list(keys),)
+    )
+    found: dict[str, set[str]] = {}
+    for key, recipient in await cursor.fetchall():
+        found.setdefault(keys[key], set()).add(recipient)
+    return {nid: frozenset(recipients) for nid, recipients in found.items()}
 
 
 def opened(sealer: Sealer, rows: Sequence[tuple[Any, ...]]) -> list[Notice]:
     return [
         Notice(
             nid, kind, hold_id, sender, tuple(json.loads(recipients)),
-            sealer.open(f"notice:{nid}", bytes(message)), attempts, created_at,
+            sealer.open(f"notice:{nid}", bytes(message)), attempts, created_at, journal,
         )
-        for nid, kind, hold_id, sender, recipients, message, attempts, created_at in rows
+        for nid, kind, hold_id, sender, recipients, message, attempts, created_at, journal in rows
     ]  # fmt: skip
 
 

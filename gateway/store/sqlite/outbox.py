@@ -1,5 +1,11 @@
 """The outbox's table: notices queued with what caused them, claimed, sent or failed, for
-SqliteStore. Functions of a connection, run on the store's thread inside its transactions."""
+SqliteStore. Functions of a connection, run on the store's thread inside its transactions.
+
+A notice is sent once by its "sent" mark, committed with its audit entry as soon as the
+upstream has taken it: the mark is its journal. (A relay journal write before the mark only
+stood where the mark stands, one more commit per notice.) The journal's rows an earlier
+version wrote for a notice are still read, with the claim, in its transaction.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 
 from gateway.store.crypto import Sealer
 from gateway.store.ownership import owner_dead, process_owner
-from gateway.store.records import NewNotice, Notice
+from gateway.store.records import NewNotice, Notice, notice_key
 
 # How long a process may take to send the notices it claimed before another may send them.
 NOTICE_LEASE = 300.0
@@ -67,16 +73,30 @@ def claim_due(db: sqlite3.Connection, now: float, limit: int) -> list[tuple[Any,
         "UPDATE outbox SET next_at = ?, claimed_by = ? WHERE id = ?",
         [(now + NOTICE_LEASE, process_owner(), row[0]) for row in due],
     )
-    return [row[:8] for row in due]
+    journal = taken(db, [row[0] for row in due])
+    return [(*row[:8], journal.get(row[0], frozenset())) for row in due]
+
+
+def taken(db: sqlite3.Connection, notice_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+    """Per notice, the recipients the relay journal says the upstream took already."""
+    keys = {notice_key(nid): nid for nid in notice_ids}
+    found: dict[str, set[str]] = {}
+    rows = db.execute(
+        "SELECT key, recipient FROM relay_journal WHERE key IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(keys)),),
+    )
+    for key, recipient in rows:
+        found.setdefault(keys[key], set()).add(recipient)
+    return {nid: frozenset(recipients) for nid, recipients in found.items()}
 
 
 def opened(sealer: Sealer, rows: Sequence[tuple[Any, ...]]) -> list[Notice]:
     return [
         Notice(
             nid, kind, hold_id, sender, tuple(json.loads(recipients)),
-            sealer.open(f"notice:{nid}", message), attempts, created_at,
+            sealer.open(f"notice:{nid}", message), attempts, created_at, journal,
         )
-        for nid, kind, hold_id, sender, recipients, message, attempts, created_at in rows
+        for nid, kind, hold_id, sender, recipients, message, attempts, created_at, journal in rows
     ]  # fmt: skip
 
 
