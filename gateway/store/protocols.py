@@ -138,7 +138,8 @@ class NoticeOutbox(Protocol):
         ...
 
     async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
-        """Up to ``limit`` notices due, oldest first, claimed for this process; each with the
+        """Up to ``limit`` notices due, oldest first, claimed for this process, with the rest
+        of their holds' due notices (one process sends a hold's, in order). Each carries the
         recipients the relay journal says were taken already (``Notice.taken``, written by
         an earlier version that journalled notices), read in the claim's transaction."""
         ...

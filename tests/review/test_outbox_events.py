@@ -176,3 +176,23 @@ async def test_a_recipient_the_journal_already_has_is_not_sent_the_notice_again(
     clock.now += NOTICE_LEASE + 1
     assert await review.drain_notices() == 0
     assert transport.received == [("teacher@school.test",)]
+
+
+async def test_a_claim_takes_the_rest_of_a_holds_notices_past_its_limit(
+    store_nodes: Nodes, clock: Clock
+) -> None:
+    # Two workers (or nodes) draining at once never send a part of one hold's notices each,
+    # in whichever order their sends happen to finish.
+    store = await store_nodes.node(clock)
+    other = await store_nodes.node(clock)
+    review = review_of(store, GatedTransport(), clock)
+    first = await held(review, clock, "k1", "teacher@school.test")
+    second = await held(review, clock, "k2", "head@school.test")
+    claimed = await store.due_notices(clock.now, limit=3)
+    assert [(n.hold_id, n.kind) for n in claimed] == [
+        (first, "held"),
+        (first, "held-reviewers"),
+        (second, "held"),
+        (second, "held-reviewers"),
+    ]
+    assert await other.due_notices(clock.now, limit=3) == []

@@ -34,8 +34,14 @@ _INSERT = (
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _CLAIM = (
-    "SELECT id FROM outbox WHERE sent_at IS NULL AND (next_at <= %s OR claimed_by = ANY(%s))"
+    "SELECT id, hold_id FROM outbox"
+    " WHERE sent_at IS NULL AND (next_at <= %s OR claimed_by = ANY(%s))"
     " ORDER BY created_at, seq LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+# The rest of the claimed holds' due notices, past the limit.
+_CLAIM_REST = (
+    "SELECT id FROM outbox WHERE sent_at IS NULL AND hold_id = ANY(%s) AND id <> ALL(%s)"
+    " AND (next_at <= %s OR claimed_by = ANY(%s)) FOR UPDATE SKIP LOCKED"
 )
 _TAKE = (
     "UPDATE outbox SET next_at = %s, claimed_by = %s WHERE id = ANY(%s)"
@@ -78,7 +84,7 @@ async def insert(conn: AsyncConnection[Any], rows: Sequence[tuple[Any, ...]]) ->
 
 async def claim_due(conn: AsyncConnection[Any], now: float, limit: int) -> list[tuple[Any, ...]]:
     """Notices due for sending (or claimed by a process of this host that is gone), leased
-    to this process for NOTICE_LEASE seconds, oldest first."""
+    to this process for NOTICE_LEASE seconds, oldest first, each hold's all together."""
     cursor = await conn.execute(
         "SELECT DISTINCT claimed_by FROM outbox"
         " WHERE sent_at IS NULL AND claimed_by != '' AND next_at > %s",
@@ -88,9 +94,17 @@ async def claim_due(conn: AsyncConnection[Any], now: float, limit: int) -> list[
     # lease is the rule.
     dead = [row[0] for row in await cursor.fetchall() if owner_dead(row[0])]
     cursor = await conn.execute(_CLAIM, (now, dead, limit))
-    ids = [row[0] for row in await cursor.fetchall()]
+    rows = await cursor.fetchall()
+    ids = [row[0] for row in rows]
     if not ids:
         return []
+    # With the rest of their holds' due notices: one node sends a hold's notices, in their
+    # order (review/outbox.py), never two nodes a part each (unless another node holds the
+    # rest's rows locked this moment: SKIP LOCKED leaves them to it).
+    holds = sorted({row[1] for row in rows if row[1]})
+    if holds:
+        cursor = await conn.execute(_CLAIM_REST, (holds, ids, now, dead))
+        ids += [row[0] for row in await cursor.fetchall()]
     cursor = await conn.execute(_TAKE, (now + NOTICE_LEASE, process_owner(), ids))
     # RETURNING keeps no order: sort as queued (created_at, then seq), and drop seq.
     claimed = sorted(await cursor.fetchall(), key=lambda row: (row[7], row[8]))

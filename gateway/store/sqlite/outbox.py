@@ -60,15 +60,21 @@ def insert(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
 
 def claim_due(db: sqlite3.Connection, now: float, limit: int) -> list[tuple[Any, ...]]:
     """Notices due for sending, claimed for NOTICE_LEASE seconds: another process (the CLI
-    beside gateway serve) does not pick the same notice meanwhile."""
+    beside gateway serve) does not pick the same notice meanwhile. Oldest first, one event's
+    notices in the order they were queued (they share one ``created_at``)."""
     rows = db.execute(
         "SELECT id, kind, hold_id, sender, recipients, message, attempts, created_at,"
         " next_at, claimed_by FROM outbox WHERE sent_at IS NULL"
-        " AND (next_at <= ? OR claimed_by != '') ORDER BY created_at",
+        " AND (next_at <= ? OR claimed_by != '') ORDER BY created_at, rowid",
         (now,),
     ).fetchall()
     # Due, or claimed by a process that died before it could send (a crash).
-    due = [r for r in rows if r[8] <= now or owner_dead(r[9])][:limit]
+    eligible = [r for r in rows if r[8] <= now or owner_dead(r[9])]
+    due = eligible[:limit]
+    # With the rest of their holds' due notices, past the limit: one process sends a hold's
+    # notices, in their order (review/outbox.py), never two processes a part each.
+    holds = {r[2] for r in due if r[2]}
+    due += [r for r in eligible[limit:] if r[2] in holds]
     db.executemany(
         "UPDATE outbox SET next_at = ?, claimed_by = ? WHERE id = ?",
         [(now + NOTICE_LEASE, process_owner(), row[0]) for row in due],
