@@ -8,9 +8,10 @@ happened to it; different holds' notices at once, as many as the relay keeps con
 (``[relay] max_connections``), so a burst of holds is told about while the upstream answers
 each notice, not one round trip after another.
 
-Each notice costs the store one write after its send: the "sent" mark with its audit entry.
-The relay journal's part (which recipients were taken) is read with the claim, the batch's
-one read, and the mark is the journal's write (``NoticeOutbox.notice_sent``).
+Each notice costs the store one write after its send: the "sent" mark with its audit entry,
+and the marks of notices sent side by side share one transaction (``Marks``). The relay
+journal's part (which recipients were taken) is read with the claim, the batch's one read,
+and the mark is the journal's write (``NoticeOutbox.notice_sent``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gateway import logs
 from gateway.audit import events as audit
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.transport import Recipient, Transaction, failure_reply
-from gateway.store import HoldStore, Notice
+from gateway.store import AuditRecord, HoldStore, Notice
 
 
 class Outbox:
@@ -33,6 +34,7 @@ class Outbox:
         self._store = store
         self._delivery = delivery
         self._concurrency = max(1, concurrency)
+        self._marks = Marks(store)
         self._log = logs.get("gateway.notify")
 
     async def drain(self, now: float) -> int:
@@ -118,7 +120,7 @@ class Outbox:
             )
             return 0
         accepted = list(report.accepted)
-        await self._store.notice_sent(
+        await self._marks.mark(
             notice.id, [audit.notice_sent(notice.kind, notice.hold_id, accepted)]
         )
         self._log.info("notice sent", notice=notice.kind, hold_id=notice.hold_id, to=accepted)
@@ -131,6 +133,48 @@ class Outbox:
         self._log.error(
             "notice cannot be sent", notice=notice.kind, hold_id=notice.hold_id, reason=why
         )
+
+
+class Marks:
+    """The "sent" marks of notices sent side by side, written together: a mark made while
+    another write is under way waits for it, then goes with every other mark made meanwhile
+    in one transaction (``notices_sent``). The notices' marks then take one store connection
+    and one commit at a time, not one each beside the holds' writes (on PostgreSQL, each
+    with the audit trail's lock); a mark still waits for at most one write before its own."""
+
+    def __init__(self, store: HoldStore) -> None:
+        self._store = store
+        self._waiting: list[tuple[str, list[AuditRecord], asyncio.Future[None]]] = []
+        self._writing = False
+
+    async def mark(self, notice_id: str, records: list[AuditRecord]) -> None:
+        """Returns once the mark is committed; raises what kept it out."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((notice_id, records, done))
+        if not self._writing:
+            self._writing = True
+            try:
+                await self._write_waiting()
+            finally:
+                self._writing = False
+        await done
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._store.notices_sent([(nid, records) for nid, records, _ in batch])
+            except Exception as exc:
+                for *_, done in batch:
+                    done.set_exception(exc)
+            except BaseException:  # cancelled: the marks not written fail with it
+                for *_, done in batch + self._waiting:
+                    done.cancel()
+                self._waiting = []
+                raise
+            else:
+                for *_, done in batch:
+                    done.set_result(None)
 
 
 BATCH = 50

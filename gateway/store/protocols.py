@@ -150,6 +150,11 @@ class NoticeOutbox(Protocol):
         (a journal write before it would only stand where the mark stands)."""
         ...
 
+    async def notices_sent(self, marks: Sequence[tuple[str, Sequence[AuditRecord]]]) -> None:
+        """``notice_sent`` for several notices (id, audit entries), in one transaction: the
+        marks of notices sent side by side share one commit."""
+        ...
+
     async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None:
         """Not sent: tried again at ``retry_at`` (None: never, kept for an operator)."""
         ...

@@ -18,6 +18,7 @@ from gateway.delivery.deliver import Delivery
 from gateway.delivery.transport import Sent, Transaction
 from gateway.errors import StoreUnavailable
 from gateway.review.model import Review
+from gateway.review.outbox import Marks
 from gateway.store import AuditQuery, AuditRecord, HeldRecipient, HoldStore, NewHold
 from gateway.store.sqlite.outbox import NOTICE_LEASE
 from support.clock import Clock
@@ -134,21 +135,21 @@ async def test_a_store_error_reaches_the_sweep_after_the_other_holds_are_told(
     review = review_of(store, transport, clock)
     broken = await held(review, clock, "k1", "teacher@school.test")
     fine = await held(review, clock, "k2", "head@school.test")
-    mark = store.notice_sent
+    mark = store.notices_sent
 
-    async def notice_sent(notice_id: str, records: Sequence[AuditRecord] = ()) -> None:
-        if any(r.hold_id == broken for r in records):
+    async def notices_sent(marks: Sequence[tuple[str, Sequence[AuditRecord]]]) -> None:
+        if any(r.hold_id == broken for _, records in marks for r in records):
             raise StoreUnavailable("the database went away")
-        await mark(notice_id, records)
+        await mark(marks)
 
-    monkeypatch.setattr(store, "notice_sent", notice_sent)
+    monkeypatch.setattr(store, "notices_sent", notices_sent)
     with pytest.raises(StoreUnavailable):
         await review.drain_notices()
     assert await told(store, fine) == ["held", "held-reviewers"]
     # The broken hold's reviewers' notice did not go ahead of its sender's, unmarked.
     assert [h for h in transport.holds_told() if h == broken] == [broken]
     assert await told(store, broken) == []
-    monkeypatch.setattr(store, "notice_sent", mark)
+    monkeypatch.setattr(store, "notices_sent", mark)
     clock.now += NOTICE_LEASE + 1  # the claim's lease over: the next sweep takes them again
     assert await review.drain_notices() == 2
     assert await told(store, broken) == ["held", "held-reviewers"]
@@ -196,3 +197,49 @@ async def test_a_claim_takes_the_rest_of_a_holds_notices_past_its_limit(
         (second, "held-reviewers"),
     ]
     assert await other.due_notices(clock.now, limit=3) == []
+
+
+class SlowMarks:
+    """A store's ``notices_sent`` that waits for ``release`` on its first write."""
+
+    def __init__(self, fail: set[str] | None = None) -> None:
+        self.written: list[list[str]] = []
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self.fail = fail or set()
+
+    async def notices_sent(self, marks: Sequence[tuple[str, Sequence[AuditRecord]]]) -> None:
+        ids = [notice_id for notice_id, _ in marks]
+        if not self.written:
+            self.written.append(ids)
+            self.started.set()
+            await self.release.wait()
+        else:
+            self.written.append(ids)
+        if self.fail & set(ids):
+            raise StoreUnavailable("the database went away")
+
+
+@pytest.mark.parametrize(
+    ("fail", "failed"),
+    [(set(), set()), ({"n2"}, {"n2", "n3"}), ({"n1"}, {"n1"})],
+    ids=["all-written", "second-write-fails", "first-write-fails"],
+)
+async def test_marks_made_during_a_write_share_the_next_and_each_hears_its_outcome(
+    fail: set[str], failed: set[str]
+) -> None:
+    store = SlowMarks(fail)
+    marks = Marks(store)  # type: ignore[arg-type]
+    first = asyncio.create_task(marks.mark("n1", []))
+    await store.started.wait()  # the first write is under way
+    later = [asyncio.create_task(marks.mark(n, [])) for n in ("n2", "n3")]
+    await asyncio.sleep(0)  # a turn of the loop: the two marks are made, and wait
+    store.release.set()
+    outcomes = await asyncio.gather(first, *later, return_exceptions=True)
+    assert store.written == [["n1"], ["n2", "n3"]]
+    raised = {
+        n
+        for n, o in zip(("n1", "n2", "n3"), outcomes, strict=True)
+        if isinstance(o, StoreUnavailable)
+    }
+    assert raised == failed

@@ -134,9 +134,10 @@ def opened(sealer: Sealer, rows: Sequence[tuple[Any, ...]]) -> list[Notice]:
     ]  # fmt: skip
 
 
-async def sent(conn: AsyncConnection[Any], notice_id: str, now: float) -> None:
+async def sent(conn: AsyncConnection[Any], notice_ids: Sequence[str], now: float) -> None:
     await conn.execute(
-        "UPDATE outbox SET sent_at = %s, attempts = attempts + 1 WHERE id = %s", (now, notice_id)
+        "UPDATE outbox SET sent_at = %s, attempts = attempts + 1 WHERE id = ANY(%s)",
+        (now, list(notice_ids)),
     )
 
 

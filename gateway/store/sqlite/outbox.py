@@ -106,9 +106,10 @@ def opened(sealer: Sealer, rows: Sequence[tuple[Any, ...]]) -> list[Notice]:
     ]  # fmt: skip
 
 
-def sent(db: sqlite3.Connection, notice_id: str, now: float) -> None:
-    db.execute(
-        "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?", (now, notice_id)
+def sent(db: sqlite3.Connection, notice_ids: Sequence[str], now: float) -> None:
+    db.executemany(
+        "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+        [(now, notice_id) for notice_id in notice_ids],
     )
 
 
