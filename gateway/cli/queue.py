@@ -142,7 +142,9 @@ async def purge_entry(store: HoldStore, settings: Settings, args: argparse.Names
         return EXIT_FINDING
     relay = open_relay(settings)
     try:  # the sender hears at once; if the upstream is down, gateway serve sends it later
-        await Outbox(store, Delivery(relay, store, name)).drain(time.time())
+        await Outbox(store, Delivery(relay, store, name), settings.relay.max_connections).drain(
+            time.time()
+        )
     finally:
         await relay.close()
     print(f"purged {purged.id}; the sender was told")

@@ -4,7 +4,9 @@ Exactly once, per recipient: the relay journal (in the store) is read before a s
 written after it, so a retry (the sending MTA's after a 4xx, the sweep's after a crash) never
 gives the upstream a second copy for a recipient it already took. The one gap is the one
 RFC 5321 §6.1 accepts: a connection lost after DATA, before the upstream's answer, leaves us
-not knowing, and the retry may duplicate.
+not knowing, and the retry may duplicate. The outbox's store reads and writes a notice's
+journal itself, in the transactions of its claim and of its outcome (``deliver_rest``): the
+same order, read before and written after, without round trips of its own.
 
 The trace fields (``Received:``, ``X-Safeguarding-Gateway:``) are prepended here, as bytes,
 never by re-serialising the message (DKIM signatures over the original survive). What the
@@ -142,6 +144,28 @@ class Delivery:
         if journalled is None:
             journalled = await self._journalled(transaction, key)
         done = set(delivered) | journalled
+        report, accepted = await self._send(transaction, done, trace)
+        if accepted:
+            records = list(audit(accepted) if audit else ())
+            hold_id = trace.hold_id if trace else ""
+            records += [events.delivered(hold_id, p) for p in report.proof.values()]
+            await self._record(key, accepted, records)
+        return report
+
+    async def deliver_rest(self, transaction: Transaction, taken: Collection[str]) -> Report:
+        """Send ``transaction`` to those of its recipients not in ``taken``, for a caller
+        whose store reads the journal with its own claim and writes it with its own outcome
+        (the outbox: a notice's journal is read when it is claimed and written with its
+        mark, one transaction each, instead of three more round trips). The caller then
+        records ``Report.sent`` itself, in the transaction of its outcome."""
+        report, _ = await self._send(transaction, taken, None)
+        return report
+
+    async def _send(
+        self, transaction: Transaction, done: Collection[str], trace: Trace | None
+    ) -> tuple[Report, tuple[str, ...]]:
+        """The send itself, to the recipients not ``done``: what became of each, and the
+        ones the upstream took now (for the journal)."""
         earlier = {
             r.address: Result(Outcome.ACCEPTED, earlier=True)
             for r in transaction.recipients
@@ -149,21 +173,16 @@ class Delivery:
         }
         pending = tuple(r for r in transaction.recipients if r.address not in done)
         if not pending:
-            return Report(_ordered(transaction, earlier))
+            return Report(_ordered(transaction, earlier)), ()
         try:
             sent = await self._transport.send(self._prepare(transaction, pending, trace))
         except DeliveryFailed as exc:
             reply = failure_reply(exc)
             failed = {r.address: Result(Outcome(exc.outcome), reply) for r in pending}
-            return Report(_ordered(transaction, earlier | failed), failure=exc)
+            return Report(_ordered(transaction, earlier | failed), failure=exc), ()
         proof = _proof(transaction, trace, sent) if transaction.flagged else {}
-        if sent.accepted:
-            records = list(audit(sent.accepted) if audit else ())
-            hold_id = trace.hold_id if trace else ""
-            records += [events.delivered(hold_id, p) for p in proof.values()]
-            await self._record(key, sent.accepted, records)
         results = _ordered(transaction, earlier | _results(pending, sent))
-        return Report(results, reply=sent.reply, proof=proof)
+        return Report(results, reply=sent.reply, proof=proof), tuple(sent.accepted)
 
     async def close(self) -> None:
         await self._transport.close()

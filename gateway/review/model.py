@@ -83,7 +83,8 @@ class Review:
         self._hostname = hostname
         self._clock = clock
         self.notices = Notices(settings.notify, settings.review, hostname, settings.web.public_url)
-        self._outbox = Outbox(store, delivery)
+        # As many notices at once as the relay keeps connections for them.
+        self._outbox = Outbox(store, delivery, settings.relay.max_connections)
         self.secure_links = SecureLinking(settings, store, self.notices, clock)
         self._log = logs.get("gateway.review")
         review = settings.review

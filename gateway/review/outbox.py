@@ -1,23 +1,40 @@
 """The outbox: notices queued in the store with their event, sent through the one delivery
-path (so a notice, too, reaches each of its recipients once)."""
+path (so a notice, too, reaches each of its recipients once).
+
+A batch's notices go out side by side, event by event: the notices of one hold (or of one
+event without a hold: a bounce, a confirmation) one after another, in the order they were
+queued, so a hold's notices reach the trail and their recipients in the order of what
+happened to it; different holds' notices at once, as many as the relay keeps connections
+(``[relay] max_connections``), so a burst of holds is told about while the upstream answers
+each notice, not one round trip after another.
+
+Each notice costs the store one write after its send: the "sent" mark with its audit entry,
+and the marks of notices sent side by side share one transaction (``Marks``). The relay
+journal's part (which recipients were taken) is read with the claim, the batch's one read,
+and the mark is the journal's write (``NoticeOutbox.notice_sent``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from gateway import logs
 from gateway.audit import events as audit
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.transport import Recipient, Transaction, failure_reply
-from gateway.store import HoldStore, Notice
+from gateway.store import AuditRecord, HoldStore, Notice
 
 
 class Outbox:
     """Sends queued notices; a failure is retried with back-off."""
 
-    def __init__(self, store: HoldStore, delivery: Delivery) -> None:
+    def __init__(self, store: HoldStore, delivery: Delivery, concurrency: int = 1) -> None:
+        """``concurrency``: how many events' notices are sent at once (the relay's pool)."""
         self._store = store
         self._delivery = delivery
+        self._concurrency = max(1, concurrency)
+        self._marks = Marks(store)
         self._log = logs.get("gateway.notify")
 
     async def drain(self, now: float) -> int:
@@ -26,10 +43,32 @@ class Outbox:
         sent = 0
         while True:
             batch = await self._store.due_notices(now, BATCH)
-            for notice in batch:
-                sent += await self._send(notice, now)
+            sent += await self._send_batch(batch, now)
             if len(batch) < BATCH:
                 return sent
+
+    async def _send_batch(self, batch: Sequence[Notice], now: float) -> int:
+        """Send ``batch``, its events side by side, each event's notices in their order. A
+        store error (a mark that could not be written) is raised once every event has ended,
+        for the sweep to retry: the notices left behind stay claimed until their lease ends,
+        and their marks say which were sent."""
+        slots = asyncio.Semaphore(self._concurrency)
+
+        async def send_event(notices: list[Notice]) -> int:
+            async with slots:
+                sent = 0
+                for notice in notices:
+                    sent += await self._send(notice, now)
+                return sent
+
+        events = by_event(batch)
+        if len(events) == 1:  # the common case of a lone hold: no task of its own
+            return await send_event(events[0])
+        results = await asyncio.gather(*(send_event(e) for e in events), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(r for r in results if isinstance(r, int))
 
     async def _send(self, notice: Notice, now: float) -> int:
         """Send one notice; 1 if the upstream took it. A failure is kept for a retry with
@@ -49,11 +88,11 @@ class Outbox:
             smtputf8=smtputf8,
         )
         try:
-            report = await self._delivery.deliver(transaction, f"notice:{notice.id}")
+            report = await self._delivery.deliver_rest(transaction, notice.taken)
         except UnicodeError as exc:
             await self._give_up(notice, f"cannot be encoded for SMTP: {exc}")
             return 0
-        except Exception as exc:  # the store's journal, a transport bug: try again later
+        except Exception as exc:  # a transport bug: try again later
             later = now + _backoff(notice.attempts)
             await self._store.notice_failed(notice.id, f"not sent: {exc!r}", later)
             self._log.exception("notice not sent", notice=notice.kind, hold_id=notice.hold_id)
@@ -81,7 +120,7 @@ class Outbox:
             )
             return 0
         accepted = list(report.accepted)
-        await self._store.notice_sent(
+        await self._marks.mark(
             notice.id, [audit.notice_sent(notice.kind, notice.hold_id, accepted)]
         )
         self._log.info("notice sent", notice=notice.kind, hold_id=notice.hold_id, to=accepted)
@@ -96,7 +135,61 @@ class Outbox:
         )
 
 
+class Marks:
+    """The "sent" marks of notices sent side by side, written together: a mark made while
+    another write is under way waits for it, then goes with every other mark made meanwhile
+    in one transaction (``notices_sent``). The notices' marks then take one store connection
+    and one commit at a time, not one each beside the holds' writes (on PostgreSQL, each
+    with the audit trail's lock); a mark still waits for at most one write before its own."""
+
+    def __init__(self, store: HoldStore) -> None:
+        self._store = store
+        self._waiting: list[tuple[str, list[AuditRecord], asyncio.Future[None]]] = []
+        self._writing = False
+
+    async def mark(self, notice_id: str, records: list[AuditRecord]) -> None:
+        """Returns once the mark is committed; raises what kept it out."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((notice_id, records, done))
+        if not self._writing:
+            self._writing = True
+            try:
+                await self._write_waiting()
+            finally:
+                self._writing = False
+        await done
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._store.notices_sent([(nid, records) for nid, records, _ in batch])
+            except Exception as exc:
+                for *_, done in batch:
+                    done.set_exception(exc)
+            except BaseException:  # cancelled: the marks not written fail with it
+                for *_, done in batch + self._waiting:
+                    done.cancel()
+                self._waiting = []
+                raise
+            else:
+                for *_, done in batch:
+                    done.set_result(None)
+
+
 BATCH = 50
+
+
+def by_event(batch: Sequence[Notice]) -> list[list[Notice]]:
+    """``batch`` (oldest first) as its events' notices, each list in the batch's order: a
+    hold's notices together, whatever event queued them (its held, decision and link
+    notices must keep their order); a notice without a hold with those queued at the same
+    moment (the store gives one event's notices one ``created_at``)."""
+    events: dict[tuple[str, float], list[Notice]] = {}
+    for notice in batch:
+        key = (notice.hold_id, 0.0) if notice.hold_id else ("", notice.created_at)
+        events.setdefault(key, []).append(notice)
+    return list(events.values())
 
 
 def _unsendable(addresses: Sequence[str]) -> str:

@@ -145,11 +145,27 @@ class NoticeOutbox(Protocol):
         with their audit entries, in one transaction."""
         ...
 
-    async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]: ...
+    async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
+        """Up to ``limit`` notices due, oldest first, claimed for this process, with the rest
+        of their holds' due notices (one process sends a hold's, in order). Each carries the
+        recipients the relay journal says were taken already (``Notice.taken``, written by
+        an earlier version that journalled notices), read in the claim's transaction."""
+        ...
 
-    async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None: ...
+    async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None:
+        """The upstream took it: never sent again. The mark and its audit entries are one
+        transaction, written at once after the upstream's reply; it is the notice's journal
+        (a journal write before it would only stand where the mark stands)."""
+        ...
 
-    async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None: ...
+    async def notices_sent(self, marks: Sequence[tuple[str, Sequence[AuditRecord]]]) -> None:
+        """``notice_sent`` for several notices (id, audit entries), in one transaction: the
+        marks of notices sent side by side share one commit."""
+        ...
+
+    async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None:
+        """Not sent: tried again at ``retry_at`` (None: never, kept for an operator)."""
+        ...
 
 
 class ProbeResults(Protocol):

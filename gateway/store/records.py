@@ -63,6 +63,15 @@ class Notice:
     message: bytes
     attempts: int
     created_at: float
+    # The recipients the relay journal says the upstream took already (written by an earlier
+    # version, which journalled a notice before its mark), read with the claim: not sent to
+    # again.
+    taken: frozenset[str] = frozenset()
+
+
+def notice_key(notice_id: str) -> str:
+    """The relay journal's key for a notice's recipients (the same on every backend)."""
+    return f"notice:{notice_id}"
 
 
 @dataclass(frozen=True)

@@ -272,9 +272,12 @@ class PgStore(links.PgLinks):
         return outbox.opened(self.sealer, rows)
 
     async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None:
+        await self.notices_sent([(notice_id, audit)])
+
+    async def notices_sent(self, marks: Sequence[tuple[str, Sequence[AuditRecord]]]) -> None:
         async with self._write() as work:
-            await outbox.sent(work.conn, notice_id, self.now())
-            await work.append(audit)
+            await outbox.sent(work.conn, [notice_id for notice_id, _ in marks], self.now())
+            await work.append([record for _, audit in marks for record in audit])
 
     async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None:
         async with self.db.transaction() as conn:

@@ -336,9 +336,12 @@ class SqliteStore(links.SqliteLinks):
         return outbox.opened(self._sealer, rows)
 
     async def notice_sent(self, notice_id: str, audit: Sequence[AuditRecord] = ()) -> None:
+        await self.notices_sent([(notice_id, audit)])
+
+    async def notices_sent(self, marks: Sequence[tuple[str, Sequence[AuditRecord]]]) -> None:
         def mark() -> list[Entry]:
-            outbox.sent(self._db, notice_id, self._clock())
-            return self._chain(audit)
+            outbox.sent(self._db, [notice_id for notice_id, _ in marks], self._clock())
+            return self._chain([record for _, audit in marks for record in audit])
 
         self._witness(await self._commits.write(mark))
 
