@@ -3,23 +3,33 @@
 ``gateway serve`` logs to stdout (the service manager collects it); the one-shot commands log
 to stderr so that their own output stays clean for pipes.
 
-The filter writes a few lines per message and one per recipient, so a line must be cheap: one
-JSON encoder made at start rather than one a line (``json.dumps`` with ``default=`` builds a
-new encoder every call), and one processor for the level, the time stamp (formatted once a
-second) and, only when there is one, the exception's text. The lines read as before, byte for
-byte in form: the same events and fields in the same order, ASCII only, the standard ", " and
-": " separators (scripts grep for '"event": "listening"').
+The filter writes a few lines per message and one per recipient, so a line must be cheap.
+structlog is configured as usual (``structlog.configure``, the processors ``merge_contextvars``,
+``stamp`` and ``render_json``), and the bound loggers' level methods, while that JSON chain is
+the one configured, run it inline: one dict built from the bound context and the call's fields,
+the level, the time stamp (formatted once a second), the exception's text only when there is
+one, one JSON encoder made at start (``json.dumps`` with ``default=`` builds a new encoder
+every call, ``JSONEncoder.encode`` a new C encoder), and one write and flush of the line. Any
+other chain (the console's, ``structlog.testing.capture_logs``) goes through structlog's own
+path. The lines read as before, byte for byte: the same events and fields in the same order,
+ASCII only, the standard ", " and ": " separators (scripts grep for '"event": "listening"').
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
+from json import encoder as json_encoder
 from typing import Any, TextIO
 
 import structlog
+from structlog.contextvars import merge_contextvars
+from structlog.processors import format_exc_info
 from structlog.typing import EventDict
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -31,17 +41,40 @@ _LEVEL_OF = {"warn": "warning", "exception": "error"}
 
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     console = fmt == "console"
-    renderer: Any = structlog.dev.ConsoleRenderer(colors=False) if console else render_json
+    chain: list[Any] = (
+        [merge_contextvars, stamp, structlog.dev.ConsoleRenderer(colors=False)]
+        if console
+        else list(_JSON_CHAIN)  # a copy: capture_logs() edits the configured list in place
+    )
+    writer = LineWriter(stream or sys.stdout)
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, stamp, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
-        cache_logger_on_first_use=False,
+        processors=chain,
+        wrapper_class=_wrapper(_LEVELS[level]),
+        logger_factory=lambda *_: writer,  # one writer, not one PrintLogger per call
+        # A module's logger is assembled once, at its first line, not at every line; a test's
+        # capture_logs() still sees every line (it edits the configured chain in place).
+        cache_logger_on_first_use=True,
     )
 
 
 def get(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+class LineWriter:
+    """What structlog's PrintLogger does, a line at a time: the line and its newline in one
+    write, then a flush, so that the service manager (and ``kill -9``) sees every line whole."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()  # store threads and the loop may log at once
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
 
 def stamp(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
@@ -50,7 +83,7 @@ def stamp(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
     event_dict["level"] = _LEVEL_OF.get(method_name, method_name)
     event_dict["timestamp"] = timestamp(time.time())
     if "exc_info" in event_dict:
-        return structlog.processors.format_exc_info(logger, method_name, event_dict)
+        return format_exc_info(logger, method_name, event_dict)
     return event_dict
 
 
@@ -74,7 +107,74 @@ def _fallback(obj: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(default=_fallback)
+# The C encoder JSONEncoder.encode makes on every call, made once, with json.dumps's settings
+# (ASCII, ", " and ": ", NaN allowed). Without the circular-reference check: a line that loops
+# fails here and is encoded again by _ENCODER, which raises the ValueError it always did.
+_make_c_encoder: Any = getattr(json_encoder, "c_make_encoder", None)
+_C_ENCODE: Any = (
+    _make_c_encoder(
+        None,
+        _fallback,
+        json_encoder.encode_basestring_ascii,
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        False,
+        False,
+        True,
+    )
+    if _make_c_encoder is not None
+    else None
+)
 
 
 def render_json(logger: Any, method_name: str, event_dict: EventDict) -> str:
+    if _C_ENCODE is not None:
+        try:
+            return "".join(_C_ENCODE(event_dict, 0))
+        except Exception:  # noqa: S110 - the standard encoder says what is wrong, as before
+            pass
     return _ENCODER.encode(event_dict)
+
+
+_JSON_CHAIN: list[Any] = [merge_contextvars, stamp, render_json]
+
+
+def _line_method(level: str, structlogs: Callable[..., Any]) -> Callable[..., Any]:
+    """A level method that runs the JSON chain inline (the same steps, in the same order, as
+    structlog's ``_process_event``), or ``structlogs`` own method under any other chain."""
+    # The last two fields, always ASCII: written after the encoded fields rather than encoded.
+    tail = f', "level": "{level}", "timestamp": "'
+
+    def method(self: Any, event: str, *args: Any, **fields: Any) -> Any:
+        if args or self._processors != _JSON_CHAIN:  # args: log.info("%s held", hold_id)
+            return structlogs(self, event, *args, **fields)
+        line = {**self._context, **fields}
+        line["event"] = event
+        merge_contextvars(self._logger, level, line)
+        if "exc_info" in line or "level" in line or "timestamp" in line:
+            # The exception's text comes after the time; a field named level or timestamp
+            # keeps its place: the chain's own steps, as structlog runs them.
+            text = render_json(self._logger, level, stamp(self._logger, level, line))
+        else:
+            fields_text = render_json(self._logger, level, line)[:-1]
+            text = f'{fields_text}{tail}{timestamp(time.time())}"}}'
+        return getattr(self._logger, level)(text)
+
+    method.__name__ = level
+    return method
+
+
+@functools.cache
+def _wrapper(min_level: int) -> type[Any]:
+    """structlog's filtering bound logger for ``min_level``, its enabled level methods taking
+    the inline JSON path; the methods below the level stay structlog's no-ops."""
+    base: Any = structlog.make_filtering_bound_logger(min_level)
+    names = {"debug": "debug", "info": "info", "msg": "info", "warning": "warning"}
+    names |= {"warn": "warning", "error": "error", "critical": "critical", "fatal": "critical"}
+    methods = {
+        name: _line_method(level, getattr(base, name))
+        for name, level in names.items()
+        if base.is_enabled_for(None, logging.getLevelName(level.upper()))
+    }
+    return type(f"Line{base.__name__}", (base,), methods)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import structlog
@@ -113,3 +115,28 @@ def test_the_time_stamp_reads_as_iso_8601_utc(micros: int) -> None:
     # Within a microsecond of the standard library's reading of the same float.
     assert abs(dt.datetime.fromisoformat(text) - expected) <= dt.timedelta(microseconds=1)
     assert len(text) in (20, 27)  # whole seconds drop the fraction, as isoformat() does
+
+
+# Any field name a call can pass (not the method's own parameters, nor exc_info, whose value
+# becomes a traceback), "level" and "timestamp" included.
+FIELD_NAMES = st.text().filter(lambda name: name not in ("self", "event", "exc_info"))
+
+
+@given(
+    st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=6),
+    st.dictionaries(FIELD_NAMES, JSON_VALUES, max_size=3),
+    st.sampled_from(["debug", "info", "warning", "error", "critical"]),
+)
+def test_a_line_is_what_structlogs_own_chain_writes(
+    fields: dict[str, Any], bound: dict[str, Any], level: str
+) -> None:
+    # The configured level method against the configured processors run one by one, as
+    # structlog's own path runs them, at the same moment.
+    stream = io.StringIO()
+    logs.configure("debug", "json", stream)
+    with mock.patch.object(time, "time", return_value=1796162389.25):
+        getattr(logs.get("gateway.test").bind(**bound), level)("an event", **fields)
+        expected: Any = {**bound, **fields, "event": "an event"}
+        for processor in structlog.get_config()["processors"]:
+            expected = processor(None, level, expected)
+    assert stream.getvalue() == expected + "\n"
