@@ -16,11 +16,12 @@ peer (MAIL, RCPT, DATA, the text); pipelined, two of each. RFC 2920 rules follow
 
 aiosmtplib reads one reply per command and drops bytes it was not waiting for (and parses only
 the first reply of a chunk), so a group's replies, which may come in one chunk or several,
-would be lost. For the length of a group this module takes the bytes the protocol receives
-into the protocol's own buffer and parses each reply with the protocol's own parser, under the
-protocol's command lock, with the client's timeout per reply; a disconnect or a timeout closes
-the client, as aiosmtplib does. What each command got back is an ``Exchange``; each transport
-maps it to the same results, stages and outcomes as its command-by-command path.
+would be lost. For the length of a group a small protocol of this module stands in for
+aiosmtplib's on the transport (``set_protocol``): it keeps every byte in aiosmtplib's buffer
+and parses each reply with aiosmtplib's parser, under its command lock, with the client's
+timeout per reply; a disconnect or a timeout closes the client, as aiosmtplib does. What each
+command got back is an ``Exchange``; each transport maps it to the same results, stages and
+outcomes as its command-by-command path.
 """
 
 from __future__ import annotations
@@ -34,16 +35,15 @@ from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import COMMAND_INJECTION_REGEX, MAX_RESPONSE_LENGTH, SMTPProtocol
 
 from gateway.delivery.dataphase import wire_pieces, write_pieces
+from gateway.delivery.transport import Reply, Sent, Transaction
 
 # The aiosmtplib protocol's own attributes this relies on; without them (another aiosmtplib)
 # the transports keep to the command-by-command path.
-_NEEDED = ("_command_lock", "_buffer", "_response_waiter", "_read_response_from_buffer")
+_NEEDED = ("_command_lock", "_buffer", "_read_response_from_buffer")
 _DATA = b"DATA\r\n"
 _EMPTY_TEXT = b".\r\n"
 _START_INPUT = int(aiosmtplib.SMTPStatus.start_input)
 _COMPLETED = int(aiosmtplib.SMTPStatus.completed)
-# What wakes a reader when bytes arrive; never taken for a reply.
-_WAKE = aiosmtplib.SMTPResponse(-1, "")
 
 
 def offered(client: aiosmtplib.SMTP) -> bool:
@@ -92,6 +92,18 @@ class Exchange:
         if self.end is not None and self.end.code != _COMPLETED:
             return self.end
         return None
+
+
+def record_recipients(exchange: Exchange, t: Transaction, sent: Sent) -> bool:
+    """Each RCPT's reply into ``sent`` as the command-by-command path keeps it (250 and 251
+    accepted; 4xx and 5xx refused with their code, RFC 5321 §3.3); True when every RCPT was
+    answered."""
+    for recipient, reply in zip(t.recipients, exchange.rcpts, strict=False):
+        if reply.code in (250, 251):
+            sent.accepted.append(recipient.address)
+        else:
+            sent.refused[recipient.address] = Reply(reply.code, reply.message)
+    return len(exchange.rcpts) == len(t.recipients)
 
 
 def _accepted_data(exchange: Exchange) -> bool:
@@ -146,57 +158,74 @@ async def _group(exchange: Exchange, replies: _Replies, count: int, pieces: list
     exchange.end = await replies.next()
 
 
-class _Replies:
-    """The replies of a group, read from the protocol's buffer with its own parser. While it
-    is in use every byte the protocol receives goes into that buffer (none dropped), and the
-    protocol's reply waiter, which a disconnect or an EOF fails, only wakes the reader."""
+class _Replies(asyncio.Protocol):
+    """The replies of a group. While it is in use it stands in for the aiosmtplib protocol
+    on the transport (``set_protocol``, so every event loop and the TLS transport call it):
+    every byte received goes into that protocol's buffer, none dropped, and is parsed there
+    with its own parser; flow control, EOF and the connection's loss are passed on to it,
+    so the client learns of them as it always does."""
 
     def __init__(self, protocol: SMTPProtocol, timeout: float | None) -> None:
         self.protocol = protocol
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
+        self._more: asyncio.Future[None] | None = None
         self._overflow = False
-        # An instance attribute before the class's method: the transport calls it for
-        # every chunk until release().
-        setattr(protocol, "data_received", self._received)  # noqa: B010
-        protocol._response_pending = True
+        self._ended = False
+        self._transport = protocol.transport
+        if self._transport is not None:
+            self._transport.set_protocol(self)
 
     def release(self) -> None:
-        if "data_received" in vars(self.protocol):
-            delattr(self.protocol, "data_received")
-        self.protocol._response_pending = False
+        """The aiosmtplib protocol back on the transport."""
+        if self._transport is not None:
+            self._transport.set_protocol(self.protocol)
+            self._transport = None
 
-    def _received(self, data: bytes) -> None:
-        protocol = self.protocol
-        waiter = protocol._response_waiter
-        if waiter is None:
-            return  # the connection is gone
-        protocol._buffer.extend(data)
-        if len(protocol._buffer) > MAX_RESPONSE_LENGTH:
+    def _wake(self) -> None:
+        if self._more is not None and not self._more.done():
+            self._more.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.protocol._buffer
+        buffer.extend(data)
+        if len(buffer) > MAX_RESPONSE_LENGTH:
             # A peer that streams without end: aiosmtplib's own bound on a reply.
-            del protocol._buffer[:]
+            del buffer[:]
             self._overflow = True
-        if not waiter.done():
-            waiter.set_result(_WAKE)
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self._ended = True
+        self._wake()
+        return self.protocol.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended = True
+        self._transport = None
+        self._wake()
+        self.protocol.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.protocol.resume_writing()
 
     async def next(self) -> aiosmtplib.SMTPResponse:
-        protocol = self.protocol
         while True:
             if self._overflow:
                 raise aiosmtplib.SMTPResponseException(-1, "Response too long")
-            reply = protocol._read_response_from_buffer()
+            reply = self.protocol._read_response_from_buffer()
             if reply is not None:
                 return reply
-            waiter = protocol._response_waiter
-            if waiter is None:
+            if self._ended or self._transport is None:
                 raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+            self._more = self._loop.create_future()
             try:
                 async with asyncio.timeout(self._timeout):
-                    await waiter
+                    await self._more
             except TimeoutError as exc:
                 raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for a reply") from exc
             finally:
-                if protocol.transport is None:
-                    protocol._response_waiter = None
-                elif protocol._response_waiter is waiter:
-                    protocol._response_waiter = self._loop.create_future()
+                self._more = None

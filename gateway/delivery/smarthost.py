@@ -314,12 +314,7 @@ class Smarthost:
             code, message = exchange.mail
             refused = aiosmtplib.SMTPSenderRefused(code, message, t.sender)
             raise failure(Reply(code, message), "MAIL") from refused
-        for recipient, rcpt in zip(t.recipients, exchange.rcpts, strict=False):
-            if rcpt.code in (250, 251):
-                result.accepted.append(recipient.address)
-            else:
-                result.refused[recipient.address] = Reply(rcpt.code, rcpt.message)
-        if len(exchange.rcpts) == len(t.recipients) and not result.accepted:
+        if pipelining.record_recipients(exchange, t, result) and not result.accepted:
             await _reset(client)
             return result, client
         if lost is not None:

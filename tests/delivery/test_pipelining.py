@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import aiosmtplib
 import pytest
+import uvloop
 from aiosmtplib.protocol import SMTPProtocol
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -157,6 +158,28 @@ async def test_an_upstream_that_closes_in_the_middle_of_a_group(
     assert (await smarthost.send(transaction(A))).accepted == [A]
 
 
+def test_pipelined_on_uvloop(upstream: Upstream) -> None:
+    # The gateway runs on uvloop, whose transports keep the protocol's methods: the group's
+    # replies must still all be read there.
+    async def run() -> list[list[str]]:
+        transport = relay(upstream.port)
+        try:
+            upstream.fail_rcpt = {B: 550}
+            first = await transport.send(transaction(A, B, C))
+            second = await transport.send(transaction(C))
+            return [first.accepted, second.accepted]
+        finally:
+            await transport.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(run()) == [[A, C], [C]]
+    finally:
+        loop.close()
+    assert len(groups(upstream)) == 2
+    assert upstream.connections == 1
+
+
 # ---- a scripted upstream: replies that the recording one never gives
 
 
@@ -272,15 +295,22 @@ class _Wire(asyncio.Transport):
         super().__init__()
         self.written: list[bytes] = []
         self.respond = respond
-        self.protocol: SMTPProtocol | None = None
+        self.protocol: asyncio.BaseProtocol | None = None
         self.closed = False
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self.protocol is not None
+        return self.protocol
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written.append(bytes(data))
-        assert self.protocol is not None
         loop = asyncio.get_running_loop()
         for chunk in self.respond(bytes(data)):
-            loop.call_soon(self.protocol.data_received, chunk)
+            # Whichever protocol is on the transport when the bytes arrive, as a loop does.
+            loop.call_soon(lambda chunk=chunk: cast(Any, self.get_protocol()).data_received(chunk))
 
     def is_closing(self) -> bool:
         return self.closed
@@ -343,9 +373,9 @@ def test_the_replies_of_a_group_however_split(
         expected = [alone(_wire_reply(code, lines)) for code, lines in group]
         wire = _Wire(respond)
         protocol = SMTPProtocol(loop=asyncio.get_running_loop())
+        wire.protocol = protocol
         protocol.connection_made(wire)
         protocol._response_pending = False  # past the greeting
-        wire.protocol = protocol
         client = aiosmtplib.SMTP(timeout=5)
         client.protocol = protocol
         commands = [b"RCPT TO:<r%d@secure.test>\r\n" % i for i in range(len(rcpts))]
@@ -365,6 +395,8 @@ def test_the_replies_of_a_group_however_split(
         assert wire.written[1].endswith(b"..leading dot\r\nBody\r\n.\r\n")
     else:
         assert wire.written[1] == b".\r\n"  # RFC 2920 §3.1: the lone dot
+    assert wire.protocol is not None
+    assert isinstance(wire.get_protocol(), SMTPProtocol)  # aiosmtplib's protocol back in place
 
 
 def test_commands_are_those_aiosmtplib_sends_and_refuse_injection() -> None:
