@@ -89,6 +89,7 @@ class GatewaySMTP(SMTP):
         self.trusted_as = ""  # "network", "certificate NAME" or "account NAME"; "": untrusted
         self.auth_user = ""
         self._kept: list[bytes] = []  # replies kept back for one write (push)
+        self._deadline = 0.0  # when a silent session ends (_reset_timeout)
         self._log = logs.get("gateway.smtp")
 
     async def push(self, status: str | bytes) -> None:
@@ -111,6 +112,24 @@ class GatewaySMTP(SMTP):
         assert self._writer is not None
         self._writer.write(line)
         await self._writer.drain()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd cancels its timer and makes a new one for every command; here the one
+        # timer stays and only the deadline moves: when it comes early, it is set again for
+        # what is left. The session still ends after [smtp] command_timeout of silence.
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is not None and not handle.cancelled() and handle.when() <= self._deadline:
+            return
+        if handle is not None:
+            handle.cancel()
+        self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
+
+    def _timeout_due(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
+            return
+        self._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd: closes the transport
 
     def _next_command_in(self) -> bool:
         # StreamReader's own buffer: the client's next command line, complete, already read.

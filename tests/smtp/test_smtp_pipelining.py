@@ -1,6 +1,7 @@
 """A pipelining client (RFC 2920) gets its group's replies in order and together: the 250s
 to MAIL and RCPT are kept back while the next command is already in, and go out in one write
-with the reply that ends the group; a client that waits for each reply gets each at once."""
+with the reply that ends the group; a client that waits for each reply gets each at once. The
+per-command path's timer: a silent session still ends after the command timeout."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 
 import pytest
 
-from support.smtpface import Face
+from support.smtpface import Face, StartFace
 
 GROUP = (
     b"MAIL FROM:<head@school.test>\r\n"
@@ -78,3 +79,14 @@ async def test_a_client_that_waits_gets_each_reply_at_once(face: Face) -> None:
     assert (await client.reply()).code == 250
     await client.send(b"QUIT\r\n")
     assert (await client.reply()).code == 221
+
+
+async def test_a_silent_session_is_closed_after_the_command_timeout(start_face: StartFace) -> None:
+    # One timer per session, its deadline moved by each command: it still ends a session
+    # that says nothing, after commands and in the middle of a transaction.
+    face = await start_face(local_domains=["school.test"], command_timeout=0.3)
+    client = await face.connect()
+    assert (await client.command("MAIL FROM:<head@school.test>")).code == 250
+    assert (await client.command("RCPT TO:<a@council.test>")).code == 250
+    assert await client.reader.read() == b""  # the face closed the connection
+    assert face.filter.received == []
