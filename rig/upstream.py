@@ -21,6 +21,11 @@ whether and how TLS carried it (``tls_version``, ``cipher``). ``host`` binds ano
 address (127.0.0.x), so several servers can stand in for a domain's MX hosts on one port;
 ``name`` is the name in the greeting.
 
+PIPELINING (RFC 2920) is advertised unless ``pipelining = False``; ``chunks`` keeps every read
+of commands as it arrived (a pipelined group is one chunk: "MAIL ... RCPT ... DATA"), and
+``drop_at = "RCPT"`` closes the connection, unanswered, when that command comes (a server that
+goes away in the middle of a group).
+
 ``lenient_data_end = True`` makes it end DATA at a lone dot between *any* line endings (bare LF
 or bare CR too), like the receivers that SMTP smuggling exploits, so a gateway that passes bare
 line endings through would show up as a second, smuggled message.
@@ -86,8 +91,14 @@ class _Transaction:
 class _Connection:
     """A byte buffer over a stream, so commands, DATA and pipelined input share one reader."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        chunks: list[bytes] | None = None,
+    ) -> None:
         self.reader = reader
+        self.chunks = chunks
         self.writer = writer
         self.buffer = b""
         self.eof = False
@@ -116,6 +127,8 @@ class _Connection:
         if not chunk:
             self.eof = True
             return False
+        if self.chunks is not None:
+            self.chunks.append(chunk)
         self.buffer += chunk
         return True
 
@@ -190,6 +203,9 @@ class Upstream:
         self.offer_starttls = True
         self.fail_starttls: int | None = None
         self.requiretls = False
+        self.pipelining = True
+        self.drop_at: str | None = None
+        self.chunks: list[bytes] = []  # what the clients sent, read by read (DATA included)
         self.fail_mail: int | None = None
         self.fail_rcpt: dict[str, int] = {}
         self.fail_data: int | None = None
@@ -246,6 +262,8 @@ class Upstream:
         self.offer_starttls = True
         self.fail_starttls = None
         self.requiretls = False
+        self.pipelining = True
+        self.drop_at = None
         self.data_received.clear()
 
     def clear(self) -> None:
@@ -254,6 +272,7 @@ class Upstream:
             self._messages.clear()
             self._data_for.clear()
             self.transcript.clear()
+            self.chunks.clear()
             self.aborted = 0
             self.connections = 0
 
@@ -332,7 +351,7 @@ class Upstream:
             self._sessions[session] = writer
         self.connections += 1
         try:
-            conn = _Connection(reader, writer)
+            conn = _Connection(reader, writer, self.chunks)
             conn.note_tls()
             await self._session(conn)
         except (ConnectionError, OSError, ssl.SSLError):
@@ -356,6 +375,8 @@ class Upstream:
             line = raw.decode("utf-8", "surrogateescape")
             self.transcript.append(line)
             verb = line.split(" ", 1)[0].upper()
+            if verb == self.drop_at:
+                return
             if verb == "EHLO":
                 helo, tx = line[5:].strip(), _Transaction()
                 await conn.reply(f"250 {self.name}", *(f"250 {e}" for e in self._extensions(conn)))
@@ -398,6 +419,8 @@ class Upstream:
 
     def _extensions(self, conn: _Connection) -> tuple[str, ...]:
         extensions = EXTENSIONS
+        if self.pipelining:
+            extensions += ("PIPELINING",)
         if self._starttls_offered(conn):
             extensions += ("STARTTLS",)
         if self.requiretls and conn.tls_version:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 
 import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
 
 _CRLF = b"\r\n"
 _END = b".\r\n"  # after the text's final CRLF
@@ -58,6 +59,16 @@ def _stuffed(text: bytes) -> list[bytes]:
     return [*lead, text]
 
 
+def write_pieces(protocol: SMTPProtocol, pieces: list[bytes]) -> None:
+    """The DATA text from ``wire_pieces`` on the wire: one write for a small message, the
+    pieces as they are (no copy of the body) for a large one."""
+    if sum(len(piece) for piece in pieces) < _JOIN_BELOW:
+        protocol.write(b"".join(pieces))
+    else:
+        for piece in pieces:
+            protocol.write(piece)
+
+
 async def send_data(
     client: aiosmtplib.SMTP, body: bytes, prefix: bytes = b""
 ) -> aiosmtplib.SMTPResponse:
@@ -92,11 +103,7 @@ async def _exchange(client: aiosmtplib.SMTP, pieces: list[bytes]) -> aiosmtplib.
         if start.code != aiosmtplib.SMTPStatus.start_input:
             raise aiosmtplib.SMTPDataError(start.code, start.message)
         protocol._response_pending = True
-        if sum(len(piece) for piece in pieces) < _JOIN_BELOW:
-            protocol.write(b"".join(pieces))
-        else:
-            for piece in pieces:
-                protocol.write(piece)
+        write_pieces(protocol, pieces)
         response = await protocol.read_response(timeout=timeout)
         if response.code != aiosmtplib.SMTPStatus.completed:
             raise aiosmtplib.SMTPDataError(response.code, response.message)

@@ -36,7 +36,7 @@ from gateway.config.settings import DeliverySettings
 from gateway.core import dane
 from gateway.core.addresses import AddressError, address_domain
 from gateway.core.model import DnsAnswer, DnsStatus, DomainFacts
-from gateway.delivery import mxplan, peer
+from gateway.delivery import mxplan, peer, pipelining
 from gateway.delivery.dataphase import send_data
 from gateway.delivery.mxcache import Connection, ConnectionCache, quit_politely
 from gateway.delivery.mxplan import Candidate, Requirement
@@ -309,6 +309,8 @@ class MxTransport:
                 raise _HostFailed(REQUIRETLS, "REQUIRETLS not advertised")
             options.append("REQUIRETLS")
         encoding = "utf-8" if t.smtputf8 else "ascii"
+        if pipelining.offered(client):
+            return await self._pipelined(client, t, options, evidence, attempts)
         try:
             await client.mail(t.sender, options=options, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
@@ -321,11 +323,48 @@ class MxTransport:
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise _lost(exc, "RCPT") from exc
         if not sent.accepted:
-            replies = list(sent.refused.values())
-            if replies and all(r.temporary for r in replies):
-                raise _HostFailed(SMTP, f"RCPT: {replies[0]}", replies[0], "RCPT")
-            return sent
+            return _nobody_accepted(sent)
         return await self._data(client, t, sent, where, attempts)
+
+    async def _pipelined(
+        self,
+        client: aiosmtplib.SMTP,
+        t: Transaction,
+        options: list[str],
+        evidence: Evidence,
+        attempts: _Attempts,
+    ) -> Sent:
+        """``_transact`` in one RFC 2920 group: the same results, stages and next-host rules
+        for each reply and for a connection lost before it."""
+        where = f"{evidence.host} [{evidence.address}]"
+        encoding = "utf-8" if t.smtputf8 else "ascii"
+        mail = pipelining.command(b"MAIL FROM:", t.sender, options, encoding)
+        rcpts = [
+            pipelining.command(b"RCPT TO:", r.address, supported(r.options, client), encoding)
+            for r in t.recipients
+        ]
+        exchange = await pipelining.transact(client, mail, rcpts, t.data, t.prefix)
+        lost = exchange.lost
+        if exchange.mail is None:
+            assert lost is not None
+            raise _lost(lost, "MAIL") from lost
+        if exchange.mail.code != 250:
+            _next_host_or_fail(
+                Reply(exchange.mail.code, exchange.mail.message), "MAIL", where, attempts
+            )
+        sent = Sent(evidence=evidence, skipped=tuple(attempts.lines))
+        if not pipelining.record_recipients(exchange, t, sent):
+            assert lost is not None
+            raise _lost(lost, "RCPT") from lost
+        if not sent.accepted:
+            return _nobody_accepted(sent)
+        if lost is not None:
+            raise _lost_in_data(lost, where, attempts) from lost
+        refusal = exchange.data_refusal()
+        if refusal is not None:
+            _next_host_or_fail(Reply(refusal.code, refusal.message), "DATA", where, attempts)
+        assert exchange.end is not None
+        return self._delivered(sent, Reply(exchange.end.code, exchange.end.message))
 
     async def _data(
         self, client: aiosmtplib.SMTP, t: Transaction, sent: Sent, where: str, attempts: _Attempts
@@ -335,13 +374,11 @@ class MxTransport:
         except aiosmtplib.SMTPResponseException as exc:
             _next_host_or_fail(Reply(exc.code, exc.message), "DATA", where, attempts)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            # The host may have the message: no other host now; the queue retries later,
-            # and RFC 5321 §6.1 accepts the rare duplicate that may follow.
-            reply = Reply(451, f"4.4.2 {where}: connection lost during DATA: {exc}")
-            outcome = Outcome.TIMED_OUT if isinstance(exc, TimeoutError) else Outcome.UNREACHABLE
-            lines = (*attempts.lines, f"{where}: {reply.text}")
-            raise failure(reply, "DATA", outcome, lines) from exc
-        sent.reply = Reply(response.code, response.message)
+            raise _lost_in_data(exc, where, attempts) from exc
+        return self._delivered(sent, Reply(response.code, response.message))
+
+    def _delivered(self, sent: Sent, reply: Reply) -> Sent:
+        sent.reply = reply
         assert sent.evidence is not None
         sent.evidence = dataclasses.replace(sent.evidence, at=self._clock())
         return sent
@@ -369,6 +406,22 @@ def _next_host_or_fail(reply: Reply, stage: str, where: str, attempts: _Attempts
     if reply.temporary:
         raise _HostFailed(SMTP, f"{stage}: {reply}", reply, stage)
     raise failure(reply, stage, hosts=(*attempts.lines, f"{where}: {stage}: {reply}"))
+
+
+def _nobody_accepted(sent: Sent) -> Sent:
+    """Every RCPT refused: all of them 4xx, try the next host; else the domain's answer."""
+    replies = list(sent.refused.values())
+    if replies and all(r.temporary for r in replies):
+        raise _HostFailed(SMTP, f"RCPT: {replies[0]}", replies[0], "RCPT")
+    return sent
+
+
+def _lost_in_data(exc: BaseException, where: str, attempts: _Attempts) -> DeliveryFailed:
+    # The host may have the message: no other host now; the queue retries later, and
+    # RFC 5321 §6.1 accepts the rare duplicate that may follow.
+    reply = Reply(451, f"4.4.2 {where}: connection lost during DATA: {exc}")
+    outcome = Outcome.TIMED_OUT if isinstance(exc, TimeoutError) else Outcome.UNREACHABLE
+    return failure(reply, "DATA", outcome, (*attempts.lines, f"{where}: {reply.text}"))
 
 
 def _lost(exc: BaseException, stage: str) -> _HostFailed:

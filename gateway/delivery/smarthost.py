@@ -29,6 +29,7 @@ import aiosmtplib
 from gateway import logs
 from gateway.config.settings import RelaySettings
 from gateway.config.values import RelayTls, RequireTlsMode
+from gateway.delivery import pipelining
 from gateway.delivery.dataphase import send_data
 from gateway.delivery.transport import (
     Evidence,
@@ -237,6 +238,8 @@ class Smarthost:
     async def _transact(
         self, client: aiosmtplib.SMTP, t: Transaction, options: list[str], reused: bool
     ) -> tuple[Sent, aiosmtplib.SMTP]:
+        if pipelining.offered(client):
+            return await self._pipelined(client, t, options, reused)
         encoding = "utf-8" if t.smtputf8 else "ascii"
         try:
             await client.mail(t.sender, options=options, encoding=encoding)
@@ -244,15 +247,7 @@ class Smarthost:
             if not reused:
                 reply = Reply(421, "upstream closed the connection")
                 raise failure(reply, "MAIL", Outcome.UNREACHABLE) from exc
-            # An idle connection the upstream closed: nothing was sent yet, so start afresh.
-            await _discard(client)
-            fresh = await self._connect()
-            try:
-                options = self._mail_options(fresh, t)
-            except DeliveryFailed:
-                self._idle.append(fresh)
-                raise
-            return await self._transact(fresh, t, options, reused=False)
+            return await self._afresh(client, t)
         except aiosmtplib.SMTPResponseException as exc:
             await _reset(client)
             raise failure(Reply(exc.code, exc.message), "MAIL") from exc
@@ -276,6 +271,65 @@ class Smarthost:
             # the message; the sending MTA retries, and the relay journal stops a second copy
             # only if we learned of the first. RFC 5321 §6.1 accepts that rare duplicate.
             raise failure(Reply(451, f"upstream failed: {exc}"), "DATA", _no_answer(exc)) from exc
+        return result, client
+
+    async def _afresh(
+        self, client: aiosmtplib.SMTP, t: Transaction
+    ) -> tuple[Sent, aiosmtplib.SMTP]:
+        # An idle connection the upstream closed: nothing was sent yet, so start afresh.
+        await _discard(client)
+        fresh = await self._connect()
+        try:
+            options = self._mail_options(fresh, t)
+        except DeliveryFailed:
+            self._idle.append(fresh)
+            raise
+        return await self._transact(fresh, t, options, reused=False)
+
+    async def _pipelined(
+        self, client: aiosmtplib.SMTP, t: Transaction, options: list[str], reused: bool
+    ) -> tuple[Sent, aiosmtplib.SMTP]:
+        """``_transact`` in one group (RFC 2920): the same results, stages and outcomes for
+        each reply and for a connection lost before it."""
+        encoding = "utf-8" if t.smtputf8 else "ascii"
+        mail = pipelining.command(b"MAIL FROM:", t.sender, options, encoding)
+        rcpts = [
+            pipelining.command(b"RCPT TO:", r.address, supported(r.options, client), encoding)
+            for r in t.recipients
+        ]
+        result = Sent(evidence=self._evidence(client))
+        exchange = await pipelining.transact(client, mail, rcpts, t.data, t.prefix)
+        lost = exchange.lost
+        if exchange.mail is None:
+            assert lost is not None
+            if not isinstance(lost, aiosmtplib.SMTPServerDisconnected):
+                reply = Reply(421, f"upstream failed: {lost}")
+                raise failure(reply, "MAIL", _no_answer(lost)) from lost
+            if not reused:
+                reply = Reply(421, "upstream closed the connection")
+                raise failure(reply, "MAIL", Outcome.UNREACHABLE) from lost
+            return await self._afresh(client, t)  # the text was not sent: nothing delivered
+        if exchange.mail.code != 250:
+            await _reset(client)
+            code, message = exchange.mail
+            refused = aiosmtplib.SMTPSenderRefused(code, message, t.sender)
+            raise failure(Reply(code, message), "MAIL") from refused
+        if pipelining.record_recipients(exchange, t, result) and not result.accepted:
+            await _reset(client)
+            return result, client
+        if lost is not None:
+            # As in _transact: the upstream may or may not have the message.
+            reply = Reply(451, f"upstream failed: {lost}")
+            raise failure(reply, "DATA", _no_answer(lost)) from lost
+        refusal = exchange.data_refusal()
+        if refusal is not None:
+            await _reset(client)
+            code, message = refusal
+            raise failure(Reply(code, message), "DATA") from aiosmtplib.SMTPDataError(code, message)
+        end = exchange.end
+        assert end is not None
+        result.reply = Reply(end.code, end.message)
+        result.evidence = self._evidence(client, at=time.time())
         return result, client
 
     def _evidence(self, client: aiosmtplib.SMTP, at: float = 0.0) -> Evidence:

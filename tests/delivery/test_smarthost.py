@@ -1,6 +1,7 @@
 """The smarthost transport against a recording SMTP server on loopback: what the upstream says
 maps to the same outcomes the fake transport produces, options pass as before, and a pooled
-connection the upstream dropped is replaced without losing the message."""
+connection the upstream dropped is replaced without losing the message; each with and without
+PIPELINING advertised."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ A, B = "a@secure.test", "b@secure.test"
 DATA = b"Subject: hello\r\nMessage-ID: <s1@school.test>\r\n\r\nBody\r\n"
 
 
-@pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    server = Upstream().start()
+@pytest.fixture(params=[True, False], ids=["pipelining", "command-by-command"])
+def upstream(request: pytest.FixtureRequest) -> Iterator[Upstream]:
+    # Every case both ways: PIPELINING advertised (RFC 2920 groups) and not.
+    server = Upstream()
+    server.pipelining = request.param
+    server.start()
     yield server
     server.close()
 

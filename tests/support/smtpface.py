@@ -87,7 +87,8 @@ StartFace = Callable[..., Awaitable[Face]]
 async def faces() -> AsyncIterator[StartFace]:
     """``await start(local_domains=(...), max_message_size=N, tls=context)`` gives a listening
     face (offering STARTTLS with ``tls``; its sessions sharing ``budget`` when given, else
-    each its own at the defaults); all are closed at the end. ``trusted_networks``
+    each its own at the defaults; a session silent for ``command_timeout`` seconds is closed); all
+    are closed at the end. ``trusted_networks``
     without loopback makes the test's client untrusted: greeted, as with inbound TLS on, so
     that what it is refused can be seen."""
     servers: list[tuple[asyncio.Server, Face]] = []
@@ -98,6 +99,7 @@ async def faces() -> AsyncIterator[StartFace]:
         tls: ssl.SSLContext | None = None,
         trusted_networks: Sequence[str] = ("127.0.0.0/8",),
         budget: DataBudget | None = None,
+        command_timeout: float = 300.0,
     ) -> Face:
         recorder = RecordingFilter()
         handler = Handler(cast(Filter, recorder), 10, local_domains)
@@ -113,6 +115,7 @@ async def faces() -> AsyncIterator[StartFace]:
                 enable_SMTPUTF8=True,
                 decode_data=False,
                 tls_context=tls,
+                timeout=command_timeout,
             ),
             "127.0.0.1",
             0,
