@@ -104,7 +104,7 @@ def scan_body(message: bytes, keywords: Sequence[str], limit: int) -> tuple[Find
     caller runs it off the event loop and bounds its time."""
     if not keywords:
         return ()
-    if _plainly_absent(message[:limit], keywords):
+    if plainly_absent(message[:limit], keywords):
         return ()
     return scan_parsed(message[:limit], keywords)
 
@@ -130,7 +130,7 @@ _ENCODED = re.compile(
 )
 
 
-def _plainly_absent(message: bytes, keywords: Sequence[str]) -> bool:
+def plainly_absent(message: bytes, keywords: Sequence[str]) -> bool:
     """True when no keyword can be in the text: the raw bytes hold none of them and nothing
     is encoded. Most mail is like that, and it spares a MIME parse per message."""
     if _ENCODED.search(message) or not all(k.isascii() for k in keywords):

@@ -432,3 +432,56 @@ async def test_a_queue_that_cannot_store_answers_451(make_rig: Callable[..., Rig
         assert rig.transport.received == []
     finally:
         await rig.store.close()
+
+
+# ---- body keywords: the raw-bytes check on the event loop, the MIME scan in a thread
+
+KEYWORD = "Child Protection"
+B64 = "Q2hpbGQgcHJvdGVjdGlvbiBwbGFuIGF0dGFjaGVk"  # "Child protection plan attached"
+PADDING = "x" * 70 + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "held"),
+    [
+        ("", "The child protection plan is attached.\r\n", True),
+        ("", "The timetable for next term.\r\n", False),
+        ("Content-Transfer-Encoding: base64\r\n", B64 + "\r\n", True),
+        ("Content-Transfer-Encoding: base64\r\n", "VGltZXRhYmxl\r\n", False),
+        ("", PADDING * 1000 + "child protection\r\n", True),  # past the inline size
+        ("", PADDING * 1000, False),
+    ],
+    ids=["plain", "plain-none", "base64", "base64-none", "large", "large-none"],
+)
+async def test_a_body_keyword_flags_an_unmarked_message_however_it_is_written(
+    make_rig: Callable[..., Rig], headers: str, body: str, held: bool
+) -> None:
+    made = make_rig()
+    try:
+        settings = made.filter._settings
+        with_keywords = replace(
+            settings, classify=replace(settings.classify, body_keywords=(KEYWORD,))
+        )
+        delivery = Delivery(made.transport, made.store, "gateway.school.test")
+        filter_ = Filter(with_keywords, made.posture, made.store, delivery, "gateway.school.test")
+        data = (
+            f"From: {SENDER}\r\nTo: {INSECURE}\r\nSubject: Timetable\r\n{headers}"
+            f"Message-ID: <k1@school.test>\r\n\r\n{body}"
+        ).encode()
+        reply = await filter_.handle(
+            Incoming(
+                client_ip="192.0.2.10",
+                helo="mta.school.test",
+                esmtp=True,
+                sender=SENDER,
+                mail_options=(),
+                recipients=(Recipient(INSECURE),),
+                data=data,
+            )
+        )
+        assert reply.code == 250
+        said = f"{reply.enhanced} {reply.text}"
+        assert re.fullmatch(HELD if held else RELAYED, said), said
+        assert (INSECURE in await made.held()) is held
+    finally:
+        await made.store.close()
