@@ -233,7 +233,11 @@ async def test_marks_made_during_a_write_share_the_next_and_each_hears_its_outco
     first = asyncio.create_task(marks.mark("n1", []))
     await store.started.wait()  # the first write is under way
     later = [asyncio.create_task(marks.mark(n, [])) for n in ("n2", "n3")]
-    await asyncio.sleep(0)  # a turn of the loop: the two marks are made, and wait
+    # Callbacks run in the order they were scheduled: this one after the two tasks' first
+    # steps, by which time both marks are made and waiting for the first write.
+    both_waiting = asyncio.Event()
+    asyncio.get_running_loop().call_soon(both_waiting.set)
+    await both_waiting.wait()
     store.release.set()
     outcomes = await asyncio.gather(first, *later, return_exceptions=True)
     assert store.written == [["n1"], ["n2", "n3"]]
