@@ -7,11 +7,8 @@ its plan requires is skipped with a line saying why ("mx1.x.test [192.0.2.1]: ce
 does not name mx1.x.test"); so is one that answers 4xx (RFC 5321 §4.5.4.1). Nothing is ever
 sent in plaintext, or to an unauthenticated peer, where the plan asks for more.
 
-What happened when every host failed (``DeliveryFailed``): stage ``tls`` when every reason was
-TLS or authentication (the queue turns that into ``delivery-tls-failed``), otherwise the stage
-of the SMTP reply or connection failure. A 5xx is final: no other host is tried. A timeout or
-a dropped connection after DATA was sent is never retried on another host here, since the
-first may have the message.
+Which failure tries the next host and which is final, and what ``DeliveryFailed`` says when
+every host failed, is ``mxattempts``'s to decide.
 
 A connection that ended its transaction cleanly is kept for the next message to the same host
 that needs the same proof (``mxcache``): tried first, after RSET, before any new connection to
@@ -25,9 +22,8 @@ import ipaddress
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 
@@ -38,17 +34,28 @@ from gateway.core.addresses import AddressError, address_domain
 from gateway.core.model import DnsAnswer, DnsStatus, DomainFacts
 from gateway.delivery import mxplan, peer, pipelining
 from gateway.delivery.dataphase import send_data
+from gateway.delivery.mxattempts import (
+    CONNECT,
+    REQUIRETLS,
+    SMTP,
+    TLS,
+    Attempts,
+    HostFailed,
+    give_up,
+    lost_connection,
+    lost_in_data,
+    next_host_or_fail,
+    nobody_accepted,
+)
 from gateway.delivery.mxcache import Connection, ConnectionCache, quit_politely
 from gateway.delivery.mxplan import Candidate, Requirement
 from gateway.delivery.smarthost import send_recipients, supported
 from gateway.delivery.transport import (
     Evidence,
-    Outcome,
     PeerAuth,
     Reply,
     Sent,
     Transaction,
-    failure,
 )
 from gateway.errors import DeliveryFailed
 
@@ -63,34 +70,6 @@ class AddressSource(Protocol):
     """An MX host's A and AAAA records (``posture.dns.DnsResolver``)."""
 
     async def addresses(self, name: str) -> DnsAnswer[str]: ...
-
-
-# Why a host was passed over; "tls" covers every authentication reason.
-TLS, REQUIRETLS, CONNECT, SMTP = "tls", "requiretls", "connect", "smtp"
-
-
-class _HostFailed(Exception):
-    def __init__(
-        self, kind: str, why: str, reply: Reply | None = None, stage: str = "connect"
-    ) -> None:
-        super().__init__(why)
-        self.kind = kind
-        self.why = why
-        self.reply = reply
-        self.stage = stage
-        self.timed_out = False
-
-
-@dataclass
-class _Attempts:
-    """The lines and reasons gathered while trying the hosts of one transaction."""
-
-    lines: list[str] = field(default_factory=list)
-    failures: list[_HostFailed] = field(default_factory=list)
-
-    def add(self, line: str, reason: _HostFailed) -> None:
-        self.lines.append(line)
-        self.failures.append(reason)
 
 
 class MxTransport:
@@ -120,9 +99,9 @@ class MxTransport:
         domain = _one_domain(transaction)
         facts = await self._facts.facts(domain)
         plan = mxplan.plan(facts, transaction.flagged)
-        attempts = _Attempts()
+        attempts = Attempts()
         for line in plan.passed_over:
-            attempts.add(line, _HostFailed(TLS, line))
+            attempts.add(line, HostFailed(TLS, line))
         for candidate in plan.candidates:
             reused = await self._on_cached(candidate, transaction, attempts)
             if reused is not None:
@@ -131,15 +110,15 @@ class MxTransport:
                 try:
                     connection = await self._open(candidate, address)
                     return await self._deliver(connection, transaction, attempts)
-                except _HostFailed as exc:
+                except HostFailed as exc:
                     attempts.add(f"{candidate.host} [{address}]: {exc.why}", exc)
                     self._logger(candidate, address).info(
                         "mx-attempt", outcome="skipped", reason=exc.why
                     )
-        raise _give_up(transaction, attempts)
+        raise give_up(transaction, attempts)
 
     async def _on_cached(
-        self, candidate: Candidate, transaction: Transaction, attempts: _Attempts
+        self, candidate: Candidate, transaction: Transaction, attempts: Attempts
     ) -> Sent | None:
         """The transaction on a kept connection that proved what ``candidate`` asks, if one
         is there; None when none is, or it failed before the host took anything (after DATA
@@ -150,7 +129,7 @@ class MxTransport:
         address = cached.evidence.address
         try:
             return await self._deliver(cached, transaction, attempts)
-        except _HostFailed as exc:
+        except HostFailed as exc:
             if exc.kind != CONNECT:  # one the host had closed meanwhile is no finding
                 attempts.add(f"{candidate.host} [{address}]: {exc.why}", exc)
             log = self._logger(candidate, address)
@@ -166,14 +145,14 @@ class MxTransport:
             host=candidate.host, address=address, requirement=candidate.requirement.value
         )
 
-    async def _dialable(self, host: str, attempts: _Attempts) -> list[str]:
+    async def _dialable(self, host: str, attempts: Attempts) -> list[str]:
         answer = await self._addresses.addresses(host)
         if answer.status is DnsStatus.TEMPORARY:
             why = f"address lookup failed: {answer.error or 'temporary DNS error'}"
-            attempts.add(f"{host}: {why}", _HostFailed(CONNECT, why))
+            attempts.add(f"{host}: {why}", HostFailed(CONNECT, why))
             return []
         if not answer.records:
-            attempts.add(f"{host}: no address records", _HostFailed(CONNECT, "no address"))
+            attempts.add(f"{host}: no address records", HostFailed(CONNECT, "no address"))
             return []
         allowed = []
         for address in answer.records:
@@ -181,10 +160,10 @@ class MxTransport:
                 allowed.append(address)
             else:
                 why = "private or loopback address, not dialled"
-                attempts.add(f"{host} [{address}]: {why}", _HostFailed(CONNECT, why))
+                attempts.add(f"{host} [{address}]: {why}", HostFailed(CONNECT, why))
         return allowed
 
-    async def _deliver(self, connection: Connection, t: Transaction, attempts: _Attempts) -> Sent:
+    async def _deliver(self, connection: Connection, t: Transaction, attempts: Attempts) -> Sent:
         """One transaction on ``connection``; kept for the next message if it ended cleanly
         (accepted, or every recipient refused), else closed."""
         evidence = connection.evidence
@@ -243,17 +222,17 @@ class MxTransport:
         except aiosmtplib.SMTPResponseException as exc:
             client.close()
             reply = Reply(exc.code, exc.message)
-            raise _HostFailed(SMTP, f"greeting: {reply}", reply, "connect") from exc
+            raise HostFailed(SMTP, f"greeting: {reply}", reply, "connect") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
-            raise _lost(exc, "connect") from exc
+            raise lost_connection(exc, "connect") from exc
         try:
             if plaintext:
                 return client, plain
             if not client.supports_extension("starttls"):
                 if candidate.requirement.mandatory:
                     # RFC 7672 §2.2 / RFC 8461 §5: no fallback, that is the downgrade attack.
-                    raise _HostFailed(TLS, "STARTTLS not offered")
+                    raise HostFailed(TLS, "STARTTLS not offered")
                 return client, plain
             return client, await self._start_tls(client, candidate, address)
         except BaseException:
@@ -272,20 +251,20 @@ class MxTransport:
         except aiosmtplib.SMTPResponseException as exc:
             if not requirement.mandatory:
                 raise _Plaintext from exc
-            raise _HostFailed(TLS, f"STARTTLS refused: {exc.code} {exc.message}") from exc
+            raise HostFailed(TLS, f"STARTTLS refused: {exc.code} {exc.message}") from exc
         except (ssl.SSLError, aiosmtplib.SMTPException, ConnectionError) as exc:
             if not requirement.mandatory:
                 raise _Plaintext from exc
-            raise _HostFailed(TLS, peer.handshake_failure(exc, host)) from exc
+            raise HostFailed(TLS, peer.handshake_failure(exc, host)) from exc
         tls = client.get_transport_info("ssl_object")
         auth = _authenticate(candidate, tls)
         try:
             await client.ehlo()  # RFC 3207 §4.2: what we knew before TLS is forgotten
         except aiosmtplib.SMTPResponseException as exc:
             reply = Reply(exc.code, exc.message)
-            raise _HostFailed(SMTP, f"EHLO after STARTTLS: {reply}", reply, "connect") from exc
+            raise HostFailed(SMTP, f"EHLO after STARTTLS: {reply}", reply, "connect") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise _lost(exc, "EHLO after STARTTLS") from exc
+            raise lost_connection(exc, "EHLO after STARTTLS") from exc
         cipher = tls.cipher() if tls is not None else None
         return Evidence(
             host,
@@ -297,16 +276,16 @@ class MxTransport:
         )
 
     async def _transact(
-        self, client: aiosmtplib.SMTP, t: Transaction, evidence: Evidence, attempts: _Attempts
+        self, client: aiosmtplib.SMTP, t: Transaction, evidence: Evidence, attempts: Attempts
     ) -> Sent:
         where = f"{evidence.host} [{evidence.address}]"
         options = supported(t.mail_options, client)
         if t.requiretls:
             # RFC 8689 §4.1: only to an authenticated peer that itself offers REQUIRETLS.
             if evidence.authenticated is PeerAuth.NONE:
-                raise _HostFailed(REQUIRETLS, "peer not authenticated, REQUIRETLS cannot hold")
+                raise HostFailed(REQUIRETLS, "peer not authenticated, REQUIRETLS cannot hold")
             if not client.supports_extension("requiretls"):
-                raise _HostFailed(REQUIRETLS, "REQUIRETLS not advertised")
+                raise HostFailed(REQUIRETLS, "REQUIRETLS not advertised")
             options.append("REQUIRETLS")
         encoding = "utf-8" if t.smtputf8 else "ascii"
         if pipelining.offered(client):
@@ -314,16 +293,16 @@ class MxTransport:
         try:
             await client.mail(t.sender, options=options, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
-            _next_host_or_fail(Reply(exc.code, exc.message), "MAIL", where, attempts)
+            next_host_or_fail(Reply(exc.code, exc.message), "MAIL", where, attempts)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise _lost(exc, "MAIL") from exc
+            raise lost_connection(exc, "MAIL") from exc
         sent = Sent(evidence=evidence, skipped=tuple(attempts.lines))
         try:
             await send_recipients(client, t, sent)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise _lost(exc, "RCPT") from exc
+            raise lost_connection(exc, "RCPT") from exc
         if not sent.accepted:
-            return _nobody_accepted(sent)
+            return nobody_accepted(sent)
         return await self._data(client, t, sent, where, attempts)
 
     async def _pipelined(
@@ -332,7 +311,7 @@ class MxTransport:
         t: Transaction,
         options: list[str],
         evidence: Evidence,
-        attempts: _Attempts,
+        attempts: Attempts,
     ) -> Sent:
         """``_transact`` in one RFC 2920 group: the same results, stages and next-host rules
         for each reply and for a connection lost before it."""
@@ -347,34 +326,34 @@ class MxTransport:
         lost = exchange.lost
         if exchange.mail is None:
             assert lost is not None
-            raise _lost(lost, "MAIL") from lost
+            raise lost_connection(lost, "MAIL") from lost
         if exchange.mail.code != 250:
-            _next_host_or_fail(
+            next_host_or_fail(
                 Reply(exchange.mail.code, exchange.mail.message), "MAIL", where, attempts
             )
         sent = Sent(evidence=evidence, skipped=tuple(attempts.lines))
         if not pipelining.record_recipients(exchange, t, sent):
             assert lost is not None
-            raise _lost(lost, "RCPT") from lost
+            raise lost_connection(lost, "RCPT") from lost
         if not sent.accepted:
-            return _nobody_accepted(sent)
+            return nobody_accepted(sent)
         if lost is not None:
-            raise _lost_in_data(lost, where, attempts) from lost
+            raise lost_in_data(lost, where, attempts) from lost
         refusal = exchange.data_refusal()
         if refusal is not None:
-            _next_host_or_fail(Reply(refusal.code, refusal.message), "DATA", where, attempts)
+            next_host_or_fail(Reply(refusal.code, refusal.message), "DATA", where, attempts)
         assert exchange.end is not None
         return self._delivered(sent, Reply(exchange.end.code, exchange.end.message))
 
     async def _data(
-        self, client: aiosmtplib.SMTP, t: Transaction, sent: Sent, where: str, attempts: _Attempts
+        self, client: aiosmtplib.SMTP, t: Transaction, sent: Sent, where: str, attempts: Attempts
     ) -> Sent:
         try:
             response = await send_data(client, t.data, t.prefix)
         except aiosmtplib.SMTPResponseException as exc:
-            _next_host_or_fail(Reply(exc.code, exc.message), "DATA", where, attempts)
+            next_host_or_fail(Reply(exc.code, exc.message), "DATA", where, attempts)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise _lost_in_data(exc, where, attempts) from exc
+            raise lost_in_data(exc, where, attempts) from exc
         return self._delivered(sent, Reply(response.code, response.message))
 
     def _delivered(self, sent: Sent, reply: Reply) -> Sent:
@@ -397,59 +376,8 @@ def _authenticate(candidate: Candidate, tls: Any) -> PeerAuth:
     names = (dane.tlsa_name(candidate.host), candidate.host)
     auth = peer.dane_match(candidate.tlsa, chain, names)
     if auth is None:
-        raise _HostFailed(TLS, "certificate does not match the TLSA records")
+        raise HostFailed(TLS, "certificate does not match the TLSA records")
     return auth
-
-
-def _next_host_or_fail(reply: Reply, stage: str, where: str, attempts: _Attempts) -> NoReturn:
-    """A 4xx: try the next host (RFC 5321 §4.5.4.1). A 5xx is the domain's answer: final."""
-    if reply.temporary:
-        raise _HostFailed(SMTP, f"{stage}: {reply}", reply, stage)
-    raise failure(reply, stage, hosts=(*attempts.lines, f"{where}: {stage}: {reply}"))
-
-
-def _nobody_accepted(sent: Sent) -> Sent:
-    """Every RCPT refused: all of them 4xx, try the next host; else the domain's answer."""
-    replies = list(sent.refused.values())
-    if replies and all(r.temporary for r in replies):
-        raise _HostFailed(SMTP, f"RCPT: {replies[0]}", replies[0], "RCPT")
-    return sent
-
-
-def _lost_in_data(exc: BaseException, where: str, attempts: _Attempts) -> DeliveryFailed:
-    # The host may have the message: no other host now; the queue retries later, and
-    # RFC 5321 §6.1 accepts the rare duplicate that may follow.
-    reply = Reply(451, f"4.4.2 {where}: connection lost during DATA: {exc}")
-    outcome = Outcome.TIMED_OUT if isinstance(exc, TimeoutError) else Outcome.UNREACHABLE
-    return failure(reply, "DATA", outcome, (*attempts.lines, f"{where}: {reply.text}"))
-
-
-def _lost(exc: BaseException, stage: str) -> _HostFailed:
-    what = "no connection" if stage == "connect" else f"{stage}: connection lost"
-    lost = _HostFailed(CONNECT, f"{what}: {exc}", stage=stage)
-    lost.timed_out = isinstance(exc, TimeoutError)
-    return lost
-
-
-def _give_up(t: Transaction, attempts: _Attempts) -> DeliveryFailed:
-    hosts = tuple(attempts.lines)
-    kinds = {f.kind for f in attempts.failures}
-    if t.requiretls and REQUIRETLS in kinds and kinds <= {TLS, REQUIRETLS}:
-        # RFC 8689 §4.1 / §5: no next hop can keep the promise.
-        reply = Reply(550, "5.7.30 REQUIRETLS support required")
-        return failure(reply, "tls", Outcome.REFUSED, hosts)
-    if kinds <= {TLS, REQUIRETLS}:
-        reply = Reply(451, "4.7.5 no MX host could be reached over TLS its policy authenticates")
-        return failure(reply, "tls", Outcome.DEFERRED, hosts)
-    replies = [f for f in attempts.failures if f.kind == SMTP and f.reply is not None]
-    if replies:
-        last = replies[-1]
-        assert last.reply is not None
-        return failure(last.reply, last.stage, Outcome.DEFERRED, hosts)
-    connects = [f for f in attempts.failures if f.kind == CONNECT]
-    timed_out = bool(connects) and all(f.timed_out for f in connects)
-    outcome = Outcome.TIMED_OUT if timed_out else Outcome.UNREACHABLE
-    return failure(Reply(421, "4.4.1 no MX host could be reached"), "connect", outcome, hosts)
 
 
 def _one_domain(t: Transaction) -> str:
