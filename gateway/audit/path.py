@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.audit.words import delivered_words, sentence
+from gateway.audit.proofwords import delivered_words
+from gateway.audit.words import sentence
 from gateway.core.auditchain import Entry
 from gateway.store import AuditQuery, Hold, Queued
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import logs
-from gateway.audit.words import confirmation_words
+from gateway.audit.proofwords import confirmation_words
 from gateway.config.settings import NotifySettings, ReviewSettings
 from gateway.config.values import describe_duration
 from gateway.core.reasons import sender_words

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.audit.words import confirmation_words, delivered_words
+from gateway.audit.proofwords import confirmation_words, delivered_words
 from gateway.delivery.deliver import Delivery, Trace
 from gateway.delivery.transport import Evidence, PeerAuth, Recipient, Transaction
 from gateway.store import AuditRecord

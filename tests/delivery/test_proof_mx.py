@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.audit.words import delivered_words
+from gateway.audit.proofwords import delivered_words
 from gateway.config import settings as config
 from gateway.delivery.deliver import Delivery, Trace
 from gateway.delivery.transport import Recipient, Transaction
