@@ -21,7 +21,7 @@ from gateway.delivery.deliver import Delivery
 from gateway.review.notices import Notices
 from gateway.review.outbox import Outbox
 from gateway.runtime.parts import hostname, open_relay, open_store
-from gateway.runtime.serve import QUEUE_POLL
+from gateway.runtime.scheduler import QUEUE_POLL
 from gateway.store import Queued
 from gateway.store.protocols import HoldStore
 

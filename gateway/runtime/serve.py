@@ -14,22 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from gateway import logs
 from gateway.accounts.users import Accounts, Throttle
-from gateway.audit import witness
 from gateway.config.settings import Settings
 from gateway.config.values import StoreBackend
-from gateway.core.auditchain import Head
-from gateway.delivery.queue import QueueRunner
 from gateway.filter.orchestrator import Filter
 from gateway.posture.assessment import Posture
-from gateway.review.model import Review
-from gateway.review.notices import audit_head_notice
 from gateway.runtime import pidfile
 from gateway.runtime.allocator import fix_thresholds, trimmer
 from gateway.runtime.inuse import explained
@@ -37,6 +31,13 @@ from gateway.runtime.lifecycle import Running, lifecycle
 from gateway.runtime.limits import raise_open_files
 from gateway.runtime.parts import data_dir, open_accounts
 from gateway.runtime.reload import reload_allowlist
+from gateway.runtime.scheduler import (
+    deliver_queue,
+    keep_witness,
+    schedule_review,
+    stop_scheduler,
+    stop_witness,
+)
 from gateway.runtime.sdnotify import notify
 from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
 from gateway.smtp.admission import Admission, Identity
@@ -52,9 +53,6 @@ if TYPE_CHECKING:
     from gateway.runtime.webui import EmbeddedWeb
 
 SESSION_DRAIN = 10.0  # seconds for sessions in progress when the gateway stops
-# The delivery queue is looked at least this often, so that `gateway queue retry` (another
-# process) takes effect soon.
-QUEUE_POLL = 15.0
 
 
 async def serve(
@@ -104,17 +102,17 @@ async def serve(
         # Every worker sends the notices of its own holds at once (the outbox lets only one
         # send each); only the leader sweeps.
         scheduler = asyncio.create_task(
-            _scheduler(running.review, settings, wake, running.stop, sweep=leader)
+            schedule_review(running.review, settings, wake, running.stop, sweep=leader)
         )
-        started.push_async_callback(_stop_scheduler, scheduler, running.stop, wake)
+        started.push_async_callback(stop_scheduler, scheduler, running.stop, wake)
         if running.queue is not None:
             delivering = asyncio.create_task(
-                _deliver_queue(running.queue, running, queue_wake, wake)
+                deliver_queue(running.queue, running, queue_wake, wake)
             )
-            started.push_async_callback(_stop_scheduler, delivering, running.stop, queue_wake)
+            started.push_async_callback(stop_scheduler, delivering, running.stop, queue_wake)
         if leader:
-            witnessing = _witness(settings, running, wake)
-            started.push_async_callback(_stop_witness, witnessing, running.stop)
+            witnessing = keep_witness(settings, running, wake)
+            started.push_async_callback(stop_witness, witnessing, running.stop)
         if web_ui is not None:
             await web_ui.start()
         if portal is not None:
@@ -321,107 +319,3 @@ async def _drain(admission: Admission) -> None:
         if admission.active == 0:
             break
         await asyncio.sleep(0.1)
-
-
-async def _stop_witness(witnessing: asyncio.Task[None], stop: asyncio.Event) -> None:
-    stop.set()
-    await witnessing
-    asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
-
-
-async def _stop_scheduler(
-    scheduler: asyncio.Task[None], stop: asyncio.Event, wake: asyncio.Event
-) -> None:
-    stop.set()
-    wake.set()
-    await scheduler
-
-
-def _witness(settings: Settings, running: Running, wake: asyncio.Event) -> asyncio.Task[None]:
-    """Log the audit trail's head at start, every [audit] head_interval and on SIGUSR1, and
-    send it to [audit] witnesses every [audit] witness_every."""
-    asked = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, asked.set)
-    configured = settings.audit.witness_file
-    path = settings.path(configured) if configured else data_dir(settings) / witness.WITNESS_FILE
-    witnesses = settings.audit.witnesses
-
-    async def send(head: Head, at: float) -> None:
-        notice = audit_head_notice(
-            running.review.notices.sender, running.hostname, witnesses, head.seq, head.hash, at
-        )
-        await running.store.queue_notices([notice])
-        wake.set()  # the scheduler sends it now
-
-    keeper = witness.Witness(
-        running.store,
-        path,
-        send=send if witnesses else None,
-        send_every=settings.audit.witness_every,
-    )
-    return asyncio.create_task(
-        witness.keep(keeper, settings.audit.head_interval, running.stop, asked)
-    )
-
-
-async def _scheduler(
-    review: Review,
-    settings: Settings,
-    wake: asyncio.Event,
-    stop: asyncio.Event,
-    sweep: bool = True,
-) -> None:
-    """Sweep every [review] sweep_interval; send notices at once when a hold wakes us."""
-    log = logs.get("gateway.scheduler")
-    interval = settings.review.sweep_interval
-    next_sweep = 0.0 if sweep else float("inf")
-    while not stop.is_set():
-        wake.clear()  # before the work: a hold that arrives during it wakes the next round
-        try:
-            if time.monotonic() >= next_sweep:
-                report = await review.sweep()
-                next_sweep = time.monotonic() + interval
-                if report.escalated or report.expired or report.purged or report.released:
-                    log.info(
-                        "sweep",
-                        escalated=report.escalated,
-                        expired=report.expired,
-                        purged=report.purged,
-                        released=report.released,
-                    )
-                if report.unopened:
-                    log.info("secure links not opened", links=report.unopened)
-            else:
-                await review.drain_notices()
-        except Exception:  # the scheduler must outlive a bad sweep; it runs again later
-            log.exception("sweep failed")
-            if sweep:
-                next_sweep = time.monotonic() + interval
-        if stop.is_set():
-            break
-        with contextlib.suppress(TimeoutError):
-            timeout = min(max(0.0, next_sweep - time.monotonic()), interval)
-            await asyncio.wait_for(wake.wait(), timeout)
-
-
-async def _deliver_queue(
-    runner: QueueRunner, running: Running, wake: asyncio.Event, notices: asyncio.Event
-) -> None:
-    """Deliver what is due in the queue; again when something is queued (``wake``), when the
-    next entry falls due, and at least every QUEUE_POLL seconds. Notices the attempts made
-    (non-delivery, held) go out at once (``notices`` wakes the scheduler)."""
-    log = logs.get("gateway.queue")
-    while not running.stop.is_set():
-        wake.clear()
-        due: float | None = None
-        try:
-            if await runner.run_due():
-                notices.set()
-            due = await running.store.next_queued_at()
-        except Exception:  # the loop must outlive a bad round; it runs again later
-            log.exception("queue run failed")
-        if running.stop.is_set():
-            break
-        timeout = QUEUE_POLL if due is None else min(QUEUE_POLL, max(0.0, due - time.time()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout)
