@@ -12,7 +12,7 @@ from __future__ import annotations
 import smtplib
 import sys
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.errors import ConfigError
 
 TIMEOUT = 5.0  # seconds; the Dockerfile's HEALTHCHECK --timeout is longer
@@ -21,7 +21,7 @@ ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (read, never b
 
 def main() -> int:
     try:
-        listen = config.load().smtp.listen
+        listen = loader.load().smtp.listen
     except ConfigError as exc:
         print(f"unhealthy: the configuration does not load: {exc}")
         return 1

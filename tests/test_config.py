@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config import loader
 from gateway.config import settings as config
 from gateway.config.settings import ConfigError
 from gateway.config.values import (
@@ -42,7 +43,7 @@ def expected_error(case: Path) -> str:
 @pytest.mark.parametrize("case", BAD_CASES, ids=[c.stem for c in BAD_CASES])
 def test_bad_config_is_refused_naming_the_key(case: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        config.load(case, environ={})
+        loader.load(case, environ={})
     assert expected_error(case) in str(caught.value)
 
 
@@ -69,11 +70,11 @@ def test_cli_stops_with_status_2_and_says_config_error(case: Path, tmp_path: Pat
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
-        config.load(tmp_path / "absent.toml", environ={})
+        loader.load(tmp_path / "absent.toml", environ={})
 
 
 def test_defaults_without_a_file() -> None:
-    settings = config.load(None, environ={})
+    settings = loader.load(None, environ={})
     assert settings.dns.nameservers == ()
     assert settings.mta_sts.https_port == 443
     assert settings.mta_sts.allow_private_addresses is False
@@ -86,7 +87,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
     path.write_text(
         '[dns]\ntimeout = 3\nnameservers = ["127.0.0.1:5353"]\n[policy]\nrequire_tls_rpt = false\n'
     )
-    settings = config.load(
+    settings = loader.load(
         path,
         environ={
             "GATEWAY_DNS_NAMESERVERS": "127.0.0.1, [::1]:5300",
@@ -104,7 +105,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
 def test_config_file_from_environment(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text('[policy]\nminimum_transport = "dane"\n')
-    settings = config.load(None, environ={"GATEWAY_CONFIG": str(path)})
+    settings = loader.load(None, environ={"GATEWAY_CONFIG": str(path)})
     assert settings.policy.requirement.minimum is Transport.DANE
 
 
@@ -119,19 +120,19 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
 )
 def test_bad_environment_value_names_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
-        config.load(None, environ={name: value})
+        loader.load(None, environ={name: value})
 
 
 def test_relative_paths_are_taken_from_the_config_folder(tmp_path: Path) -> None:
     path = tmp_path / "etc" / "gateway.toml"
     path.parent.mkdir()
     path.write_text('[store]\ndata_dir = "state"\n')
-    settings = config.load(path, environ={})
+    settings = loader.load(path, environ={})
     assert settings.path(settings.store.data_dir) == tmp_path / "etc" / "state"
 
 
 def test_defaults_are_parsed_values() -> None:
-    settings = config.load(None, environ={})
+    settings = loader.load(None, environ={})
     assert settings.smtp.listen == HostPort("127.0.0.1", 10025)
     assert settings.web.listen == HostPort("127.0.0.1", 8025)
     assert settings.review.escalate_after == 4 * 3600
@@ -154,7 +155,7 @@ def test_file_values_are_parsed_once(tmp_path: Path) -> None:
         '[review]\nescalate_after = "90m"\nexpire_after = "2w"\nsweep_interval = "0.5s"\n'
         '[web]\nlisten = "127.0.0.1"\n'
     )
-    settings = config.load(path, environ={"GATEWAY_LOG_FORMAT": "console"})
+    settings = loader.load(path, environ={"GATEWAY_LOG_FORMAT": "console"})
     assert settings.smtp.listen == HostPort("::1", 2525)
     assert str(settings.smtp.listen) == "[::1]:2525"
     assert settings.web.listen == HostPort("127.0.0.1", 8025)  # the web UI's own default port
@@ -184,7 +185,7 @@ SECRET_VALUES = [v for k, v in SECRETS.items() if k != "GATEWAY_RELAY_USERNAME"]
 
 
 def test_no_secret_shows_in_the_settings_or_the_logged_configuration() -> None:
-    settings = config.load(None, environ=SECRETS)
+    settings = loader.load(None, environ=SECRETS)
     for shown in (repr(settings), str(settings), repr(settings.redacted())):
         for value in SECRET_VALUES:
             assert value not in shown
@@ -198,7 +199,7 @@ def test_no_secret_shows_in_the_settings_or_the_logged_configuration() -> None:
 
 
 def test_an_unset_secret_is_shown_as_empty() -> None:
-    redacted = config.load(None, environ={}).redacted()
+    redacted = loader.load(None, environ={}).redacted()
     assert redacted["relay"]["password"] == ""
     assert redacted["store"]["key"] == ""
     assert redacted["web"]["metrics_token"] == ""
@@ -238,11 +239,11 @@ def test_secret() -> None:
 @pytest.mark.parametrize("key", ["ab" * 31, "zz" * 32, "c2hvcnQ="])
 def test_store_key_must_be_32_bytes(key: str) -> None:
     with pytest.raises(ConfigError, match=r"store\.key: must be 32 bytes"):
-        config.load(None, environ={"GATEWAY_STORE_KEY": key})
+        loader.load(None, environ={"GATEWAY_STORE_KEY": key})
 
 
 def test_a_key_named_after_a_python_keyword() -> None:
-    settings = config.load(None, environ={"GATEWAY_NOTIFY_FROM": "dsl@school.test"})
+    settings = loader.load(None, environ={"GATEWAY_NOTIFY_FROM": "dsl@school.test"})
     assert settings.notify.from_ == "dsl@school.test"
 
 
@@ -273,7 +274,7 @@ def test_parse_duration_refuses(text: str) -> None:
 @pytest.mark.parametrize("text", ["4", "h", "-1h", "4 hours", "0h"])
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ConfigError, match=r"review\.escalate_after( \(from \w+\))?: must be"):
-        config.load(None, environ={"GATEWAY_REVIEW_ESCALATE_AFTER": text})
+        loader.load(None, environ={"GATEWAY_REVIEW_ESCALATE_AFTER": text})
 
 
 @pytest.mark.parametrize(
@@ -324,22 +325,22 @@ def test_host_port_refuses(text: str) -> None:
 
 
 def test_the_environment_takes_a_choice_and_a_duration() -> None:
-    settings = config.load(
+    settings = loader.load(
         None,
         environ={"GATEWAY_RELAY_TLS": "implicit", "GATEWAY_WEB_SESSION_MAX_AGE": " 2h "},
     )
     assert settings.relay.tls is RelayTls.IMPLICIT
     assert settings.web.session_max_age == 7200
     with pytest.raises(ConfigError, match=r"relay\.tls \(from GATEWAY_RELAY_TLS\): must be one of"):
-        config.load(None, environ={"GATEWAY_RELAY_TLS": "ssl"})
+        loader.load(None, environ={"GATEWAY_RELAY_TLS": "ssl"})
 
 
 def test_relay_credentials_come_as_a_pair(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text('[relay]\nusername = "gateway"\n')
     with pytest.raises(ConfigError, match=r"relay\.password: give both username and password"):
-        config.load(path, environ={})
-    settings = config.load(path, environ={"GATEWAY_RELAY_PASSWORD": "pw"})
+        loader.load(path, environ={})
+    settings = loader.load(path, environ={"GATEWAY_RELAY_PASSWORD": "pw"})
     assert settings.relay.password.reveal() == "pw"
 
 
@@ -372,10 +373,10 @@ def test_example_config_documents_every_key_with_its_default() -> None:
     example_path = ROOT / "config" / "gateway.example.toml"
     example = tomllib.loads(example_path.read_text(encoding="utf-8"))
     documented = {f"{section}.{key}" for section, table in example.items() for key in table}
-    assert documented == set(config.keys())
+    assert documented == set(loader.keys())
     defaults = config.Settings().redacted()
     for section, table in example.items():
         for key, value in table.items():
             assert defaults[section][key] == value, f"{section}.{key} default differs"
     # The example itself is a valid configuration.
-    config.load(example_path, environ={})
+    loader.load(example_path, environ={})

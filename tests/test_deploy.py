@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.config import settings as config
+from gateway.config import loader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def test_dockerfile_runs_as_an_unprivileged_user_and_serves() -> None:
 
 def test_the_image_default_configuration_loads() -> None:
     # What the image runs with when nothing is mounted: the documented example.
-    config.load(ROOT / "config/gateway.example.toml", environ={})
+    loader.load(ROOT / "config/gateway.example.toml", environ={})
 
 
 def test_compose_file_and_the_files_it_mounts() -> None:
@@ -85,7 +85,7 @@ def test_compose_file_and_the_files_it_mounts() -> None:
             assert (ROOT / source).exists(), f"compose mounts {source}, which is missing"
     for port in gateway["ports"]:
         assert port.startswith("127.0.0.1:"), "publish the SMTP and web ports on loopback"
-    settings = config.load(
+    settings = loader.load(
         ROOT / "deploy/gateway.toml",
         environ={"GATEWAY_STORE_KEY": "ab" * 32},
     )
@@ -121,7 +121,7 @@ def test_the_ha_file_runs_two_nodes_on_a_postgresql_built_here() -> None:
             "GATEWAY_AUDIT_KEY": "cd" * 32,
             "GATEWAY_WEB_SECRET_KEY": "ef" * 32,
         }
-        settings = config.load(ROOT / "deploy/gateway.toml", environ={**environment, **secrets})
+        settings = loader.load(ROOT / "deploy/gateway.toml", environ={**environment, **secrets})
         assert settings.store.backend.value == "postgresql"
         assert settings.store.dsn.reveal() == "postgresql://gateway:pw@postgres/gateway"
     assert ha["node-a"]["ports"] != ha["node-b"]["ports"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.config.settings import ClassifySettings, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def toml_blocks(text: str) -> list[str]:
 def load(block: str, tmp_path: Path) -> Settings:
     path = tmp_path / "gateway.toml"
     path.write_text(block, encoding="utf-8")
-    return config.load(path, environ={})
+    return loader.load(path, environ={})
 
 
 BLOCKS = toml_blocks(guide())

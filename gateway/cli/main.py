@@ -27,7 +27,7 @@ from gateway.cli import store as storecli
 from gateway.cli import trace as tracecli
 from gateway.cli import users as usercli
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.config.settings import Settings
 from gateway.core.addresses import AddressError, normalise_domain
 from gateway.core.allowlist import lint
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(0o077)
     args = build_parser().parse_args(argv)
     try:
-        settings = config.load(getattr(args, "config", None))
+        settings = loader.load(getattr(args, "config", None))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_USAGE

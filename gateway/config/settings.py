@@ -1,19 +1,15 @@
-"""Configuration: defaults, then one TOML file, then the environment, then validation.
+"""Configuration: every section and key, with its default, its type and its check.
 
 Every key lives in a frozen dataclass below, typed as what the rest of the gateway reads:
 seconds, a ``HostPort``, an enum member, a ``Secret``; its metadata carries the check that
 rejects an impossible value. ``check_across_keys`` refuses keys that contradict each other.
 ``config/gateway.example.toml`` documents every key, and a test keeps the two in step. The
-environment overrides a key as ``GATEWAY_<SECTION>_<KEY>`` (for example
-``GATEWAY_DNS_TIMEOUT=2``); lists are comma-separated.
+settings are built from the file and the environment by ``loader.load``.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -60,9 +56,7 @@ from gateway.config.values import (
 from gateway.core.model import Requirement
 from gateway.errors import ConfigError
 
-ENV_PREFIX = "GATEWAY_"
 UNSET = Secret()  # the default of every secret: empty, and shown as empty
-CONFIG_ENV = "GATEWAY_CONFIG"
 
 
 def _key(check: Check | None = None, *, key: str = "", default_port: int = 0) -> dict[str, Any]:
@@ -306,7 +300,7 @@ class Settings:
         """The effective configuration for the start-up log: durations and addresses as they
         are written, a secret as "********" when it is set and "" when it is not."""
         shown: dict[str, dict[str, Any]] = {}
-        for name, cls in _sections():
+        for name, cls in sections():
             values = getattr(self, name)
             hints = typing.get_type_hints(cls, include_extras=True)
             shown[name] = {
@@ -330,78 +324,9 @@ def _shown(value: Any, hint: Any) -> Any:
 _NOT_SECTIONS = frozenset({"base_dir", "source"})
 
 
-def _sections() -> list[tuple[str, Any]]:
+def sections() -> list[tuple[str, Any]]:
     hints = typing.get_type_hints(Settings)
     return [(f.name, hints[f.name]) for f in fields(Settings) if f.name not in _NOT_SECTIONS]
-
-
-def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings; raise ConfigError naming the key and the problem. Every check,
-    the ones across keys included, runs here: before any socket is bound or worker started."""
-    env = os.environ if environ is None else environ
-    if path is None and env.get(CONFIG_ENV):
-        path = env[CONFIG_ENV]
-    document: dict[str, Any] = {}
-    base_dir = Path.cwd()
-    source = ""
-    if path is not None:
-        file = Path(path)
-        try:
-            document = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(str(file), "no such file") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(str(file), f"cannot read: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(str(file), f"not valid TOML: {exc}") from exc
-        base_dir = file.resolve().parent
-        source = str(file.resolve())
-
-    known = {name for name, _ in _sections()}
-    for key in document:
-        if key not in known:
-            raise ConfigError(key, "unknown section")
-    built: dict[str, Any] = {}
-    for name, cls in _sections():
-        table = document.get(name, {})
-        if not isinstance(table, dict):
-            raise ConfigError(name, "must be a table")
-        built[name] = _build_section(name, cls, table, env)
-    settings = Settings(**built, base_dir=base_dir, source=source)
-    check_across_keys(settings)
-    return settings
-
-
-def _build_section(name: str, cls: Any, table: dict[str, Any], env: Mapping[str, str]) -> Any:
-    hints = typing.get_type_hints(cls, include_extras=True)
-    names = {key_name(f) for f in fields(cls)}
-    for key in table:
-        if key not in names:
-            raise ConfigError(f"{name}.{key}", "unknown key")
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        key = key_name(f)
-        key_path = f"{name}.{key}"
-        env_name = f"{ENV_PREFIX}{name}_{key}".upper()
-        default_port = f.metadata.get("default_port", 0)
-        if env_name in env:
-            where = f"{key_path} (from {env_name})"
-            value = reading.from_env(env[env_name], hints[f.name], where, default_port)
-        elif key in table:
-            value = reading.from_toml(table[key], hints[f.name], key_path, default_port)
-        else:
-            continue
-        check = f.metadata.get("check")
-        problem = check(value) if check is not None else None
-        if problem:
-            raise ConfigError(key_path, problem)
-        values[f.name] = value
-    return cls(**values)
-
-
-def keys() -> list[str]:
-    """Every key path, for the documentation test."""
-    return [f"{name}.{key_name(f)}" for name, cls in _sections() for f in fields(cls)]
 
 
 __all__ = [
@@ -422,6 +347,5 @@ __all__ = [
     "StoreSettings",
     "WebSettings",
     "check_across_keys",
-    "keys",
-    "load",
+    "sections",
 ]

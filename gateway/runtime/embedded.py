@@ -21,7 +21,7 @@ from gateway.web import server
 def load_tls_pair(settings: Settings, section: str) -> server.TlsPair | None:
     """The certificate and key of ``[section] tls_cert`` / ``tls_key``, loaded now so that a
     mistake stops the start with the key's name, before anything listens, rather than failing
-    in the middle of serving. (``config.load`` has seen both or neither.)"""
+    in the middle of serving. (``loader.load`` has seen both or neither.)"""
     values = getattr(settings, section)
     if not values.tls_cert:
         return None

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.delivery.mx import MxTransport
 from gateway.delivery.transport import Outcome, PeerAuth, Recipient, Sent, Transaction
 from gateway.errors import DeliveryFailed
@@ -65,7 +65,7 @@ async def direct(
             "timeout": "2s",
         },
     )
-    settings = config.load(path)
+    settings = loader.load(path)
     allowlist = parts.load_allowlist(settings).allowlist
     async with parts.open_posture(settings, allowlist) as posture:
         transport = parts.build_mx_transport(settings, posture)
@@ -436,7 +436,7 @@ async def test_private_addresses_are_never_dialled_unless_allowed(rig: Rig, tmp_
 
 
 async def test_null_mx_is_a_permanent_refusal(rig: Rig, tmp_path: Path) -> None:
-    settings = config.load(
+    settings = loader.load(
         rig.write_config(tmp_path / "g.toml", delivery={"allow_private_addresses": True})
     )
     async with parts.open_posture(settings, parts.load_allowlist(settings).allowlist) as posture:
@@ -447,7 +447,7 @@ async def test_null_mx_is_a_permanent_refusal(rig: Rig, tmp_path: Path) -> None:
 
 
 async def test_one_transaction_one_domain(rig: Rig, tmp_path: Path) -> None:
-    settings = config.load(rig.write_config(tmp_path / "g.toml"))
+    settings = loader.load(rig.write_config(tmp_path / "g.toml"))
     async with parts.open_posture(settings, parts.load_allowlist(settings).allowlist) as posture:
         transport = parts.build_mx_transport(settings, posture)
         mixed = (Recipient(f"a@{STS}"), Recipient(f"b@{DANE}"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.core.model import DomainFacts
 from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.mx import MxTransport
@@ -115,7 +115,7 @@ async def direct(
             "timeout": "5s",
         },
     )
-    settings = config.load(path)
+    settings = loader.load(path)
     delivery_settings = dataclasses.replace(
         settings.delivery, ca_file=str(settings.path(settings.delivery.ca_file))
     )

@@ -17,7 +17,7 @@ from aiosmtplib.protocol import SMTPProtocol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.delivery import pipelining
 from gateway.delivery.smarthost import Smarthost
 from gateway.delivery.transport import Outcome, Recipient, Transaction
@@ -39,7 +39,7 @@ def upstream() -> Iterator[Upstream]:
 
 def relay(port: int) -> Smarthost:
     environ = {"GATEWAY_RELAY_PORT": str(port), "GATEWAY_RELAY_TIMEOUT": "2"}
-    return Smarthost(config.load(None, environ=environ).relay, "gateway.school.test")
+    return Smarthost(loader.load(None, environ=environ).relay, "gateway.school.test")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.audit.proofwords import delivered_words
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.delivery.deliver import Delivery, Trace
 from gateway.delivery.transport import Recipient, Transaction
 from gateway.runtime import parts
@@ -51,7 +51,7 @@ async def test_a_direct_delivery_is_proven_with_the_mx_host_and_its_authenticati
                 "timeout": "2s",
             },
         )
-        settings = config.load(path)
+        settings = loader.load(path)
         allowlist = parts.load_allowlist(settings).allowlist
         journal = Journal()
         async with parts.open_posture(settings, allowlist) as posture:

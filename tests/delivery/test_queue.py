@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from store.backends import Nodes
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.queue import QueueRunner
 from gateway.delivery.transport import Outcome, Reply, Sent, Transaction, failure
@@ -72,7 +72,7 @@ class Queue:
 @pytest.fixture
 async def queue(store_nodes: Nodes) -> Queue:
     clock = Clock()
-    settings = config.load(
+    settings = loader.load(
         None,
         environ={
             "GATEWAY_DELIVERY_RETRY_AFTER": "5m",
@@ -158,7 +158,7 @@ async def test_flagged_mail_undelivered_at_give_up_becomes_a_hold_with_each_host
     runner = QueueRunner(
         queue.store,
         Delivery(NoSecureHost(), queue.store, "gw"),
-        config.load(None, environ={"GATEWAY_REVIEW_REVIEWERS": "lead@school.test"}),
+        loader.load(None, environ={"GATEWAY_REVIEW_REVIEWERS": "lead@school.test"}),
         "gw.school.test",
         queue.clock,
         owner=OWNER,
@@ -272,7 +272,7 @@ async def test_a_repeated_attempt_never_sends_a_second_copy(queue: Queue) -> Non
 
 async def test_the_sweep_prunes_finished_entries_past_retention(queue: Queue) -> None:
     environ = {"GATEWAY_REVIEW_RETENTION": "30d", "GATEWAY_REVIEW_REVIEWERS": "lead@school.test"}
-    settings = config.load(None, environ=environ)
+    settings = loader.load(None, environ=environ)
     review = Review(
         settings, queue.store, Delivery(queue.transport, queue.store, "gw"), "gw", queue.clock
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from store.backends import Nodes
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.delivery import queue as queue_module
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.queue import PARALLEL, QueueRunner
@@ -71,7 +71,7 @@ async def store(store_nodes: Nodes) -> HoldStore:
 
 
 def runner(store: HoldStore, transport: FakeTransport) -> QueueRunner:
-    settings = config.load(None, environ={"GATEWAY_REVIEW_REVIEWERS": "lead@school.test"})
+    settings = loader.load(None, environ={"GATEWAY_REVIEW_REVIEWERS": "lead@school.test"})
     delivery = Delivery(transport, store, "gw")
     return QueueRunner(store, delivery, settings, "gw", CLOCK, owner=OWNER)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.delivery.smarthost import Smarthost
 from gateway.delivery.transport import Outcome, Recipient, Transaction
 from gateway.errors import DeliveryFailed
@@ -31,7 +31,7 @@ def upstream(request: pytest.FixtureRequest) -> Iterator[Upstream]:
 
 @pytest.fixture
 async def smarthost(upstream: Upstream) -> AsyncIterator[Smarthost]:
-    settings = config.load(
+    settings = loader.load(
         None, environ={"GATEWAY_RELAY_PORT": str(upstream.port), "GATEWAY_RELAY_TIMEOUT": "1"}
     )
     transport = Smarthost(settings.relay, "gateway.school.test")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.core.allowlist import Allowlist, AllowlistEntry
 from gateway.core.model import (
     DaneFacts,
@@ -148,7 +148,7 @@ def make_rig(tmp_path: Path) -> Callable[..., Rig]:
     stores: list[SqliteStore] = []
 
     def make(on_dns_error: str = "hold", direct: str = "none") -> Rig:
-        settings = config.load(
+        settings = loader.load(
             None,
             environ={
                 "GATEWAY_POLICY_ON_DNS_ERROR": on_dns_error,

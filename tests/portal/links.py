@@ -13,7 +13,7 @@ from rig.cli import clean_env
 
 _SCRIPT = """
 import asyncio, json, secrets, sys, time
-from gateway.config.settings import load
+from gateway.config.loader import load
 from gateway.core import securelink
 from gateway.runtime.parts import open_store
 from gateway.store import Status

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.config.settings import Settings
 from gateway.core.allowlist import Allowlist, AllowlistEntry
 from gateway.core.model import (
@@ -385,6 +385,6 @@ async def test_a_reload_that_removes_a_domain_holds_the_next_message_at_once(
 async def test_serve_memoises_and_check_does_not(
     tmp_path: Path, environ: dict[str, str], memo: bool, seconds: float
 ) -> None:
-    settings = config.load(None, environ={"GATEWAY_STORE_DATA_DIR": str(tmp_path), **environ})
+    settings = loader.load(None, environ={"GATEWAY_STORE_DATA_DIR": str(tmp_path), **environ})
     async with parts.open_posture(settings, Allowlist(()), memo=memo) as posture:
         assert posture.checker.memo_seconds == seconds

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from gateway.audit import events
-from gateway.config.settings import load
+from gateway.config.loader import load
 from gateway.runtime.parts import open_store
 from rig.cli import gateway_script, run_gateway
 

@@ -9,7 +9,7 @@ import pytest
 from store.backends import Nodes
 
 from gateway.audit import events as audit
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.smarthost import Smarthost
 from gateway.review.model import Review
@@ -36,7 +36,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def review(store_nodes: Nodes, upstream: Upstream, clock: Clock) -> AsyncIterator[Review]:
-    settings = config.load(
+    settings = loader.load(
         None,
         environ={
             "GATEWAY_RELAY_PORT": str(upstream.port),

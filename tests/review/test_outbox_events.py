@@ -13,7 +13,7 @@ import pytest
 from store.backends import Nodes
 
 from gateway.audit import events as audit
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.transport import Sent, Transaction
 from gateway.errors import StoreUnavailable
@@ -61,7 +61,7 @@ class GatedTransport(FakeTransport):
 
 
 def review_of(store: HoldStore, transport: FakeTransport, clock: Clock) -> Review:
-    settings = config.load(
+    settings = loader.load(
         None,
         environ={
             "GATEWAY_REVIEW_REVIEWERS": REVIEWER,

@@ -9,7 +9,7 @@ import time
 
 from store.backends import Nodes
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.delivery.deliver import Delivery
 from gateway.review.model import Review
 from gateway.store import HeldRecipient, Hold, HoldQuery, HoldStore, NewHold, Status
@@ -55,7 +55,7 @@ class Interleaved:
 async def test_a_sweep_during_a_release_does_not_deliver_a_second_copy(
     store_nodes: Nodes,
 ) -> None:
-    settings = config.load(None, environ={"GATEWAY_NOTIFY_ENABLED": "false"})
+    settings = loader.load(None, environ={"GATEWAY_NOTIFY_ENABLED": "false"})
     store = await store_nodes.node(time.time)
     race = Interleaved(store)
     transport = FakeTransport()

@@ -8,7 +8,7 @@ import email.policy
 
 import pytest
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.config.settings import NotifySettings, ReviewSettings
 from gateway.errors import ConfigError
 from gateway.review.notices import Notices
@@ -71,4 +71,4 @@ def test_the_reviewers_are_given_the_page_of_the_hold_when_its_address_is_known(
 )
 def test_a_public_url_that_is_not_a_web_address_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match=r"web\.public_url"):
-        config.load(None, environ={"GATEWAY_WEB_PUBLIC_URL": value})
+        loader.load(None, environ={"GATEWAY_WEB_PUBLIC_URL": value})

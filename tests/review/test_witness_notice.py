@@ -14,7 +14,7 @@ from store.backends import Nodes
 
 from gateway.audit import events as audit
 from gateway.audit.witness import Witness, last_sent
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.core.auditchain import Head
 from gateway.delivery.deliver import Delivery
 from gateway.delivery.smarthost import Smarthost
@@ -40,7 +40,7 @@ async def parts(
     store_nodes: Nodes, upstream: Upstream
 ) -> AsyncIterator[tuple[Review, HoldStore, Clock]]:
     clock = Clock()
-    settings = config.load(
+    settings = loader.load(
         None,
         environ={
             "GATEWAY_RELAY_PORT": str(upstream.port),

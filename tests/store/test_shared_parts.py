@@ -8,7 +8,7 @@ from pathlib import Path
 
 from web.site import PASSWORD, cheap_hasher
 
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.config.settings import Settings
 from gateway.core.allowlist import Allowlist
 from gateway.core.mtasts import parse_policy
@@ -33,7 +33,7 @@ def shared_settings(folder: Path, dsn: str) -> Settings:
         "[web]\n"
         f'secret_key = "{"33" * 32}"\n'
     )
-    return config.load(path, environ={"GATEWAY_STORE_DSN": dsn})
+    return loader.load(path, environ={"GATEWAY_STORE_DSN": dsn})
 
 
 def test_two_nodes_share_the_accounts_in_the_database(tmp_path: Path, pg_dsn: str) -> None:

@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 
 from gateway.accounts.users import USERS_DB, Accounts
 from gateway.audit import events as audit
-from gateway.config import settings as config
+from gateway.config import loader
 from gateway.config.settings import Settings
 from gateway.core.auditchain import Entry
 from gateway.delivery.deliver import Delivery
@@ -141,7 +141,7 @@ async def open_site(
 ) -> Site:
     """The site on its own SQLite store, or on the one ``hold_store`` opens on the site's
     clock (store.backends: either backend)."""
-    settings = config.load(write_config(folder, upstream.port, **web), environ={})
+    settings = loader.load(write_config(folder, upstream.port, **web), environ={})
     clock = FakeClock(time.time())
     folder = data_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
