@@ -1,5 +1,5 @@
-"""`gateway held ...` and `gateway audit ...`: the review of held mail from the shell. A second
-face of ``gateway.review``, never a second implementation."""
+"""`gateway held ...`: the review of held mail from the shell. A second face of
+``gateway.review``, never a second implementation; `gateway audit ...` is ``cli.audit``'s."""
 
 from __future__ import annotations
 
@@ -11,21 +11,19 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from gateway.audit import events as audit
-from gateway.audit.words import sentence
 from gateway.cli.actor import acting
+from gateway.cli.audit import add_audit_commands
 from gateway.cli.exits import EXIT_FINDING, EXIT_OK, EXIT_USAGE
 from gateway.cli.links import add_link_commands, link_json, link_lines
 from gateway.config.settings import Settings
 from gateway.config.values import parse_duration
-from gateway.core.auditchain import Entry, Head, contains
 from gateway.core.display import visible
 from gateway.core.reasons import sender_words
-from gateway.core.timefmt import iso_utc, or_dash, start_of_day
+from gateway.core.timefmt import iso_utc, or_dash
 from gateway.errors import GatewayError, ReviewError
 from gateway.review.model import Review
 from gateway.runtime.parts import review_session
-from gateway.store import AuditQuery, HeldRecipient, Hold, HoldQuery, Status, schema
+from gateway.store import HeldRecipient, Hold, HoldQuery, Status, schema
 
 Runner = Callable[[Review, argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -91,27 +89,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     sweep = actions.add_parser("sweep", parents=[common], help="escalate, expire, retry once")
     sweep.set_defaults(run=_command(sweep_once))
 
-    trail = commands.add_parser("audit", parents=[common], help="the audit trail")
-    trail_actions = trail.add_subparsers(dest="action", required=True, metavar="ACTION")
-    trail_list = trail_actions.add_parser("list", parents=[common], help="entries")
-    trail_list.add_argument("--hold", default="", metavar="ID")
-    trail_list.add_argument("--since", type=_date, metavar="DATE")
-    trail_list.add_argument("--json", action="store_true", help="the entries, facts and all")
-    trail_list.set_defaults(run=_command(audit_list))
-    verify = trail_actions.add_parser("verify", parents=[common], help="check the hash chain")
-    verify.add_argument(
-        "--head",
-        type=_head,
-        metavar="SEQ:HASH",
-        help="also prove the trail still holds this head (from `gateway audit head` or the log)",
-    )
-    verify.set_defaults(run=_command(audit_verify))
-    head = trail_actions.add_parser("head", parents=[common], help="where the trail ends")
-    head.set_defaults(run=_command(audit_head))
-    export = trail_actions.add_parser("export", parents=[common], help="CSV or JSON")
-    export.add_argument("--format", choices=["csv", "json"], default="csv")
-    export.add_argument("--since", type=_date, metavar="DATE")
-    export.set_defaults(run=_command(audit_export))
+    add_audit_commands(commands, common, _command)
 
 
 def _command(runner: Runner) -> Callable[[argparse.Namespace, Settings], int]:
@@ -130,20 +108,6 @@ def _command(runner: Runner) -> Callable[[argparse.Namespace, Settings], int]:
             return EXIT_FINDING
 
     return run
-
-
-def _date(text: str) -> float:
-    try:
-        return start_of_day(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
-
-
-def _head(text: str) -> Head:
-    try:
-        return Head.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _by(args: argparse.Namespace) -> str:
@@ -338,68 +302,8 @@ async def sweep_once(review: Review, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def audit_list(review: Review, args: argparse.Namespace) -> int:
-    """Each entry as one line ending in its sentence; ``--verbose`` (which also logs progress
-    to stderr) adds its facts as JSON on the next line, ``--json`` gives every field
-    (``audit export`` the chain's hashes too)."""
-    query = AuditQuery(hold_id=args.hold, since=args.since, oldest_first=True)
-    entries, _ = await review.audit_page(query)
-    if args.json:
-        found = [{**audit.entry_json(e), "sentence": _sentence(e)} for e in entries]
-        # ASCII: a bidi or control character in an address is an escape, never obeyed.
-        print(json.dumps(found, indent=2, ensure_ascii=True))
-        return EXIT_OK
-    for entry in entries:
-        print(
-            f"{entry.seq:>6}  {_when(entry.at)}  {entry.event:<17}  {entry.hold_id or '-':<16}"
-            f"  {visible(entry.actor):<16}  {visible(_sentence(entry))}"
-        )
-        if getattr(args, "verbose", False):  # the common --verbose: the facts as well
-            facts = json.dumps(dict(entry.data), sort_keys=True, ensure_ascii=False)
-            print(f"{'':8}{visible(facts)}")
-    return EXIT_OK
-
-
 def _reasons_in_words(recipient: HeldRecipient) -> str:
     words = [
         f"{sender_words(r, recipient.domain, recipient.address)} ({r})" for r in recipient.reasons
     ]
     return "; ".join(words) or "-"
-
-
-def _sentence(entry: Entry) -> str:
-    return sentence(entry.event, entry.actor, entry.hold_id, entry.data)
-
-
-async def audit_verify(review: Review, args: argparse.Namespace) -> int:
-    count, problem = await review.verify_audit()
-    if problem is not None:
-        print(f"audit trail BROKEN at {problem}")
-        return EXIT_FINDING
-    last = await review.audit_head()
-    witnessed: Head | None = args.head
-    if witnessed is not None:
-        found = await review.audit_entry(witnessed.seq)
-        missing = contains(witnessed, found, last[0] if last else 0)
-        if missing is not None:
-            print(f"audit trail does NOT contain head {witnessed}: {missing}")
-            return EXIT_FINDING
-    print(f"audit trail intact: {count} entries, head {last[1] if last else '(empty)'}")
-    if witnessed is not None:
-        print(f"it contains head {witnessed}")
-    return EXIT_OK
-
-
-async def audit_head(review: Review, args: argparse.Namespace) -> int:
-    """The head as ``SEQ:HASH``, the form ``audit verify --head`` takes."""
-    last = await review.audit_head()
-    if last is None:
-        print("the audit trail is empty", file=sys.stderr)
-        return EXIT_FINDING
-    print(Head(*last))
-    return EXIT_OK
-
-
-async def audit_export(review: Review, args: argparse.Namespace) -> int:
-    sys.stdout.write(audit.export(await review.audit_entries(args.since), args.format))
-    return EXIT_OK
