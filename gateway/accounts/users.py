@@ -31,7 +31,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from gateway.errors import UserError
 from gateway.store.accounts import Role, User
-from gateway.store.protocols import AccountStore, SignInFailures
+from gateway.store.accountstore import AccountStore, SignInFailures
 
 __all__ = [
     "FORGET_AFTER",

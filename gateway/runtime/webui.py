@@ -25,7 +25,7 @@ from gateway.runtime.lifecycle import lifecycle
 from gateway.runtime.parts import data_dir, open_accounts
 from gateway.runtime.reload import reload_allowlist
 from gateway.store import HoldStore
-from gateway.store.protocols import AccountStore
+from gateway.store.accountstore import AccountStore
 from gateway.web import server
 from gateway.web.app import create_app
 from gateway.web.context import Web

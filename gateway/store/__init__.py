@@ -2,19 +2,20 @@
 trail, the outbox of notices, the MTA-STS policy cache, and accounts (users, the sign-in
 throttle, web sessions).
 
-One protocol per concern (``protocols``), plain records (``records``, ``assessment``), typed
-changes (``changes``) and queries (``queries``), so a second backend implements a written
-vocabulary. ``sqlite.SqliteStore`` is the embedded default (SQLite in WAL mode plus one encrypted
-file a hold); PostgreSQL is to follow for several nodes.
+One protocol per concern (``protocols``; ``accountstore`` for accounts), plain records
+(``records``, ``assessment``), typed changes (``changes``) and queries (``queries``), so a
+second backend implements a written vocabulary. ``sqlite.SqliteStore`` is the embedded
+default (SQLite in WAL mode plus one encrypted file a hold); PostgreSQL is to follow for
+several nodes.
 """
 
 from __future__ import annotations
 
+from gateway.store.accountstore import AccountStore, SessionRecords, SignInFailures, UserRecords
 from gateway.store.assessment import AssessmentRecord, DaneHostRecord, HoldFacts
 from gateway.store.changes import Decide, DeliveryDone, DeliveryPending, Escalate, HoldChange
 from gateway.store.probes import ProbeRecord
 from gateway.store.protocols import (
-    AccountStore,
     AuditTrail,
     DeliveryQueue,
     Holds,
@@ -23,9 +24,6 @@ from gateway.store.protocols import (
     PolicyCache,
     ProbeResults,
     RelayJournal,
-    SessionRecords,
-    SignInFailures,
-    UserRecords,
 )
 from gateway.store.queries import AuditQuery, HoldOrder, HoldQuery
 from gateway.store.queued import NewQueued, Queued, QueuedRecipient, RecipientState

@@ -24,7 +24,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from gateway.accounts.users import User
 from gateway.store.accounts import NewSession
-from gateway.store.protocols import SessionRecords
+from gateway.store.accountstore import SessionRecords
 
 SIGNIN_FORM_AGE = 3600  # seconds a sign-in form stays valid
 _TOUCH_EVERY = 30.0  # seconds: don't write on every request to note that it was used

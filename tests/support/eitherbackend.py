@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from gateway.accounts.users import USERS_DB
+from gateway.store.accountstore import AccountStore
 from gateway.store.postgres.accounts import PgAccounts
 from gateway.store.postgres.database import Database, SyncDatabase, migrate
 from gateway.store.postgres.tables import MIGRATIONS
-from gateway.store.protocols import AccountStore
 from gateway.store.sqlite.accounts import accounts_store
 
 BACKENDS = ("sqlite", "postgresql")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.accounts.users import FREE_FAILURES, Accounts, Throttle
-from gateway.store.protocols import AccountStore
+from gateway.store.accountstore import AccountStore
 from gateway.web.sessions import Sessions
 from support.fakes import FakeClock
 from web.site import PASSWORD, cheap_hasher

@@ -23,7 +23,7 @@ from gateway.accounts.users import (
     delay_after,
 )
 from gateway.errors import UserError
-from gateway.store.protocols import AccountStore
+from gateway.store.accountstore import AccountStore
 from gateway.store.sqlite.accounts import accounts_store
 from support.fakes import FakeClock
 
