@@ -1,13 +1,15 @@
 """One PostgreSQL database, shared by every node: a pool of connections per process, each
 statement bounded by a timeout, the schema versioned and checked.
 
-Coroutines take a connection with ``async with db.transaction() as conn`` (the hold store, the
-policy cache); synchronous callers already off the event loop (the accounts: a worker thread of
-the web UI, the command line) use ``SyncDatabase`` the same way. Either way the block is one
-transaction, committed when it ends and rolled back when it raises; whatever the driver or the
-pool raises because the database cannot be reached or did not answer in time becomes
-``StoreUnavailable`` (temporary: the SMTP client gets 451 and retries), and the pool replaces
-broken connections by itself, so the node recovers when the database comes back.
+Coroutines take a connection with ``async with db.transaction() as conn`` (the hold store's
+reads, the policy cache), or ``db.write()`` for a transaction that ends with its last
+statements and the COMMIT in one pipeline (the hold store's writes: ``committing``);
+synchronous callers already off the event loop (the accounts: a worker thread of the web UI,
+the command line) use ``SyncDatabase`` the same way. Either way the block is one transaction,
+committed when it ends and rolled back when it raises; whatever the driver or the pool raises
+because the database cannot be reached or did not answer in time becomes ``StoreUnavailable``
+(temporary: the SMTP client gets 451 and retries), and the pool replaces broken connections by
+itself, so the node recovers when the database comes back.
 
 The locking is the database's: row locks (``FOR UPDATE SKIP LOCKED``) for claims, and advisory
 locks in the gateway's own lock classes below for what must happen once across nodes (a
@@ -18,13 +20,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 import psycopg
 import psycopg_pool
 from psycopg import AsyncConnection, Connection
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 
 from gateway.errors import SchemaMismatch, StoreUnavailable
 
@@ -41,6 +44,9 @@ PROBE_EVERY = 1.0
 # gives up until the next request asks again: so a database back after a long outage is used
 # within seconds, not after a delay grown to minutes.
 RECONNECT_WITHIN = 10.0
+
+# A connection in a transaction the block left open (it raised, or did not commit).
+_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
 # A migration is one SQL script, run in one transaction with the migration lock held.
 Migration = str
@@ -142,9 +148,32 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
+        async with self._session() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A transaction the block ends itself, with ``commit``: so that its last statements
+        and the COMMIT share one round trip. Rolled back when the block raises or ends without
+        committing."""
+        async with self._session() as conn:
+            try:
+                yield conn
+            except BaseException:
+                if conn.info.transaction_status in _OPEN:
+                    # The pool discards a connection it cannot roll back; the block's error
+                    # is the one to report.
+                    with suppress(psycopg.Error):
+                        await conn.rollback()
+                raise
+            if conn.info.transaction_status in _OPEN:
+                await conn.rollback()
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncConnection[Any]]:
         probing = self._admit()
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection() as conn:
                 yield conn
         except _UNAVAILABLE as exc:
             if not isinstance(exc, psycopg.errors.QueryCanceled):
@@ -219,6 +248,18 @@ class SyncDatabase:
                 yield conn
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL at {describe(self.dsn)}: {exc}") from exc
+
+
+@asynccontextmanager
+async def committing(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
+    """Send the block's statements and the COMMIT after them in one pipeline (libpq docs §34.5
+    "Pipeline Mode": the server runs them in the order sent, and the client reads the results
+    at the end): one round trip for all of them, besides those whose rows the block reads."""
+    async with conn.pipeline():
+        yield
+        # A statement, not ``conn.commit()``: that would wait for its own Sync, and the
+        # pipeline's end sends another.
+        await conn.execute("COMMIT")
 
 
 async def schema_version(conn: AsyncConnection[Any]) -> int:
