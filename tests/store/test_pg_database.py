@@ -112,6 +112,31 @@ async def test_while_the_database_is_down_one_probe_tries_it_and_the_rest_fail_a
         await db.close()
 
 
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_a_restart_between_transactions_fails_none_of_the_next_ones(
+    pg_dsn: str, postgres_server: Postgres, mode: str
+) -> None:
+    db = await opened(pg_dsn, pool_size=3, connect_timeout=2.0, statement_timeout=2.0)
+    together = asyncio.Barrier(3)
+
+    async def select_one(wait: bool) -> object:
+        async with db.transaction() as conn:
+            if wait:  # each holds its connection until all three have one: the pool has 3
+                await asyncio.wait_for(together.wait(), 10)
+            found = await (await conn.execute("SELECT 1")).fetchone()
+        return found[0] if found else None
+
+    try:
+        assert await asyncio.gather(*(select_one(True) for _ in range(3))) == [1, 1, 1]
+        postgres_server.restart(mode)
+        # The three idle connections died with the server: the pool hands out none of them.
+        assert await asyncio.gather(*(select_one(False) for _ in range(3))) == [1, 1, 1]
+    finally:
+        if not postgres_server.running:
+            postgres_server.start()
+        await db.close()
+
+
 def test_the_description_of_a_dsn_leaves_the_password_out() -> None:
     shown = describe("postgresql://gateway:hunter2@db.example:5433/gw")
     assert "hunter2" not in shown

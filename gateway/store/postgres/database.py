@@ -18,6 +18,7 @@ migration, an audit append, one domain's MTA-STS fetch).
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -80,6 +81,30 @@ def describe(dsn: str) -> str:
     return " ".join(f"{key}={value}" for key, value in sorted(shown.items())) or "(defaults)"
 
 
+def spoke(conn: AsyncConnection[Any] | Connection[Any]) -> bool:
+    """Whether the server sent anything to a connection idle in the pool, where it was asked
+    nothing: that is the FATAL it sends before it ends the session (a shutdown or a restart:
+    PostgreSQL docs, "Frontend/Backend Protocol", "Termination"), or the end of the stream.
+    Polling the socket costs no round trip, where a test query costs one on every use; a link
+    lost without a word fails its next transaction instead, with a 451, and the pool replaces
+    the connection."""
+    if conn.closed:
+        return True
+    poller = select.poll()  # not select(): a descriptor may be above FD_SETSIZE
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+async def _check(conn: AsyncConnection[Any]) -> None:
+    if spoke(conn):
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+
+def _check_sync(conn: Connection[Any]) -> None:
+    if spoke(conn):
+        psycopg_pool.ConnectionPool.check_connection(conn)
+
+
 def connection_options(
     statement_timeout: float, connect_timeout: float, name: str
 ) -> dict[str, Any]:
@@ -95,9 +120,9 @@ def connection_options(
 def pool_options(
     pool_size: int, statement_timeout: float, connect_timeout: float, name: str
 ) -> dict[str, Any]:
-    """What both pools share. Each also checks a connection before use (its class's
-    ``check_connection``): one the server dropped (a restart) is replaced instead of failing
-    the transaction that drew it."""
+    """What both pools share. Each also checks a connection before use (``spoke``, then its
+    class's ``check_connection``): one the server dropped (a restart) is replaced instead of
+    failing the transaction that drew it."""
     return {
         "min_size": 1,
         "max_size": max(1, pool_size),
@@ -130,7 +155,7 @@ class Database:
         self._next_probe = 0.0
         self._pool = psycopg_pool.AsyncConnectionPool(
             dsn,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            check=_check,
             **pool_options(pool_size, statement_timeout, connect_timeout, name),
         )
 
@@ -233,7 +258,7 @@ class SyncDatabase:
         self.dsn = dsn
         self._pool = psycopg_pool.ConnectionPool(
             dsn,
-            check=psycopg_pool.ConnectionPool.check_connection,
+            check=_check_sync,
             **pool_options(pool_size, statement_timeout, connect_timeout, name),
         )
         self._pool.open(wait=False)
