@@ -2,8 +2,8 @@
 statement bounded by a timeout, the schema versioned and checked.
 
 Coroutines take a connection with ``async with db.transaction() as conn`` (the hold store's
-reads, the policy cache), or ``db.write()`` for a transaction that ends with its last
-statements and the COMMIT in one pipeline (the hold store's writes: ``committing``);
+reads, the policy cache), or ``db.write()`` for a transaction sent as one pipeline (the hold
+store's writes);
 synchronous callers already off the event loop (the accounts: a worker thread of the web UI,
 the command line) use ``SyncDatabase`` the same way. Either way the block is one transaction,
 committed when it ends and rolled back when it raises; whatever the driver or the pool raises
@@ -46,7 +46,7 @@ PROBE_EVERY = 1.0
 # within seconds, not after a delay grown to minutes.
 RECONNECT_WITHIN = 10.0
 
-# A connection in a transaction the block left open (it raised, or did not commit).
+# A connection in a transaction left open (by an error).
 _OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
 # A migration is one SQL script, run in one transaction with the migration lock held.
@@ -178,21 +178,34 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """A transaction the block ends itself, with ``commit``: so that its last statements
-        and the COMMIT share one round trip. Rolled back when the block raises or ends without
-        committing."""
+        """A transaction sent as one pipeline (libpq docs §34.5 "Pipeline Mode": the server
+        runs the statements in the order sent, and the client reads their results when it
+        needs them): the BEGIN goes with the first statement, and the statements whose results
+        the block does not read go with the next one it does, or with the COMMIT. A write of
+        rows and audit entries costs two round trips (``trail.append``). In the block, a
+        cursor's ``rowcount`` is known only once its rows are fetched: a statement whose
+        outcome matters returns a row."""
         async with self._session() as conn:
+            # BEGIN and COMMIT are statements of the pipeline: psycopg's own (``transaction``,
+            # or the BEGIN it sends before a first statement) each wait for a Sync.
+            await conn.set_autocommit(True)
             try:
-                yield conn
+                async with conn.pipeline():
+                    await conn.execute("BEGIN")
+                    yield conn
+                    await conn.execute("COMMIT")
             except BaseException:
+                # Not committed: the block raised before the COMMIT, or a statement failed and
+                # the server skipped the rest (the transaction is then aborted, still open).
+                # The pool discards a connection it cannot roll back; the first error is the
+                # one to report.
                 if conn.info.transaction_status in _OPEN:
-                    # The pool discards a connection it cannot roll back; the block's error
-                    # is the one to report.
                     with suppress(psycopg.Error):
                         await conn.rollback()
                 raise
-            if conn.info.transaction_status in _OPEN:
-                await conn.rollback()
+            finally:
+                if conn.info.transaction_status == TransactionStatus.IDLE:
+                    await conn.set_autocommit(False)
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncConnection[Any]]:
@@ -273,18 +286,6 @@ class SyncDatabase:
                 yield conn
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL at {describe(self.dsn)}: {exc}") from exc
-
-
-@asynccontextmanager
-async def committing(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
-    """Send the block's statements and the COMMIT after them in one pipeline (libpq docs §34.5
-    "Pipeline Mode": the server runs them in the order sent, and the client reads the results
-    at the end): one round trip for all of them, besides those whose rows the block reads."""
-    async with conn.pipeline():
-        yield
-        # A statement, not ``conn.commit()``: that would wait for its own Sync, and the
-        # pipeline's end sends another.
-        await conn.execute("COMMIT")
 
 
 async def schema_version(conn: AsyncConnection[Any]) -> int:

@@ -29,7 +29,7 @@ from gateway.store.changes import HoldChange, SendLinks
 from gateway.store.crypto import Sealer
 from gateway.store.headlog import witness_appended
 from gateway.store.postgres import holdrows, links, outbox, probes, queries, queue, trail
-from gateway.store.postgres.database import Database, check_schema, committing
+from gateway.store.postgres.database import Database, check_schema
 from gateway.store.postgres.rotation import PgBodies
 from gateway.store.postgres.tables import SCHEMA_VERSION
 from gateway.store.probes import ProbeRecord
@@ -68,12 +68,10 @@ class _Work:
     async def notify(self, notices: Sequence[NewNotice]) -> None:
         await outbox.enqueue(self.conn, self._store.sealer, self._store.now(), notices)
 
-    async def commit(self) -> None:
+    async def finish(self) -> None:
+        """The transaction's last statements: its audit entries."""
         store = self._store
-        async with committing(self.conn):
-            self.appended = await trail.append(
-                self.conn, store.audit_key, store.now(), self.records
-            )
+        self.appended = await trail.append(self.conn, store.audit_key, store.now(), self.records)
 
 
 class PgStore(links.PgLinks):
@@ -120,7 +118,7 @@ class PgStore(links.PgLinks):
         async with self.db.write() as conn:
             work = _Work(self, conn)
             yield work
-            await work.commit()
+            await work.finish()
         witness_appended(self._log, work.appended)
 
     # --- holds -----------------------------------------------------------------------------

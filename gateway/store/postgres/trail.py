@@ -10,8 +10,8 @@ The head is read by a second statement, after the one that takes the lock: under
 COMMITTED each statement starts with a new snapshot (PostgreSQL docs §13.2.1 "Read Committed
 Isolation Level"), so it is taken once the lock is granted and sees the previous holder's
 entries (one statement doing both would read the head as it was before the wait). In a
-pipeline (``database.committing``) the two go in one round trip, and the insert with the
-COMMIT in one more: the lock is held over two round trips.
+pipeline (``Database.write``) the two go in one round trip, and the insert with the COMMIT in
+one more: the lock is held over two round trips.
 
 ``data`` is stored as sealed (``schema.stored_data``: the canonical text, non-ASCII escaped,
 so U+0000 and lone surrogates stay printable text). Word search reads ``search``, written here
