@@ -2,8 +2,9 @@
 statement bounded by a timeout, the schema versioned and checked.
 
 Coroutines take a connection with ``async with db.transaction() as conn`` (the hold store's
-reads, the policy cache), or ``db.write()`` for a transaction sent as one pipeline (the hold
-store's writes);
+reads, the policy cache), ``db.write()`` for a transaction sent as one pipeline (the hold
+store's writes), or ``db.statement()`` for a block of one statement (the hold store's reads of
+one row);
 synchronous callers already off the event loop (the accounts: a worker thread of the web UI,
 the command line) use ``SyncDatabase`` the same way. Either way the block is one transaction,
 committed when it ends and rolled back when it raises; whatever the driver or the pool raises
@@ -203,6 +204,19 @@ class Database:
                     with suppress(psycopg.Error):
                         await conn.rollback()
                 raise
+            finally:
+                if conn.info.transaction_status == TransactionStatus.IDLE:
+                    await conn.set_autocommit(False)
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """For a block of one statement: run in autocommit, it is a transaction of its own
+        (PostgreSQL docs §3.4 "Transactions": a statement outside BEGIN is one), without a
+        BEGIN before it and a COMMIT after it, each a round trip."""
+        async with self._session() as conn:
+            await conn.set_autocommit(True)
+            try:
+                yield conn
             finally:
                 if conn.info.transaction_status == TransactionStatus.IDLE:
                     await conn.set_autocommit(False)

@@ -161,11 +161,11 @@ class PgStore(links.PgLinks):
         return made, True, relayed or frozenset()
 
     async def get(self, hold_id: str) -> Hold | None:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await holdrows.get(conn, hold_id)
 
     async def message(self, hold_id: str) -> bytes:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             sealed = await holdrows.body(conn, hold_id)
         if sealed is None:
             raise KeyError(hold_id)
@@ -215,7 +215,7 @@ class PgStore(links.PgLinks):
     # --- relay journal ---------------------------------------------------------------------
 
     async def relayed(self, key: str) -> frozenset[str]:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await _journal(conn, key)
 
     async def record_relayed(
@@ -260,11 +260,11 @@ class PgStore(links.PgLinks):
             return await trail.verify(conn, self.audit_key)
 
     async def audit_entry(self, seq: int) -> Entry | None:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await trail.entry(conn, seq)
 
     async def audit_head(self) -> tuple[int, str] | None:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await trail.head(conn)
 
     # --- outbox ----------------------------------------------------------------------------
@@ -324,11 +324,11 @@ class PgStore(links.PgLinks):
         return existing, False
 
     async def queued(self, queue_id: str) -> Queued | None:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await queue.get(conn, queue_id)
 
     async def queued_message(self, queue_id: str) -> bytes:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             sealed = await queue.body(conn, queue_id)
         if sealed is None:
             raise KeyError(queue_id)
