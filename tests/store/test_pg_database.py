@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import psycopg
 import pytest
 
 from gateway.errors import SchemaMismatch, StoreUnavailable
@@ -106,6 +107,70 @@ async def test_while_the_database_is_down_one_probe_tries_it_and_the_rest_fail_a
         else:
             pytest.fail("the pool did not reconnect after the server came back")
         await asyncio.gather(select_one(), select_one())  # and everyone is let in again
+    finally:
+        if not postgres_server.running:
+            postgres_server.start()
+        await db.close()
+
+
+async def test_a_write_that_fails_part_way_commits_none_of_it(pg_dsn: str) -> None:
+    db = await opened(pg_dsn)
+
+    async def rows() -> list[object]:
+        async with db.transaction() as conn:
+            return [
+                r[0] for r in await (await conn.execute("SELECT n FROM t ORDER BY n")).fetchall()
+            ]
+
+    try:
+        async with db.write() as conn:
+            await conn.execute("CREATE TABLE t (n integer PRIMARY KEY)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await write_twice(db)
+        with pytest.raises(LookupError):
+            await write_then_raise(db)
+        assert await rows() == []
+        async with db.write() as conn:  # the connection went back to the pool clean
+            await conn.execute("INSERT INTO t VALUES (3)")
+        assert await rows() == [3]
+    finally:
+        await db.close()
+
+
+async def write_twice(db: Database) -> None:
+    """A statement the server refuses, its result never read by the block: the COMMIT sent
+    after it in the same pipeline is skipped, and the error is the block's."""
+    async with db.write() as conn:
+        await conn.execute("INSERT INTO t VALUES (1)")
+        await conn.execute("INSERT INTO t VALUES (1)")
+
+
+async def write_then_raise(db: Database) -> None:
+    """A block that raises after its statements were sent."""
+    async with db.write() as conn:
+        await conn.execute("INSERT INTO t VALUES (2)")
+        raise LookupError("the caller changed its mind")
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_a_restart_between_transactions_fails_none_of_the_next_ones(
+    pg_dsn: str, postgres_server: Postgres, mode: str
+) -> None:
+    db = await opened(pg_dsn, pool_size=3, connect_timeout=2.0, statement_timeout=2.0)
+    together = asyncio.Barrier(3)
+
+    async def select_one(wait: bool) -> object:
+        async with db.transaction() as conn:
+            if wait:  # each holds its connection until all three have one: the pool has 3
+                await asyncio.wait_for(together.wait(), 10)
+            found = await (await conn.execute("SELECT 1")).fetchone()
+        return found[0] if found else None
+
+    try:
+        assert await asyncio.gather(*(select_one(True) for _ in range(3))) == [1, 1, 1]
+        postgres_server.restart(mode)
+        # The three idle connections died with the server: the pool hands out none of them.
+        assert await asyncio.gather(*(select_one(False) for _ in range(3))) == [1, 1, 1]
     finally:
         if not postgres_server.running:
             postgres_server.start()

@@ -1,13 +1,16 @@
 """One PostgreSQL database, shared by every node: a pool of connections per process, each
 statement bounded by a timeout, the schema versioned and checked.
 
-Coroutines take a connection with ``async with db.transaction() as conn`` (the hold store, the
-policy cache); synchronous callers already off the event loop (the accounts: a worker thread of
-the web UI, the command line) use ``SyncDatabase`` the same way. Either way the block is one
-transaction, committed when it ends and rolled back when it raises; whatever the driver or the
-pool raises because the database cannot be reached or did not answer in time becomes
-``StoreUnavailable`` (temporary: the SMTP client gets 451 and retries), and the pool replaces
-broken connections by itself, so the node recovers when the database comes back.
+Coroutines take a connection with ``async with db.transaction() as conn`` (the hold store's
+reads, the policy cache), ``db.write()`` for a transaction sent as one pipeline (the hold
+store's writes), or ``db.statement()`` for a block of one statement (the hold store's reads of
+one row);
+synchronous callers already off the event loop (the accounts: a worker thread of the web UI,
+the command line) use ``SyncDatabase`` the same way. Either way the block is one transaction,
+committed when it ends and rolled back when it raises; whatever the driver or the pool raises
+because the database cannot be reached or did not answer in time becomes ``StoreUnavailable``
+(temporary: the SMTP client gets 451 and retries), and the pool replaces broken connections by
+itself, so the node recovers when the database comes back.
 
 The locking is the database's: row locks (``FOR UPDATE SKIP LOCKED``) for claims, and advisory
 locks in the gateway's own lock classes below for what must happen once across nodes (a
@@ -16,15 +19,17 @@ migration, an audit append, one domain's MTA-STS fetch).
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 import psycopg
 import psycopg_pool
 from psycopg import AsyncConnection, Connection
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 
 from gateway.errors import SchemaMismatch, StoreUnavailable
 
@@ -41,6 +46,9 @@ PROBE_EVERY = 1.0
 # gives up until the next request asks again: so a database back after a long outage is used
 # within seconds, not after a delay grown to minutes.
 RECONNECT_WITHIN = 10.0
+
+# A connection in a transaction left open (by an error).
+_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
 # A migration is one SQL script, run in one transaction with the migration lock held.
 Migration = str
@@ -74,6 +82,30 @@ def describe(dsn: str) -> str:
     return " ".join(f"{key}={value}" for key, value in sorted(shown.items())) or "(defaults)"
 
 
+def spoke(conn: AsyncConnection[Any] | Connection[Any]) -> bool:
+    """Whether the server sent anything to a connection idle in the pool, where it was asked
+    nothing: that is the FATAL it sends before it ends the session (a shutdown or a restart:
+    PostgreSQL docs, "Frontend/Backend Protocol", "Termination"), or the end of the stream.
+    Polling the socket costs no round trip, where a test query costs one on every use; a link
+    lost without a word fails its next transaction instead, with a 451, and the pool replaces
+    the connection."""
+    if conn.closed:
+        return True
+    poller = select.poll()  # not select(): a descriptor may be above FD_SETSIZE
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+async def _check(conn: AsyncConnection[Any]) -> None:
+    if spoke(conn):
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+
+def _check_sync(conn: Connection[Any]) -> None:
+    if spoke(conn):
+        psycopg_pool.ConnectionPool.check_connection(conn)
+
+
 def connection_options(
     statement_timeout: float, connect_timeout: float, name: str
 ) -> dict[str, Any]:
@@ -89,9 +121,9 @@ def connection_options(
 def pool_options(
     pool_size: int, statement_timeout: float, connect_timeout: float, name: str
 ) -> dict[str, Any]:
-    """What both pools share. Each also checks a connection before use (its class's
-    ``check_connection``): one the server dropped (a restart) is replaced instead of failing
-    the transaction that drew it."""
+    """What both pools share. Each also checks a connection before use (``spoke``, then its
+    class's ``check_connection``): one the server dropped (a restart) is replaced instead of
+    failing the transaction that drew it."""
     return {
         "min_size": 1,
         "max_size": max(1, pool_size),
@@ -124,7 +156,7 @@ class Database:
         self._next_probe = 0.0
         self._pool = psycopg_pool.AsyncConnectionPool(
             dsn,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            check=_check,
             **pool_options(pool_size, statement_timeout, connect_timeout, name),
         )
 
@@ -142,9 +174,58 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
+        async with self._session() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A transaction sent as one pipeline (libpq docs §34.5 "Pipeline Mode": the server
+        runs the statements in the order sent, and the client reads their results when it
+        needs them): the BEGIN goes with the first statement, and the statements whose results
+        the block does not read go with the next one it does, or with the COMMIT. A write of
+        rows and audit entries costs two round trips (``trail.append``). In the block, a
+        cursor's ``rowcount`` is known only once its rows are fetched: a statement whose
+        outcome matters returns a row."""
+        async with self._session() as conn:
+            # BEGIN and COMMIT are statements of the pipeline: psycopg's own (``transaction``,
+            # or the BEGIN it sends before a first statement) each wait for a Sync.
+            await conn.set_autocommit(True)
+            try:
+                async with conn.pipeline():
+                    await conn.execute("BEGIN")
+                    yield conn
+                    await conn.execute("COMMIT")
+            except BaseException:
+                # Not committed: the block raised before the COMMIT, or a statement failed and
+                # the server skipped the rest (the transaction is then aborted, still open).
+                # The pool discards a connection it cannot roll back; the first error is the
+                # one to report.
+                if conn.info.transaction_status in _OPEN:
+                    with suppress(psycopg.Error):
+                        await conn.rollback()
+                raise
+            finally:
+                if conn.info.transaction_status == TransactionStatus.IDLE:
+                    await conn.set_autocommit(False)
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """For a block of one statement: run in autocommit, it is a transaction of its own
+        (PostgreSQL docs §3.4 "Transactions": a statement outside BEGIN is one), without a
+        BEGIN before it and a COMMIT after it, each a round trip."""
+        async with self._session() as conn:
+            await conn.set_autocommit(True)
+            try:
+                yield conn
+            finally:
+                if conn.info.transaction_status == TransactionStatus.IDLE:
+                    await conn.set_autocommit(False)
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncConnection[Any]]:
         probing = self._admit()
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection() as conn:
                 yield conn
         except _UNAVAILABLE as exc:
             if not isinstance(exc, psycopg.errors.QueryCanceled):
@@ -204,7 +285,7 @@ class SyncDatabase:
         self.dsn = dsn
         self._pool = psycopg_pool.ConnectionPool(
             dsn,
-            check=psycopg_pool.ConnectionPool.check_connection,
+            check=_check_sync,
             **pool_options(pool_size, statement_timeout, connect_timeout, name),
         )
         self._pool.open(wait=False)

@@ -145,8 +145,10 @@ async def claim(
 
 async def purge_body(conn: AsyncConnection[Any], hold_id: str, now: float) -> bool:
     """Delete the body, mark the hold purged; True if there was a body."""
-    cursor = await conn.execute("DELETE FROM hold_bodies WHERE hold_id = %s", (hold_id,))
-    existed = cursor.rowcount == 1
+    cursor = await conn.execute(
+        "DELETE FROM hold_bodies WHERE hold_id = %s RETURNING hold_id", (hold_id,)
+    )
+    existed = await cursor.fetchone() is not None  # a row: rowcount waits in a pipeline
     await conn.execute(
         "UPDATE holds SET purged_at = %s WHERE id = %s AND purged_at IS NULL", (now, hold_id)
     )

@@ -70,7 +70,7 @@ class Writing(Protocol):
 
     conn: AsyncConnection[Any]
 
-    async def append(self, records: Sequence[AuditRecord]) -> None: ...
+    def append(self, records: Sequence[AuditRecord]) -> None: ...
 
     async def notify(self, notices: Sequence[NewNotice]) -> None: ...
 
@@ -109,7 +109,7 @@ class PgLinks:
                     ),
                 )
             await work.notify(notices)
-            await work.append(audit)
+            work.append(audit)
         return link
 
     async def _one(self, where: str, value: str) -> Link | None:

@@ -7,8 +7,9 @@ no file to lose and no row without its message. Sealing (AES-256-GCM, ``store.cr
 on the node, under a key the database never sees. The SQL lives in small modules of
 connection functions (``holdrows``, ``queue``, ``trail``, ``outbox``, ``probes``).
 
-Within a transaction the rows are written first and the audit entries last: the audit lock is
-then held for the shortest time, and is never taken before a row lock (no lock cycle).
+Within a transaction the rows are written first and the audit entries last, as it commits
+(``_Work``): the audit lock is then held for the shortest time, and is never taken before a row
+lock (no lock cycle).
 """
 
 from __future__ import annotations
@@ -49,20 +50,28 @@ JOURNAL_DAYS = 7
 
 
 class _Work:
-    """One write transaction: its connection, and the audit entries it appended (logged once
-    it has committed, so the log never witnesses a head that was rolled back)."""
+    """One write transaction: its connection, the audit records to append when it commits, and
+    the entries they became (logged once it has committed, so the log never witnesses a head
+    that was rolled back)."""
 
     def __init__(self, store: PgStore, conn: AsyncConnection[Any]) -> None:
         self.conn = conn
+        self.records: list[AuditRecord] = []
         self.appended: list[Entry] = []
         self._store = store
 
-    async def append(self, records: Sequence[AuditRecord]) -> None:
-        store = self._store
-        self.appended += await trail.append(self.conn, store.audit_key, store.now(), records)
+    def append(self, records: Sequence[AuditRecord]) -> None:
+        """Append ``records`` to the chain as the transaction commits: the audit lock is then
+        taken after every other write, and held over two round trips only (``trail.append``)."""
+        self.records += records
 
     async def notify(self, notices: Sequence[NewNotice]) -> None:
         await outbox.enqueue(self.conn, self._store.sealer, self._store.now(), notices)
+
+    async def finish(self) -> None:
+        """The transaction's last statements: its audit entries."""
+        store = self._store
+        self.appended = await trail.append(self.conn, store.audit_key, store.now(), self.records)
 
 
 class PgStore(links.PgLinks):
@@ -106,9 +115,10 @@ class PgStore(links.PgLinks):
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[_Work]:
-        async with self.db.transaction() as conn:
+        async with self.db.write() as conn:
             work = _Work(self, conn)
             yield work
+            await work.finish()
         witness_appended(self._log, work.appended)
 
     # --- holds -----------------------------------------------------------------------------
@@ -138,7 +148,7 @@ class PgStore(links.PgLinks):
         async with self._write() as work:
             if await holdrows.insert(work.conn, row, sealed):
                 await outbox.insert(work.conn, notice_rows)
-                await work.append(audit)
+                work.append(audit)
             else:
                 # An earlier delivery of the message, or another node's at this moment (the
                 # insert waited for its commit): the hold that exists is the answer.
@@ -151,11 +161,11 @@ class PgStore(links.PgLinks):
         return made, True, relayed or frozenset()
 
     async def get(self, hold_id: str) -> Hold | None:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await holdrows.get(conn, hold_id)
 
     async def message(self, hold_id: str) -> bytes:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             sealed = await holdrows.body(conn, hold_id)
         if sealed is None:
             raise KeyError(hold_id)
@@ -187,7 +197,7 @@ class PgStore(links.PgLinks):
                 if isinstance(change, SendLinks):
                     await links.insert(work.conn, hold_id, change)
                 await work.notify(notices)
-                await work.append(audit)
+                work.append(audit)
         return changed
 
     async def claim(
@@ -199,13 +209,13 @@ class PgStore(links.PgLinks):
     async def purge_body(self, hold_id: str, audit: Sequence[AuditRecord] = ()) -> bool:
         async with self._write() as work:
             existed = await holdrows.purge_body(work.conn, hold_id, self.now())
-            await work.append(audit)
+            work.append(audit)
         return existed
 
     # --- relay journal ---------------------------------------------------------------------
 
     async def relayed(self, key: str) -> frozenset[str]:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await _journal(conn, key)
 
     async def record_relayed(
@@ -221,13 +231,13 @@ class PgStore(links.PgLinks):
                     # wait on each other's rows instead of deadlocking.
                     [(key, recipient, now) for recipient in sorted(set(recipients))],
                 )
-            await work.append(audit)
+            work.append(audit)
 
     # --- audit trail -----------------------------------------------------------------------
 
     async def append_audit(self, audit: Sequence[AuditRecord]) -> None:
         async with self._write() as work:
-            await work.append(audit)
+            work.append(audit)
 
     async def audit_entries(self, since: float | None = None) -> Sequence[Entry]:
         async with self.db.transaction() as conn:
@@ -250,11 +260,11 @@ class PgStore(links.PgLinks):
             return await trail.verify(conn, self.audit_key)
 
     async def audit_entry(self, seq: int) -> Entry | None:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await trail.entry(conn, seq)
 
     async def audit_head(self) -> tuple[int, str] | None:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await trail.head(conn)
 
     # --- outbox ----------------------------------------------------------------------------
@@ -264,7 +274,7 @@ class PgStore(links.PgLinks):
     ) -> None:
         async with self._write() as work:
             await work.notify(notices)
-            await work.append(audit)
+            work.append(audit)
 
     async def due_notices(self, now: float, limit: int = 50) -> Sequence[Notice]:
         async with self.db.transaction() as conn:
@@ -277,7 +287,7 @@ class PgStore(links.PgLinks):
     async def notices_sent(self, marks: Sequence[tuple[str, Sequence[AuditRecord]]]) -> None:
         async with self._write() as work:
             await outbox.sent(work.conn, [notice_id for notice_id, _ in marks], self.now())
-            await work.append([record for _, audit in marks for record in audit])
+            work.append([record for _, audit in marks for record in audit])
 
     async def notice_failed(self, notice_id: str, error: str, retry_at: float | None) -> None:
         async with self.db.transaction() as conn:
@@ -306,7 +316,7 @@ class PgStore(links.PgLinks):
             if made is None:
                 existing = await queue.by_key(work.conn, new.key)
             else:
-                await work.append([_with_queue_id(record, queue_id) for record in audit])
+                work.append([_with_queue_id(record, queue_id) for record in audit])
         if made is not None:
             return made, True
         if existing is None:
@@ -314,11 +324,11 @@ class PgStore(links.PgLinks):
         return existing, False
 
     async def queued(self, queue_id: str) -> Queued | None:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             return await queue.get(conn, queue_id)
 
     async def queued_message(self, queue_id: str) -> bytes:
-        async with self.db.transaction() as conn:
+        async with self.db.statement() as conn:
             sealed = await queue.body(conn, queue_id)
         if sealed is None:
             raise KeyError(queue_id)
@@ -351,7 +361,7 @@ class PgStore(links.PgLinks):
             ):
                 return None
             await work.notify(notices)
-            await work.append(audit)
+            work.append(audit)
             return await queue.get(work.conn, queue_id)
 
     async def retry_queued(self, queue_id: str, now: float) -> bool:
@@ -368,7 +378,7 @@ class PgStore(links.PgLinks):
             if not await queue.purge(work.conn, queue_id, self.now()):
                 return None
             await work.notify(notices)
-            await work.append(audit)
+            work.append(audit)
             return await queue.get(work.conn, queue_id)
 
     async def prune_queued(self, before: float) -> int:

@@ -6,6 +6,13 @@ Every node appends to one chain. ``append`` first takes the audit advisory lock
 transaction ends: the next appender, on any node, reads the head only after this one committed
 or rolled back, so no two entries ever share a number or a predecessor.
 
+The head is read by a second statement, after the one that takes the lock: under READ
+COMMITTED each statement starts with a new snapshot (PostgreSQL docs §13.2.1 "Read Committed
+Isolation Level"), so it is taken once the lock is granted and sees the previous holder's
+entries (one statement doing both would read the head as it was before the wait). In a
+pipeline (``Database.write``) the two go in one round trip, and the insert with the COMMIT in
+one more: the lock is held over two round trips.
+
 ``data`` is stored as sealed (``schema.stored_data``: the canonical text, non-ASCII escaped,
 so U+0000 and lone surrogates stay printable text). Word search reads ``search``, written here
 at append time: the entry's event, hold, actor and data as shown (non-ASCII as itself), lower
@@ -49,11 +56,12 @@ def searchable(event: str, hold_id: str, actor: str, data: Mapping[str, Any]) ->
 async def append(
     conn: AsyncConnection[Any], key: bytes, at: float, records: Sequence[AuditRecord]
 ) -> list[Entry]:
-    """Append ``records`` to the chain, after taking the audit lock for this transaction."""
+    """Append ``records`` to the chain, after taking the audit lock for this transaction: the
+    transaction's last statements (the lock is held until it ends)."""
     if not records:
         return []
     await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (GATEWAY_LOCKS, AUDIT_LOCK))
-    last = await head(conn)
+    last = await head(conn)  # in a pipeline, read with the lock's reply
     seq, prev = last if last else (0, auditchain.GENESIS)
     entries: list[Entry] = []
     texts: list[str] = []
