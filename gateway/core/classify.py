@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,12 @@ def _subject_findings(subjects: Sequence[str], markers: Sequence[str]) -> list[F
 
 def marker_pattern(markers: Sequence[str]) -> re.Pattern[str]:
     """``[SECURE]``, ``(secure)``, ``{ Secure }``: a marker in matching brackets, any case."""
+    return _marker_pattern(tuple(markers))
+
+
+@functools.lru_cache(maxsize=8)
+def _marker_pattern(markers: tuple[str, ...]) -> re.Pattern[str]:
+    # Built once per list of markers (the configured one, and a reload's), not per message.
     names = "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True))
     return re.compile(rf"([\[({{])\s*({names})\s*([\])}}])", re.IGNORECASE)
 
