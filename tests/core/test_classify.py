@@ -293,3 +293,18 @@ def test_an_encoded_part_is_seen_in_any_letter_case(header: bytes, upper: list[b
     message = b"Subject: x\r\n" + _in_case(header, upper) + b"\r\nNothing to see here.\r\n"
     encoded = header in ENCODED_HEADERS
     assert classify.plainly_absent(message, ["child protection"]) is not encoded
+
+
+@given(st.text(max_size=300))
+def test_a_helo_name_is_kept_to_its_printable_characters(helo: str) -> None:
+    prefix = headers.trace_headers(
+        helo=helo,
+        client_ip="127.0.0.1",
+        hostname="gw.test",
+        protocol="ESMTP",
+        queue_id="q1",
+        date="Thu, 26 Nov 2026 10:00:00 GMT",
+        summary="flagged",
+    )
+    shown = "".join(ch for ch in helo if ch.isprintable())[:200] or "unknown"
+    assert prefix.decode("utf-8", "surrogatepass").startswith(f"Received: from {shown} (")
