@@ -8,6 +8,7 @@ that is not the standard library, because a hand-written IDNA would be wrong in 
 
 from __future__ import annotations
 
+import functools
 import re
 
 import idna
@@ -24,6 +25,14 @@ class AddressError(ValueError):
 
 def normalise_domain(name: str) -> str:
     """Return the canonical A-label form of ``name``; raise AddressError if it is not a domain."""
+    return _canonical(name)
+
+
+# A pure function of the text, asked for the same few domains several times a message (each
+# recipient, the sender, the From: field, the policy's checks): the most recent answers are
+# kept. A refusal (AddressError) is not: it is worked out, and raised, every time.
+@functools.lru_cache(maxsize=4096)
+def _canonical(name: str) -> str:
     text = name.strip()
     if not text.isascii():
         # UTS #46 maps the full stops of other scripts (。．｡) to "." before anything else,

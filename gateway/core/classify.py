@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,12 @@ def _subject_findings(subjects: Sequence[str], markers: Sequence[str]) -> list[F
 
 def marker_pattern(markers: Sequence[str]) -> re.Pattern[str]:
     """``[SECURE]``, ``(secure)``, ``{ Secure }``: a marker in matching brackets, any case."""
+    return _marker_pattern(tuple(markers))
+
+
+@functools.lru_cache(maxsize=8)
+def _marker_pattern(markers: tuple[str, ...]) -> re.Pattern[str]:
+    # Built once per list of markers (the configured one, and a reload's), not per message.
     names = "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True))
     return re.compile(rf"([\[({{])\s*({names})\s*([\])}}])", re.IGNORECASE)
 
@@ -123,19 +130,22 @@ def scan_parsed(message: bytes, keywords: Sequence[str]) -> tuple[Finding, ...]:
 
 
 # Where a keyword could hide from a search of the raw bytes: encoded parts, other charsets.
+# Searched in the lowered bytes, so without IGNORECASE (five times faster on a 5 KB message):
+# both fold ASCII only, and lowering changes neither ``\s`` nor ``\b``.
 _ENCODED = re.compile(
     rb"content-transfer-encoding:\s*[\"']?(base64|quoted-printable)"
-    rb"|charset\s*=\s*(?![\"']?(utf-?8|us-ascii)\b)",
-    re.IGNORECASE,
+    rb"|charset\s*=\s*(?![\"']?(utf-?8|us-ascii)\b)"
 )
 
 
 def plainly_absent(message: bytes, keywords: Sequence[str]) -> bool:
     """True when no keyword can be in the text: the raw bytes hold none of them and nothing
     is encoded. Most mail is like that, and it spares a MIME parse per message."""
-    if _ENCODED.search(message) or not all(k.isascii() for k in keywords):
+    if not all(k.isascii() for k in keywords):
         return False  # bytes.lower() folds ASCII only
     lowered = message.lower()
+    if _ENCODED.search(lowered):
+        return False
     return not any(k.casefold().encode("utf-8") in lowered for k in keywords)
 
 

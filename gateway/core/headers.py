@@ -176,5 +176,8 @@ def address_literal(ip: str) -> str:
 
 
 def _header_safe(text: str) -> str:
-    # The client chose its HELO name: keep it to one line of printable characters.
+    # The client chose its HELO name: keep it to one line of printable characters. Most text
+    # is printable already: one check of the whole, not a generator over each character.
+    if text.isprintable():
+        return text[:200]
     return "".join(ch for ch in text if ch.isprintable())[:200]

@@ -214,7 +214,7 @@ class Delivery:
                 hostname=self._hostname,
                 protocol=trace.protocol,
                 queue_id=trace.queue_id,
-                date=email.utils.formatdate(usegmt=True),
+                date=received_date(time.time()),
                 summary=trace.summary,
                 comment=trace.comment,
                 client_name=trace.client_name,
@@ -234,6 +234,18 @@ class Delivery:
         except Exception:
             # Delivered all the same: the only cost is a possible duplicate on a retry.
             self._log.exception("relay journal write failed", key=key, recipients=accepted)
+
+
+_second: list[Any] = [-1, ""]  # the last whole second seen and its date: one format a second
+
+
+def received_date(now: float) -> str:
+    """The date of a Received: field (RFC 5322 §3.3, in GMT), to the second it names: made
+    once a second, not once a message."""
+    whole = int(now)
+    if whole != _second[0]:
+        _second[:] = [whole, email.utils.formatdate(whole, usegmt=True)]
+    return str(_second[1])
 
 
 def _results(pending: Sequence[Recipient], sent: Sent) -> dict[str, Result]:

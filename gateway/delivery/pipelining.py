@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
@@ -59,12 +60,24 @@ def command(verb: bytes, address: str, options: Sequence[str], encoding: str) ->
     """``MAIL FROM:<a> opts`` or ``RCPT TO:<a> opts`` (``verb`` = b"MAIL FROM:" or
     b"RCPT TO:"), the bytes aiosmtplib's ``mail()`` and ``rcpt()`` send, with their checks:
     an address or option that could smuggle a parameter or a command raises ValueError."""
-    args = [verb + quote_address(address).encode(encoding)]
+    args = [verb + _path(address, encoding)]
     args.extend(option.encode("ascii") for option in options)
-    for arg in args:
+    for arg in args[1:]:
         if COMMAND_INJECTION_REGEX.search(arg):
             raise ValueError("Command arg contains a prohibited control character")
     return b" ".join(args) + b"\r\n"
+
+
+@lru_cache(maxsize=4096)
+def _path(address: str, encoding: str) -> bytes:
+    """``<address>`` as aiosmtplib quotes it (``email.utils.parseaddr``, the slowest part of
+    a command), checked and encoded. Remembered for the most recent addresses, as the same
+    senders and recipients recur; a refusal (ValueError) is never remembered, so it is
+    raised every time."""
+    path = quote_address(address).encode(encoding)
+    if COMMAND_INJECTION_REGEX.search(path):
+        raise ValueError("Command arg contains a prohibited control character")
+    return path
 
 
 @dataclass

@@ -128,20 +128,28 @@ class Filter:
         )
         if flagged or self._settings.policy.scope is Scope.ALL:
             decisions, assessments = await self._decide(incoming, parsed)
+            for d in decisions:
+                log.info(
+                    "recipient verdict",
+                    recipient=d.recipient,
+                    domain=d.domain,
+                    action=d.action.value,
+                    reasons=[r.value for r in d.reasons],
+                    transport=d.transport.label,
+                    checked=bool(assessments),
+                )
         else:
             decisions = tuple(
                 RecipientDecision(r.address, "", Action.RELAY) for r in incoming.recipients
             )
             assessments = {}
-        for d in decisions:
+            # Unchecked mail has one outcome for every recipient, relayed as it is: one line
+            # for the message, not one per recipient, on the path most mail takes.
             log.info(
                 "recipient verdict",
-                recipient=d.recipient,
-                domain=d.domain,
-                action=d.action.value,
-                reasons=[r.value for r in d.reasons],
-                transport=d.transport.label,
-                checked=bool(assessments),
+                recipients=[d.recipient for d in decisions],
+                action=Action.RELAY.value,
+                checked=False,
             )
         if assessments:
             # One counter update per action, not per recipient (each labels() is a lock).

@@ -43,7 +43,8 @@ from gateway.runtime.workers import Supervisor, die_with_leader, tell_leader
 from gateway.smtp.admission import Admission, Identity
 from gateway.smtp.auth import SubmitAuth
 from gateway.smtp.budget import DataBudget
-from gateway.smtp.server import GatewaySMTP, Handler
+from gateway.smtp.handler import Handler
+from gateway.smtp.server import GatewaySMTP
 from gateway.smtp.tls import ServerTls
 from gateway.store.crypto import KEY_FILE as STORE_KEY_FILE
 from gateway.store.crypto import uses_default_key

@@ -34,6 +34,9 @@ def path_end(arg: str) -> int:
     start = arg.find("<")
     if start < 0:
         return -1
+    end = arg.find(">", start)
+    if end >= 0 and '"' not in arg[start:end]:
+        return end  # no quoted part before the first ">" (most paths): that one ends it
     quoted = escaped = False
     for index in range(start + 1, len(arg)):
         char = arg[index]

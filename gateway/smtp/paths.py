@@ -10,9 +10,15 @@ local part is checked against a stand-in domain, and the real domain by the core
 Each refusal carries the reply a client should act on: a syntax error (553 5.1.7 or 5.1.3), a
 non-ASCII address without SMTPUTF8 (553 5.6.7, RFC 6531 §3.4) and an address literal (a policy
 refusal, 550 5.7.1: the gateway relays only to names whose security it can look up).
+
+The outcome is a pure function of the text, and the same senders and recipients recur all
+day, so it is remembered for the most recent few thousand paths (an LRU: a client sending a
+stream of new addresses only pushes older ones out) rather than parsed again each time.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -48,8 +54,17 @@ def is_postmaster(path: str) -> bool:
     return path.lower() == "postmaster"
 
 
+# Paths remembered; each key is at most a command line (aiosmtpd's limit), so a few MB at most.
+MEMO_SIZE = 4096
+
+
 def refusal(mailbox: str, *, smtputf8: bool, sender: bool) -> SmtpReply | None:
     """Why ``mailbox`` (a path's mailbox, without angle brackets) cannot be taken, or None."""
+    return _memo(mailbox, smtputf8, sender)
+
+
+def parse_refusal(mailbox: str, smtputf8: bool, sender: bool) -> SmtpReply | None:
+    """``refusal`` worked out afresh, without the memo."""
     syntax = BAD_SENDER if sender else BAD_RECIPIENT
     if not mailbox.isascii() and not smtputf8:
         return NON_ASCII_SENDER if sender else NON_ASCII_RECIPIENT
@@ -66,6 +81,9 @@ def refusal(mailbox: str, *, smtputf8: bool, sender: bool) -> SmtpReply | None:
     except AddressError:
         return syntax
     return None
+
+
+_memo = lru_cache(maxsize=MEMO_SIZE)(parse_refusal)
 
 
 def _valid(address: str, *, literal: bool = False) -> bool:

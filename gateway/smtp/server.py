@@ -4,8 +4,10 @@ Limits and identity: who is trusted and when TLS is required (``admission``: tru
 client certificates, SMTP AUTH by ``auth``; whom those two may send as, ``senders``), the
 connection cap (421), SIZE (552), the recipient cap (452). TLS (``tls``): STARTTLS (RFC 3207)
 or implicit TLS (RFC 8314); AUTH and REQUIRETLS (RFC 8689) are offered only inside it.
-Envelope addresses are checked by ``paths`` with the reply each refusal needs; DATA is read by
-``data``, which takes lines of any length.
+Envelope addresses are checked by aiosmtpd's hooks (``handler``), with ``paths`` giving the
+reply each refusal needs, and the filter answers the end of DATA there; DATA is read by
+``data``, which takes lines of any length. A pipelined group's replies go out in one write and
+one idle timer serves the session (``pipelining``).
 DSN parameters and REQUIRETLS, which stock aiosmtpd refuses with 555, are taken off the
 command by ``params`` with their case kept, checked, and passed on. XFORWARD (``xforward``)
 lets the organisation's MTA name the client it had the message from.
@@ -15,43 +17,33 @@ Any unexpected error becomes 451 4.3.0 with no internals in the reply.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
+from aiosmtpd.smtp import SMTP, Envelope, TLSSetupException, syntax
 
-from gateway import errors, logs
+from gateway import logs
 from gateway.config.settings import SmtpSettings
-from gateway.core.addresses import normalise_domain
-from gateway.delivery.transport import Recipient
-from gateway.filter.message import Incoming
-from gateway.filter.orchestrator import Filter
-from gateway.smtp import auth, paths, senders, xforward
+from gateway.smtp import auth, xforward
 from gateway.smtp.admission import Admission
 from gateway.smtp.budget import BUSY, BUSY_CLOSING, DataBudget, Meter
 from gateway.smtp.data import read_data
 from gateway.smtp.params import DSN_MAIL, DSN_RCPT, path_end, split_params, take_flag
+from gateway.smtp.pipelining import PipelinedSMTP
 from gateway.smtp.reply import SmtpReply
 from gateway.smtp.tls import TlsFacts, names_match, tls_facts
+
+if TYPE_CHECKING:
+    from gateway.smtp.handler import Handler
 
 IDENT = "Safeguarding Mail Gateway"
 
 # The replies of this face (aiosmtpd's hooks take them as strings: str(reply)); the ones about
 # who may send are in admission, those of AUTH in auth.
-BAD_SENDER = paths.BAD_SENDER
-BAD_RECIPIENT = paths.BAD_RECIPIENT
-TOO_MANY_RECIPIENTS = SmtpReply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.10
-SENDER_OK = SmtpReply(250, "2.1.0", "Ok")
-RECIPIENT_OK = SmtpReply(250, "2.1.5", "Ok")
 TOO_MUCH_DATA = SmtpReply(552, "5.3.4", "Message too big for system")  # RFC 3463 §3.4
 TLS_ACTIVE = SmtpReply(503, "5.5.1", "TLS already active")
 # RFC 8689 §4 and RFC 5248: REQUIRETLS is a promise about TLS; over plaintext it is refused.
 REQUIRETLS_NEEDS_TLS = SmtpReply(530, "5.7.10", "REQUIRETLS needs TLS: issue STARTTLS first")
 AUTH_IN_TRANSACTION = SmtpReply(503, "5.5.1", "AUTH not permitted during a mail transaction")
-
-
-# The replies push may keep back while more of a pipelined group is in (RFC 2920 §3.2).
-_KEPT_BACK = (b"250 ", b"251 ")
 
 
 class DsnEnvelope(Envelope):
@@ -66,7 +58,7 @@ class DsnEnvelope(Envelope):
         self.forwarded: xforward.Forwarded | None = None
 
 
-class GatewaySMTP(SMTP):
+class GatewaySMTP(PipelinedSMTP):
     """One session. ``tls_context`` offers STARTTLS; ``implicit`` says the listener spoke TLS
     from the first byte (RFC 8314). Trust, TLS facts and the AUTH account belong to the
     connection, not to aiosmtpd's Session, which STARTTLS replaces (RFC 3207 §4.2)."""
@@ -88,53 +80,7 @@ class GatewaySMTP(SMTP):
         self.tls: TlsFacts | None = None
         self.trusted_as = ""  # "network", "certificate NAME" or "account NAME"; "": untrusted
         self.auth_user = ""
-        self._kept: list[bytes] = []  # replies kept back for one write (push)
-        self._deadline = 0.0  # when a silent session ends (_reset_timeout)
         self._log = logs.get("gateway.smtp")
-
-    async def push(self, status: str | bytes) -> None:
-        """aiosmtpd's push, with RFC 2920 §3.2's buffering of a pipelined group's replies: a
-        250 or 251 (MAIL, RCPT, RSET, NOOP: commands after which the session only reads the
-        next command) is kept back while the client's next command line is already in, and
-        goes out in one write with the next reply that is not kept. Nothing is kept while the
-        session waits for input (that next line is there), and every other reply (354, 220,
-        421, refusals) sends what was kept first, so the order is that of the commands."""
-        if isinstance(status, str):
-            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
-        line = status + b"\r\n"
-        if line[:4] in _KEPT_BACK and self._next_command_in():
-            self._kept.append(line)
-            return
-        if self._kept:
-            self._kept.append(line)
-            line = b"".join(self._kept)
-            self._kept.clear()
-        assert self._writer is not None
-        self._writer.write(line)
-        await self._writer.drain()
-
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        # aiosmtpd cancels its timer and makes a new one for every command; here the one
-        # timer stays and only the deadline moves: when it comes early, it is set again for
-        # what is left. The session still ends after [smtp] command_timeout of silence.
-        self._deadline = self.loop.time() + (duration or self._timeout_duration)
-        handle = self._timeout_handle
-        if handle is not None and not handle.cancelled() and handle.when() <= self._deadline:
-            return
-        if handle is not None:
-            handle.cancel()
-        self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
-
-    def _timeout_due(self) -> None:
-        if self.loop.time() < self._deadline:
-            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_due)
-            return
-        self._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd: closes the transport
-
-    def _next_command_in(self) -> bool:
-        # StreamReader's own buffer: the client's next command line, complete, already read.
-        buffered = getattr(self._reader, "_buffer", None)
-        return isinstance(buffered, bytearray) and buffered.find(b"\n") >= 0
 
     @property
     def secure(self) -> bool:
@@ -425,132 +371,3 @@ class _SessionFlow:
 
     def refuse(self) -> None:
         self._session._refuse_large()
-
-
-class Handler:
-    """aiosmtpd's hooks: checks at MAIL and RCPT, then the filter at the end of DATA.
-
-    ``RCPT TO:<Postmaster>`` (RFC 5321 §4.5.1: MUST be accepted) goes to the postmaster of the
-    first of ``local_domains``, the organisation's own; with none configured it is passed on
-    as written, for the smarthost's postmaster. Either way the filter treats it like any
-    recipient: relayed unchecked when unflagged, checked (or held) when flagged."""
-
-    def __init__(
-        self, filter_: Filter, max_recipients: int, local_domains: Sequence[str] = ()
-    ) -> None:
-        self._filter = filter_
-        self._max_recipients = max_recipients
-        self._postmaster = (
-            f"postmaster@{normalise_domain(local_domains[0])}" if local_domains else ""
-        )
-        self._senders = senders.SenderRule(local_domains)
-        self._log = logs.get("gateway.smtp")
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname  # as aiosmtpd does when there is no EHLO hook
-        return server.extensions(responses) if isinstance(server, GatewaySMTP) else responses
-
-    async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if address != "<>":
-            address = paths.strip_route(address)
-            refusal = paths.refusal(address, smtputf8=bool(envelope.smtp_utf8), sender=True)
-            if refusal is None and _bound(server):
-                refusal = self._senders.envelope_refusal(address)
-            if refusal is not None:
-                self._refused(session, "sender", address, refusal)
-                return str(refusal)
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return str(SENDER_OK)
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if len(envelope.rcpt_tos) >= self._max_recipients:
-            return str(TOO_MANY_RECIPIENTS)
-        address = paths.strip_route(address)
-        if paths.is_postmaster(address):
-            address = self._postmaster or address
-        else:
-            refusal = paths.refusal(address, smtputf8=bool(envelope.smtp_utf8), sender=False)
-            if refusal is not None:
-                self._refused(session, "recipient", address, refusal)
-                return str(refusal)
-        envelope.rcpt_tos.append(address)
-        return str(RECIPIENT_OK)
-
-    def _refused(self, session: Session, role: str, address: str, reply: SmtpReply) -> None:
-        # ascii(): the address may hold control characters, bidi marks or lone surrogates.
-        self._log.info(
-            "address refused",
-            peer=str(session.peer),
-            role=role,
-            address=ascii(address),
-            reply=str(reply),
-        )
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope, DsnEnvelope)
-        dsn_rcpt = envelope.dsn_rcpt
-        recipients = tuple(
-            Recipient(address, dsn_rcpt[i] if i < len(dsn_rcpt) else ())
-            for i, address in enumerate(envelope.rcpt_tos)
-        )
-        sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
-        assert sender is not None
-        assert session.peer is not None
-        data = envelope.original_content or b""
-        refusal = self._senders.header_refusal(data) if _bound(server) else None
-        if refusal is not None:
-            self._log.info("message refused", peer=str(session.peer), reply=str(refusal))
-            return str(refusal)
-        # SIZE described the client's copy, which our trace headers make larger: not passed on.
-        mail_options = [o for o in envelope.mail_options if o.startswith(("BODY=", "SMTPUTF8"))]
-        incoming = Incoming(
-            **xforward.client_fields(envelope.forwarded, str(session.peer[0]), session.host_name),
-            esmtp=bool(session.extended_smtp),
-            sender=sender,
-            mail_options=(*mail_options, *envelope.dsn_mail),
-            recipients=recipients,
-            data=data,
-            smtputf8=bool(envelope.smtp_utf8),
-            requiretls=envelope.requiretls,
-            **_tls_fields(server),
-        )
-        try:
-            reply = await self._filter.handle(incoming)
-        except Exception as exc:
-            # Answered here, not by aiosmtpd's exception hook, so that the transaction is
-            # reset and the client can send its next message in the same session.
-            self._log.exception("unexpected error", sender=sender, **errors.log_fields(exc))
-            return str(errors.reply_for(exc))
-        return str(reply)
-
-    async def handle_exception(self, error: Exception) -> str:
-        self._log.error("unexpected error", exc_info=error, **errors.log_fields(error))
-        return str(errors.reply_for(error))
-
-
-def _bound(server: SMTP) -> bool:
-    """Whether the session may send only as the local domains (``senders``)."""
-    return isinstance(server, GatewaySMTP) and senders.bound(server.trusted_as)
-
-
-def _tls_fields(server: SMTP) -> dict[str, str]:
-    """What the Received: field says of the session's TLS and AUTH (RFC 3848)."""
-    if not isinstance(server, GatewaySMTP) or server.tls is None:
-        return {}
-    return {
-        "tls_version": server.tls.version,
-        "cipher": server.tls.cipher,
-        "auth_user": server.auth_user,
-    }

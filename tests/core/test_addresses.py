@@ -59,7 +59,8 @@ NAME253 = ".".join([LABEL63, LABEL63, LABEL63, "b" * 61])  # 63+1+63+1+63+1+61 =
     ],
 )
 def test_normalise_domain(name: str, canonical: str) -> None:
-    assert addresses.normalise_domain(name) == canonical
+    for _ in range(2):  # the second answer is the remembered one
+        assert addresses.normalise_domain(name) == canonical
 
 
 @pytest.mark.parametrize(
@@ -138,8 +139,9 @@ def test_equal_names_normalise_equal(left: str, right: str) -> None:
     ],
 )
 def test_normalise_domain_invalid(name: str) -> None:
-    with pytest.raises(AddressError):
-        addresses.normalise_domain(name)
+    for _ in range(2):  # a refusal is never remembered as an answer
+        with pytest.raises(AddressError):
+            addresses.normalise_domain(name)
 
 
 @pytest.mark.parametrize("name", ["example.com。", "bücher.example．"], ids=["ascii", "idn"])

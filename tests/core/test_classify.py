@@ -268,3 +268,43 @@ def test_the_raw_bytes_shortcut_agrees_with_a_full_parse(
     charset = "latin-1" if b"iso-8859-1" in header else "utf-8"
     message = b"Subject: x\r\n" + header + b"\r\n" + body.encode(charset)
     assert classify.scan_body(message, keywords, 1 << 20) == classify.scan_parsed(message, keywords)
+
+
+ENCODED_HEADERS = [
+    b"Content-Transfer-Encoding: base64\r\n",
+    b"Content-Transfer-Encoding: 'quoted-printable'\r\n",
+    b'Content-Type: text/plain; charset="iso-8859-1"\r\n',
+    b"Content-Type: text/plain; charset = windows-1252\r\n",
+]
+PLAIN_HEADERS = [
+    b"Content-Type: text/plain; charset=utf-8\r\n",
+    b"Content-Type: text/plain; charset=us-ascii\r\n",
+]
+
+
+def _in_case(text: bytes, upper: list[bool]) -> bytes:
+    flips = upper + [False] * len(text)
+    return bytes(c ^ 0x20 if flips[i] and chr(c).isalpha() else c for i, c in enumerate(text))
+
+
+@given(st.sampled_from(ENCODED_HEADERS + PLAIN_HEADERS), st.lists(st.booleans(), max_size=60))
+def test_an_encoded_part_is_seen_in_any_letter_case(header: bytes, upper: list[bool]) -> None:
+    # RFC 2045 §5.1, §6.1: field names, "charset" and the encodings are case-insensitive.
+    message = b"Subject: x\r\n" + _in_case(header, upper) + b"\r\nNothing to see here.\r\n"
+    encoded = header in ENCODED_HEADERS
+    assert classify.plainly_absent(message, ["child protection"]) is not encoded
+
+
+@given(st.text(max_size=300))
+def test_a_helo_name_is_kept_to_its_printable_characters(helo: str) -> None:
+    prefix = headers.trace_headers(
+        helo=helo,
+        client_ip="127.0.0.1",
+        hostname="gw.test",
+        protocol="ESMTP",
+        queue_id="q1",
+        date="Thu, 26 Nov 2026 10:00:00 GMT",
+        summary="flagged",
+    )
+    shown = "".join(ch for ch in helo if ch.isprintable())[:200] or "unknown"
+    assert prefix.decode("utf-8", "surrogatepass").startswith(f"Received: from {shown} (")

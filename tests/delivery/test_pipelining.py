@@ -13,6 +13,7 @@ from typing import Any, cast
 import aiosmtplib
 import pytest
 import uvloop
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import SMTPProtocol
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -407,3 +408,26 @@ def test_commands_are_those_aiosmtplib_sends_and_refuse_injection() -> None:
     assert pipelining.command(b"MAIL FROM:", "", [], "ascii") == b"MAIL FROM:<>\r\n"
     with pytest.raises(ValueError, match="prohibited control character"):
         pipelining.command(b"MAIL FROM:", "a@school.test", ["X=1\r\nRSET"], "ascii")
+
+
+@pytest.mark.parametrize(
+    ("address", "error"),
+    [
+        ("a@school.test\x00", "prohibited control character"),
+        ("a\x7f@school.test", "prohibited control character"),
+        ("jürgen@school.test", "codec can't encode"),  # without SMTPUTF8: ASCII only
+    ],
+    ids=ascii,
+)
+def test_an_address_refused_once_is_refused_every_time(address: str, error: str) -> None:
+    # The paths are remembered per address; what cannot be sent must never be.
+    for _ in range(2):
+        with pytest.raises(ValueError, match=error):
+            pipelining.command(b"RCPT TO:", address, [], "ascii")
+
+
+def test_a_remembered_path_is_sent_as_a_fresh_one() -> None:
+    for address in ["Ann <a@secure.test>", "jürgen@school.test", '"a b"@school.test', ""]:
+        expected = b"MAIL FROM:" + quote_address(address).encode("utf-8") + b"\r\n"
+        for _ in range(2):
+            assert pipelining.command(b"MAIL FROM:", address, [], "utf-8") == expected

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+import structlog
 
 from gateway.config import loader
 from gateway.core.allowlist import Allowlist, AllowlistEntry
@@ -336,6 +337,25 @@ async def test_unflagged_mail_is_not_checked(rig: Rig) -> None:
     assert rig.posture.asked == []
     [copy] = rig.transport.delivered
     assert b"X-Safeguarding-Gateway: not flagged; relayed unchecked;" in copy.transaction.message
+
+
+async def test_unchecked_mail_logs_one_verdict_line_naming_every_recipient(rig: Rig) -> None:
+    with structlog.testing.capture_logs() as events:
+        assert (await rig.send((SECURE, INSECURE), flagged=False)).code == 250
+    verdicts = [e for e in events if e["event"] == "recipient verdict"]
+    assert [(v["recipients"], v["action"], v["checked"]) for v in verdicts] == [
+        ([SECURE, INSECURE], "relay", False)
+    ]
+
+
+async def test_checked_mail_logs_a_verdict_line_per_recipient(rig: Rig) -> None:
+    with structlog.testing.capture_logs() as events:
+        assert (await rig.send((SECURE, INSECURE))).code == 250
+    verdicts = [e for e in events if e["event"] == "recipient verdict"]
+    assert [(v["recipient"], v["action"], v["reasons"], v["checked"]) for v in verdicts] == [
+        (SECURE, "relay", [], True),
+        (INSECURE, "hold", list(NOT_SECURE), True),
+    ]
 
 
 # ---- [delivery] direct: which recipients the gateway queues to deliver itself

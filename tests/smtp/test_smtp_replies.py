@@ -11,8 +11,9 @@ from aiosmtpd.smtp import Session
 from gateway.errors import DecryptError, GatewayError, LookupFailed
 from gateway.filter.message import Incoming
 from gateway.filter.orchestrator import Filter
+from gateway.smtp.handler import Handler
 from gateway.smtp.reply import SmtpReply
-from gateway.smtp.server import DsnEnvelope, Handler
+from gateway.smtp.server import DsnEnvelope
 
 
 class FailingFilter:

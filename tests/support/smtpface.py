@@ -14,8 +14,9 @@ from typing import cast
 from gateway.filter.orchestrator import Filter, Incoming
 from gateway.smtp.admission import Admission, Identity
 from gateway.smtp.budget import DataBudget
+from gateway.smtp.handler import Handler
 from gateway.smtp.reply import SmtpReply
-from gateway.smtp.server import GatewaySMTP, Handler
+from gateway.smtp.server import GatewaySMTP
 
 ACCEPTED = SmtpReply(250, "2.0.0", "Ok: recorded")
 
