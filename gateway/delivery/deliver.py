@@ -21,7 +21,6 @@ commit and cannot disagree. ``Report.proof`` hands the same to the caller (confi
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ from typing import Any, Protocol
 from gateway import logs
 from gateway.audit import events
 from gateway.core.headers import trace_headers
-from gateway.core.timefmt import iso_utc
+from gateway.core.timefmt import iso_utc, mail_date
 from gateway.delivery.transport import (
     Evidence,
     Outcome,
@@ -214,7 +213,7 @@ class Delivery:
                 hostname=self._hostname,
                 protocol=trace.protocol,
                 queue_id=trace.queue_id,
-                date=email.utils.formatdate(usegmt=True),
+                date=mail_date(time.time()),
                 summary=trace.summary,
                 comment=trace.comment,
                 client_name=trace.client_name,

@@ -85,9 +85,11 @@ def _encoded_body(text: str) -> tuple[bytes, bytes]:
         return (b"7bit" if data.isascii() else b"8bit"), data
     joined = b"\n".join(lines) + b"\n"
     quoted = binascii.b2a_qp(joined, istext=True).replace(b"\n", CRLF)
-    based = base64.encodebytes(CRLF.join(lines) + CRLF).replace(b"\n", CRLF)
-    if len(based) < len(quoted):
-        return b"base64", based
+    data = CRLF.join(lines) + CRLF
+    # base64's length, known without encoding (RFC 2045 §6.8: 4 characters for every 3
+    # octets, a CRLF after every 76): a notice's text is mostly ASCII, so QP mostly wins.
+    if 4 * -(-len(data) // 3) + 2 * -(-len(data) // 57) < len(quoted):
+        return b"base64", base64.encodebytes(data).replace(b"\n", CRLF)
     return b"quoted-printable", quoted
 
 

@@ -216,3 +216,20 @@ def test_field_values_lose_exactly_the_invisible_characters(text: str) -> None:
     spaced = "".join(" " if c.isspace() else c for c in text)
     line = " ".join("".join(c for c in spaced if _kept(c)).split(" "))
     assert fields.one_line(text) == " ".join(line.split()).replace("=?", "= ?")[:200]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.text(alphabet="ab =.\u00e9\u2603", min_size=1, max_size=400).map(
+        lambda text: "\n".join(text[i : i + 90] for i in range(0, len(text), 90))
+    )
+)
+def test_a_body_with_long_lines_is_encoded_as_the_email_package_chooses(body: str) -> None:
+    text = fields.body_text(body)
+    headers = [("From", "G <postmaster@gw.test>"), ("Subject", "x")]
+    ours = email.message_from_bytes(mailtext.render(headers, text), policy=email.policy.default)
+    theirs = email.message_from_bytes(
+        mailtext._by_registry(headers, text), policy=email.policy.default
+    )
+    assert ours["Content-Transfer-Encoding"] == theirs["Content-Transfer-Encoding"]
+    assert ours.get_content() == theirs.get_content()
