@@ -83,6 +83,8 @@ def decode_words(value: str) -> str:
     (``=?iso-8859-2*sl?Q?...?=``); the language says nothing about the bytes, so it is dropped
     before the charset is looked up.
     """
+    if value.isascii() and "=?" not in value:
+        return value  # no encoded word: nothing to decode (what email.header gives back)
     try:
         parts: list[tuple[bytes | str, str | None]] = []
         for text, charset in email.header.decode_header(value):
