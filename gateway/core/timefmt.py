@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import functools
-import math
 from collections.abc import Callable
 
 
@@ -17,20 +16,25 @@ def iso_utc(timestamp: float) -> str:
 def mail_date(timestamp: float) -> str:
     """RFC 5322 §3.3 date-time in GMT, to the second (``Wed, 02 Dec 2026 03:55:52 GMT``), as
     ``email.utils.formatdate(timestamp, usegmt=True)`` writes it: the Date: of every notice,
-    the time of every Received: field, made once a second rather than once a message."""
-    # The second as datetime.fromtimestamp has it: rounded to the microsecond first.
-    fraction, whole = math.modf(timestamp)
-    return _mail_date_of(int(whole) + (round(fraction * 1e6) >= 1_000_000))
+    the time of every Received: field, written once a second rather than once a message."""
+    return _mail_date(dt.datetime.fromtimestamp(timestamp, dt.UTC).replace(microsecond=0))
 
 
 @functools.lru_cache(maxsize=4)
-def _mail_date_of(second: int) -> str:
-    return email.utils.formatdate(second, usegmt=True)
+def _mail_date(second: dt.datetime) -> str:
+    return email.utils.format_datetime(second, usegmt=True)
 
 
 def day_and_time(timestamp: float) -> str:
-    """``01 Dec 2026 08:22 UTC``: for notices and pages."""
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%d %b %Y %H:%M UTC")
+    """``01 Dec 2026 08:22 UTC``: for notices and pages (two for every hold), written once a
+    minute."""
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    return _day_and_time(moment.replace(second=0, microsecond=0))
+
+
+@functools.lru_cache(maxsize=64)
+def _day_and_time(minute: dt.datetime) -> str:
+    return minute.strftime("%d %b %Y %H:%M UTC")
 
 
 def or_dash(show: Callable[[float], str], timestamp: float | None) -> str:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.core.timefmt import mail_date
+from gateway.core.timefmt import day_and_time, mail_date
 
 
-@given(st.floats(min_value=0, max_value=4_102_444_800))  # to 2100
+@given(st.floats(min_value=-2_208_988_800, max_value=4_102_444_800))  # 1900 to 2100
 def test_a_mail_date_reads_as_the_email_packages_own(timestamp: float) -> None:
     assert mail_date(timestamp) == email.utils.formatdate(timestamp, usegmt=True)
+
+
+@given(st.floats(min_value=-2_208_988_800, max_value=4_102_444_800))
+def test_a_day_and_time_reads_as_strftime_writes_it(timestamp: float) -> None:
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    assert day_and_time(timestamp) == moment.strftime("%d %b %Y %H:%M UTC")
 
 
 def test_a_mail_date_moves_with_the_second_and_reads_back() -> None:
