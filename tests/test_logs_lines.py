@@ -271,3 +271,75 @@ def test_captured_lines_are_the_calls_fields() -> None:
         "listening",
         "stopped",
     ]
+
+
+VERDICTS = [
+    {
+        "recipient": "a@secure.test",
+        "domain": "secure.test",
+        "action": "relay",
+        "reasons": [],
+        "transport": "mta-sts-enforce",
+        "checked": True,
+    },
+    {
+        "recipient": "b@nosts.test",
+        "domain": "nosts.test",
+        "action": "hold",
+        "reasons": ["sts-no-record"],
+        "transport": "none",
+        "checked": True,
+    },
+]
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_a_messages_recipient_lines_are_each_as_its_own_line_in_one_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    separate = io.StringIO()
+    logs.configure("info", "json", separate)
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    for row in VERDICTS:
+        logs.get("gateway.test").bind(queue_id="3f9a0c1d2e4b").info("recipient verdict", **row)
+
+    together = CountingStream()
+    logs.configure("info", "json", together)
+    logged = logs.get("gateway.test").bind(queue_id="3f9a0c1d2e4b")
+    logs.info_lines(logged, "recipient verdict", VERDICTS)
+    assert together.getvalue() == separate.getvalue()
+    assert together.writes == 1
+    first = together.getvalue().splitlines()[0]
+    assert first == (
+        '{"queue_id": "3f9a0c1d2e4b", "recipient": "a@secure.test", "domain": "secure.test", '
+        '"action": "relay", "reasons": [], "transport": "mta-sts-enforce", "checked": true, '
+        '"event": "recipient verdict", "level": "info", '
+        '"timestamp": "2026-12-01T21:59:49.250000Z"}'
+    )
+
+
+def test_recipient_lines_below_the_level_or_captured_are_as_single_lines() -> None:
+    quiet = io.StringIO()
+    logs.configure("warning", "json", quiet)
+    logs.info_lines(logs.get("gateway.test").bind(queue_id="x"), "recipient verdict", VERDICTS)
+    assert quiet.getvalue() == ""
+
+    logs.configure("info", "json", io.StringIO())
+    with structlog.testing.capture_logs() as captured:
+        logs.info_lines(logs.get("gateway.test"), "recipient verdict", VERDICTS)
+    expected = [{**row, "event": "recipient verdict", "log_level": "info"} for row in VERDICTS]
+    assert captured == expected
+
+    structlog.reset_defaults()  # not configured (as in other tests): a line a row all the same
+    with structlog.testing.capture_logs() as captured:
+        logs.info_lines(logs.get("gateway.test"), "recipient verdict", VERDICTS)
+    assert captured == expected

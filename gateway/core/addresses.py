@@ -23,6 +23,10 @@ class AddressError(ValueError):
     """An address or domain that cannot be a mail domain."""
 
 
+# A message's recipients, its sender and From: each come through here, and a gateway writes
+# to a few hundred partner domains: their canonical forms are remembered (``_canonical``, the
+# name alone decides the answer), the bound keeping a mail-merge to thousands of domains from
+# growing it. A name that is refused is not remembered: it is checked again, and refused again.
 def normalise_domain(name: str) -> str:
     """Return the canonical A-label form of ``name``; raise AddressError if it is not a domain."""
     return _canonical(name)

@@ -257,6 +257,9 @@ def lint(entries: Sequence[AllowlistEntry], today: dt.date) -> list[Problem]:
     return problems
 
 
+_REMEMBERED = 4096
+
+
 class Allowlist:
     """Entries indexed for matching. The most specific entry that has not expired wins; an
     expired entry is reported only when nothing current matches."""
@@ -268,8 +271,22 @@ class Allowlist:
         for entry in self.entries:
             index = self._wild if entry.wildcard else self._exact
             index.setdefault(entry.domain, []).append(entry)
+        # Answers already given: the entries never change (a reload builds a new Allowlist),
+        # so a domain on a day has one answer; every recipient and sender domain of every
+        # message asks. Bounded: started again past _REMEMBERED answers.
+        self._answers: dict[tuple[str, dt.date], AllowlistMatch] = {}
 
     def match(self, domain: str, today: dt.date) -> AllowlistMatch:
+        key = (domain, today)
+        found = self._answers.get(key)
+        if found is None:
+            found = self._match(domain, today)
+            if len(self._answers) >= _REMEMBERED:
+                self._answers.clear()
+            self._answers[key] = found
+        return found
+
+    def _match(self, domain: str, today: dt.date) -> AllowlistMatch:
         candidates = list(self._exact.get(domain, ()))
         labels = domain.split(".")
         for start in range(1, len(labels)):  # nearest parent first: most specific wildcard

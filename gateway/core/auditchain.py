@@ -43,10 +43,24 @@ class Entry:
 # whole entry (``tests/core/test_auditchain_bytes.py`` pins them).
 _DATA = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _string = json.encoder.encode_basestring
+# The C encoder ``_DATA.encode`` builds on every call, built once with its settings; without
+# the circular-reference check, so data that loops fails here and is encoded again by _DATA,
+# which raises the ValueError it always did (as ``gateway.logs`` does for log lines).
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_DATA: Any = (
+    _make_c_encoder(None, _DATA.default, _string, None, ":", ",", True, False, True)
+    if _make_c_encoder is not None
+    else None
+)
 
 
 def encode_data(data: Mapping[str, Any]) -> str:
     """An entry's data in the canonical form: encoded once, for the MAC and for the row."""
+    if _C_DATA is not None:
+        try:
+            return "".join(_C_DATA(data, 0))
+        except Exception:  # noqa: S110 - the standard encoder says what is wrong, as before
+            pass
     return _DATA.encode(data)
 
 
@@ -64,7 +78,7 @@ def canonical(
     """The canonical JSON form (sorted keys, no spaces, UTF-8) that both rules cover:
     ``[seq, repr(at), event, hold_id, actor, data, prev]``. ``encoded`` is ``encode_data(data)``
     when the caller has it already."""
-    text = _DATA.encode(data) if encoded is None else encoded
+    text = encode_data(data) if encoded is None else encoded
     body = (
         f"[{int(seq)},{_string(repr(at))},{_string(event)},{_string(hold_id)},"
         f"{_string(actor)},{text},{_string(prev)}]"

@@ -51,6 +51,11 @@ class Rules:
             tuple(k for k in body_keywords if k.strip()),
         )
 
+    @functools.cached_property
+    def subject_pattern(self) -> re.Pattern[str]:
+        """``marker_pattern`` of the markers, made once for the rules, not once a message."""
+        return marker_pattern(self.subject_markers)
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -68,7 +73,8 @@ def classify_headers(headers: Headers, rules: Rules) -> tuple[Finding, ...]:
     for value in headers.get_all(rules.header):
         if value.strip().lower() in rules.header_values:
             findings.append(Finding("header", f"{rules.header}: {value.strip()}"))
-    findings.extend(_subject_findings(headers.get_all("Subject"), rules.subject_markers))
+    if rules.subject_markers:
+        findings.extend(_subject_findings(headers.get_all("Subject"), rules.subject_pattern))
     for value in headers.get_all(SENSITIVITY_HEADER):
         for label in _LABEL.findall(value):
             if label.lower() in rules.sensitivity_labels:
@@ -76,10 +82,7 @@ def classify_headers(headers: Headers, rules: Rules) -> tuple[Finding, ...]:
     return tuple(findings)
 
 
-def _subject_findings(subjects: Sequence[str], markers: Sequence[str]) -> list[Finding]:
-    if not markers:
-        return []
-    pattern = marker_pattern(markers)
+def _subject_findings(subjects: Sequence[str], pattern: re.Pattern[str]) -> list[Finding]:
     findings = []
     for raw in subjects:
         try:

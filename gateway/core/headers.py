@@ -83,6 +83,8 @@ def decode_words(value: str) -> str:
     (``=?iso-8859-2*sl?Q?...?=``); the language says nothing about the bytes, so it is dropped
     before the charset is looked up.
     """
+    if value.isascii() and "=?" not in value:
+        return value  # no encoded word: nothing to decode (what email.header gives back)
     try:
         parts: list[tuple[bytes | str, str | None]] = []
         for text, charset in email.header.decode_header(value):
@@ -176,8 +178,8 @@ def address_literal(ip: str) -> str:
 
 
 def _header_safe(text: str) -> str:
-    # The client chose its HELO name: keep it to one line of printable characters. Most text
-    # is printable already: one check of the whole, not a generator over each character.
+    # The client chose its HELO name: keep it to one line of printable characters. Most
+    # values are printable already (str.isprintable: every character is): no scan to build.
     if text.isprintable():
         return text[:200]
     return "".join(ch for ch in text if ch.isprintable())[:200]

@@ -21,7 +21,6 @@ commit and cannot disagree. ``Report.proof`` hands the same to the caller (confi
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ from typing import Any, Protocol
 from gateway import logs
 from gateway.audit import events
 from gateway.core.headers import trace_headers
-from gateway.core.timefmt import iso_utc
+from gateway.core.timefmt import iso_utc, mail_date
 from gateway.delivery.transport import (
     Evidence,
     Outcome,
@@ -214,7 +213,7 @@ class Delivery:
                 hostname=self._hostname,
                 protocol=trace.protocol,
                 queue_id=trace.queue_id,
-                date=received_date(time.time()),
+                date=mail_date(time.time()),
                 summary=trace.summary,
                 comment=trace.comment,
                 client_name=trace.client_name,
@@ -234,18 +233,6 @@ class Delivery:
         except Exception:
             # Delivered all the same: the only cost is a possible duplicate on a retry.
             self._log.exception("relay journal write failed", key=key, recipients=accepted)
-
-
-_second: list[Any] = [-1, ""]  # the last whole second seen and its date: one format a second
-
-
-def received_date(now: float) -> str:
-    """The date of a Received: field (RFC 5322 §3.3, in GMT), to the second it names: made
-    once a second, not once a message."""
-    whole = int(now)
-    if whole != _second[0]:
-        _second[:] = [whole, email.utils.formatdate(whole, usegmt=True)]
-    return str(_second[1])
 
 
 def _results(pending: Sequence[Recipient], sent: Sent) -> dict[str, Result]:

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from gateway.core.model import Action, RecipientDecision
 from gateway.delivery.transport import Reply
 from gateway.filter.message import Work, client_text
-from gateway.posture.assessment import record_of
 from gateway.store import HeldRecipient, HoldFacts, NewHold
 
 
@@ -25,7 +24,7 @@ def new_hold(
     held_domains = {d.domain for d in decisions}  # a set: one look-up per domain, not a scan
     facts = HoldFacts(
         tuple(
-            record_of(assessment)
+            assessment.record
             for domain, assessment in work.assessments.items()
             if domain in held_domains
         ),

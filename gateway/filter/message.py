@@ -3,6 +3,7 @@ progress once it is classified and decided (``Work``), and what is derived from 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,9 +53,11 @@ class Work:
     decisions: tuple[RecipientDecision, ...]
     assessments: dict[str, Assessment]
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
-        """Idempotency key: the same message from the same sender to the same recipients."""
+        """Idempotency key: the same message from the same sender to the same recipients.
+        Computed once: the hold, the journal read and the journal write all ask for it, and
+        each asking hashed the whole message again."""
         digest = hashlib.sha256()
         digest.update(self.incoming.sender.encode("utf-8", "surrogateescape") + b"\0")
         for recipient in sorted(r.address for r in self.incoming.recipients):

@@ -6,33 +6,31 @@ retries; 5xx only for what retrying can never fix. Holds are written before the 
 idempotent, so a retry after a 4xx never makes a second hold, and a journal of what the
 upstream accepted stops a retry from relaying a second copy.
 
-The hold's contents are built by ``holding``, the audit records and the notices' subject by
-``trail``, the replies by ``replies``, the queue entry by ``queueing``.
+The recipients' decisions are made by ``decisions``, the hold's contents by ``holding``, the
+audit records and the notices' subject by ``trail``, the replies by ``replies``, the queue
+entry by ``queueing``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import secrets
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from gateway import logs, metrics
 from gateway.audit import events as audit
 from gateway.audit import queue as queue_audit
 from gateway.config.settings import Settings
-from gateway.config.values import DirectDelivery, OnDnsError, Scope
+from gateway.config.values import DirectDelivery, Scope
 from gateway.core import classify, headers
 from gateway.core.addresses import normalise_domain
-from gateway.core.allowlist import Allowlist, MatchStatus
 from gateway.core.model import Action, Reason, RecipientDecision
-from gateway.core.policy import check_sender, decide_recipients, today_utc
 from gateway.delivery.deliver import Delivery, Report, Trace
 from gateway.delivery.transport import Recipient, Reply, Transaction, failure_reply
 from gateway.filter import trail
+from gateway.filter.decisions import Decisions, PostureSource
 from gateway.filter.holding import new_hold, relayed_beside
 from gateway.filter.message import (
     Incoming,
@@ -50,7 +48,6 @@ from gateway.filter.replies import (
     outcome,
     upstream_reply,
 )
-from gateway.posture.assessment import Assessment
 from gateway.review.links import SecureLinking, automatic_reasons
 from gateway.review.notices import Notices
 from gateway.smtp.reply import SmtpReply
@@ -60,19 +57,6 @@ from gateway.store import (
     HoldStore,
     NewNotice,
 )
-
-
-class PostureSource(Protocol):
-    """What the filter asks of the posture stage: a domain's assessment, and the allowlist
-    (for the sender's domain)."""
-
-    @property
-    def allowlist(self) -> Allowlist: ...
-
-    async def assess(
-        self, domain: str, today: dt.date | None = None, allowlist: Allowlist | None = None
-    ) -> Assessment: ...
-
 
 # A message up to this size gets the raw-bytes keyword check on the event loop (a few
 # microseconds for a 5 KB message); a larger one, or one that may hold a keyword, is scanned
@@ -99,6 +83,7 @@ class Filter:
         self._links = SecureLinking(settings, store, self._notices)
         # Canonical, like the domains they are compared with ("School.Test." is school.test).
         self._local_domains = frozenset(normalise_domain(d) for d in settings.policy.local_domains)
+        self._decisions = Decisions(posture, self._local_domains, settings.policy.on_dns_error)
         # Called after a new hold, so its notices go out now rather than at the next sweep.
         self._on_hold = on_hold
         self._on_queue = on_queue  # after a new queue entry: the runner delivers it now
@@ -127,17 +112,22 @@ class Filter:
             findings=[str(f) for f in findings],
         )
         if flagged or self._settings.policy.scope is Scope.ALL:
-            decisions, assessments = await self._decide(incoming, parsed)
-            for d in decisions:
-                log.info(
-                    "recipient verdict",
-                    recipient=d.recipient,
-                    domain=d.domain,
-                    action=d.action.value,
-                    reasons=[r.value for r in d.reasons],
-                    transport=d.transport.label,
-                    checked=bool(assessments),
-                )
+            decisions, assessments = await self._decisions.decide(incoming, parsed)
+            logs.info_lines(
+                log,
+                "recipient verdict",
+                [
+                    {
+                        "recipient": d.recipient,
+                        "domain": d.domain,
+                        "action": d.action.value,
+                        "reasons": [r.value for r in d.reasons],
+                        "transport": d.transport.label,
+                        "checked": bool(assessments),
+                    }
+                    for d in decisions
+                ],
+            )
         else:
             decisions = tuple(
                 RecipientDecision(r.address, "", Action.RELAY) for r in incoming.recipients
@@ -184,53 +174,6 @@ class Filter:
             return (classify.Finding("body-scan-timeout", "the body scan gave up: fail closed"),)
         except Exception:  # a body the parser chokes on must not let a message through
             return (classify.Finding("body-scan-failed", "the body could not be scanned"),)
-
-    async def _decide(
-        self, incoming: Incoming, parsed: headers.Headers
-    ) -> tuple[tuple[RecipientDecision, ...], dict[str, Assessment]]:
-        recipients = [(r.address, domain_or_none(r.address)) for r in incoming.recipients]
-        domains = sorted({d for _, d in recipients if d is not None})
-        # One list for the whole message, taken once: a reload (SIGHUP) while its domains are
-        # assessed applies from the next message on, never to half of this one's recipients.
-        allowlist = self._posture.allowlist
-        if len(domains) == 1:  # most messages: no task to make and schedule for one domain
-            results = [await self._posture.assess(domains[0], allowlist=allowlist)]
-        else:
-            results = await asyncio.gather(
-                *(self._posture.assess(d, allowlist=allowlist) for d in domains)
-            )
-        assessments = dict(zip(domains, results, strict=True))
-        sender = check_sender(
-            self._sender_domains(incoming, parsed),
-            lambda domain: self._sender_allowed(domain, allowlist),
-        )
-        on_temporary = (
-            Action.TEMPFAIL
-            if self._settings.policy.on_dns_error is OnDnsError.TEMPFAIL
-            else Action.HOLD
-        )
-        verdicts = {d: a.verdict for d, a in assessments.items()}
-        return decide_recipients(recipients, verdicts, sender, on_temporary), assessments
-
-    def _sender_domains(self, incoming: Incoming, parsed: headers.Headers) -> list[str | None]:
-        """The envelope sender (unless null) and every From: address must be allowed."""
-        domains: list[str | None] = []
-        if incoming.sender:
-            domains.append(domain_or_none(incoming.sender))
-        from_values = parsed.get_all("From")
-        if len(from_values) != 1:
-            return [*domains, None]  # RFC 5322 §3.6: exactly one From: field
-        from_addresses = headers.addresses(from_values[0])
-        if not from_addresses:
-            return [*domains, None]
-        domains.extend(domain_or_none(a) for a in from_addresses)
-        return domains
-
-    def _sender_allowed(self, domain: str, allowlist: Allowlist) -> bool:
-        if domain in self._local_domains:
-            return True
-        today = today_utc(time.time())
-        return allowlist.match(domain, today).status is MatchStatus.ALLOWED
 
     async def _deliver(self, work: Work, log: Any) -> SmtpReply:
         to_hold = [d for d in work.decisions if d.action is Action.HOLD]

@@ -15,7 +15,6 @@ from gateway.filter.message import (
     summary,
     trace_comment,
 )
-from gateway.posture.assessment import record_of
 from gateway.store import HoldFacts, NewQueued, QueuedRecipient
 
 
@@ -42,7 +41,7 @@ def queue_entry(work: Work, decisions: Sequence[RecipientDecision], subject: str
         message_id=work.parsed.first("Message-ID") or "",
         findings=tuple(str(f) for f in work.findings),
         facts=HoldFacts(
-            tuple(record_of(a) for domain, a in work.assessments.items() if domain in domains)
+            tuple(a.record for domain, a in work.assessments.items() if domain in domains)
         ),
         subject=subject,
         summary=summary(work, decisions),

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from gateway.audit import events as audit
 from gateway.core import headers
 from gateway.filter.message import Work, client_text
-from gateway.posture.assessment import record_of
 from gateway.store import AuditRecord, schema
 from gateway.store.assessment import AssessmentRecord
 
@@ -49,7 +48,7 @@ def relayed(work: Work, accepted: Sequence[str], first: bool) -> list[AuditRecor
     records: dict[str, AssessmentRecord] = {}
     for d in work.decisions:
         if d.recipient in took and d.domain in work.assessments and d.domain not in records:
-            records[d.domain] = record_of(work.assessments[d.domain])
+            records[d.domain] = work.assessments[d.domain].record
     facts = schema.assessments_json(list(records.values()))
     return [
         *arrival,

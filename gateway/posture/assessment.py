@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.config.settings import Settings
@@ -13,6 +16,7 @@ from gateway.core.mtasts import uncovered_hosts
 from gateway.core.policy import decide_domain, today_utc
 from gateway.posture.allowlists import InForce
 from gateway.posture.domaincheck import DomainChecker
+from gateway.posture.factsmemo import MEMO_ENTRIES
 from gateway.store.assessment import AssessmentRecord, DaneHostRecord
 
 
@@ -21,6 +25,12 @@ class Assessment:
     match: AllowlistMatch
     facts: DomainFacts
     verdict: DomainVerdict
+
+    @functools.cached_property
+    def record(self) -> AssessmentRecord:
+        """``record_of`` this assessment, made once: a domain's assessment is the same object
+        for every message while its facts are memoised (``Posture``)."""
+        return record_of(self)
 
 
 def record_of(a: Assessment) -> AssessmentRecord:
@@ -88,6 +98,10 @@ class Posture:
         # Made once: the settings do not change while the gateway runs (a reload re-reads the
         # allowlist only), and building it looks its level up by name.
         self._requirement = settings.policy.requirement
+        # Each domain's last assessment: the verdict is a pure function of the facts, the
+        # allowlist match and the requirement, so the same facts (the memo's, the same object)
+        # with an equal match are the same verdict, and the same record for the trail.
+        self._judged_last: dict[str, Assessment] = {}
 
     @property
     def allowlist(self) -> Allowlist:
@@ -98,6 +112,7 @@ class Posture:
         every domain's facts checked afresh."""
         self.in_force = in_force
         self.checker.forget()
+        self._judged_last.clear()
 
     async def assess(
         self, domain: str, today: dt.date | None = None, allowlist: Allowlist | None = None
@@ -105,6 +120,39 @@ class Posture:
         """The domain's verdict, matched against ``allowlist`` (default: the one in force)."""
         listed = allowlist if allowlist is not None else self.allowlist
         facts = await self.checker.facts(domain)
-        match = listed.match(domain, today or today_utc(time.time()))
-        verdict = decide_domain(match, facts, self._requirement)
-        return Assessment(match, facts, verdict)
+        return self._judged(domain, facts, listed, today or today_utc(time.time()))
+
+    async def assess_all(
+        self, domains: Sequence[str], allowlist: Allowlist | None = None
+    ) -> list[Assessment]:
+        """Each domain's verdict, in order, every one from its own facts and allowlist match.
+        Facts the memo has are judged at once; only the rest are checked, side by side: a
+        message to five known domains makes no task at all, where it made five."""
+        listed = allowlist if allowlist is not None else self.allowlist
+        today = today_utc(time.time())
+        known = [self.checker.known(domain) for domain in domains]
+        missing = [d for d, facts in zip(domains, known, strict=True) if facts is None]
+        if len(missing) == 1:
+            fetched = {missing[0]: await self.checker.facts(missing[0])}
+        elif missing:
+            found = await asyncio.gather(*(self.checker.facts(d) for d in missing))
+            fetched = dict(zip(missing, found, strict=True))
+        else:
+            fetched = {}
+        return [
+            self._judged(domain, facts if facts is not None else fetched[domain], listed, today)
+            for domain, facts in zip(domains, known, strict=True)
+        ]
+
+    def _judged(
+        self, domain: str, facts: DomainFacts, listed: Allowlist, today: dt.date
+    ) -> Assessment:
+        match = listed.match(domain, today)  # for every message: a reload applies at once
+        last = self._judged_last.get(domain)
+        if last is not None and last.facts is facts and last.match == match:
+            return last
+        judged = Assessment(match, facts, decide_domain(match, facts, self._requirement))
+        if len(self._judged_last) >= MEMO_ENTRIES:
+            self._judged_last.clear()  # a mail-merge to thousands of domains: start again
+        self._judged_last[domain] = judged
+        return judged

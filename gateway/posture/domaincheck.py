@@ -83,12 +83,16 @@ class DomainChecker:
         changed it expects what follows to reflect the domains as they are now)."""
         self._memo.clear()
 
+    def known(self, domain: str) -> DomainFacts | None:
+        """The domain's facts if the memo still has them (no DNS, nothing to wait for), else
+        None; ``domain`` canonical, as for ``facts``."""
+        return self._memo.get(domain, self._clock()) if self._memo.enabled else None
+
     async def facts(self, domain: str) -> DomainFacts:
         """``domain`` must be canonical (``core.addresses.normalise_domain``)."""
-        if self._memo.enabled:
-            kept = self._memo.get(domain, self._clock())
-            if kept is not None:
-                return kept
+        kept = self.known(domain)
+        if kept is not None:
+            return kept
         future = self._inflight.get(domain)
         if future is None:
             future = asyncio.ensure_future(self._gather(domain))

@@ -16,6 +16,7 @@ import binascii
 import email.header
 import email.message
 import email.policy
+import re
 from collections.abc import Sequence
 
 # Fields whose syntax is more than text (RFC 5322 §3.4, §3.6.4): written as given, so only
@@ -24,6 +25,9 @@ _STRUCTURED = frozenset({"from", "to", "cc", "message-id", "in-reply-to", "refer
 # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters; the MIME heuristics below are the
 # same as the email package's (``email.contentmanager``), so the bytes are what they were.
 _LINE = 78
+# A value without white space or the email package's other split characters (";" and ","):
+# ``email.header.Header`` cannot fold it.
+_UNBREAKABLE = re.compile(r"[^\s;,]+")
 CRLF = b"\r\n"
 
 
@@ -59,6 +63,10 @@ def field(name: str, value: str) -> bytes:
     if value.isascii():
         if len(name) + 2 + len(value) <= _LINE:
             return f"{name}: {value}".encode("ascii")
+        if _UNBREAKABLE.fullmatch(value):
+            # One word with no place to fold (a notice's own Message-ID, 70 or so characters):
+            # the email package puts it alone on a continuation line, as this does.
+            return f"{name}: \r\n {value}".encode("ascii")
         folded = email.header.Header(value, "us-ascii", header_name=name)
     elif name.lower() in _STRUCTURED:
         raise _NotPlain(name)
@@ -77,9 +85,11 @@ def _encoded_body(text: str) -> tuple[bytes, bytes]:
         return (b"7bit" if data.isascii() else b"8bit"), data
     joined = b"\n".join(lines) + b"\n"
     quoted = binascii.b2a_qp(joined, istext=True).replace(b"\n", CRLF)
-    based = base64.encodebytes(CRLF.join(lines) + CRLF).replace(b"\n", CRLF)
-    if len(based) < len(quoted):
-        return b"base64", based
+    data = CRLF.join(lines) + CRLF
+    # base64's length, known without encoding (RFC 2045 §6.8: 4 characters for every 3
+    # octets, a CRLF after every 76): a notice's text is mostly ASCII, so QP mostly wins.
+    if 4 * -(-len(data) // 3) + 2 * -(-len(data) // 57) < len(quoted):
+        return b"base64", base64.encodebytes(data).replace(b"\n", CRLF)
     return b"quoted-printable", quoted
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.message
 import email.policy
 import email.utils
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from gateway.audit.proofwords import confirmation_words
 from gateway.config.settings import NotifySettings, ReviewSettings
 from gateway.config.values import describe_duration
 from gateway.core.reasons import sender_words
-from gateway.core.timefmt import day_and_time
+from gateway.core.timefmt import day_and_time, mail_date
 from gateway.review import fields, mailtext
 from gateway.store import HeldRecipient, Hold, NewNotice
 
@@ -91,7 +92,7 @@ class Notices:
             ("From", f"Safeguarding Mail Gateway <{self.sender}>"),
             ("To", fields.address_list(to)),
             ("Subject", self._subject(subject, hold) if from_hold else subject),
-            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Date", mail_date(time.time())),
             ("Message-ID", email.utils.make_msgid("notice", self.hostname)),
             ("Auto-Submitted", "auto-generated"),  # RFC 3834: no auto-replies to this
             ("X-Safeguarding-Gateway", f"notice; hold={fields.one_line(hold.id)}"),
@@ -281,7 +282,7 @@ class Notices:
             ("From", f"Safeguarding Mail Gateway <{self.sender}>"),
             ("To", fields.address_list(to)),
             ("Subject", f"Delivered: {shown}" if shown else "Delivered securely"),
-            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Date", mail_date(time.time())),
             ("Message-ID", email.utils.make_msgid("notice", self.hostname)),
             ("Auto-Submitted", "auto-generated"),  # RFC 3834: no auto-replies to this
             ("X-Safeguarding-Gateway", "notice; delivered"),

@@ -457,3 +457,14 @@ def test_lint_warns_about_the_retired_gsi_family(name: str, flagged: bool) -> No
 
 def test_lint_clean() -> None:
     assert allowlist.lint([entry("nhs.net"), entry("*.police.uk"), entry("police.uk")], DAY) == []
+
+
+def test_the_same_list_asked_again_answers_for_the_day_it_is_asked_about() -> None:
+    # A list answers many messages; an entry expiring at midnight stops matching the next day.
+    listed = Allowlist(
+        [AllowlistEntry("school.test", wildcard=False, expires=dt.date(2026, 3, 31))]
+    )
+    for _ in range(2):
+        assert listed.match("school.test", dt.date(2026, 3, 31)).status is MatchStatus.ALLOWED
+        assert listed.match("school.test", dt.date(2026, 4, 1)).status is MatchStatus.EXPIRED
+        assert listed.match("other.test", dt.date(2026, 3, 31)).status is MatchStatus.NONE

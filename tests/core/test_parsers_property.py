@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email.header
 import string
 from collections.abc import Callable
 from typing import TypeVar
@@ -432,3 +433,14 @@ def test_a_language_tag_never_changes_the_decoded_text(
     plain = " ".join(word(text, None) for text in texts)
     tagged = " ".join(word(text, lang) for text, lang in zip(texts, languages, strict=False))
     assert headers.decode_words(tagged) == headers.decode_words(plain)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=120))
+def test_ascii_text_without_an_encoded_word_reads_as_it_is(value: str) -> None:
+    # What the email package itself makes of it, the way decode_words went before its
+    # shortcut for values with no encoded word in them.
+    assume("=?" not in value)
+    assert headers.decode_words(value) == value
+    assert headers.decode_words(value) == str(
+        email.header.make_header(email.header.decode_header(value))
+    )

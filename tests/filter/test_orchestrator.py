@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -95,6 +95,11 @@ class FakePosture:
             DaneFacts(resolver_trusted=False),
         )
         return Assessment(self.allowlist.match(domain, _TODAY), facts, verdict)
+
+    async def assess_all(
+        self, domains: Sequence[str], allowlist: Allowlist | None = None
+    ) -> list[Assessment]:
+        return [await self.assess(domain, allowlist=allowlist) for domain in domains]
 
 
 _TODAY = dt.date(2026, 1, 1)

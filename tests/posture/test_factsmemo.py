@@ -5,6 +5,7 @@ full check again."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
@@ -369,6 +370,57 @@ async def test_a_reload_that_removes_a_domain_holds_the_next_message_at_once(
     after = await posture.assess("good.test")
     assert after.verdict.verdict is Verdict.NOT_SECURE
     assert Reason.NOT_ALLOWLISTED in after.verdict.reasons
+
+
+async def test_a_message_to_several_domains_has_each_judged_on_its_own_facts(
+    world: World,
+) -> None:
+    listed = Allowlist((AllowlistEntry("good.test", wildcard=False),))
+    posture = Posture(Settings(), InForce(listed), world.checker)
+    known = await posture.assess("good.test")
+    spent = world.costs()
+
+    # good.test from the memo, gone.test (NXDOMAIN, not listed) checked now, each on its own.
+    good, gone = await posture.assess_all(["good.test", "gone.test"])
+    assert good.facts is known.facts
+    assert good.verdict.verdict is Verdict.SECURE
+    assert gone.facts.domain == "gone.test"
+    assert gone.verdict.verdict is Verdict.NOT_SECURE
+    assert Reason.NOT_ALLOWLISTED in gone.verdict.reasons
+    assert Reason.NO_SUCH_DOMAIN in gone.verdict.reasons
+    assert world.costs()[0] > spent[0]
+
+    # Both known now: the next message costs no lookup.
+    spent = world.costs()
+    assert [a.verdict for a in await posture.assess_all(["good.test", "gone.test"])] == [
+        good.verdict,
+        gone.verdict,
+    ]
+    assert world.costs() == spent
+    # A reload applies to the next message, to each of its domains.
+    posture.use(InForce(Allowlist(())))
+    again = await posture.assess_all(["good.test", "gone.test"])
+    assert [a.verdict.verdict for a in again] == [Verdict.NOT_SECURE, Verdict.NOT_SECURE]
+    assert Reason.NOT_ALLOWLISTED in again[0].verdict.reasons
+
+
+async def test_an_allowlist_entry_that_expires_holds_the_next_message_at_once(
+    world: World,
+) -> None:
+    # The facts stay memoised over midnight; the match, made for every message, does not.
+    entry = AllowlistEntry("good.test", wildcard=False, expires=dt.date(2026, 3, 31))
+    posture = Posture(Settings(), InForce(Allowlist((entry,))), world.checker)
+    before = await posture.assess("good.test", today=dt.date(2026, 3, 31))
+    again = await posture.assess("good.test", today=dt.date(2026, 3, 31))
+    assert before.verdict.verdict is again.verdict.verdict is Verdict.SECURE
+    spent = world.costs()
+    after = await posture.assess("good.test", today=dt.date(2026, 4, 1))
+    assert world.costs() == spent  # the same facts
+    assert after.facts is before.facts
+    assert after.verdict.verdict is Verdict.NOT_SECURE
+    assert after.verdict.reasons == (Reason.ALLOWLIST_EXPIRED,)
+    assert after.record.allowlist == "expired"
+    assert before.record.allowlist == "allowed"
 
 
 # --- who uses the memo ---------------------------------------------------------------------
