@@ -131,8 +131,9 @@ class SqliteStore(links.SqliteLinks):
         # of it (the notices rendered and sealed, the audit records). When the key exists
         # already (a retry of the same message) all of that is thrown away, unseen.
         hold_id = secrets.token_hex(8)
-        row = tables.hold_row(hold_id, self._clock(), new)
-        made = tables.fresh_hold(row)
+        now = self._clock()
+        row = tables.hold_row(hold_id, now, new)
+        made = tables.fresh_hold(hold_id, now, new)
         audit, notices = then(made) if then is not None else ((), ())
         notice_rows = outbox.sealed(self._sealer, self._clock(), notices)
         sealed: list[bytes] = []
