@@ -265,7 +265,7 @@ async def test_when_sqlite_gives_up_the_transaction_the_others_are_written_again
 
 
 async def test_a_prepare_that_fails_keeps_its_item_out_and_reads_run_beside_the_writes(
-    numbers: tuple[Database, GroupCommit], tmp_path: Path
+    numbers: tuple[Database, GroupCommit],
 ) -> None:
     database, commits = numbers
 
@@ -279,8 +279,8 @@ async def test_a_prepare_that_fails_keeps_its_item_out_and_reads_run_beside_the_
         commits,
         database,
         [
-            commits.write(lambda: insert(1), folder=tmp_path),
-            commits.write(lambda: insert(2), prepare=refuse, folder=tmp_path),
+            commits.write(lambda: insert(1)),
+            commits.write(lambda: insert(2), prepare=refuse),
             commits.read(lambda: database.db.execute("SELECT count(*) FROM n").fetchone()[0]),
         ],
     )
