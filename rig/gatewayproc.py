@@ -326,9 +326,11 @@ class Gateway:
         """Rows of the hold store, either backend (``?`` placeholders)."""
         return query(self.held_db, self.store, sql, params)
 
-    def held_files(self) -> list[Path]:
-        folder = self.data_dir / "held"
-        return sorted(folder.glob("*.msg")) if folder.is_dir() else []
+    def held_bodies(self) -> dict[str, bytes]:
+        """The sealed bodies the store keeps, by hold id (either backend)."""
+        return {
+            row[0]: bytes(row[1]) for row in self.query("SELECT hold_id, body FROM hold_bodies")
+        }
 
     # ---- clients
 

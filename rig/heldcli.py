@@ -260,9 +260,7 @@ def state(gateway: Gateway, hold: str) -> tuple[dict[str, Any], list[dict[str, A
 
 
 def has_body(gateway: Gateway, hold: str) -> bool:
-    """Whether the hold's sealed message is still kept (a file, or a row of hold_bodies)."""
-    if gateway.store is None:
-        return (gateway.data_dir / "held" / f"{hold}.msg").exists()
+    """Whether the hold's sealed message is still kept (a row of hold_bodies)."""
     return bool(gateway.query("SELECT 1 FROM hold_bodies WHERE hold_id = ?", (hold,)))
 
 

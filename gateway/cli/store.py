@@ -181,7 +181,7 @@ def _summary(report: CopyReport) -> None:
             f" {counts.target} in the database"
         )
     for hold_id in report.bodies_missing:
-        print(f"gateway: {hold_id}: its sealed file was missing; the row was copied without it")
+        print(f"gateway: {hold_id}: its sealed body was missing; the row was copied without it")
     audit = report.tables.get("audit")
     entries = audit.target if audit else 0
     if report.audit_problem is not None:

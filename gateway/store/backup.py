@@ -2,9 +2,9 @@
 
 SQLite: every database file of the data directory is copied with SQLite's online backup API
 (``sqlite3.Connection.backup``: one read transaction, so a consistent copy while the gateway
-writes; https://www.sqlite.org/backup.html), then the sealed body files the snapshot's rows
-need (a body is on disk before its row commits, so every row of the snapshot finds its file),
-and the audit witness file first of all (its head is then never ahead of the snapshot's). A
+writes; https://www.sqlite.org/backup.html), the sealed bodies with it (they are rows of the
+hold store's file, committed with the rows that need them), and the audit witness file first
+of all (its head is then never ahead of the snapshot's). A
 ``manifest.json`` written last names what was taken, when, by which release, the schema
 versions, the audit head and the SHA-256 of every file; a folder without it is no backup.
 
@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,6 @@ class SqliteBackup:
     """What ``take_sqlite`` copied."""
 
     manifest: dict[str, Any]
-    missing: list[str] = field(default_factory=list)
 
 
 def take_sqlite(data_dir: Path, target: Path, witness: Path, audit_id: str) -> SqliteBackup:
@@ -92,24 +91,13 @@ def take_sqlite(data_dir: Path, target: Path, witness: Path, audit_id: str) -> S
             name: int(db.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # noqa: S608
             for name in ("holds", "queue", "outbox", "audit")
         }
-        census, bodies = rotation.census_of(db, data_dir / "held", data_dir / "queue")
+        census = rotation.census_of(db)
     finally:
         db.close()
-    missing = []
-    for body in bodies:
-        name = f"{body.parent.name}/{body.name}"
-        try:
-            data = body.read_bytes()
-        except FileNotFoundError:  # purged or finished since the snapshot
-            missing.append(name)
-            continue
-        private_dir(target / body.parent.name)
-        write_atomic(target / name, data)
-        files.append(name)
     found = manifest("sqlite", head, census, audit_id, schema, counts)
     found["files"] = {name: sha256(target / name) for name in files}
     write_atomic(target / MANIFEST, json.dumps(found, indent=2).encode() + b"\n")
-    return SqliteBackup(found, missing)
+    return SqliteBackup(found)
 
 
 def snapshot(source: Path, copy: Path) -> int:
@@ -169,7 +157,9 @@ def check_keys(found: dict[str, Any], store_ids: frozenset[str], audit_id: str) 
 
 def restore_sqlite(backup: Path, found: dict[str, Any], data_dir: Path, witness: Path) -> list[str]:
     """Copy the checked backup into ``data_dir``, which holds no store (a gateway that ran on
-    it made ``held.sqlite3``); the names of the files put in place."""
+    it made ``held.sqlite3``); the names of the files put in place. A backup of an earlier
+    release brings its body files (held/, queue/): the store takes them in at its first
+    start (``sqlite.bodyfiles``)."""
     if (data_dir / HELD_DB).exists() or any(data_dir.glob("held/*.msg")):
         raise BackupRefused(
             f"{data_dir} holds a store already (a gateway ran on it): stop it and restore into"

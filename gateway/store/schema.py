@@ -22,7 +22,7 @@ from gateway.store.changes import (
     SendLinks,
 )
 from gateway.store.links import Link
-from gateway.store.records import HeldRecipient, Hold, Status
+from gateway.store.records import HeldRecipient, Hold, NewHold, Status
 
 ASSESSMENT_VERSION = 2  # 1 was the `gateway check --json` layout this one grew out of
 
@@ -251,16 +251,39 @@ LINK_COLUMNS = (
 )
 
 
-# What a new hold's row leaves to the columns' defaults (the same on both backends), in the
-# order of ``hold_from_row`` after ``subject``: undecided, unescalated, unpurged, unsent.
-_UNDECIDED = (None, "", "", None, None, "[]", "{}", "", None, "")
-
-
-def fresh_hold(inserted: Sequence[Any]) -> Hold:
-    """The hold as its row will read back once inserted, from the inserted values (``id``
-    to ``subject``): the store builds it before its write transaction, so that what is made
-    of a new hold (notices, audit records) is made outside the writer's lock."""
-    return hold_from_row((*inserted, *_UNDECIDED))
+def fresh_hold(
+    hold_id: str, created_at: float, new: NewHold, text: Callable[[str], str] = str
+) -> Hold:
+    """The hold as its row will read back once inserted (``hold_from_row``): the store builds
+    it before its write transaction, so that what is made of a new hold (notices, audit
+    records) is made outside the writer's lock. Built from ``new`` itself, not by decoding
+    the JSON just encoded for the row: what the row keeps of it is exactly these values (the
+    JSON of a record reads back as the record), free text through ``text``, the backend's
+    cleaner, as the row keeps it. The columns a new row leaves to their defaults are Hold's
+    defaults: undecided, unescalated, unpurged, unsent."""
+    return Hold(
+        id=hold_id,
+        key=new.key,
+        status=Status.HELD,
+        created_at=created_at,
+        sender=text(new.sender),
+        recipients=tuple(
+            HeldRecipient(
+                text(r.address),
+                text(r.domain),
+                tuple(text(reason) for reason in r.reasons),
+                tuple(text(option) for option in r.options),
+            )
+            for r in new.recipients
+        ),
+        mail_options=tuple(new.mail_options),
+        size=len(new.message),
+        client=text(new.client),
+        message_id=text(new.message_id),
+        findings=tuple(new.findings),
+        facts=new.facts,
+        subject=text(new.subject),
+    )
 
 
 def link_from_row(row: Sequence[Any]) -> Link:

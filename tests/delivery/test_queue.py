@@ -97,12 +97,15 @@ async def test_enqueue_is_idempotent_and_the_body_is_sealed_at_rest(
     assert (again.id, created) == (queue_id, False)
     assert await queue.store.queue_depth() == 1
     if isinstance(queue.store, SqliteStore):
-        path = queue.store.queue_path(queue_id)
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        assert b"Secret" not in path.read_bytes()
+        sqlite = queue.store
+        rows = sqlite.file.call(
+            lambda: sqlite.connection.execute("SELECT body FROM queue_bodies").fetchall()
+        )
+        [(sealed,)] = rows
+        assert stat.S_IMODE(sqlite.file.path.stat().st_mode) == 0o600
     else:
         [(sealed,)] = await store_nodes.sql("SELECT body FROM queue_bodies")
-        assert b"Secret" not in bytes(sealed)
+    assert b"Secret" not in bytes(sealed)
     assert await queue.store.queued_message(queue_id) == BODY
 
 

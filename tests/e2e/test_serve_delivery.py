@@ -71,7 +71,7 @@ def test_insecure_recipient_held(gw: Gateway) -> None:
     assert hold.addresses == ["officer@nosts.test"]
     assert hold.reasons("officer@nosts.test") == ["sts-no-record"]
     assert hold.sender == SENDER
-    assert len(gw.held_files()) == 1
+    assert len(gw.held_bodies()) == 1
     assert gw.relayed() == []
 
 
@@ -213,7 +213,7 @@ def test_retrying_a_held_message_makes_no_second_hold(gw: Gateway) -> None:
     assert (first.code, second.code) == (250, 250), (first, second)
     assert hold_id(first.text) == hold_id(second.text)
     assert len(gw.holds()) == 1
-    assert len(gw.held_files()) == 1
+    assert len(gw.held_bodies()) == 1
 
 
 def test_a_different_message_is_a_different_hold(gw: Gateway) -> None:

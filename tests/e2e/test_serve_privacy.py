@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from rig.gatewayproc import Gateway, message, readable
+from rig.storefault import refuse_holds
 
 pytestmark = pytest.mark.e2e
 
@@ -35,11 +36,7 @@ def test_logs_never_show_subject_or_body(serve: Callable[..., Gateway], level: s
     gw.upstream.fail_rcpt = {"colleague@secure.test": 550}
     assert gw.send(SENDER, RECIPIENTS, secret_message()).code == 250
     gw.upstream.fail_rcpt = {}
-    held = gw.data_dir / "held"
-    for blob in held.iterdir():
-        blob.unlink()
-    held.rmdir()
-    held.write_text("")
+    refuse_holds(gw.held_db)
     assert gw.send(SENDER, RECIPIENTS, secret_message()).code == 451
     assert gw.proc.stop() == 0
 
@@ -64,9 +61,8 @@ def test_held_message_encrypted_at_rest(gw: Gateway) -> None:
     original = secret_message()
     assert gw.send(SENDER, ["officer@nosts.test"], original).code == 250
     [hold] = gw.holds()
-    [blob] = gw.held_files()
-    assert blob.stem == hold.id
-    data = blob.read_bytes()
+    [(held_id, data)] = gw.held_bodies().items()
+    assert held_id == hold.id
     assert len(data) > len(BODY_TEXT)
     for secret in (SUBJECT_TEXT, BODY_TEXT, "Pineapple", "Zebra", "X-Safeguarding"):
         assert secret.encode() not in data
@@ -76,8 +72,9 @@ def test_held_message_encrypted_at_rest(gw: Gateway) -> None:
             content = path.read_bytes()
             for secret in (SUBJECT_TEXT, BODY_TEXT):
                 assert secret.encode() not in content, path
-    # The encrypted copy is private to the gateway's user too.
-    assert stat.S_IMODE(blob.stat().st_mode) & 0o077 == 0, oct(blob.stat().st_mode)
+    # The database that keeps the encrypted copy is private to the gateway's user too.
+    assert stat.S_IMODE(gw.held_db.stat().st_mode) & 0o077 == 0, oct(gw.held_db.stat().st_mode)
+    assert not (gw.data_dir / "held").exists()  # no file per hold any more
 
 
 def test_store_key_created_with_mode_0600(gw: Gateway) -> None:
@@ -100,4 +97,4 @@ def test_held_message_survives_a_restart_with_the_same_key(gw: Gateway) -> None:
     [hold] = gw.holds()
     assert hold.id in first.text
     assert hold.id in second.text
-    assert len(gw.held_files()) == 1
+    assert len(gw.held_bodies()) == 1

@@ -27,6 +27,7 @@ from rig.gatewayproc import (
     split_trace,
     transact,
 )
+from rig.storefault import refuse_holds
 
 pytestmark = pytest.mark.e2e
 
@@ -162,10 +163,7 @@ def test_upstream_refusing_mail_of_a_mixed_message_holds_everyone(gw: Gateway) -
 
 
 def test_store_write_failure_tempfails_and_relays_nothing(gw: Gateway) -> None:
-    held = gw.data_dir / "held"
-    assert held.is_dir()
-    held.rmdir()
-    held.write_text("not a folder: the encrypted message cannot be written\n")
+    refuse_holds(gw.held_db)
     reply = gw.send(SENDER, MIXED, message(to=MIXED))
     assert reply.code == 451, reply
     assert reply.text.startswith("4.3.0"), reply
@@ -278,7 +276,7 @@ def test_kill_9_while_the_upstream_answers_data(
     if holds:
         assert holds[0].addresses == [INSECURE]
         assert holds[0].id in retry.text
-        assert len(gw.held_files()) == 1
+        assert len(gw.held_bodies()) == 1
         assert notices[0].rcpt_tos == (SENDER,)
 
 

@@ -115,8 +115,8 @@ def test_a_restore_refuses_a_changed_backup(rig: Rig, tmp_path: Path) -> None:
         cli = cli_for(gw)
         hold_id(gw.send(SENDER, [INSECURE], message(to=[INSECURE])))
         cli.ok("store", "backup", str(backup))
-    body = next(backup.glob("held/*.msg"))
-    body.write_bytes(body.read_bytes()[:-1] + b"\0")
+    body = backup / "held.sqlite3"  # the bodies are rows of it
+    body.write_bytes(body.read_bytes()[:-1] + b"\1")
     env = {"GATEWAY_STORE_DATA_DIR": str(tmp_path / "fresh")}
     refused = cli.run("store", "restore", str(backup), env=env)
     assert refused.code == 1, str(refused)

@@ -44,7 +44,8 @@ from gateway.posture.assessment import Assessment
 from gateway.smtp.reply import SmtpReply
 from gateway.store import HoldQuery
 from gateway.store.crypto import Sealer
-from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite import HELD_DB, SqliteStore
+from rig.storefault import refuse_holds
 from support.transports import (
     DATA_DEFERRED,
     DATA_REFUSED,
@@ -276,9 +277,7 @@ async def test_reply_for_each_outcome(make_rig: Callable[..., Rig], case: Case) 
 
 
 async def test_store_failure_tempfails_and_relays_nothing(rig: Rig) -> None:
-    held = rig.folder / "held"
-    held.rmdir()
-    held.write_text("not a folder: the encrypted copy cannot be written\n")
+    refuse_holds(rig.folder / HELD_DB)
     reply = await rig.send((SECURE, INSECURE))
     assert (reply.code, f"{reply.enhanced} {reply.text}") == (
         451,

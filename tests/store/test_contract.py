@@ -5,6 +5,8 @@ someone edited."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import structlog
 
@@ -22,6 +24,8 @@ from gateway.store import (
     HoldStore,
     Status,
 )
+from gateway.store.assessment import AssessmentRecord, DaneHostRecord, HoldFacts
+from gateway.store.records import HeldRecipient
 from store.backends import Nodes, new_hold
 
 
@@ -96,6 +100,42 @@ async def test_queries_filter_sort_page_and_count_in_the_store(
     assert await ids(HoldQuery(created_before=clock() - 10)) == [first.id, second.id]
     assert await ids(HoldQuery.of(Status.REJECTED)) == []
     assert await hold_store.count_holds(HoldQuery(recipient_domain="one.test", limit=1)) == 2
+
+
+DANE_HOST = DaneHostRecord("mx.nosts.test", "usable", ("3 1 1 ab",))
+
+
+async def test_the_hold_a_writer_is_given_is_the_hold_its_row_reads_back(
+    hold_store: HoldStore,
+) -> None:
+    """What ``then`` and the caller see of a new hold (built before the transaction, never
+    read back) is what every later read gets: every field, the facts whole, free text as the
+    backend keeps it (PostgreSQL's text cannot hold U+0000)."""
+    record = AssessmentRecord(  # every field set, none left to its default
+        "nosts.test", "insecure", "none", ("sts-no-record",), "not-listed", "", "found",
+        ("mx.nosts.test",), True, "none", "", "not-fetched", "", (), None, "found",
+        ("mailto:tls@nosts.test",), "usable", (DANE_HOST,),
+    )  # fmt: skip
+    facts = HoldFacts(
+        (record,), {"gone@secure.test": "550 5.1.1 no"}, {"x@direct.test": ("mx1: refused",)}
+    )
+    recipient = HeldRecipient(
+        "Jo\x00@nosts.test", "nosts.test", ("sts-no-record",), ("NOTIFY=NEVER",)
+    )
+    new = replace(
+        new_hold(),
+        recipients=(recipient,),
+        mail_options=("BODY=8BITMIME",),
+        facts=facts,
+        subject="about \x00 a pupil",
+        client="client \x00",
+    )
+    seen: list[Hold] = []
+    made, _ = await hold_store.hold(new, lambda h: (seen.append(h), ((), ()))[1])
+    assert seen == [made]
+    assert await hold_store.get(made.id) == made
+    assert made.facts == facts
+    assert made.recipients[0].options == ("NOTIFY=NEVER",)
 
 
 async def test_a_message_is_held_once_and_its_body_is_gone_once_purged(

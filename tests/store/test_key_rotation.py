@@ -32,18 +32,20 @@ async def test_an_interrupted_rotation_loses_nothing_and_a_rerun_finishes_it(
     await store.close()
 
     ring = SqliteStore(tmp_path, Sealer(NEW, [OLD]), audit_key=AUDIT)
-    real, written = rotation.write_atomic, []
+    real, resealed = rotation.Bodies._resealed, []
 
-    def dies_on_the_third(path: Path, data: bytes) -> None:
-        if len(written) == 2:
-            raise Killed
-        real(path, data)
-        written.append(path)
+    def dies_on_the_third(
+        self: rotation.Bodies, owner: str, blob: bytes
+    ) -> tuple[str, bytes | None]:
+        if len(resealed) == 2:
+            raise Killed  # inside the third body's write transaction, before its UPDATE
+        resealed.append(owner)
+        return real(self, owner, blob)
 
-    monkeypatch.setattr(rotation, "write_atomic", dies_on_the_third)
+    monkeypatch.setattr(rotation.Bodies, "_resealed", dies_on_the_third)
     with pytest.raises(Killed):
         await ring.bodies.reseal()
-    monkeypatch.setattr(rotation, "write_atomic", real)
+    monkeypatch.setattr(rotation.Bodies, "_resealed", real)
     # Half way: every hold opens with the ring, and a hold written now is under the new key.
     assert [await ring.message(i) for i in ids] == [f"body {n}".encode() for n in range(5)]
     late = (await ring.hold(new_hold(message=b"late")))[0].id

@@ -15,6 +15,7 @@ from gateway.store.postgres import Database, PgStore, SyncDatabase
 from gateway.store.postgres.copy import CopyRefused, copy_install
 from gateway.store.postgres.database import migrate
 from gateway.store.postgres.tables import MIGRATIONS
+from store.earlier import as_earlier_release
 from store.pginstall import AUDIT_KEY, HOLDS, STORE_KEY, Made, body, make_install
 
 EXPECTED = {  # rows each table of the install has
@@ -168,3 +169,22 @@ async def test_a_trail_that_does_not_verify_under_the_key_is_reported(
     assert not report.complete
     assert report.audit_problem is not None
     assert report.audit_problem.seq == 1
+
+
+async def test_an_install_of_the_earlier_release_copies_its_bodies_from_their_files(
+    made: Made, target: SyncDatabase
+) -> None:
+    """Never started by this release, so its bodies are still files (``store.earlier``)."""
+    files = as_earlier_release(made.install.held_db.parent)
+    assert len(files) == HOLDS - 1 + HOLDS  # the purged hold has none; every entry has one
+    report = copy_install(made.install, target, AUDIT_KEY)
+    assert report.complete
+    assert report.bodies_missing == []
+    sealer = Sealer(STORE_KEY)
+    bodies = dict(rows(target, "SELECT hold_id, body FROM hold_bodies"))
+    assert sorted(bodies) == sorted(made.hold_ids[1:])
+    for n, hold_id in enumerate(made.hold_ids[1:], start=1):
+        assert sealer.open(hold_id, bytes(bodies[hold_id])) == body(n)
+    queued = dict(rows(target, "SELECT queue_id, body FROM queue_bodies"))
+    for n, queue_id in enumerate(made.queue_ids):
+        assert sealer.open(f"queue:{queue_id}", bytes(queued[queue_id])) == body(n)

@@ -108,9 +108,8 @@ async def test_the_hold_page_shows_what_the_gateway_found(site: Site) -> None:
 
 
 def test_files_the_store_creates_are_private(tmp_path: Path, site: Site) -> None:
-    data = site.store.blob_path("x").parent.parent
+    data = site.store.file.path.parent
     assert mode(data / HELD_DB) == 0o600
-    assert mode(data / "held") == 0o700
     assert mode(data / "users.sqlite3") == 0o600
     folder = tmp_path / "new" / "cache"
     PolicyDb(folder / "sts.sqlite3")

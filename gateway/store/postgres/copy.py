@@ -1,16 +1,20 @@
 """Moving a single-node install into PostgreSQL (`gateway store copy --to DSN`).
 
-What the embedded backend keeps in three SQLite files and two folders of sealed files is
-written to a migrated database: the hold store's tables (holds and their sealed bodies, the
-relay journal, the audit trail, the outbox, the delivery queue and its bodies, the last
-probes, the secure links and the codes they sent), the MTA-STS policy cache and the accounts
+What the embedded backend keeps in three SQLite files is written to a migrated database: the
+hold store's tables (holds and their sealed bodies, the relay journal, the audit trail, the
+outbox, the delivery queue and its bodies, the last probes, the secure links and the codes
+they sent), the MTA-STS policy cache and the accounts
 (users, the sign-in throttle, web sessions).
 
 The copy is made to be run again. Each table goes in batches, each batch one transaction of
 ``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL docs, "INSERT", the ON CONFLICT clause), so a
 copy that was stopped halfway finishes on the next run and never doubles a row. The sealed
 bodies go as they are: AES-GCM's associated data is the hold's id (the queue entry's
-``queue:<id>``), not the file, so the nodes open them under the same store key.
+``queue:<id>``), not where it is kept, so the nodes open them under the same store key. An
+install of an earlier release, never started by this one, still has its bodies in files
+(``held/<id>.msg``, ``queue/<id>.msg``: the store takes them into its tables at open,
+``sqlite.bodyfiles``, and the copy opens the files read-only): a body not in its table is
+read from its file.
 
 The audit trail goes verbatim (seq, at, event, hold id, actor, the sealed JSON text, prev and
 hash), so every hash already witnessed stays valid. A target whose trail is not a prefix of
@@ -53,8 +57,8 @@ class Install:
     """Where a single-node install keeps its state (``[store] data_dir`` and its files)."""
 
     held_db: Path  # the hold store
-    held_dir: Path  # <hold id>.msg, sealed
-    queue_dir: Path  # <queue id>.msg, sealed
+    held_dir: Path  # <hold id>.msg, sealed, of an install of an earlier release
+    queue_dir: Path  # <queue id>.msg, the same
     policy_db: Path  # the MTA-STS policy cache
     users_db: Path  # the accounts
 
@@ -175,7 +179,8 @@ TABLES = (
         target_columns=("key", "user_name", *SESSION_COLUMNS[2:]),
     ),
 )
-# The sealed files that go with a table's rows: (table, Install folder, body table, its key).
+# The sealed bodies that go with a table's rows: (table, Install folder of an earlier release's
+# files, body table (the same name on both backends), its key).
 BODIES = {
     "holds": ("held_dir", "hold_bodies", "hold_id"),
     "queue": ("queue_dir", "queue_bodies", "queue_id"),
@@ -211,7 +216,9 @@ def copy_install(
                 with db.transaction() as conn:
                     counts.copied += _insert(conn, table, rows)
                     if table.name in BODIES:
-                        report.bodies_missing += _copy_bodies(conn, install, table.name, rows)
+                        report.bodies_missing += _copy_bodies(
+                            conn, install, source, table.name, rows
+                        )
                 if on_batch is not None:
                     on_batch(table.name, len(rows))
     with db.transaction() as conn:
@@ -277,15 +284,25 @@ def _insert(conn: Connection[Any], table: Table, rows: Sequence[Row]) -> int:
 
 
 def _copy_bodies(
-    conn: Connection[Any], install: Install, table: str, rows: Sequence[Row]
+    conn: Connection[Any],
+    install: Install,
+    source: sqlite3.Connection,
+    table: str,
+    rows: Sequence[Row],
 ) -> list[str]:
-    """The sealed files of these rows, as they are; the ids of rows whose file is missing
+    """The sealed bodies of these rows, as they are; the ids of rows whose body is missing
     though the row still promises one."""
     folder_name, body_table, key = BODIES[table]
     folder: Path = getattr(install, folder_name)
+    in_table = _has_table(source, body_table)
+    select = f"SELECT body FROM {body_table} WHERE {key} = ?"  # noqa: S608
     bodies, missing = [], []
     for row in rows:
         row_id = row[0]
+        found = source.execute(select, (row_id,)).fetchone() if in_table else None
+        if found is not None:
+            bodies.append((row_id, bytes(found[0])))
+            continue
         try:
             bodies.append((row_id, (folder / f"{row_id}.msg").read_bytes()))
         except FileNotFoundError:

@@ -50,9 +50,10 @@ def values(hold_id: str, created_at: float, new: NewHold) -> tuple[Any, ...]:
     )
 
 
-def fresh(row: tuple[Any, ...]) -> Hold:
-    """The hold ``row`` reads back as once inserted, known before the transaction."""
-    return schema.fresh_hold(row)
+def fresh(hold_id: str, created_at: float, new: NewHold) -> Hold:
+    """The hold its row (``values``) reads back as once inserted, known before the
+    transaction."""
+    return schema.fresh_hold(hold_id, created_at, new, text_value)
 
 
 async def insert(conn: AsyncConnection[Any], row: tuple[Any, ...], body: bytes) -> bool:

@@ -139,8 +139,9 @@ class PgStore(links.PgLinks):
         # made before the transaction opens, from the hold as its row will read; the
         # transaction only inserts. When the key exists already, it is thrown away unseen.
         hold_id = secrets.token_hex(8)
-        row = holdrows.values(hold_id, self.now(), new)
-        made = holdrows.fresh(row)
+        now = self.now()
+        row = holdrows.values(hold_id, now, new)
+        made = holdrows.fresh(hold_id, now, new)
         audit, notices = then(made) if then is not None else ((), ())
         notice_rows = outbox.sealed(self.sealer, self.now(), notices)
         sealed = self.sealer.seal(hold_id, new.message)

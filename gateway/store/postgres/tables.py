@@ -1,10 +1,10 @@
 """The shared store's tables, as numbered migrations (``gateway store migrate`` applies them).
 
-One database holds what the embedded backend keeps in three SQLite files and two folders of
-encrypted files: the hold store (holds and their bodies, the relay journal, the audit trail,
-the outbox, the delivery queue and its bodies, the last probes), the MTA-STS policy cache and
-the accounts (users, the sign-in throttle, web sessions). Bodies and notices are ``bytea``,
-sealed with AES-256-GCM by the node (``store.crypto``) under a key the database never sees.
+One database holds what the embedded backend keeps in three SQLite files: the hold store
+(holds and their bodies, the relay journal, the audit trail, the outbox, the delivery queue
+and its bodies, the last probes), the MTA-STS policy cache and the accounts (users, the
+sign-in throttle, web sessions). Bodies and notices are ``bytea``, sealed with AES-256-GCM by
+the node (``store.crypto``) under a key the database never sees.
 
 Times are seconds since the epoch (``double precision``), as everywhere in the gateway. JSON
 that the store searches (a hold's recipients) is ``jsonb``; JSON it only keeps is ``text``,

@@ -12,10 +12,9 @@ The rules that keep "250 means durable":
 
 * A caller's future is settled only after the COMMIT that covers its write (or with the error
   that kept it out). Nothing is answered early.
-* An item's ``prepare`` (writing its encrypted body: temporary file, fsync, rename) runs on
-  the thread before the transaction; the folders the prepared files went into are fsync'd
-  once for the batch (a rename is atomic, not durable: rename(2), fsync(2)), before the
-  COMMIT of the rows that promise them.
+* An item's ``prepare`` (sealing its body) runs on the thread before the transaction, so
+  that nothing but SQL runs while the writer's lock is held; an item whose ``prepare`` fails
+  fails alone, before the transaction.
 * One failing item fails alone: its SAVEPOINT is rolled back and the others go on. If SQLite
   rolled back the whole transaction (it does on some I/O and memory errors, "Response To
   Errors Within A Transaction" in its documentation), the others are run again in a new one.
@@ -32,10 +31,8 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from gateway.store.safeio import fsync_dir
 from gateway.store.sqlite.database import Database
 
 T = TypeVar("T")
@@ -48,7 +45,6 @@ class _Item:
     future: asyncio.Future[Any]
     write: bool
     prepare: Callable[[], None] | None = None
-    folder: Path | None = None
     outcome: tuple[bool, Any] | None = field(default=None)  # (ok, result or exception)
 
 
@@ -74,26 +70,24 @@ class GroupCommit:
         work: Callable[[], T],
         *,
         prepare: Callable[[], None] | None = None,
-        folder: Path | None = None,
     ) -> T:
         """Run ``work`` (SQL only: it runs while the file's writer lock is held) in a shared
         write transaction; its result once that transaction is committed. ``prepare`` runs
-        first, outside the transaction, and ``folder`` is fsync'd before the COMMIT."""
-        return cast(T, await self._queue(work, True, prepare, folder))
+        first, outside the transaction."""
+        return cast(T, await self._queue(work, True, prepare))
 
     async def read(self, work: Callable[[], T]) -> T:
         """Run ``work`` on the file's thread, outside any transaction, with the next batch."""
-        return cast(T, await self._queue(work, False, None, None))
+        return cast(T, await self._queue(work, False, None))
 
     async def _queue(
         self,
         work: Callable[[], Any],
         write: bool,
         prepare: Callable[[], None] | None,
-        folder: Path | None,
     ) -> Any:
         loop = asyncio.get_running_loop()
-        item = _Item(work, loop, loop.create_future(), write, prepare, folder)
+        item = _Item(work, loop, loop.create_future(), write, prepare)
         with self._lock:
             self._pending.append(item)
             start = not self._scheduled
@@ -133,15 +127,6 @@ class GroupCommit:
             if not item.write:
                 item.outcome = _attempt(item.work)
         writes = [item for item in batch if item.write and self._prepared(item)]
-        folders = {item.folder for item in writes if item.folder is not None}
-        for folder in sorted(folders):
-            try:
-                fsync_dir(folder)
-            except OSError as exc:
-                for item in writes:
-                    if item.folder == folder:
-                        item.outcome = (False, exc)
-        writes = [item for item in writes if item.outcome is None]
         while writes:
             writes = self._transaction(writes)
 

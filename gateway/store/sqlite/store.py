@@ -1,12 +1,14 @@
-"""The embedded hold store: SQLite (WAL, synchronous=FULL) plus one encrypted file per hold.
+"""The embedded hold store: one SQLite file (WAL, synchronous=FULL), bodies included.
 
-Order of a hold: the encrypted blob is written atomically and fsync'd, then the metadata row
-is committed with its audit entries and notices in one transaction. A crash between the two
-leaves a blob without a row (harmless), never a row without its message. SQLite calls run on
-the file's dedicated thread (``Database``), off the event loop; ``BEGIN IMMEDIATE`` serialises
-writers, also across processes, so the audit chain stays one chain. Holds, relay journal
-records and queue entries go through ``groupcommit``: the ones waiting together share one
-transaction and one COMMIT, and nothing but SQL runs while the writer's lock is held.
+A hold's body is sealed (AES-256-GCM, ``store.crypto``; the key is outside the database) and
+inserted into ``hold_bodies`` in the transaction of its row, its audit entries and its
+notices: one COMMIT makes all of it durable, or none of it. A queue entry's body goes the same
+way into ``queue_bodies``. SQLite calls run on the file's dedicated thread (``Database``), off
+the event loop; ``BEGIN IMMEDIATE`` serialises writers, also across processes, so the audit
+chain stays one chain. Holds, relay journal records and queue entries go through
+``groupcommit``: the ones waiting together share one transaction and one COMMIT (one fsync
+of the log for a batch of holds with their bodies), and nothing but SQL runs while the
+writer's lock is held. Body files of earlier releases are taken in at open (``bodyfiles``).
 """
 
 from __future__ import annotations
@@ -36,8 +38,17 @@ from gateway.store.records import (
     Notice,
     Status,
 )
-from gateway.store.safeio import fsync_dir, private_dir, write_atomic
-from gateway.store.sqlite import links, outbox, probes, queries, queue, rotation, tables, trail
+from gateway.store.sqlite import (
+    bodyfiles,
+    links,
+    outbox,
+    probes,
+    queries,
+    queue,
+    rotation,
+    tables,
+    trail,
+)
 from gateway.store.sqlite.database import Database
 from gateway.store.sqlite.groupcommit import GroupCommit
 
@@ -60,9 +71,6 @@ class SqliteStore(links.SqliteLinks):
     ):
         """``audit_key`` seals the audit chain; by default <data_dir>/audit.key (made at first
         start)."""
-        self._dir = data_dir / "held"
-        private_dir(self._dir)
-        self._queue_dir = private_dir(data_dir / "queue")
         self._sealer = sealer
         self._clock = clock
         self._audit_key = audit_key if audit_key is not None else default_key(data_dir)
@@ -72,6 +80,11 @@ class SqliteStore(links.SqliteLinks):
         self._db = self._file.db
         self._commits = GroupCommit(self._file)
         self._db.create_function("data_text", 1, trail.data_text, deterministic=True)
+        # A deleted body (a purge, a finished queue entry) is overwritten with zeros in its
+        # pages, not left in free pages for whoever reads the file raw. The write-ahead log
+        # is truncated after a purge (``purge_body``) for the frames that held it.
+        self._file.call(lambda: self._db.execute("PRAGMA secure_delete = ON"))
+        bodyfiles.adopt(self._file, data_dir)
         cutoff = clock() - JOURNAL_DAYS * 86400
         self._file.call(
             lambda: self._db.execute("DELETE FROM relay_journal WHERE at < ?", (cutoff,))
@@ -99,9 +112,6 @@ class SqliteStore(links.SqliteLinks):
     def _write(self, work: Callable[[], T]) -> T:
         return self._file.write(work)
 
-    def blob_path(self, hold_id: str) -> Path:
-        return self._dir / f"{hold_id}.msg"
-
     # --- holds -----------------------------------------------------------------------------
 
     async def hold(self, new: NewHold, then: Consequences | None = None) -> tuple[Hold, bool]:
@@ -121,16 +131,16 @@ class SqliteStore(links.SqliteLinks):
         # of it (the notices rendered and sealed, the audit records). When the key exists
         # already (a retry of the same message) all of that is thrown away, unseen.
         hold_id = secrets.token_hex(8)
-        row = tables.hold_row(hold_id, self._clock(), new)
-        made = tables.fresh_hold(row)
+        now = self._clock()
+        row = tables.hold_row(hold_id, now, new)
+        made = tables.fresh_hold(hold_id, now, new)
         audit, notices = then(made) if then is not None else ((), ())
         notice_rows = outbox.sealed(self._sealer, self._clock(), notices)
-        path = self.blob_path(hold_id)
+        sealed: list[bytes] = []
 
         def prepare() -> None:
-            # Sealed on the store's thread, off the loop; the folder is fsync'd once for the
-            # batch, before the COMMIT of the rows (``groupcommit``).
-            write_atomic(path, self._sealer.seal(hold_id, new.message), sync_folder=False)
+            # Sealed on the store's thread, off the loop, and outside the writer's lock.
+            sealed.append(self._sealer.seal(hold_id, new.message))
 
         def journal() -> frozenset[str]:
             return self._journal(journal_key) if journal_key is not None else frozenset()
@@ -142,21 +152,17 @@ class SqliteStore(links.SqliteLinks):
             if existing is not None:
                 return existing, False, [], journal()
             self._db.execute(tables.INSERT_HOLD, row)
+            self._db.execute(tables.INSERT_HOLD_BODY, (hold_id, sealed[0]))
             outbox.insert(self._db, notice_rows)
             return made, True, self._chain(audit), journal()
 
         try:
-            hold, created, entries, relayed = await self._commits.write(
-                insert, prepare=prepare, folder=self._dir
-            )
+            hold, created, entries, relayed = await self._commits.write(insert, prepare=prepare)
         except sqlite3.IntegrityError:
-            await self._run(lambda: path.unlink(missing_ok=True))
             existing = await self._run(lambda: self._get_by_key(new.key))
             if existing is None:
                 raise
             return existing, False, await self._run(journal)
-        if not created:
-            await self._run(lambda: path.unlink(missing_ok=True))
         self._witness(entries)
         return hold, created, relayed
 
@@ -175,10 +181,12 @@ class SqliteStore(links.SqliteLinks):
 
     async def message(self, hold_id: str) -> bytes:
         def read() -> bytes:
-            try:
-                return self.blob_path(hold_id).read_bytes()
-            except FileNotFoundError as exc:
-                raise KeyError(hold_id) from exc
+            row = self._db.execute(
+                "SELECT body FROM hold_bodies WHERE hold_id = ?", (hold_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(hold_id)
+            return bytes(row[0])
 
         return self._sealer.open(hold_id, await self._run(read))
 
@@ -244,12 +252,12 @@ class SqliteStore(links.SqliteLinks):
 
     async def purge_body(self, hold_id: str, audit: Sequence[AuditRecord] = ()) -> bool:
         def purge() -> bool:
-            # The file goes under the writer lock: a key rotation re-sealing it at the same
-            # moment (``sqlite.rotation``) cannot write it back after it went.
-            path = self.blob_path(hold_id)
-            existed = path.exists()
-            path.unlink(missing_ok=True)
-            fsync_dir(path.parent)
+            # The row and the body change in one transaction: a key rotation re-sealing the
+            # body (``sqlite.rotation``, under the same writer lock) cannot bring it back.
+            existed = (
+                self._db.execute("DELETE FROM hold_bodies WHERE hold_id = ?", (hold_id,)).rowcount
+                == 1
+            )
             self._db.execute(
                 "UPDATE holds SET purged_at = ? WHERE id = ? AND purged_at IS NULL",
                 (self._clock(), hold_id),
@@ -257,7 +265,27 @@ class SqliteStore(links.SqliteLinks):
             self._append(audit)
             return existed
 
-        return await self._run(lambda: self._write(purge))
+        def run() -> bool:
+            existed = self._write(purge)
+            self._forget()
+            return existed
+
+        return await self._run(run)
+
+    def _forget(self) -> None:
+        """After a delete of a body: its pages are zeroed in the file (secure_delete), but the
+        write-ahead log still has the frames that wrote it. A checkpoint copies the zeroed
+        pages into the database and, when no reader needs the log, truncates it to nothing
+        (https://www.sqlite.org/pragma.html#pragma_wal_checkpoint). A reader of another
+        process holding the log makes it partial: the old frames are then overwritten as the
+        log is reused, and the next purge tries again."""
+        # Waiting for readers only briefly: the thread's holds queue behind it meanwhile.
+        (wait,) = self._db.execute("PRAGMA busy_timeout").fetchone()
+        self._db.execute("PRAGMA busy_timeout = 200")
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait)}")
 
     # --- relay journal ---------------------------------------------------------------------
 
@@ -362,44 +390,36 @@ class SqliteStore(links.SqliteLinks):
 
     # --- delivery queue --------------------------------------------------------------------
 
-    def queue_path(self, queue_id: str) -> Path:
-        return self._queue_dir / f"{queue_id}.msg"
-
     async def enqueue(
         self, new: NewQueued, audit: Sequence[AuditRecord] = ()
     ) -> tuple[Queued, bool]:
-        # The order of a hold (``hold``): the body on disk, fsync'd with its folder, before
-        # the row that promises it, in a transaction shared with the other writes waiting.
+        # As a hold (``hold``): the sealed body in the transaction of its row, shared with
+        # the other writes waiting.
         queue_id = secrets.token_hex(8)
-        path = self.queue_path(queue_id)
         records = [_with_queue_id(record, queue_id) for record in audit]
+        sealed: list[bytes] = []
 
         def prepare() -> None:
-            sealed = self._sealer.seal(f"queue:{queue_id}", new.message)
-            write_atomic(path, sealed, sync_folder=False)
+            sealed.append(self._sealer.seal(f"queue:{queue_id}", new.message))
 
         def insert() -> tuple[Queued, bool, list[Entry]]:
             existing = queue.by_key(self._db, new.key)
             if existing is not None:
                 return existing, False, []
             queue.insert(self._db, queue_id, self._clock(), new)
+            self._db.execute(tables.INSERT_QUEUE_BODY, (queue_id, sealed[0]))
             entries = self._chain(records)
             entry = queue.get(self._db, queue_id)
             assert entry is not None
             return entry, True, entries
 
         try:
-            entry, created, entries = await self._commits.write(
-                insert, prepare=prepare, folder=self._queue_dir
-            )
+            entry, created, entries = await self._commits.write(insert, prepare=prepare)
         except sqlite3.IntegrityError:
-            await self._run(lambda: path.unlink(missing_ok=True))
             existing = await self._run(lambda: queue.by_key(self._db, new.key))
             if existing is None:
                 raise
             return existing, False
-        if not created:
-            await self._run(lambda: path.unlink(missing_ok=True))
         self._witness(entries)
         return entry, created
 
@@ -408,10 +428,12 @@ class SqliteStore(links.SqliteLinks):
 
     async def queued_message(self, queue_id: str) -> bytes:
         def read() -> bytes:
-            try:
-                return self.queue_path(queue_id).read_bytes()
-            except FileNotFoundError as exc:
-                raise KeyError(queue_id) from exc
+            row = self._db.execute(
+                "SELECT body FROM queue_bodies WHERE queue_id = ?", (queue_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(queue_id)
+            return bytes(row[0])
 
         return self._sealer.open(f"queue:{queue_id}", await self._run(read))
 
@@ -443,12 +465,12 @@ class SqliteStore(links.SqliteLinks):
                 return None, []
             entries = self._chain(audit)
             outbox.insert(self._db, rows)
-            return queue.get(self._db, queue_id), entries
+            return self._finish(queue.get(self._db, queue_id)), entries
 
         # Concurrent deliveries' outcomes share a COMMIT (``groupcommit``).
         entry, entries = await self._commits.write(write)
         self._witness(entries)
-        return await self._run(lambda: self._finish(entry))
+        return entry
 
     async def retry_queued(self, queue_id: str, now: float) -> bool:
         return await self._run(lambda: self._write(lambda: queue.retry(self._db, queue_id, now)))
@@ -465,16 +487,15 @@ class SqliteStore(links.SqliteLinks):
                 return None
             self._append(audit)
             outbox.enqueue(self._db, self._sealer, now, notices)
-            return queue.get(self._db, queue_id)
+            return self._finish(queue.get(self._db, queue_id))
 
-        return await self._run(lambda: self._finish(self._write(write)))
+        return await self._run(lambda: self._write(write))
 
     def _finish(self, entry: Queued | None) -> Queued | None:
-        """A finished entry's body is no longer needed: delete it (after the commit that
-        finished it, so a crash in between leaves a body without a need, never the reverse)."""
+        """A finished entry's body is no longer needed: it goes in the transaction that
+        finished the entry (inside the caller's write transaction)."""
         if entry is not None and entry.done_at is not None:
-            self.queue_path(entry.id).unlink(missing_ok=True)
-            fsync_dir(self._queue_dir)
+            self._db.execute("DELETE FROM queue_bodies WHERE queue_id = ?", (entry.id,))
         return entry
 
     async def prune_queued(self, before: float) -> int:
@@ -489,7 +510,7 @@ class SqliteStore(links.SqliteLinks):
     @property
     def bodies(self) -> rotation.Bodies:
         """The sealed bodies, for a key rotation and a backup's census."""
-        return rotation.Bodies(self._file, self._sealer, self._dir, self._queue_dir)
+        return rotation.Bodies(self._file, self._sealer)
 
     async def close(self) -> None:
         await self._file.close()

@@ -90,7 +90,7 @@ CREATE TABLE IF NOT EXISTS probe_results (
 """
 
 # The delivery queue ([delivery] direct): one row per message, its recipients' states as JSON;
-# the body is an encrypted file beside the holds' (sqlite.queue).
+# its body was an encrypted file beside the holds' until ``BODIES`` (sqlite.queue).
 QUEUE = """
 CREATE TABLE IF NOT EXISTS queue (
     id           TEXT PRIMARY KEY,
@@ -107,6 +107,21 @@ CREATE TABLE IF NOT EXISTS queue (
 CREATE INDEX IF NOT EXISTS queue_due ON queue (done_at, next_at)
 """
 
+# The sealed bodies of holds and queue entries, in tables of their own (listing holds never
+# reads a body), written in the transaction of their row: one COMMIT, one fsync of the log,
+# covers a batch of holds with their bodies, where a file per body cost its own fsync. The
+# files of earlier releases are taken into these tables at open (``sqlite.bodyfiles``).
+BODIES = """
+CREATE TABLE IF NOT EXISTS hold_bodies (
+    hold_id      TEXT PRIMARY KEY,
+    body         BLOB NOT NULL    -- sealed (store.crypto), associated data the hold's id
+);
+CREATE TABLE IF NOT EXISTS queue_bodies (
+    queue_id     TEXT PRIMARY KEY,
+    body         BLOB NOT NULL    -- sealed, associated data "queue:<id>"
+)
+"""
+
 
 def migrations(audit_key: bytes, clock: Callable[[], float]) -> tuple[Migration, ...]:
     """Every step, in order. Version 3 keys the audit chain (``trail.keying_migration``), so
@@ -118,6 +133,7 @@ def migrations(audit_key: bytes, clock: Callable[[], float]) -> tuple[Migration,
         script(PROBE_RESULTS),
         script(QUEUE),
         script(links.TABLES),
+        script(BODIES),
     )
 
 
@@ -130,6 +146,9 @@ INSERT_HOLD = (
     "INSERT INTO holds (id, key, status, created_at, sender, recipients, mail_options, size,"
     " client, message_id, findings, facts, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+
+INSERT_HOLD_BODY = "INSERT INTO hold_bodies (hold_id, body) VALUES (?, ?)"
+INSERT_QUEUE_BODY = "INSERT INTO queue_bodies (queue_id, body) VALUES (?, ?)"
 
 
 def hold_row(hold_id: str, created_at: float, new: NewHold) -> tuple[Any, ...]:
