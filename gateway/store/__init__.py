@@ -5,8 +5,8 @@ throttle, web sessions).
 One protocol per concern (``protocols``; ``accountstore`` for accounts), plain records
 (``records``, ``assessment``), typed changes (``changes``) and queries (``queries``), so a
 second backend implements a written vocabulary. ``sqlite.SqliteStore`` is the embedded
-default (SQLite in WAL mode plus one encrypted file a hold); PostgreSQL is to follow for
-several nodes.
+default (SQLite in WAL mode, sealed bodies in the database beside their rows);
+``postgres.PgStore`` is the shared store of several nodes on one PostgreSQL database.
 """
 
 from __future__ import annotations
