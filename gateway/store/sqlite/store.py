@@ -152,7 +152,7 @@ class SqliteStore(links.SqliteLinks):
             if existing is not None:
                 return existing, False, [], journal()
             self._db.execute(tables.INSERT_HOLD, row)
-            self._db.execute(tables.INSERT_HOLD_BODY, (hold_id, sealed[0]))
+            tables.insert_body(self._db, tables.INSERT_HOLD_BODY, hold_id, sealed[0])
             outbox.insert(self._db, notice_rows)
             return made, True, self._chain(audit), journal()
 
@@ -407,7 +407,7 @@ class SqliteStore(links.SqliteLinks):
             if existing is not None:
                 return existing, False, []
             queue.insert(self._db, queue_id, self._clock(), new)
-            self._db.execute(tables.INSERT_QUEUE_BODY, (queue_id, sealed[0]))
+            tables.insert_body(self._db, tables.INSERT_QUEUE_BODY, queue_id, sealed[0])
             entries = self._chain(records)
             entry = queue.get(self._db, queue_id)
             assert entry is not None
