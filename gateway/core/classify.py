@@ -98,13 +98,8 @@ def _subject_findings(subjects: Sequence[str], pattern: re.Pattern[str]) -> list
 
 
 def marker_pattern(markers: Sequence[str]) -> re.Pattern[str]:
-    """``[SECURE]``, ``(secure)``, ``{ Secure }``: a marker in matching brackets, any case."""
-    return _marker_pattern(tuple(markers))
-
-
-@functools.lru_cache(maxsize=8)
-def _marker_pattern(markers: tuple[str, ...]) -> re.Pattern[str]:
-    # Built once per list of markers (the configured one, and a reload's), not per message.
+    """``[SECURE]``, ``(secure)``, ``{ Secure }``: a marker in matching brackets, any case.
+    Made once per ``Rules`` (``Rules.subject_pattern``), not once a message."""
     names = "|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True))
     return re.compile(rf"([\[({{])\s*({names})\s*([\])}}])", re.IGNORECASE)
 

@@ -53,7 +53,7 @@ class SqliteQueue:
             if existing is not None:
                 return existing, False, []
             queue.insert(self._db, queue_id, self._clock(), new)
-            tables.insert_body(self._db, tables.INSERT_QUEUE_BODY, queue_id, sealed[0])
+            tables.insert_body(self._db, tables.QUEUE_BODIES, queue_id, sealed[0])
             entries = self._chain(records)
             entry = queue.get(self._db, queue_id)
             assert entry is not None

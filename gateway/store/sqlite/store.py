@@ -152,7 +152,7 @@ class SqliteStore(deliveryqueue.SqliteQueue, links.SqliteLinks):
             if existing is not None:
                 return existing, False, [], journal()
             self._db.execute(tables.INSERT_HOLD, row)
-            tables.insert_body(self._db, tables.INSERT_HOLD_BODY, hold_id, sealed[0])
+            tables.insert_body(self._db, tables.HOLD_BODIES, hold_id, sealed[0])
             outbox.insert(self._db, notice_rows)
             return made, True, self._chain(audit), journal()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.store import schema
@@ -148,34 +149,50 @@ INSERT_HOLD = (
     " client, message_id, findings, facts, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
-INSERT_HOLD_BODY = "INSERT INTO hold_bodies (hold_id, body) VALUES (?, ?)"
-INSERT_QUEUE_BODY = "INSERT INTO queue_bodies (queue_id, body) VALUES (?, ?)"
+
+@dataclass(frozen=True)
+class BodyTable:
+    """A table of sealed bodies, and its two inserts: the body bound as a parameter, or a
+    zeroblob of its length to be written in place (``insert_body``)."""
+
+    name: str
+    insert: str
+    insert_zeroed: str
+
+
+HOLD_BODIES = BodyTable(
+    "hold_bodies",
+    "INSERT INTO hold_bodies (hold_id, body) VALUES (?, ?)",
+    "INSERT INTO hold_bodies (hold_id, body) VALUES (?, zeroblob(?))",
+)
+QUEUE_BODIES = BodyTable(
+    "queue_bodies",
+    "INSERT INTO queue_bodies (queue_id, body) VALUES (?, ?)",
+    "INSERT INTO queue_bodies (queue_id, body) VALUES (?, zeroblob(?))",
+)
 # A body from this size on is written through SQLite's incremental blob I/O (``insert_body``).
 LARGE_BODY = 1024 * 1024
 _BLOB_CHUNK = 256 * 1024
 
 
-def insert_body(db: sqlite3.Connection, insert: str, row_id: str, body: bytes) -> None:
-    """Insert a sealed body with ``insert`` (``INSERT_HOLD_BODY`` or ``INSERT_QUEUE_BODY``).
+def insert_body(db: sqlite3.Connection, table: BodyTable, row_id: str, body: bytes) -> None:
+    """Insert a sealed body into ``table``.
 
     A body bound as a parameter is built into its record in a buffer of its own size, which
     the prepared statement keeps for reuse, and Python's sqlite3 keeps the statement in its
     cache: a 20 MB hold would leave 20 MB behind in every process that wrote one (measured).
     A large body is inserted as a zeroblob, which SQLite does not materialise, and then
-    written in place through an incremental blob handle (https://www.sqlite.org/c3ref/blob_open.html),
-    in the same transaction: no buffer of its size is kept.
+    written in place through an incremental blob handle
+    (https://www.sqlite.org/c3ref/blob_open.html), in the same transaction: no buffer of its
+    size is kept.
     """
     if len(body) < LARGE_BODY:
-        db.execute(insert, (row_id, body))
+        db.execute(table.insert, (row_id, body))
         return
-    table = insert.split()[2]
-    cursor = db.execute(
-        insert.replace("VALUES (?, ?)", "VALUES (?, zeroblob(?))"), (row_id, len(body))
-    )
-    rowid = cursor.lastrowid
+    rowid = db.execute(table.insert_zeroed, (row_id, len(body))).lastrowid
     assert rowid is not None
     view = memoryview(body)
-    with db.blobopen(table, "body", rowid) as blob:
+    with db.blobopen(table.name, "body", rowid) as blob:
         for start in range(0, len(body), _BLOB_CHUNK):
             blob.write(view[start : start + _BLOB_CHUNK])
 
